@@ -1,0 +1,15 @@
+//! beanswap-core: the CodePipeline job protocol and the deploy logic every beanswap action shares.
+//!
+//! No Lambda handler lives here and no CLI: functions under `functions/` and the `beanswap` CLI call in.
+
+pub mod artifacts;
+pub mod job;
+pub mod outcome;
+pub mod params;
+pub mod report;
+pub mod runner;
+
+pub use job::Job;
+pub use outcome::{FailureKind, Outcome};
+pub use params::{ParamsError, UserParameters};
+pub use runner::{Action, ActionError};

@@ -1,0 +1,280 @@
+//! The one loop every function's `main` runs: event in, exactly one report out.
+//!
+//! Whatever happens inside an action (a bad event, bad UserParameters, an AWS error, a panic, running out
+//! of Lambda time) ends in PutJobSuccessResult or PutJobFailureResult, because a Lambda action that does not
+//! report leaves the pipeline hanging until CodePipeline's own timeout, with no message at all.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use futures_util::FutureExt;
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde::{de::DeserializeOwned, Serialize};
+use tracing::{error, info, warn, Instrument};
+
+use crate::artifacts::ArtifactError;
+use crate::job::{EventError, Job};
+use crate::outcome::{
+    check_variables, decode_state, encode_state, FailureKind, Outcome, StateError,
+};
+use crate::params::{self, ParamsError, UserParameters};
+use crate::report::{Report, ReportError, Reporter};
+
+/// lambda_runtime's error type, so functions need no direct dependency on it.
+pub use lambda_runtime::Error as LambdaError;
+
+/// Time kept back from the Lambda deadline to send the report after an action overruns.
+const REPORT_RESERVE: Duration = Duration::from_secs(10);
+
+/// Why an action stopped; carries how CodePipeline should classify it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ActionError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl ActionError {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        ActionError {
+            kind,
+            message: message.into(),
+        }
+    }
+    /// The deployment went wrong.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::JobFailed, message)
+    }
+    /// The pipeline is set up wrong.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::ConfigurationError, message)
+    }
+}
+
+impl From<ParamsError> for ActionError {
+    fn from(e: ParamsError) -> Self {
+        ActionError::config(e.to_string())
+    }
+}
+impl From<EventError> for ActionError {
+    fn from(e: EventError) -> Self {
+        ActionError::config(e.to_string())
+    }
+}
+impl From<StateError> for ActionError {
+    fn from(e: StateError) -> Self {
+        ActionError::failed(e.to_string())
+    }
+}
+impl From<ArtifactError> for ActionError {
+    fn from(e: ArtifactError) -> Self {
+        let kind = match e {
+            ArtifactError::Read { .. } | ArtifactError::Write { .. } => FailureKind::JobFailed,
+            ArtifactError::TooLarge { .. } | ArtifactError::NotZip { .. } => {
+                FailureKind::ConfigurationError
+            }
+        };
+        ActionError::new(kind, e.to_string())
+    }
+}
+
+/// One pipeline action. Implementations keep their SDK clients (built once per cold start) in `self`.
+pub trait Action: Send + Sync + 'static {
+    /// The action's UserParameters.
+    type Params: UserParameters + Send;
+    /// What it carries between invocations in the continuation token; `()` for one-shot actions.
+    type State: Serialize + DeserializeOwned + Send;
+
+    /// Does one invocation's worth of work. `state` is `None` on the first invocation of a job.
+    fn run(
+        &self,
+        job: &Job,
+        params: Self::Params,
+        state: Option<Self::State>,
+    ) -> impl Future<Output = Result<Outcome<Self::State>, ActionError>> + Send;
+}
+
+/// The action plus what it reports to; the part of the Lambda handler that tests call directly.
+pub struct Runner<A> {
+    action: A,
+    reporter: Reporter,
+}
+
+impl<A: Action> Runner<A> {
+    pub fn new(action: A, reporter: Reporter) -> Self {
+        Runner { action, reporter }
+    }
+
+    /// Handles one event and reports it. `Err` only when the event had no job id (there is nobody to
+    /// report to) or the report itself could not be sent; Lambda then records the invocation as failed.
+    pub async fn handle(
+        &self,
+        event: serde_json::Value,
+        deadline: Option<SystemTime>,
+    ) -> Result<Report, ReportError> {
+        let Some(job_id) = Job::id_of(&event).map(str::to_owned) else {
+            error!("event has no CodePipeline.job.id; nothing to report to");
+            return Err(ReportError {
+                job_id: "(none)".into(),
+                reason: "the event carries no job id".into(),
+            });
+        };
+        let span = tracing::info_span!("job", job_id = %job_id);
+        async {
+            let report = self.decide(&event, deadline).await;
+            match &report {
+                Report::Success {
+                    continuation_token: Some(_),
+                    percent,
+                    summary,
+                    ..
+                } => {
+                    info!(percent = ?percent, summary = %summary, "job continues")
+                }
+                Report::Success { summary, .. } => info!(summary = %summary, "job succeeded"),
+                Report::Failure { kind, message } => {
+                    warn!(kind = kind.as_str(), message = %message, "job failed")
+                }
+            }
+            self.reporter.send(&job_id, &report).await?;
+            Ok(report)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn decide(&self, event: &serde_json::Value, deadline: Option<SystemTime>) -> Report {
+        let job = match Job::from_event(event) {
+            Ok(job) => job,
+            Err(e) => return Report::failure(FailureKind::ConfigurationError, e.to_string()),
+        };
+        let params = match params::parse::<A::Params>(job.user_parameters.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return Report::failure(FailureKind::ConfigurationError, e.to_string()),
+        };
+        let state = match job
+            .continuation_token
+            .as_deref()
+            .map(decode_state::<A::State>)
+            .transpose()
+        {
+            Ok(s) => s,
+            Err(e) => return Report::failure(FailureKind::JobFailed, e.to_string()),
+        };
+        let work = AssertUnwindSafe(self.action.run(&job, params, state)).catch_unwind();
+        let result = match time_left(deadline) {
+            Some(left) => match tokio::time::timeout(left, work).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Report::failure(
+                        FailureKind::JobFailed,
+                        format!("the action did not finish within the Lambda time limit ({}s left when it started); raise the function's timeout or check the logs", left.as_secs()),
+                    )
+                }
+            },
+            None => work.await,
+        };
+        match result {
+            Err(panic) => Report::failure(
+                FailureKind::JobFailed,
+                format!("the action panicked: {}", panic_message(&*panic)),
+            ),
+            Ok(Err(e)) => Report::failure(e.kind, e.message),
+            Ok(Ok(outcome)) => to_report(outcome),
+        }
+    }
+}
+
+fn to_report<S: Serialize>(outcome: Outcome<S>) -> Report {
+    match outcome {
+        Outcome::Succeeded { summary, variables } => match check_variables(&variables) {
+            Ok(()) => Report::Success {
+                summary,
+                continuation_token: None,
+                percent: None,
+                variables,
+            },
+            Err(e) => Report::failure(FailureKind::JobFailed, e),
+        },
+        Outcome::InProgress {
+            state,
+            summary,
+            percent,
+        } => match encode_state(&state) {
+            Ok(token) => Report::Success {
+                summary,
+                continuation_token: Some(token),
+                percent: Some(percent.min(100)),
+                variables: Default::default(),
+            },
+            Err(e) => Report::failure(FailureKind::JobFailed, e.to_string()),
+        },
+        Outcome::Failed { kind, message } => Report::failure(kind, message),
+    }
+}
+
+fn time_left(deadline: Option<SystemTime>) -> Option<Duration> {
+    let left = deadline?
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    Some(left.saturating_sub(REPORT_RESERVE))
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
+/// JSON logs in Lambda (CloudWatch parses them), plain text on a terminal. `RUST_LOG` sets the level.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        builder
+            .json()
+            .with_current_span(true)
+            .without_time()
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+    // Already initialised (tests): keep the existing subscriber.
+    let _ = result;
+}
+
+/// The whole `main` of a function: logging, SDK config and clients once per cold start, then the Lambda
+/// event loop. `make` builds the action from the shared SDK config.
+pub async fn run_lambda<A, F>(make: F) -> Result<(), lambda_runtime::Error>
+where
+    A: Action,
+    F: FnOnce(&SdkConfig) -> A,
+{
+    init_logging();
+    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let reporter = Reporter::new(aws_sdk_codepipeline::Client::new(&config));
+    let runner = Arc::new(Runner::new(make(&config), reporter));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let runner = Arc::clone(&runner);
+        async move {
+            let deadline = UNIX_EPOCH.checked_add(Duration::from_millis(event.context.deadline));
+            runner
+                .handle(event.payload, deadline)
+                .await
+                .map(|_| serde_json::Value::Null)
+                .map_err(lambda_runtime::Error::from)
+        }
+    }))
+    .await
+}

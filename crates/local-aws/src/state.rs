@@ -1,0 +1,28 @@
+//! Everything the stand-in remembers, behind one lock: requests are short and never await while holding it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::codepipeline::JobResult;
+
+#[derive(Default, Debug)]
+pub struct State {
+    /// Every accepted job result, in arrival order.
+    pub job_results: Vec<JobResult>,
+    /// Jobs that have a final result; a second one is refused as real CodePipeline refuses it.
+    pub finished_jobs: BTreeSet<String>,
+    /// Calls per `Service.Operation`, counted before validation (AWS bills and throttles those too).
+    pub calls: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Default, Debug)]
+pub struct Shared(Arc<Mutex<State>>);
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving rather than cascade.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

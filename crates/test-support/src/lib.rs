@@ -1,0 +1,48 @@
+//! Test helpers shared by every crate's tests: a local Lambda Runtime API that runs a real function
+//! binary, moto's server, and the local-aws stand-in. Every server binds 127.0.0.1 on a free port and
+//! stops when its handle is dropped; every child process is killed on drop.
+
+pub mod lambda;
+pub mod moto;
+
+use std::path::PathBuf;
+
+pub use local_aws::LocalAws;
+
+/// The repository root (where the workspace Cargo.toml is).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// A port nobody listens on right now, for a child process that must be told its port.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Starts local-aws on a free port.
+pub async fn local_aws() -> LocalAws {
+    LocalAws::start("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("start local-aws")
+}
+
+/// The checked-in CodePipeline job event, as JSON.
+pub fn job_fixture() -> serde_json::Value {
+    let path = workspace_root().join("tests/fixtures/codepipeline-job.json");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+/// A fixture event with its own fresh job id and the given UserParameters.
+pub fn job_event(user_parameters: &str) -> serde_json::Value {
+    let mut event = job_fixture();
+    event["CodePipeline.job"]["id"] = serde_json::json!(uuid::Uuid::new_v4().to_string());
+    event["CodePipeline.job"]["data"]["actionConfiguration"]["configuration"]["UserParameters"] =
+        serde_json::json!(user_parameters);
+    event
+}

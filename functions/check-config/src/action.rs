@@ -1,0 +1,96 @@
+use aws_config::SdkConfig;
+use beanswap_core::artifacts::{ArtifactStore, MAX_ARTIFACT_BYTES};
+use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
+use serde::Deserialize;
+
+/// UserParameters of check-config.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The Beanstalk application the pipeline deploys; checked against Beanstalk's naming rules.
+    pub application: String,
+    /// Which input artifact to open; the only one when left out.
+    #[serde(default)]
+    pub artifact: Option<String>,
+    /// Fail on purpose with this message: lets a pipeline's failure path be tested end to end.
+    #[serde(default)]
+    pub fail_with: Option<String>,
+    /// Panic on purpose: proves a crash still reaches the pipeline as a failure.
+    #[serde(default)]
+    pub panic: bool,
+}
+
+impl UserParameters for Params {
+    const EXAMPLE: &'static str = r#"{"application":"shop"}"#;
+
+    fn validate(&self) -> Result<(), ParamsError> {
+        let len = self.application.chars().count();
+        if !(1..=100).contains(&len) {
+            return Err(ParamsError::Field {
+                field: "application".into(),
+                reason: format!("must be 1 to 100 characters, got {len}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+pub struct CheckConfig {
+    aws: SdkConfig,
+}
+
+impl CheckConfig {
+    pub fn new(aws: &SdkConfig) -> Self {
+        CheckConfig { aws: aws.clone() }
+    }
+}
+
+impl Action for CheckConfig {
+    type Params = Params;
+    type State = ();
+
+    async fn run(
+        &self,
+        job: &Job,
+        params: Params,
+        _state: Option<()>,
+    ) -> Result<Outcome<()>, ActionError> {
+        if params.panic {
+            panic!("check-config was asked to panic (UserParameters `panic`: true)");
+        }
+        if let Some(message) = params.fail_with {
+            return Err(ActionError::failed(message));
+        }
+        let mut summary = format!(
+            "UserParameters are valid for application `{}`",
+            params.application
+        );
+        let mut outcome_files = 0;
+        if !job.input_artifacts.is_empty() {
+            let artifact = job
+                .input_artifact(params.artifact.as_deref())
+                .ok_or_else(|| {
+                    let names: Vec<&str> = job
+                        .input_artifacts
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect();
+                    ActionError::config(format!(
+                    "UserParameters field `artifact`: name one of the input artifacts {names:?}"
+                ))
+                })?;
+            let zip = ArtifactStore::for_job(&self.aws, job)
+                .read_zip(artifact, MAX_ARTIFACT_BYTES)
+                .await?;
+            outcome_files = zip.len();
+            summary.push_str(&format!(
+                "; artifact `{}` is a zip with {} entries",
+                artifact.name,
+                zip.len()
+            ));
+        }
+        Ok(Outcome::succeeded(summary)
+            .with_variable("Application", params.application)
+            .with_variable("ArtifactEntries", outcome_files.to_string()))
+    }
+}

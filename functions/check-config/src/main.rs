@@ -1,0 +1,10 @@
+//! check-config: the smallest real beanswap action. It validates its UserParameters, checks that the input
+//! artifact is a readable zip, and reports success with what it saw. Put it first in a new pipeline to prove
+//! the wiring (roles, artifact bucket, KMS key, the function itself) before any environment is touched.
+
+mod action;
+
+#[tokio::main]
+async fn main() -> Result<(), beanswap_core::runner::LambdaError> {
+    beanswap_core::runner::run_lambda(action::CheckConfig::new).await
+}
