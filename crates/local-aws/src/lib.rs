@@ -6,6 +6,7 @@
 //! `AWS_ENDPOINT_URL_CODEPIPELINE`. Admin endpoints under `/_local/` expose what was recorded.
 
 pub mod codepipeline;
+pub mod lambda;
 mod state;
 
 use std::net::SocketAddr;

@@ -2,12 +2,23 @@
 //! binary, moto's server, and the local-aws stand-in. Every server binds 127.0.0.1 on a free port and
 //! stops when its handle is dropped; every child process is killed on drop.
 
-pub mod lambda;
 pub mod moto;
 
 use std::path::PathBuf;
 
 pub use local_aws::LocalAws;
+
+/// A function binary under a local Lambda Runtime API; see [`local_aws::lambda`].
+pub mod lambda {
+    pub use local_aws::lambda::{Function, Invocation, InvokeError};
+
+    /// Starts `binary` under a local Runtime API, panicking (failing the test) if it cannot start.
+    pub async fn start(binary: &std::path::Path, env: &[(&str, String)]) -> Function {
+        Function::start(binary, env)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
 
 /// The repository root (where the workspace Cargo.toml is).
 pub fn workspace_root() -> PathBuf {

@@ -17,7 +17,7 @@ const BUCKET: &str = "codepipeline-artifacts";
 const KEY: &str = "shop-pipeline/BuildOutpu/abc123";
 
 async fn start(local: &LocalAws, s3_endpoint: &str) -> Function {
-    Function::start(
+    test_support::lambda::start(
         Path::new(env!("CARGO_BIN_EXE_check-config")),
         &[
             ("AWS_ENDPOINT_URL_CODEPIPELINE", local.endpoint()),
@@ -102,7 +102,7 @@ async fn reads_the_artifact_with_job_credentials_and_reports_variables() {
 
     let event = job_event(r#"{"application":"shop"}"#);
     assert_eq!(
-        function.invoke(event.clone()).await,
+        function.invoke(event.clone()).await.unwrap(),
         Invocation::Response(Value::Null)
     );
     let (operation, body) = reported(&local, &event);
@@ -122,7 +122,7 @@ async fn reads_the_artifact_with_job_credentials_and_reports_variables() {
     let mut missing = job_event(r#"{"application":"shop"}"#);
     missing["CodePipeline.job"]["data"]["inputArtifacts"][0]["location"]["s3Location"]
         ["objectKey"] = json!("gone");
-    function.invoke(missing.clone()).await;
+    function.invoke(missing.clone()).await.unwrap();
     assert_failure(
         &local,
         &missing,
@@ -141,7 +141,7 @@ async fn reads_the_artifact_with_job_credentials_and_reports_variables() {
     let mut not_zip = job_event(r#"{"application":"shop"}"#);
     not_zip["CodePipeline.job"]["data"]["inputArtifacts"][0]["location"]["s3Location"]
         ["objectKey"] = json!("text");
-    function.invoke(not_zip.clone()).await;
+    function.invoke(not_zip.clone()).await.unwrap();
     assert_failure(
         &local,
         &not_zip,
@@ -197,7 +197,7 @@ async fn every_bad_input_and_crash_ends_in_a_failure_report_naming_the_cause() {
     for (event, kind, message) in cases {
         // The invocation itself succeeds: the failure went to CodePipeline, which is what matters.
         assert_eq!(
-            function.invoke(event.clone()).await,
+            function.invoke(event.clone()).await.unwrap(),
             Invocation::Response(Value::Null)
         );
         assert_failure(&local, event, kind, message);
@@ -206,7 +206,7 @@ async fn every_bad_input_and_crash_ends_in_a_failure_report_naming_the_cause() {
     let ok = job_event(r#"{"application":"shop"}"#);
     let mut ok_no_artifacts = ok.clone();
     ok_no_artifacts["CodePipeline.job"]["data"]["inputArtifacts"] = json!([]);
-    function.invoke(ok_no_artifacts.clone()).await;
+    function.invoke(ok_no_artifacts.clone()).await.unwrap();
     assert_eq!(reported(&local, &ok_no_artifacts).0, "PutJobSuccessResult");
 }
 
@@ -219,6 +219,7 @@ async fn the_invocation_fails_only_when_nothing_could_be_reported() {
     let Invocation::Error(error) = function
         .invoke(json!({"CodePipeline.job": {"data": {}}}))
         .await
+        .unwrap()
     else {
         panic!("an event without a job id must fail the invocation");
     };
@@ -228,10 +229,10 @@ async fn the_invocation_fails_only_when_nothing_could_be_reported() {
     let mut event = job_event(r#"{"application":"shop"}"#);
     event["CodePipeline.job"]["data"]["inputArtifacts"] = json!([]);
     assert_eq!(
-        function.invoke(event.clone()).await,
+        function.invoke(event.clone()).await.unwrap(),
         Invocation::Response(Value::Null)
     );
-    let Invocation::Error(error) = function.invoke(event.clone()).await else {
+    let Invocation::Error(error) = function.invoke(event.clone()).await.unwrap() else {
         panic!("a refused report must fail the invocation");
     };
     assert!(

@@ -1,5 +1,6 @@
 //! A local AWS Lambda Runtime API (the 2018-06-01 interface a function's lambda_runtime polls), and a
 //! function binary running against it as a child process: the same code path as in AWS, minus AWS.
+//! Used by the tests and by `beanswap invoke`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -39,6 +40,17 @@ struct Api {
     init_error: Arc<Mutex<Option<Value>>>,
 }
 
+/// Why a local invocation produced no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("could not start {binary}: {reason}")]
+    Start { binary: String, reason: String },
+    #[error("the function exited before answering ({status}); init error: {init_error}")]
+    Exited { status: String, init_error: String },
+    #[error("the function did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
 /// A function binary running under the real lambda_runtime against a local Runtime API.
 pub struct Function {
     send: mpsc::UnboundedSender<Pending>,
@@ -52,7 +64,11 @@ pub struct Function {
 impl Function {
     /// Starts the Runtime API on a free port and `binary` with the environment Lambda would give it, plus
     /// `env` (endpoints, credentials, region).
-    pub async fn start(binary: &Path, env: &[(&str, String)]) -> Function {
+    pub async fn start(binary: &Path, env: &[(&str, String)]) -> Result<Function, InvokeError> {
+        let start_error = |reason: String| InvokeError::Start {
+            binary: binary.display().to_string(),
+            reason,
+        };
         let (send, receive) = mpsc::unbounded_channel();
         let api = Api {
             queue: Arc::new(tokio::sync::Mutex::new(receive)),
@@ -70,8 +86,10 @@ impl Function {
             .with_state(api.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .expect("bind runtime api");
-        let addr = listener.local_addr().expect("runtime api addr");
+            .map_err(|e| start_error(e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| start_error(e.to_string()))?;
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -105,48 +123,45 @@ impl Function {
         for (k, v) in env {
             command.env(k, v);
         }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        Function {
+        let child = command.spawn().map_err(|e| start_error(e.to_string()))?;
+        Ok(Function {
             send,
             api,
             child,
             stop: Some(stop),
             timeout: Duration::from_secs(60),
-        }
+        })
     }
 
     /// Invokes the function once and waits for it to answer, at most `self.timeout` plus a margin: a
-    /// function that never answers fails the test instead of hanging it.
-    pub async fn invoke(&mut self, event: Value) -> Invocation {
+    /// function that never answers is an error, never a hang.
+    pub async fn invoke(&mut self, event: Value) -> Result<Invocation, InvokeError> {
         let id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
-        self.api
-            .waiting
-            .lock()
-            .expect("lock")
-            .insert(id.clone(), tx);
+        lock(&self.api.waiting).insert(id.clone(), tx);
         let deadline = SystemTime::now() + self.timeout;
         let deadline_ms = deadline
             .duration_since(UNIX_EPOCH)
-            .expect("clock")
+            .unwrap_or_default()
             .as_millis();
-        self.send
-            .send(Pending {
-                id,
-                event,
-                deadline_ms,
-            })
-            .expect("runtime api is running");
         let wait = self.timeout + Duration::from_secs(15);
+        // The receiver lives in `self.api`, so this send cannot fail while `self` exists.
+        let _ = self.send.send(Pending {
+            id,
+            event,
+            deadline_ms,
+        });
         tokio::select! {
-            result = rx => result.expect("runtime api dropped the invocation"),
+            Ok(result) = rx => Ok(result),
             status = self.child.wait() => {
-                let init = self.api.init_error.lock().expect("lock").clone();
-                panic!("the function exited before answering: {status:?}; init error: {init:?}")
+                let init_error = lock(&self.api.init_error)
+                    .clone()
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "none".into());
+                let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                Err(InvokeError::Exited { status, init_error })
             }
-            _ = tokio::time::sleep(wait) => panic!("the function did not answer within {wait:?}"),
+            _ = tokio::time::sleep(wait) => Err(InvokeError::Timeout(wait)),
         }
     }
 }
@@ -187,7 +202,7 @@ async fn next(State(api): State<Api>) -> impl IntoResponse {
 }
 
 fn finish(api: &Api, id: &str, result: Invocation) -> StatusCode {
-    match api.waiting.lock().expect("lock").remove(id) {
+    match lock(&api.waiting).remove(id) {
         Some(tx) => {
             let _ = tx.send(result);
             StatusCode::ACCEPTED
@@ -210,6 +225,10 @@ async fn error(State(api): State<Api>, UrlPath(id): UrlPath<String>, body: Bytes
 }
 
 async fn init_error(State(api): State<Api>, body: Bytes) -> StatusCode {
-    *api.init_error.lock().expect("lock") = Some(json_or_text(&body));
+    *lock(&api.init_error) = Some(json_or_text(&body));
     StatusCode::ACCEPTED
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
