@@ -1,12 +1,14 @@
-//! local-aws: a local, wire-compatible stand-in for the AWS APIs moto lacks (the CodePipeline job API
-//! today). It follows the botocore service models, not beanswap's client, so a misunderstanding in
+//! local-aws: a local, wire-compatible stand-in for the AWS APIs moto lacks: the CodePipeline job API and
+//! Elastic Beanstalk (applications and versions so far), plus a Lambda Runtime API to run functions. It follows the botocore service models, not beanswap's client, so a misunderstanding in
 //! beanswap-core shows up as a failing test instead of being mirrored here.
 //!
 //! Start it in a test with [`LocalAws::start`]; point the SDK at [`LocalAws::endpoint`] through
-//! `AWS_ENDPOINT_URL_CODEPIPELINE`. Admin endpoints under `/_local/` expose what was recorded.
+//! `AWS_ENDPOINT_URL_CODEPIPELINE` and `AWS_ENDPOINT_URL_ELASTIC_BEANSTALK`. Admin endpoints under `/_local/` expose what was recorded.
 
+pub mod beanstalk;
 pub mod codepipeline;
 pub mod lambda;
+mod query;
 mod state;
 
 use std::net::SocketAddr;
@@ -33,7 +35,16 @@ pub struct LocalAws {
 impl LocalAws {
     /// Starts on `addr` (use `127.0.0.1:0` for a free port) in the current tokio runtime.
     pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
+        Self::start_with(addr, beanstalk::Options::default()).await
+    }
+
+    /// Starts with chosen Elastic Beanstalk settings (version cap, ...).
+    pub async fn start_with(
+        addr: SocketAddr,
+        options: beanstalk::Options,
+    ) -> std::io::Result<Self> {
         let shared = Shared::default();
+        shared.lock().beanstalk.options = options;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -120,11 +131,52 @@ async fn dispatch(
             Err(e) => json_error(e),
         };
     }
-    json_error(codepipeline::JsonError {
-        status: 400,
-        code: "UnknownOperationException",
-        message: format!("local-aws does not serve X-Amz-Target `{target}`"),
-    })
+    if !target.is_empty() {
+        return json_error(codepipeline::JsonError {
+            status: 400,
+            code: "UnknownOperationException",
+            message: format!("local-aws does not serve X-Amz-Target `{target}`"),
+        });
+    }
+    // awsQuery: a form with Action and Version. Only Elastic Beanstalk speaks it here.
+    let params = query::Params::parse(&body);
+    let operation = params.get("Action").unwrap_or_default().to_string();
+    let mut state = shared.lock();
+    *state
+        .calls
+        .entry(format!("ElasticBeanstalk.{operation}"))
+        .or_default() += 1;
+    let result = if params.get("Version") != Some("2010-12-01") {
+        Err(query::QueryError::new(
+            400,
+            "InvalidAction",
+            format!(
+                "Could not find operation {operation} for version {}",
+                params.get("Version").unwrap_or("(none)")
+            ),
+        ))
+    } else {
+        beanstalk::handle(&mut state.beanstalk, &operation, &params)
+    };
+    drop(state);
+    match result {
+        Ok(inner) => xml_response(
+            StatusCode::OK,
+            query::response(beanstalk::NAMESPACE, &operation, inner),
+        ),
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            xml_response(status, query::error_body(beanstalk::NAMESPACE, &e))
+        }
+    }
+}
+
+fn xml_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("text/xml"));
+    response
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
@@ -154,6 +206,9 @@ async fn admin_calls(AxumState(shared): AxumState<Shared>) -> Json<Value> {
 }
 
 async fn admin_reset(AxumState(shared): AxumState<Shared>) -> StatusCode {
-    *shared.lock() = Default::default();
+    let mut state = shared.lock();
+    let options = state.beanstalk.options.clone();
+    *state = Default::default();
+    state.beanstalk.options = options;
     StatusCode::NO_CONTENT
 }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::beanstalk;
 use crate::codepipeline::JobResult;
 
 #[derive(Default, Debug)]
@@ -13,6 +14,7 @@ pub struct State {
     pub finished_jobs: BTreeSet<String>,
     /// Calls per `Service.Operation`, counted before validation (AWS bills and throttles those too).
     pub calls: BTreeMap<String, u64>,
+    pub beanstalk: beanstalk::Store,
 }
 
 #[derive(Clone, Default, Debug)]
