@@ -1,0 +1,3 @@
+//! smoke-test: placeholder while the action is being written (see its issue).
+
+fn main() {}
