@@ -1,17 +1,24 @@
 //! local-aws: a local, wire-compatible stand-in for the AWS APIs moto lacks: the CodePipeline job API and
-//! Elastic Beanstalk (applications and versions so far), plus a Lambda Runtime API to run functions. It follows the botocore service models, not beanswap's client, so a misunderstanding in
-//! beanswap-core shows up as a failing test instead of being mirrored here.
+//! Elastic Beanstalk, plus a Lambda Runtime API to run functions. It follows the botocore service models,
+//! not beanswap's client, so a misunderstanding in beanswap-core shows up as a failing test instead of
+//! being mirrored here.
 //!
-//! Start it in a test with [`LocalAws::start`]; point the SDK at [`LocalAws::endpoint`] through
-//! `AWS_ENDPOINT_URL_CODEPIPELINE` and `AWS_ENDPOINT_URL_ELASTIC_BEANSTALK`. Admin endpoints under `/_local/` expose what was recorded.
+//! Two ports: the API ([`LocalAws::endpoint`], for `AWS_ENDPOINT_URL_CODEPIPELINE` and
+//! `AWS_ENDPOINT_URL_ELASTIC_BEANSTALK`) and the router ([`LocalAws::router_endpoint`]), which forwards
+//! requests by Host header to the app each environment runs. Admin endpoints under `/_local/` on the API
+//! port expose what was recorded and set faults.
 
 pub mod beanstalk;
 pub mod codepipeline;
+pub mod faults;
 pub mod lambda;
+pub mod lifecycle;
 mod query;
+mod router;
 mod state;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State as AxumState;
@@ -25,47 +32,96 @@ use tokio::sync::oneshot;
 pub use codepipeline::JobResult;
 use state::Shared;
 
-/// A running stand-in; stops when dropped.
+/// A running stand-in; stops when dropped, killing every app it started.
 pub struct LocalAws {
     addr: SocketAddr,
+    router_addr: SocketAddr,
     shared: Shared,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Vec<oneshot::Sender<()>>,
+    /// Holds the temporary state directory (bundles, app logs) until the server stops.
+    _state_dir: Option<tempfile::TempDir>,
 }
 
 impl LocalAws {
-    /// Starts on `addr` (use `127.0.0.1:0` for a free port) in the current tokio runtime.
+    /// Starts on `addr` (use `127.0.0.1:0` for a free port) in the current tokio runtime, with the
+    /// router on a free port of the same address.
     pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
         Self::start_with(addr, beanstalk::Options::default()).await
     }
 
-    /// Starts with chosen Elastic Beanstalk settings (version cap, ...).
+    /// Starts with chosen Elastic Beanstalk settings (delays, faults, S3 endpoint, version cap).
     pub async fn start_with(
         addr: SocketAddr,
         options: beanstalk::Options,
     ) -> std::io::Result<Self> {
+        Self::start_with_router(addr, SocketAddr::new(addr.ip(), 0), options).await
+    }
+
+    /// Starts the API on `addr` and the environments' router on `router_addr`.
+    pub async fn start_with_router(
+        addr: SocketAddr,
+        router_addr: SocketAddr,
+        options: beanstalk::Options,
+    ) -> std::io::Result<Self> {
+        let (state_dir, dir) = match &options.state_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                (None, dir.clone())
+            }
+            None => {
+                let tmp = tempfile::Builder::new().prefix("local-aws-").tempdir()?;
+                let dir = tmp.path().to_path_buf();
+                (Some(tmp), dir)
+            }
+        };
+        let s3 = s3_client(options.s3_endpoint.clone()).await;
         let shared = Shared::default();
         shared.lock().beanstalk.options = options;
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let app = router(shared.clone());
-        tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "local-aws server stopped");
-            }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(std::io::Error::other)?;
+        let runtime = Arc::new(lifecycle::Runtime {
+            shared: shared.clone(),
+            dir,
+            s3,
+            http,
         });
+        let api = tokio::net::TcpListener::bind(addr).await?;
+        let routes = tokio::net::TcpListener::bind(router_addr).await?;
+        let addr = api.local_addr()?;
+        let router_addr = routes.local_addr()?;
+        let stop = vec![
+            serve(api, api_router(runtime.clone())),
+            serve(routes, router::router(runtime)),
+        ];
         Ok(LocalAws {
             addr,
+            router_addr,
             shared,
-            stop: Some(stop),
+            stop,
+            _state_dir: state_dir,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where environments are reached: send requests here with `Host: <environment CNAME>`.
+    pub fn router_addr(&self) -> SocketAddr {
+        self.router_addr
+    }
+
+    pub fn router_endpoint(&self) -> String {
+        format!("http://{}", self.router_addr)
+    }
+
+    /// Replaces the active faults (and restarts their call counting).
+    pub fn set_faults(&self, faults: faults::Faults) {
+        let mut state = self.shared.lock();
+        state.beanstalk.options.faults = faults;
+        state.fault_calls.clear();
     }
 
     /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL_*`.
@@ -86,26 +142,65 @@ impl LocalAws {
 
 impl Drop for LocalAws {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
+        for stop in self.stop.drain(..) {
             let _ = stop.send(());
         }
+        let mut state = self.shared.lock();
+        state.stopped = true;
+        state.processes.clear();
     }
 }
 
-fn router(shared: Shared) -> Router {
+fn serve(listener: tokio::net::TcpListener, app: Router) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "local-aws server stopped");
+        }
+    });
+    stop
+}
+
+/// An S3 client for source bundles: the given endpoint, else `AWS_ENDPOINT_URL_S3`; none without either.
+async fn s3_client(endpoint: Option<String>) -> Option<aws_sdk_s3::Client> {
+    let endpoint = endpoint.or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())?;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(beanstalk::REGION))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "local".into()),
+            std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "local".into()),
+            None,
+            None,
+            "local-aws",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    let config = aws_sdk_s3::config::Builder::from(&config)
+        .force_path_style(true)
+        .build();
+    Some(aws_sdk_s3::Client::from_conf(config))
+}
+
+fn api_router(runtime: Arc<lifecycle::Runtime>) -> Router {
     Router::new()
         .route("/", post(dispatch))
         .route("/_local/job-results", get(admin_job_results))
         .route("/_local/calls", get(admin_calls))
         .route("/_local/reset", post(admin_reset))
-        .with_state(shared)
+        .route("/_local/faults", get(admin_faults).put(admin_set_faults))
+        .with_state(runtime)
 }
 
 async fn dispatch(
-    AxumState(shared): AxumState<Shared>,
+    AxumState(runtime): AxumState<Arc<lifecycle::Runtime>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let shared = &runtime.shared;
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -126,7 +221,7 @@ async fn dispatch(
                 })
             }
         };
-        return match codepipeline::handle(&shared, operation, &parsed) {
+        return match codepipeline::handle(shared, operation, &parsed) {
             Ok(v) => json_response(StatusCode::OK, v),
             Err(e) => json_error(e),
         };
@@ -141,11 +236,22 @@ async fn dispatch(
     // awsQuery: a form with Action and Version. Only Elastic Beanstalk speaks it here.
     let params = query::Params::parse(&body);
     let operation = params.get("Action").unwrap_or_default().to_string();
-    let mut state = shared.lock();
-    *state
-        .calls
-        .entry(format!("ElasticBeanstalk.{operation}"))
-        .or_default() += 1;
+    let qualified = format!("ElasticBeanstalk.{operation}");
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (throttled, delay) = {
+        let mut state = shared.lock();
+        *state.calls.entry(qualified.clone()).or_default() += 1;
+        let n = {
+            let count = state.fault_calls.entry(qualified.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        let faults = &state.beanstalk.options.faults;
+        (faults.throttles(&qualified, n), faults.delay(&qualified))
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let result = if params.get("Version") != Some("2010-12-01") {
         Err(query::QueryError::new(
             400,
@@ -155,18 +261,32 @@ async fn dispatch(
                 params.get("Version").unwrap_or("(none)")
             ),
         ))
+    } else if throttled {
+        Err(query::QueryError::new(400, "Throttling", "Rate exceeded"))
     } else {
-        beanstalk::handle(&mut state.beanstalk, &operation, &params)
+        let request = beanstalk::Request {
+            params: &params,
+            request_id: &request_id,
+        };
+        let mut state = shared.lock();
+        beanstalk::handle(&mut state.beanstalk, &operation, &request)
     };
-    drop(state);
     match result {
-        Ok(inner) => xml_response(
-            StatusCode::OK,
-            query::response(beanstalk::NAMESPACE, &operation, inner),
-        ),
+        Ok((inner, effects)) => {
+            for effect in effects {
+                runtime.spawn(effect);
+            }
+            xml_response(
+                StatusCode::OK,
+                query::response(beanstalk::NAMESPACE, &operation, inner, &request_id),
+            )
+        }
         Err(e) => {
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-            xml_response(status, query::error_body(beanstalk::NAMESPACE, &e))
+            xml_response(
+                status,
+                query::error_body(beanstalk::NAMESPACE, &e, &request_id),
+            )
         }
     }
 }
@@ -197,18 +317,37 @@ fn json_error(e: codepipeline::JsonError) -> Response {
     response
 }
 
-async fn admin_job_results(AxumState(shared): AxumState<Shared>) -> Json<Value> {
-    Json(json!(shared.lock().job_results))
+type Rt = AxumState<Arc<lifecycle::Runtime>>;
+
+async fn admin_job_results(AxumState(rt): Rt) -> Json<Value> {
+    Json(json!(rt.shared.lock().job_results))
 }
 
-async fn admin_calls(AxumState(shared): AxumState<Shared>) -> Json<Value> {
-    Json(json!(shared.lock().calls))
+async fn admin_calls(AxumState(rt): Rt) -> Json<Value> {
+    Json(json!(rt.shared.lock().calls))
 }
 
-async fn admin_reset(AxumState(shared): AxumState<Shared>) -> StatusCode {
-    let mut state = shared.lock();
+/// Forgets everything (and stops every app), keeping the options the server started with.
+async fn admin_reset(AxumState(rt): Rt) -> StatusCode {
+    let mut state = rt.shared.lock();
     let options = state.beanstalk.options.clone();
     *state = Default::default();
     state.beanstalk.options = options;
     StatusCode::NO_CONTENT
+}
+
+async fn admin_faults(AxumState(rt): Rt) -> Json<Value> {
+    Json(json!(rt.shared.lock().beanstalk.options.faults))
+}
+
+async fn admin_set_faults(AxumState(rt): Rt, body: Bytes) -> Response {
+    match serde_json::from_slice::<faults::Faults>(&body) {
+        Ok(faults) => {
+            let mut state = rt.shared.lock();
+            state.beanstalk.options.faults = faults;
+            state.fault_calls.clear();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("faults: {e}\n")).into_response(),
+    }
 }

@@ -199,8 +199,12 @@ fn escape(s: &str) -> String {
 
 /// The success envelope: `<OpResponse xmlns><OpResult>..</OpResult><ResponseMetadata>..` (no Result
 /// element for operations whose model has no output).
-pub fn response(namespace: &str, operation: &str, result: Option<String>) -> String {
-    let request_id = uuid::Uuid::new_v4();
+pub fn response(
+    namespace: &str,
+    operation: &str,
+    result: Option<String>,
+    request_id: &str,
+) -> String {
     let result = result
         .map(|r| format!("<{operation}Result>{r}</{operation}Result>"))
         .unwrap_or_default();
@@ -210,7 +214,7 @@ pub fn response(namespace: &str, operation: &str, result: Option<String>) -> Str
 }
 
 /// The error envelope botocore's query parser reads.
-pub fn error_body(namespace: &str, e: &QueryError) -> String {
+pub fn error_body(namespace: &str, e: &QueryError, request_id: &str) -> String {
     let kind = if e.status >= 500 {
         "Receiver"
     } else {
@@ -220,7 +224,7 @@ pub fn error_body(namespace: &str, e: &QueryError) -> String {
         "<ErrorResponse xmlns=\"{namespace}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
         e.code,
         escape(&e.message),
-        uuid::Uuid::new_v4()
+        request_id
     )
 }
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::beanstalk;
 use crate::codepipeline::JobResult;
+use crate::lifecycle::AppProcess;
 
 #[derive(Default, Debug)]
 pub struct State {
@@ -15,6 +16,12 @@ pub struct State {
     /// Calls per `Service.Operation`, counted before validation (AWS bills and throttles those too).
     pub calls: BTreeMap<String, u64>,
     pub beanstalk: beanstalk::Store,
+    /// Calls per operation since the faults were last set (throttling counts from there).
+    pub fault_calls: BTreeMap<String, u64>,
+    /// Running apps by environment id; dropping one kills it.
+    pub processes: BTreeMap<String, AppProcess>,
+    /// Set when the server shuts down, so no lifecycle task starts another process.
+    pub stopped: bool,
 }
 
 #[derive(Clone, Default, Debug)]

@@ -172,6 +172,7 @@ async fn applications_and_versions_round_trip_through_the_sdk() {
 async fn the_version_cap_answers_too_many_application_versions() {
     let (_local, eb) = start(Options {
         max_application_versions: 2,
+        ..Options::default()
     })
     .await;
     for label in ["a", "b"] {

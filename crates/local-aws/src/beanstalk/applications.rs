@@ -33,17 +33,8 @@ fn insert_application(store: &mut Store, name: &str, description: Option<&str>) 
     app
 }
 
-fn record_tags(store: &mut Store, arn: &str, p: &Params) {
-    let tags: Vec<(String, String)> = p
-        .structs("Tags")
-        .into_iter()
-        .filter_map(|t| {
-            Some((
-                t.get("Key")?.clone(),
-                t.get("Value").cloned().unwrap_or_default(),
-            ))
-        })
-        .collect();
+pub fn record_tags(store: &mut Store, arn: &str, p: &Params) {
+    let tags = super::tags(p, "Tags");
     if !tags.is_empty() {
         store.tags.entry(arn.to_string()).or_default().extend(tags);
     }
@@ -70,7 +61,14 @@ fn application_xml(x: &mut Xml, store: &Store, app: &Application) {
         .time("DateCreated", app.created)
         .time("DateUpdated", app.updated)
         .strings("Versions", versions.iter().map(|v| v.label.as_str()))
-        .strings("ConfigurationTemplates", std::iter::empty());
+        .strings(
+            "ConfigurationTemplates",
+            store
+                .templates
+                .values()
+                .filter(|t| t.application == app.name)
+                .map(|t| t.name.as_str()),
+        );
 }
 
 fn newest_first<'a>(store: &'a Store, application: &str) -> Vec<&'a ApplicationVersion> {
@@ -119,7 +117,7 @@ pub fn create_version(store: &mut Store, p: &Params) -> Result<String, QueryErro
         ));
     }
     let now = SystemTime::now();
-    store.next_sequence += 1;
+    let sequence = store.sequence();
     let version = ApplicationVersion {
         application: application.to_string(),
         label: label.to_string(),
@@ -129,7 +127,7 @@ pub fn create_version(store: &mut Store, p: &Params) -> Result<String, QueryErro
         status: if process { "Processed" } else { "Unprocessed" },
         created: now,
         updated: now,
-        sequence: store.next_sequence,
+        sequence,
     };
     store.versions.insert(id, version.clone());
     if let Some(app) = store.applications.get_mut(application) {

@@ -2,31 +2,71 @@
 //! `elasticbeanstalk/2010-12-01/service-2.json`: member names, list wrapping and error codes as the
 //! model gives them, error messages as the service words them.
 //!
-//! Implemented so far: applications and application versions. Environments, templates, events, swap and
-//! terminate come next (issue 3).
+//! Operations are synchronous changes to a [`Store`] behind the server's one lock. What takes time in
+//! real Beanstalk (launching, deploying, terminating) is returned as an [`Effect`]; the server hands it
+//! to [`crate::lifecycle`], which runs the bundle for real and moves the environment along, emitting the
+//! events Beanstalk emits.
 
 mod applications;
+mod environments;
+mod events;
+mod templates;
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
+use crate::faults::Faults;
 use crate::query::{Params, QueryError};
 
-pub const NAMESPACE: &str = "http://elasticbeanstalk.amazonaws.com/docs/2010-12-01/";
-const REGION: &str = "us-east-1";
-const ACCOUNT: &str = "123456789012";
+pub use events::Severity;
 
-/// Settings a test or the binary chooses at start.
+pub const NAMESPACE: &str = "http://elasticbeanstalk.amazonaws.com/docs/2010-12-01/";
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "123456789012";
+/// Where every environment's CNAME lives: `<prefix>.us-east-1.elasticbeanstalk.com`.
+pub const CNAME_SUFFIX: &str = "us-east-1.elasticbeanstalk.com";
+
+/// The option namespace whose settings become the app's environment variables.
+pub const ENV_NAMESPACE: &str = "aws:elasticbeanstalk:application:environment";
+/// Where the health check path lives (`Application Healthcheck URL`).
+pub const HEALTHCHECK_NAMESPACE: &str = "aws:elasticbeanstalk:application";
+pub const HEALTHCHECK_OPTION: &str = "Application Healthcheck URL";
+
+/// Settings chosen at start. Delays default short so tests run fast; the binary takes them as flags.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Application versions allowed per region before TooManyApplicationVersionsException (AWS: 1000).
     pub max_application_versions: usize,
+    /// Launching -> Ready, counted from CreateEnvironment (the app must also be listening by then).
+    pub launch_delay: Duration,
+    /// Updating -> Ready after UpdateEnvironment.
+    pub update_delay: Duration,
+    /// Terminating -> Terminated.
+    pub terminate_delay: Duration,
+    /// How often a running environment's process and health path are checked.
+    pub health_interval: Duration,
+    /// How long an app may take to listen on $PORT before its deployment fails.
+    pub app_start_timeout: Duration,
+    /// Where bundles are unpacked and app logs written; a temporary directory when `None`.
+    pub state_dir: Option<PathBuf>,
+    /// S3 endpoint to fetch source bundles from; `AWS_ENDPOINT_URL_S3` when `None`.
+    pub s3_endpoint: Option<String>,
+    pub faults: Faults,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             max_application_versions: 1000,
+            launch_delay: Duration::from_millis(300),
+            update_delay: Duration::from_millis(200),
+            terminate_delay: Duration::from_millis(200),
+            health_interval: Duration::from_millis(250),
+            app_start_timeout: Duration::from_secs(20),
+            state_dir: None,
+            s3_endpoint: None,
+            faults: Faults::default(),
         }
     }
 }
@@ -53,6 +93,110 @@ pub struct ApplicationVersion {
     pub sequence: u64,
 }
 
+/// An option setting's identity: (namespace, option name).
+pub type OptionKey = (String, String);
+
+/// A saved configuration.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub application: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub solution_stack: Option<String>,
+    pub platform_arn: Option<String>,
+    pub settings: BTreeMap<OptionKey, String>,
+    pub created: SystemTime,
+    pub updated: SystemTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub id: String,
+    pub name: String,
+    pub application: String,
+    pub version_label: Option<String>,
+    pub solution_stack: Option<String>,
+    pub platform_arn: Option<String>,
+    pub template_name: Option<String>,
+    pub description: Option<String>,
+    pub cname: String,
+    pub endpoint_url: String,
+    pub created: SystemTime,
+    pub updated: SystemTime,
+    pub status: &'static str,
+    pub health: &'static str,
+    pub health_status: &'static str,
+    pub tier_name: String,
+    pub tier_type: String,
+    pub settings: BTreeMap<OptionKey, String>,
+    /// When it reached Terminated (for IncludedDeletedBackTo).
+    pub terminated_at: Option<SystemTime>,
+    /// Bumped by every operation, so a lifecycle task of an older operation knows to stop.
+    pub generation: u64,
+    /// The running app's port on 127.0.0.1, while it runs.
+    pub port: Option<u16>,
+    pub sequence: u64,
+}
+
+impl Environment {
+    pub fn arn(&self) -> String {
+        environment_arn(&self.application, &self.name)
+    }
+
+    pub fn health_path(&self) -> String {
+        self.settings
+            .get(&(HEALTHCHECK_NAMESPACE.into(), HEALTHCHECK_OPTION.into()))
+            .cloned()
+            .unwrap_or_else(|| "/".into())
+    }
+
+    /// The app's environment variables from the option settings.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        self.settings
+            .iter()
+            .filter(|((ns, _), _)| ns == ENV_NAMESPACE)
+            .map(|((_, name), value)| (name.clone(), value.clone()))
+            .collect()
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.status != "Terminated"
+    }
+}
+
+/// One entry of DescribeEvents.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub date: SystemTime,
+    pub severity: Severity,
+    pub message: String,
+    pub application: String,
+    pub environment: Option<String>,
+    pub environment_id: Option<String>,
+    pub version_label: Option<String>,
+    pub template: Option<String>,
+    pub request_id: Option<String>,
+    pub sequence: u64,
+}
+
+/// Work an operation leaves for the lifecycle to do over time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Launch (or relaunch after an update) the environment's app, then move it to Ready.
+    Launch {
+        env_id: String,
+        generation: u64,
+    },
+    Update {
+        env_id: String,
+        generation: u64,
+    },
+    Terminate {
+        env_id: String,
+        generation: u64,
+    },
+}
+
 /// Everything Elastic Beanstalk holds for one region.
 #[derive(Debug, Default)]
 pub struct Store {
@@ -60,23 +204,121 @@ pub struct Store {
     pub applications: BTreeMap<String, Application>,
     /// Keyed by (application, version label).
     pub versions: BTreeMap<(String, String), ApplicationVersion>,
+    /// Keyed by (application, template name).
+    pub templates: BTreeMap<(String, String), Template>,
+    /// Keyed by environment id.
+    pub environments: BTreeMap<String, Environment>,
+    pub events: Vec<Event>,
     pub next_sequence: u64,
     /// Tags per resource ARN.
     pub tags: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-/// Runs one operation against the store; `Ok(None)` for operations whose model has no output.
+impl Store {
+    pub fn sequence(&mut self) -> u64 {
+        self.next_sequence += 1;
+        self.next_sequence
+    }
+
+    /// Records an event about an environment.
+    pub fn env_event(
+        &mut self,
+        env_id: &str,
+        severity: Severity,
+        message: impl Into<String>,
+        request_id: Option<&str>,
+    ) {
+        let Some(env) = self.environments.get(env_id) else {
+            return;
+        };
+        let event = Event {
+            date: SystemTime::now(),
+            severity,
+            message: message.into(),
+            application: env.application.clone(),
+            environment: Some(env.name.clone()),
+            environment_id: Some(env.id.clone()),
+            version_label: env.version_label.clone(),
+            template: env.template_name.clone(),
+            request_id: request_id.map(str::to_string),
+            sequence: 0,
+        };
+        self.push_event(event);
+    }
+
+    pub fn push_event(&mut self, mut event: Event) {
+        event.sequence = self.sequence();
+        self.events.push(event);
+    }
+
+    /// The environment a request names by id or name (ids win, as in Beanstalk), not yet terminated.
+    pub fn find_env(
+        &self,
+        id: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<&Environment, QueryError> {
+        let found = match (id, name) {
+            (Some(id), _) => self.environments.get(id).filter(|e| e.is_live()),
+            (None, Some(name)) => self
+                .environments
+                .values()
+                .find(|e| e.name == name && e.is_live()),
+            (None, None) => {
+                return Err(QueryError::invalid(
+                    "You must specify either the EnvironmentId or the EnvironmentName.",
+                ))
+            }
+        };
+        found.ok_or_else(|| match (id, name) {
+            (Some(id), _) => {
+                QueryError::invalid(format!("No Environment found for EnvironmentId = '{id}'."))
+            }
+            (None, name) => QueryError::invalid(format!(
+                "No Environment found for EnvironmentName = '{}'.",
+                name.unwrap_or_default()
+            )),
+        })
+    }
+}
+
+/// What a request carries besides its parameters.
+pub struct Request<'a> {
+    pub params: &'a Params,
+    pub request_id: &'a str,
+}
+
+/// Runs one operation against the store: the XML result (`None` for operations whose model has no
+/// output) and the work it leaves for the lifecycle.
 pub fn handle(
     store: &mut Store,
     operation: &str,
-    params: &Params,
-) -> Result<Option<String>, QueryError> {
+    request: &Request,
+) -> Result<(Option<String>, Vec<Effect>), QueryError> {
+    let p = request.params;
+    let plain = |r: Result<String, QueryError>| r.map(|x| (Some(x), vec![]));
     match operation {
-        "CreateApplication" => applications::create_application(store, params).map(Some),
-        "DescribeApplications" => applications::describe_applications(store, params).map(Some),
-        "CreateApplicationVersion" => applications::create_version(store, params).map(Some),
-        "DescribeApplicationVersions" => applications::describe_versions(store, params).map(Some),
-        "DeleteApplicationVersion" => applications::delete_version(store, params).map(|()| None),
+        "CreateApplication" => plain(applications::create_application(store, p)),
+        "DescribeApplications" => plain(applications::describe_applications(store, p)),
+        "CreateApplicationVersion" => plain(applications::create_version(store, p)),
+        "DescribeApplicationVersions" => plain(applications::describe_versions(store, p)),
+        "DeleteApplicationVersion" => {
+            applications::delete_version(store, p).map(|()| (None, vec![]))
+        }
+        "CreateConfigurationTemplate" => plain(templates::create_template(store, p)),
+        "DescribeConfigurationSettings" => plain(templates::describe_settings(store, p)),
+        "DeleteConfigurationTemplate" => {
+            templates::delete_template(store, p).map(|()| (None, vec![]))
+        }
+        "CreateEnvironment" => environments::create(store, request),
+        "DescribeEnvironments" => plain(environments::describe(store, p)),
+        "UpdateEnvironment" => environments::update(store, request),
+        "TerminateEnvironment" => environments::terminate(store, request),
+        "SwapEnvironmentCNAMEs" => environments::swap(store, request).map(|()| (None, vec![])),
+        "CheckDNSAvailability" => plain(environments::check_dns(store, p)),
+        "DescribeEnvironmentResources" => plain(environments::resources(store, p)),
+        "DescribeEvents" => plain(events::describe(store, p)),
+        "UpdateTagsForResource" => templates::update_tags(store, p).map(|()| (None, vec![])),
+        "ListTagsForResource" => plain(templates::list_tags(store, p)),
         other => Err(QueryError::new(
             400,
             "InvalidAction",
@@ -91,4 +333,59 @@ pub fn application_arn(name: &str) -> String {
 
 pub fn version_arn(application: &str, label: &str) -> String {
     format!("arn:aws:elasticbeanstalk:{REGION}:{ACCOUNT}:applicationversion/{application}/{label}")
+}
+
+pub fn environment_arn(application: &str, name: &str) -> String {
+    format!("arn:aws:elasticbeanstalk:{REGION}:{ACCOUNT}:environment/{application}/{name}")
+}
+
+pub fn template_arn(application: &str, name: &str) -> String {
+    format!(
+        "arn:aws:elasticbeanstalk:{REGION}:{ACCOUNT}:configurationtemplate/{application}/{name}"
+    )
+}
+
+/// Option settings from `Name.member.N.{Namespace,OptionName,Value}`.
+pub fn option_settings(p: &Params, name: &str) -> Result<Vec<(OptionKey, String)>, QueryError> {
+    p.structs(name)
+        .into_iter()
+        .map(|m| {
+            let namespace = m.get("Namespace").cloned().ok_or_else(|| {
+                QueryError::invalid(format!("{name}: every option setting needs a Namespace"))
+            })?;
+            let option = m.get("OptionName").cloned().ok_or_else(|| {
+                QueryError::invalid(format!("{name}: every option setting needs an OptionName"))
+            })?;
+            Ok((
+                (namespace, option),
+                m.get("Value").cloned().unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// Tags from `Tags.member.N.{Key,Value}`.
+pub fn tags(p: &Params, name: &str) -> Vec<(String, String)> {
+    p.structs(name)
+        .into_iter()
+        .filter_map(|t| {
+            Some((
+                t.get("Key")?.clone(),
+                t.get("Value").cloned().unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// A short random lowercase id, as Beanstalk uses in environment ids and generated names.
+pub fn random_id(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let more = uuid::Uuid::new_v4().into_bytes();
+    bytes
+        .iter()
+        .chain(more.iter())
+        .take(len)
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
 }

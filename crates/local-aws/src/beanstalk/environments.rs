@@ -1,0 +1,523 @@
+//! CreateEnvironment, DescribeEnvironments, UpdateEnvironment, TerminateEnvironment,
+//! SwapEnvironmentCNAMEs, CheckDNSAvailability, DescribeEnvironmentResources.
+//!
+//! State changes that take time in Beanstalk are started here and finished by the lifecycle.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use super::events::{time_param, Severity};
+use super::{
+    option_settings, random_id, tags, Effect, Environment, OptionKey, Request, Store, CNAME_SUFFIX,
+    REGION,
+};
+use crate::query::{Params, QueryError, Xml};
+
+/// Beanstalk's environment name rule: 4-40 letters, digits and hyphens, no hyphen at either end.
+fn check_env_name(name: &str) -> Result<(), QueryError> {
+    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let len = name.chars().count();
+    if !(4..=40).contains(&len) || !ok_chars || name.starts_with('-') || name.ends_with('-') {
+        return Err(QueryError::invalid(format!(
+            "Value {name} at 'EnvironmentName' failed to satisfy constraint: Member must contain only letters, digits, and the dash character and may not start or end with a dash and must have length between 4 and 40"
+        )));
+    }
+    Ok(())
+}
+
+fn check_cname_prefix(prefix: &str) -> Result<(), QueryError> {
+    let ok_chars = prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let len = prefix.chars().count();
+    if !(4..=63).contains(&len) || !ok_chars || prefix.starts_with('-') || prefix.ends_with('-') {
+        return Err(QueryError::invalid(format!(
+            "Value {prefix} at 'CNAMEPrefix' failed to satisfy constraint: Member must contain only letters, digits, and the dash character and may not start or end with a dash and must have length between 4 and 63"
+        )));
+    }
+    Ok(())
+}
+
+fn full_cname(prefix: &str) -> String {
+    format!("{}.{CNAME_SUFFIX}", prefix.to_ascii_lowercase())
+}
+
+fn cname_taken(store: &Store, cname: &str) -> bool {
+    store
+        .environments
+        .values()
+        .any(|e| e.is_live() && e.cname.eq_ignore_ascii_case(cname))
+}
+
+fn not_ready(env: &Environment) -> QueryError {
+    QueryError::invalid(format!(
+        "Environment named {} is in an invalid state for this operation. Must be Ready.",
+        env.name
+    ))
+}
+
+pub fn create(
+    store: &mut Store,
+    request: &Request,
+) -> Result<(Option<String>, Vec<Effect>), QueryError> {
+    let p = request.params;
+    let application = p.required_string("ApplicationName", 1, 100)?;
+    let name = p.required("EnvironmentName")?;
+    check_env_name(name)?;
+    let description = p.string("Description", 0, 200)?;
+    if !store.applications.contains_key(application) {
+        return Err(QueryError::invalid(format!(
+            "No Application named '{application}' found."
+        )));
+    }
+    if store
+        .environments
+        .values()
+        .any(|e| e.is_live() && e.name == name)
+    {
+        return Err(QueryError::invalid(format!(
+            "Environment {name} already exists."
+        )));
+    }
+    let version_label = p.string("VersionLabel", 1, 100)?;
+    if let Some(label) = version_label {
+        if !store
+            .versions
+            .contains_key(&(application.to_string(), label.to_string()))
+        {
+            return Err(QueryError::invalid(format!(
+                "No Application Version named '{label}' found."
+            )));
+        }
+    }
+    let template_name = p.string("TemplateName", 1, 100)?;
+    let mut solution_stack = p.get("SolutionStackName").map(str::to_string);
+    let mut platform_arn = p.get("PlatformArn").map(str::to_string);
+    let mut settings: BTreeMap<OptionKey, String> = BTreeMap::new();
+    match (template_name, &solution_stack, &platform_arn) {
+        (Some(t), None, None) => {
+            let template = store
+                .templates
+                .get(&(application.to_string(), t.to_string()))
+                .ok_or_else(|| {
+                    QueryError::invalid(format!(
+                        "No Configuration Template named '{application}/{t}' found."
+                    ))
+                })?;
+            solution_stack = template.solution_stack.clone();
+            platform_arn = template.platform_arn.clone();
+            settings.extend(template.settings.clone());
+        }
+        (None, Some(_), None) | (None, None, Some(_)) => {}
+        (None, None, None) => {
+            return Err(QueryError::invalid(
+                "No Solution Stack, Platform ARN or Configuration Template specified.",
+            ))
+        }
+        _ => {
+            return Err(QueryError::invalid(
+                "Specify only one of TemplateName, SolutionStackName and PlatformArn.",
+            ))
+        }
+    }
+    settings.extend(option_settings(p, "OptionSettings")?);
+    for removed in p.structs("OptionsToRemove") {
+        if let (Some(ns), Some(opt)) = (removed.get("Namespace"), removed.get("OptionName")) {
+            settings.remove(&(ns.clone(), opt.clone()));
+        }
+    }
+    let cname = match p.get("CNAMEPrefix") {
+        Some(prefix) => {
+            check_cname_prefix(prefix)?;
+            let cname = full_cname(prefix);
+            if cname_taken(store, &cname) {
+                return Err(QueryError::invalid(format!(
+                    "DNS name ({cname}) is not available."
+                )));
+            }
+            cname
+        }
+        None => format!(
+            "{}.eba-{}.{CNAME_SUFFIX}",
+            name.to_ascii_lowercase(),
+            random_id(8)
+        ),
+    };
+    let id = format!("e-{}", random_id(10));
+    let now = SystemTime::now();
+    let sequence = store.sequence();
+    let env = Environment {
+        id: id.clone(),
+        name: name.to_string(),
+        application: application.to_string(),
+        version_label: version_label.map(str::to_string),
+        solution_stack,
+        platform_arn,
+        template_name: template_name.map(str::to_string),
+        description: description.map(str::to_string),
+        cname,
+        endpoint_url: format!(
+            "awseb-{id}-AWSEBLoa-{}-{}.{REGION}.elb.amazonaws.com",
+            random_id(12).to_ascii_uppercase(),
+            1_000_000 + sequence
+        ),
+        created: now,
+        updated: now,
+        status: "Launching",
+        health: "Grey",
+        health_status: "Pending",
+        tier_name: p.get("Tier.Name").unwrap_or("WebServer").to_string(),
+        tier_type: p.get("Tier.Type").unwrap_or("Standard").to_string(),
+        settings,
+        terminated_at: None,
+        generation: 1,
+        port: None,
+        sequence,
+    };
+    let arn = env.arn();
+    store.environments.insert(id.clone(), env.clone());
+    let tags = tags(p, "Tags");
+    if !tags.is_empty() {
+        store.tags.entry(arn).or_default().extend(tags);
+    }
+    store.env_event(
+        &id,
+        Severity::Info,
+        "createEnvironment is starting.",
+        Some(request.request_id),
+    );
+    let mut x = Xml::new();
+    environment_xml(&mut x, &env);
+    Ok((
+        Some(x.finish()),
+        vec![Effect::Launch {
+            env_id: id,
+            generation: 1,
+        }],
+    ))
+}
+
+pub fn environment_xml(x: &mut Xml, e: &Environment) {
+    x.text("EnvironmentName", &e.name)
+        .text("EnvironmentId", &e.id)
+        .text("ApplicationName", &e.application)
+        .opt("VersionLabel", e.version_label.as_deref())
+        .opt("SolutionStackName", e.solution_stack.as_deref())
+        .opt("PlatformArn", e.platform_arn.as_deref())
+        .opt("TemplateName", e.template_name.as_deref())
+        .opt("Description", e.description.as_deref())
+        .text("EndpointURL", &e.endpoint_url)
+        .text("CNAME", &e.cname)
+        .time("DateCreated", e.created)
+        .time("DateUpdated", e.updated)
+        .text("Status", e.status)
+        .text(
+            "AbortableOperationInProgress",
+            if e.status == "Updating" {
+                "true"
+            } else {
+                "false"
+            },
+        )
+        .text("Health", e.health)
+        .text("HealthStatus", e.health_status)
+        .elem("Tier", |x| {
+            x.text("Name", &e.tier_name)
+                .text("Type", &e.tier_type)
+                .text("Version", "1.0");
+        })
+        .elem("EnvironmentLinks", |_| {})
+        .text("EnvironmentArn", &e.arn());
+}
+
+pub fn describe(store: &Store, p: &Params) -> Result<String, QueryError> {
+    let application = p.string("ApplicationName", 1, 100)?;
+    let version = p.string("VersionLabel", 1, 100)?;
+    let ids = p.list("EnvironmentIds");
+    let names = p.list("EnvironmentNames");
+    let include_deleted = p.bool("IncludeDeleted")?.unwrap_or(true);
+    let deleted_back_to = time_param(p, "IncludedDeletedBackTo")?;
+    let max = p.int("MaxRecords", 1, 1000)?.unwrap_or(1000) as usize;
+    let skip = match p.get("NextToken") {
+        None => 0,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| QueryError::invalid(format!("Invalid NextToken: {t}")))?,
+    };
+    let mut matching: Vec<&Environment> = store
+        .environments
+        .values()
+        .filter(|e| application.is_none_or(|a| e.application == a))
+        .filter(|e| version.is_none_or(|v| e.version_label.as_deref() == Some(v)))
+        .filter(|e| ids.is_empty() || ids.contains(&e.id.as_str()))
+        .filter(|e| names.is_empty() || names.contains(&e.name.as_str()))
+        .filter(|e| match e.terminated_at {
+            None => true,
+            Some(at) => include_deleted && deleted_back_to.is_none_or(|back| at >= back),
+        })
+        .collect();
+    matching.sort_by_key(|e| e.sequence);
+    let page: Vec<&&Environment> = matching.iter().skip(skip).take(max).collect();
+    let next = (skip + page.len() < matching.len()).then(|| (skip + page.len()).to_string());
+    let mut x = Xml::new();
+    x.elem("Environments", |x| {
+        for e in page {
+            x.elem("member", |x| environment_xml(x, e));
+        }
+    });
+    x.opt("NextToken", next.as_deref());
+    Ok(x.finish())
+}
+
+pub fn update(
+    store: &mut Store,
+    request: &Request,
+) -> Result<(Option<String>, Vec<Effect>), QueryError> {
+    let p = request.params;
+    let env = store
+        .find_env(p.get("EnvironmentId"), p.get("EnvironmentName"))?
+        .clone();
+    if let Some(app) = p.get("ApplicationName") {
+        if app != env.application {
+            return Err(QueryError::invalid(format!(
+                "Environment {} does not belong to application {app}.",
+                env.name
+            )));
+        }
+    }
+    match env.status {
+        "Ready" => {}
+        "Updating" => return Err(QueryError::new(
+            400,
+            "OperationInProgressFailure",
+            format!(
+                "Environment named {} is in an invalid state for this operation. Must be Ready.",
+                env.name
+            ),
+        )),
+        _ => return Err(not_ready(&env)),
+    }
+    let version_label = p.string("VersionLabel", 1, 100)?;
+    if let Some(label) = version_label {
+        if !store
+            .versions
+            .contains_key(&(env.application.clone(), label.to_string()))
+        {
+            return Err(QueryError::invalid(format!(
+                "No Application Version named '{label}' found."
+            )));
+        }
+    }
+    let mut settings = env.settings.clone();
+    if let Some(t) = p.string("TemplateName", 1, 100)? {
+        let template = store
+            .templates
+            .get(&(env.application.clone(), t.to_string()))
+            .ok_or_else(|| {
+                QueryError::invalid(format!(
+                    "No Configuration Template named '{}/{t}' found.",
+                    env.application
+                ))
+            })?;
+        settings.extend(template.settings.clone());
+    }
+    settings.extend(option_settings(p, "OptionSettings")?);
+    for removed in p.structs("OptionsToRemove") {
+        if let (Some(ns), Some(opt)) = (removed.get("Namespace"), removed.get("OptionName")) {
+            settings.remove(&(ns.clone(), opt.clone()));
+        }
+    }
+    let generation = env.generation + 1;
+    let updated = {
+        let Some(e) = store.environments.get_mut(&env.id) else {
+            return Err(not_ready(&env));
+        };
+        if let Some(label) = version_label {
+            e.version_label = Some(label.to_string());
+        }
+        if let Some(d) = p.string("Description", 0, 200)? {
+            e.description = Some(d.to_string());
+        }
+        if let Some(t) = p.get("TemplateName") {
+            e.template_name = Some(t.to_string());
+        }
+        e.settings = settings;
+        e.status = "Updating";
+        e.generation = generation;
+        e.updated = SystemTime::now();
+        e.clone()
+    };
+    store.env_event(
+        &env.id,
+        Severity::Info,
+        "Environment update is starting.",
+        Some(request.request_id),
+    );
+    let mut x = Xml::new();
+    environment_xml(&mut x, &updated);
+    Ok((
+        Some(x.finish()),
+        vec![Effect::Update {
+            env_id: env.id,
+            generation,
+        }],
+    ))
+}
+
+pub fn terminate(
+    store: &mut Store,
+    request: &Request,
+) -> Result<(Option<String>, Vec<Effect>), QueryError> {
+    let p = request.params;
+    let env = store
+        .find_env(p.get("EnvironmentId"), p.get("EnvironmentName"))?
+        .clone();
+    let force = p.bool("ForceTerminate")?.unwrap_or(false);
+    if env.status == "Terminating" || (!force && env.status != "Ready") {
+        return Err(not_ready(&env));
+    }
+    let generation = env.generation + 1;
+    let updated = {
+        let Some(e) = store.environments.get_mut(&env.id) else {
+            return Err(not_ready(&env));
+        };
+        e.status = "Terminating";
+        e.generation = generation;
+        e.updated = SystemTime::now();
+        e.clone()
+    };
+    store.env_event(
+        &env.id,
+        Severity::Info,
+        "terminateEnvironment is starting.",
+        Some(request.request_id),
+    );
+    let mut x = Xml::new();
+    environment_xml(&mut x, &updated);
+    Ok((
+        Some(x.finish()),
+        vec![Effect::Terminate {
+            env_id: env.id,
+            generation,
+        }],
+    ))
+}
+
+pub fn swap(store: &mut Store, request: &Request) -> Result<(), QueryError> {
+    let p = request.params;
+    let source = store
+        .find_env(p.get("SourceEnvironmentId"), p.get("SourceEnvironmentName"))
+        .map_err(|_| {
+            QueryError::invalid(
+                "Source environment not found: specify an existing SourceEnvironmentId or SourceEnvironmentName.",
+            )
+        })?
+        .clone();
+    let destination = store
+        .find_env(
+            p.get("DestinationEnvironmentId"),
+            p.get("DestinationEnvironmentName"),
+        )
+        .map_err(|_| {
+            QueryError::invalid(
+                "Destination environment not found: specify an existing DestinationEnvironmentId or DestinationEnvironmentName.",
+            )
+        })?
+        .clone();
+    if source.id == destination.id {
+        return Err(QueryError::invalid(
+            "Source and destination environments must be different.",
+        ));
+    }
+    for env in [&source, &destination] {
+        if env.status != "Ready" {
+            return Err(not_ready(env));
+        }
+    }
+    if source.application != destination.application {
+        return Err(QueryError::invalid(format!(
+            "Environments {} and {} must belong to the same application to swap CNAMEs.",
+            source.name, destination.name
+        )));
+    }
+    for env in [&source, &destination] {
+        store.env_event(
+            &env.id,
+            Severity::Info,
+            "swapEnvironmentCNAMEs is starting.",
+            Some(request.request_id),
+        );
+    }
+    // One step under the store's lock: the router sees either the old or the new mapping, never a gap.
+    let now = SystemTime::now();
+    if let Some(e) = store.environments.get_mut(&source.id) {
+        e.cname = destination.cname.clone();
+        e.updated = now;
+    }
+    if let Some(e) = store.environments.get_mut(&destination.id) {
+        e.cname = source.cname.clone();
+        e.updated = now;
+    }
+    let message = format!(
+        "Completed swapping CNAMEs for environments '{}' and '{}'.",
+        source.name, destination.name
+    );
+    for env in [&source, &destination] {
+        store.env_event(
+            &env.id,
+            Severity::Info,
+            message.clone(),
+            Some(request.request_id),
+        );
+    }
+    Ok(())
+}
+
+pub fn check_dns(store: &Store, p: &Params) -> Result<String, QueryError> {
+    let prefix = p.required("CNAMEPrefix")?;
+    check_cname_prefix(prefix)?;
+    let cname = full_cname(prefix);
+    let available = !cname_taken(store, &cname);
+    let mut x = Xml::new();
+    x.text("Available", if available { "true" } else { "false" })
+        .text("FullyQualifiedCNAME", &cname);
+    Ok(x.finish())
+}
+
+pub fn resources(store: &Store, p: &Params) -> Result<String, QueryError> {
+    let env = store.find_env(p.get("EnvironmentId"), p.get("EnvironmentName"))?;
+    let suffix = env.id.trim_start_matches("e-").to_ascii_uppercase();
+    let mut x = Xml::new();
+    x.elem("EnvironmentResources", |x| {
+        x.text("EnvironmentName", &env.name)
+            .elem("AutoScalingGroups", |x| {
+                x.elem("member", |x| {
+                    x.text(
+                        "Name",
+                        &format!("awseb-{}-stack-AWSEBAutoScalingGroup-{suffix}", env.id),
+                    );
+                });
+            })
+            .elem("Instances", |x| {
+                if env.port.is_some() {
+                    x.elem("member", |x| {
+                        x.text("Id", &format!("i-0{}", env.id.trim_start_matches("e-")));
+                    });
+                }
+            })
+            .elem("LaunchConfigurations", |_| {})
+            .elem("LaunchTemplates", |x| {
+                x.elem("member", |x| {
+                    x.text("Id", &format!("lt-0{}", env.id.trim_start_matches("e-")));
+                });
+            })
+            .elem("LoadBalancers", |x| {
+                x.elem("member", |x| {
+                    x.text("Name", &env.endpoint_url);
+                });
+            })
+            .elem("Triggers", |_| {})
+            .elem("Queues", |_| {});
+    });
+    Ok(x.finish())
+}

@@ -1,0 +1,526 @@
+//! What happens to an environment over time: its bundle is fetched from S3, unpacked and run for real
+//! (the Procfile's `web:` command with `PORT`), it turns Ready/Green once the app listens and the launch
+//! delay has passed, a monitor turns it Red/Severe when the process dies or its health path fails, and
+//! terminate stops the process. Each step emits the events Beanstalk emits.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::process::{Child, Command};
+
+use crate::beanstalk::{Effect, Environment, Severity};
+use crate::state::Shared;
+
+/// A running app; its whole process group is killed when this is dropped.
+#[derive(Debug)]
+pub struct AppProcess {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl AppProcess {
+    /// `Some(why)` once the process has exited.
+    fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("unknown status ({e})")),
+        }
+    }
+}
+
+impl Drop for AppProcess {
+    fn drop(&mut self) {
+        // The Procfile command runs under `sh -c` in its own process group: kill the group, so
+        // whatever it started (gunicorn workers, npm's node, ...) ends with it.
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+/// What the lifecycle tasks share: the store, where to unpack bundles, how to reach S3 and the apps.
+pub struct Runtime {
+    pub shared: Shared,
+    pub dir: PathBuf,
+    pub s3: Option<aws_sdk_s3::Client>,
+    pub http: reqwest::Client,
+}
+
+impl Runtime {
+    pub fn spawn(self: &Arc<Self>, effect: Effect) {
+        let rt = self.clone();
+        tokio::spawn(async move {
+            match effect {
+                Effect::Launch { env_id, generation } => rt.launch(&env_id, generation).await,
+                Effect::Update { env_id, generation } => rt.update(&env_id, generation).await,
+                Effect::Terminate { env_id, generation } => rt.terminate(&env_id, generation).await,
+            }
+        });
+    }
+
+    /// The environment as it is now, if this task's operation is still the current one.
+    fn current(&self, env_id: &str, generation: u64) -> Option<Environment> {
+        let state = self.shared.lock();
+        if state.stopped {
+            return None;
+        }
+        state
+            .beanstalk
+            .environments
+            .get(env_id)
+            .filter(|e| e.generation == generation)
+            .cloned()
+    }
+
+    fn event(&self, env_id: &str, severity: Severity, message: impl Into<String>) {
+        self.shared
+            .lock()
+            .beanstalk
+            .env_event(env_id, severity, message, None);
+    }
+
+    /// Changes the environment if this task's operation is still the current one.
+    fn set(&self, env_id: &str, generation: u64, change: impl FnOnce(&mut Environment)) -> bool {
+        let mut state = self.shared.lock();
+        match state.beanstalk.environments.get_mut(env_id) {
+            Some(e) if e.generation == generation => {
+                change(e);
+                e.updated = SystemTime::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn options(&self) -> crate::beanstalk::Options {
+        self.shared.lock().beanstalk.options.clone()
+    }
+
+    async fn launch(self: Arc<Self>, env_id: &str, generation: u64) {
+        let Some(env) = self.current(env_id, generation) else {
+            return;
+        };
+        let options = self.options();
+        self.event(
+            env_id,
+            Severity::Info,
+            "Using elasticbeanstalk-us-east-1-123456789012 as Amazon S3 storage bucket for environment data.",
+        );
+        if options.faults.launch_fails(&env.name) {
+            tokio::time::sleep(options.launch_delay / 2).await;
+            self.event(
+                env_id,
+                Severity::Error,
+                format!("Stack named 'awseb-{env_id}-stack' aborted operation. Current state: 'CREATE_FAILED'  Reason: The following resource(s) failed to create: [AWSEBAutoScalingGroup]. (local-aws fault fail_launch)"),
+            );
+            self.event(
+                env_id,
+                Severity::Error,
+                "Launch of environment failed: the CloudFormation stack could not be created.",
+            );
+            if !self.set(env_id, generation, |e| e.status = "Terminating") {
+                return;
+            }
+            tokio::time::sleep(options.terminate_delay).await;
+            self.finish_termination(env_id, generation);
+            return;
+        }
+        self.event(
+            env_id,
+            Severity::Info,
+            format!("Created load balancer named: {}", env.endpoint_url),
+        );
+        let deployed = self.start_app(&env, generation).await;
+        let since_create = env.created.elapsed().unwrap_or_default();
+        tokio::time::sleep(options.launch_delay.saturating_sub(since_create)).await;
+        if self.current(env_id, generation).is_none() {
+            return;
+        }
+        match deployed {
+            Ok(()) => {
+                self.event(
+                    env_id,
+                    Severity::Info,
+                    "Instance deployment completed successfully.",
+                );
+                self.event(
+                    env_id,
+                    Severity::Info,
+                    format!("Application available at {}.", env.cname),
+                );
+                self.event(
+                    env_id,
+                    Severity::Info,
+                    format!("Successfully launched environment: {}", env.name),
+                );
+                self.set(env_id, generation, |e| {
+                    e.status = "Ready";
+                    e.health = "Green";
+                    e.health_status = "Ok";
+                });
+                self.monitor(env_id.to_string(), generation);
+            }
+            Err(reason) => {
+                self.event(
+                    env_id,
+                    Severity::Error,
+                    format!("Instance deployment failed. {reason}"),
+                );
+                self.event(
+                    env_id,
+                    Severity::Error,
+                    "Create environment operation is complete, but with errors. For more information, see troubleshooting documentation.",
+                );
+                self.set(env_id, generation, |e| {
+                    e.status = "Ready";
+                    e.health = "Red";
+                    e.health_status = "Severe";
+                });
+            }
+        }
+    }
+
+    async fn update(self: Arc<Self>, env_id: &str, generation: u64) {
+        let Some(env) = self.current(env_id, generation) else {
+            return;
+        };
+        let options = self.options();
+        let started = Instant::now();
+        self.event(
+            env_id,
+            Severity::Info,
+            "Deploying new version to instance(s).",
+        );
+        let deployed = self.start_app(&env, generation).await;
+        tokio::time::sleep(options.update_delay.saturating_sub(started.elapsed())).await;
+        if self.current(env_id, generation).is_none() {
+            return;
+        }
+        match deployed {
+            Ok(()) => {
+                self.event(
+                    env_id,
+                    Severity::Info,
+                    "Instance deployment completed successfully.",
+                );
+                self.event(
+                    env_id,
+                    Severity::Info,
+                    "New application version was deployed to running EC2 instances.",
+                );
+                self.event(
+                    env_id,
+                    Severity::Info,
+                    "Environment update completed successfully.",
+                );
+                self.set(env_id, generation, |e| {
+                    e.status = "Ready";
+                    e.health = "Green";
+                    e.health_status = "Ok";
+                });
+                self.monitor(env_id.to_string(), generation);
+            }
+            Err(reason) => {
+                self.event(
+                    env_id,
+                    Severity::Error,
+                    format!("Instance deployment failed. {reason}"),
+                );
+                self.event(env_id, Severity::Error, "Failed to deploy application.");
+                self.set(env_id, generation, |e| {
+                    e.status = "Ready";
+                    e.health = "Red";
+                    e.health_status = "Severe";
+                });
+            }
+        }
+    }
+
+    async fn terminate(self: Arc<Self>, env_id: &str, generation: u64) {
+        let options = self.options();
+        // The app stops first, as instances do, and the router stops sending it traffic.
+        drop(self.shared.lock().processes.remove(env_id));
+        self.set(env_id, generation, |e| e.port = None);
+        tokio::time::sleep(options.terminate_delay).await;
+        self.finish_termination(env_id, generation);
+    }
+
+    fn finish_termination(&self, env_id: &str, generation: u64) {
+        drop(self.shared.lock().processes.remove(env_id));
+        let done = self.set(env_id, generation, |e| {
+            e.status = "Terminated";
+            e.health = "Grey";
+            e.health_status = "Unknown";
+            e.port = None;
+            e.terminated_at = Some(SystemTime::now());
+        });
+        if done {
+            self.event(
+                env_id,
+                Severity::Info,
+                "terminateEnvironment completed successfully.",
+            );
+        }
+    }
+
+    /// Fetches, unpacks and starts the environment's version, replacing any process it ran before.
+    /// An environment without a version runs no process (the router serves a sample page for it).
+    async fn start_app(&self, env: &Environment, generation: u64) -> Result<(), String> {
+        drop(self.shared.lock().processes.remove(&env.id));
+        self.set(&env.id, generation, |e| e.port = None);
+        let Some(label) = env.version_label.clone() else {
+            return Ok(());
+        };
+        let version = self
+            .shared
+            .lock()
+            .beanstalk
+            .versions
+            .get(&(env.application.clone(), label.clone()))
+            .cloned()
+            .ok_or_else(|| format!("Application version {label} no longer exists."))?;
+        let (Some(bucket), Some(key)) = (version.bucket, version.key) else {
+            return Ok(());
+        };
+        let bundle = self.download(&bucket, &key).await?;
+        let dir = self.dir.join(&env.id).join(format!("deploy-{generation}"));
+        let app_dir = dir.join("app");
+        let unpack_dir = app_dir.clone();
+        tokio::task::spawn_blocking(move || unpack(&bundle, &unpack_dir))
+            .await
+            .map_err(|e| format!("Unpacking the source bundle failed: {e}"))?
+            .map_err(|e| {
+                format!("The source bundle s3://{bucket}/{key} could not be unpacked: {e}")
+            })?;
+        let command = web_command(&app_dir)?;
+        let port = free_port().map_err(|e| format!("No free port for the app: {e}"))?;
+        let log = dir.join("web.log");
+        let out =
+            std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| format!("create {}: {e}", log.display()))?;
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .current_dir(&app_dir)
+            .env("PORT", port.to_string())
+            .envs(env.env_vars())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("The web process `{command}` could not start: {e}"))?;
+        let mut process = AppProcess {
+            child,
+            port,
+            log: log.clone(),
+        };
+        let timeout = self.options().app_start_timeout;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = process.exited() {
+                return Err(format!(
+                    "The web process `{command}` exited ({status}) before listening on port {port}. Last output: {}",
+                    tail(&log)
+                ));
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            if started.elapsed() > timeout {
+                return Err(format!(
+                    "The web process `{command}` did not listen on port {port} within {}s. Last output: {}",
+                    timeout.as_secs(),
+                    tail(&log)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let mut state = self.shared.lock();
+        if state.stopped {
+            return Err("local-aws is stopping".into());
+        }
+        match state.beanstalk.environments.get_mut(&env.id) {
+            Some(e) if e.generation == generation => e.port = Some(port),
+            _ => return Err("The environment changed while deploying.".into()),
+        }
+        state.processes.insert(env.id.clone(), process);
+        Ok(())
+    }
+
+    async fn download(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+        let s3 = self.s3.as_ref().ok_or_else(|| {
+            format!("Failed to download s3://{bucket}/{key}: local-aws has no S3 endpoint (set --s3-endpoint or AWS_ENDPOINT_URL_S3).")
+        })?;
+        let object = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "Failed to download s3://{bucket}/{key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| format!("Failed to download s3://{bucket}/{key}: {e}"))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    /// Watches a Ready environment until its operation changes: process exit, health path failures
+    /// and the `red_after_seconds` fault turn it Red/Severe; recovery turns it Green again.
+    fn monitor(self: &Arc<Self>, env_id: String, generation: u64) {
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let ready_at = Instant::now();
+            let mut exited = false;
+            loop {
+                let options = rt.options();
+                tokio::time::sleep(options.health_interval).await;
+                let Some(env) = rt.current(&env_id, generation) else {
+                    return;
+                };
+                if env.status != "Ready" {
+                    return;
+                }
+                let problem = if exited {
+                    continue;
+                } else if let Some(status) = {
+                    let mut state = rt.shared.lock();
+                    state
+                        .processes
+                        .get_mut(&env_id)
+                        .and_then(AppProcess::exited)
+                } {
+                    exited = true;
+                    let log = rt
+                        .shared
+                        .lock()
+                        .processes
+                        .get(&env_id)
+                        .map(|p| tail(&p.log))
+                        .unwrap_or_default();
+                    Some(format!(
+                        "The web process exited ({status}); no instance is serving requests. Last output: {log}"
+                    ))
+                } else if options
+                    .faults
+                    .red_after(&env.name)
+                    .is_some_and(|after| ready_at.elapsed() >= after)
+                {
+                    Some("ELB health is failing or not available for all instances (local-aws fault red_after_seconds).".to_string())
+                } else if let Some(port) = env.port {
+                    rt.check_health(port, &env.health_path()).await.err()
+                } else {
+                    None
+                };
+                match (problem, env.health) {
+                    (Some(why), "Green" | "Yellow") => {
+                        rt.set(&env_id, generation, |e| {
+                            e.health = "Red";
+                            e.health_status = "Severe";
+                        });
+                        rt.event(
+                            &env_id,
+                            Severity::Warn,
+                            format!("Environment health has transitioned from Ok to Severe. {why}"),
+                        );
+                    }
+                    (None, "Red") => {
+                        rt.set(&env_id, generation, |e| {
+                            e.health = "Green";
+                            e.health_status = "Ok";
+                        });
+                        rt.event(
+                            &env_id,
+                            Severity::Info,
+                            "Environment health has transitioned from Severe to Ok.",
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    async fn check_health(&self, port: u16, path: &str) -> Result<(), String> {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        match self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() || r.status().is_redirection() => Ok(()),
+            Ok(r) => Err(format!(
+                "Health check GET {path} answered HTTP {} on all instances.",
+                r.status().as_u16()
+            )),
+            Err(e) => Err(format!(
+                "Health check GET {path} failed on all instances: {e}."
+            )),
+        }
+    }
+}
+
+/// Unpacks a bundle; entries that would land outside `dir` are refused by the zip crate.
+fn unpack(bundle: &[u8], dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bundle))
+        .map_err(|e| format!("not a zip: {e}"))?;
+    archive.extract(dir).map_err(|e| e.to_string())
+}
+
+/// The Procfile's `web:` command, as Beanstalk's platforms run it.
+fn web_command(app_dir: &Path) -> Result<String, String> {
+    let procfile = app_dir.join("Procfile");
+    let text = std::fs::read_to_string(&procfile).map_err(|_| {
+        "The source bundle has no Procfile at its root; local-aws runs the Procfile's `web:` process.".to_string()
+    })?;
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim() == "web")
+        .map(|(_, command)| command.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| "The Procfile has no `web:` process.".to_string())
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The last lines of an app's output, for events that say why it failed.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(5);
+    let tail = lines[start..].join(" | ");
+    if tail.is_empty() {
+        "(none)".into()
+    } else {
+        tail.chars().take(600).collect()
+    }
+}
