@@ -57,3 +57,30 @@ pub fn job_event(user_parameters: &str) -> serde_json::Value {
         serde_json::json!(user_parameters);
     event
 }
+
+/// The example app (examples/app) as a source bundle, stamped with `version`, plus `extra` files
+/// (name, content) that may replace the app's own (e.g. a broken Procfile).
+pub fn app_bundle(version: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    use std::io::Write;
+    let app = workspace_root().join("examples/app");
+    let mut files: Vec<(String, Vec<u8>)> = ["Procfile", "app.py"]
+        .iter()
+        .map(|name| {
+            let bytes = std::fs::read(app.join(name))
+                .unwrap_or_else(|e| panic!("read examples/app/{name}: {e}"));
+            (name.to_string(), bytes)
+        })
+        .collect();
+    files.push(("VERSION".into(), format!("{version}\n").into_bytes()));
+    for (name, content) in extra {
+        files.retain(|(n, _)| n != name);
+        files.push((name.to_string(), content.as_bytes().to_vec()));
+    }
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in files {
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .expect("zip entry");
+        zip.write_all(&bytes).expect("zip write");
+    }
+    zip.finish().expect("zip finish").into_inner()
+}

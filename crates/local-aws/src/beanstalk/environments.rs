@@ -287,14 +287,16 @@ pub fn update(
     }
     match env.status {
         "Ready" => {}
-        "Updating" => return Err(QueryError::new(
-            400,
-            "OperationInProgressFailure",
-            format!(
+        "Updating" => {
+            return Err(QueryError::new(
+                400,
+                "OperationInProgressFailure",
+                format!(
                 "Environment named {} is in an invalid state for this operation. Must be Ready.",
                 env.name
             ),
-        )),
+            ))
+        }
         _ => return Err(not_ready(&env)),
     }
     let version_label = p.string("VersionLabel", 1, 100)?;

@@ -263,18 +263,19 @@ pub fn update_tags(store: &mut Store, p: &Params) -> Result<(), QueryError> {
             "Tag key '{reserved}' is reserved: keys starting with 'aws:' or 'elasticbeanstalk:' can't be changed."
         )));
     }
-    let entry = store.tags.entry(arn).or_default();
-    entry.extend(add);
+    let mut updated = store.tags.get(&arn).cloned().unwrap_or_default();
+    updated.extend(add);
     for key in remove {
-        entry.remove(key);
+        updated.remove(key);
     }
-    if entry.len() > 50 {
+    if updated.len() > 50 {
         return Err(QueryError::new(
             400,
             "TooManyTagsException",
             "The number of tags in the resource would exceed the number of tags that each resource can have (50).",
         ));
     }
+    store.tags.insert(arn, updated);
     Ok(())
 }
 
