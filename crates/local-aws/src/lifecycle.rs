@@ -63,6 +63,9 @@ impl Runtime {
                 Effect::Launch { env_id, generation } => rt.launch(&env_id, generation).await,
                 Effect::Update { env_id, generation } => rt.update(&env_id, generation).await,
                 Effect::Terminate { env_id, generation } => rt.terminate(&env_id, generation).await,
+                Effect::ProcessVersion { application, label } => {
+                    rt.process_version(&application, &label).await
+                }
             }
         });
     }
@@ -242,6 +245,54 @@ impl Runtime {
                     e.health_status = "Severe";
                 });
             }
+        }
+    }
+
+    /// Beanstalk's processing checks that the bundle can be fetched and is a valid zip.
+    async fn process_version(self: Arc<Self>, application: &str, label: &str) {
+        let id = (application.to_string(), label.to_string());
+        let Some(version) = self.shared.lock().beanstalk.versions.get(&id).cloned() else {
+            return;
+        };
+        tokio::time::sleep(self.options().update_delay / 2).await;
+        let verdict = match (&version.bucket, &version.key) {
+            (Some(bucket), Some(key)) => match self.download(bucket, key).await {
+                Ok(bytes) => zip::ZipArchive::new(std::io::Cursor::new(bytes))
+                    .map(|_| ())
+                    .map_err(|e| {
+                        format!(
+                            "The source bundle s3://{bucket}/{key} is not a valid zip file ({e})."
+                        )
+                    }),
+                Err(e) => Err(e),
+            },
+            _ => Ok(()),
+        };
+        let mut state = self.shared.lock();
+        let store = &mut state.beanstalk;
+        let Some(v) = store.versions.get_mut(&id) else {
+            return;
+        };
+        v.updated = SystemTime::now();
+        v.status = if verdict.is_ok() {
+            "Processed"
+        } else {
+            "Failed"
+        };
+        if let Err(why) = verdict {
+            let event = crate::beanstalk::Event {
+                date: SystemTime::now(),
+                severity: Severity::Error,
+                message: format!("Failed to process application version {label}: {why}"),
+                application: application.to_string(),
+                environment: None,
+                environment_id: None,
+                version_label: Some(label.to_string()),
+                template: None,
+                request_id: None,
+                sequence: 0,
+            };
+            store.push_event(event);
         }
     }
 

@@ -68,13 +68,12 @@ async fn applications_and_versions_round_trip_through_the_sdk() {
                     .s3_key(format!("shop/{label}.zip"))
                     .build(),
             )
-            .process(true)
             .send()
             .await
             .unwrap();
         let v = out.application_version().unwrap();
         assert_eq!(v.version_label(), Some(label));
-        assert_eq!(v.status().map(|s| s.as_str()), Some("Processed"));
+        assert_eq!(v.status().map(|s| s.as_str()), Some("Unprocessed"));
         assert_eq!(
             v.source_bundle().and_then(|s| s.s3_key()),
             Some(format!("shop/{label}.zip").as_str())

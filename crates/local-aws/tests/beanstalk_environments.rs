@@ -1185,3 +1185,95 @@ fn app_pids() -> Vec<u32> {
     }
     found
 }
+
+#[tokio::test]
+async fn processing_a_version_checks_its_bundle() {
+    let bed = bed(Options::default()).await;
+    for (key, body) in [
+        ("shop/good.zip", bundle("good")),
+        ("shop/bad.zip", b"this is not a zip".to_vec()),
+    ] {
+        bed.s3
+            .put_object()
+            .bucket("bundles")
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    }
+    for (label, key) in [
+        ("good", "shop/good.zip"),
+        ("bad", "shop/bad.zip"),
+        ("gone", "shop/missing.zip"),
+    ] {
+        let out = bed
+            .eb
+            .create_application_version()
+            .application_name("shop")
+            .version_label(label)
+            .source_bundle(
+                S3Location::builder()
+                    .s3_bucket("bundles")
+                    .s3_key(key)
+                    .build(),
+            )
+            .process(true)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.application_version()
+                .unwrap()
+                .status()
+                .unwrap()
+                .as_str(),
+            "Processing"
+        );
+    }
+    let status = |label: &'static str| {
+        let eb = bed.eb.clone();
+        async move {
+            let started = Instant::now();
+            loop {
+                let out = eb
+                    .describe_application_versions()
+                    .application_name("shop")
+                    .version_labels(label)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = out.application_versions()[0]
+                    .status()
+                    .unwrap()
+                    .as_str()
+                    .to_string();
+                if status != "Processing" {
+                    return status;
+                }
+                assert!(started.elapsed() < Duration::from_secs(10));
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    };
+    assert_eq!(status("good").await, "Processed");
+    assert_eq!(status("bad").await, "Failed");
+    assert_eq!(status("gone").await, "Failed");
+    let events = bed
+        .eb
+        .describe_events()
+        .application_name("shop")
+        .version_label("bad")
+        .severity(EventSeverity::Error)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        events.events()[0]
+            .message()
+            .unwrap()
+            .contains("is not a valid zip file"),
+        "{:?}",
+        events.events()
+    );
+}

@@ -81,7 +81,10 @@ fn newest_first<'a>(store: &'a Store, application: &str) -> Vec<&'a ApplicationV
     versions
 }
 
-pub fn create_version(store: &mut Store, p: &Params) -> Result<String, QueryError> {
+pub fn create_version(
+    store: &mut Store,
+    p: &Params,
+) -> Result<(Option<String>, Vec<super::Effect>), QueryError> {
     let application = p.required_string("ApplicationName", 1, 100)?;
     let label = p.required_string("VersionLabel", 1, 100)?;
     let description = p.string("Description", 0, 200)?;
@@ -124,7 +127,7 @@ pub fn create_version(store: &mut Store, p: &Params) -> Result<String, QueryErro
         description: description.map(str::to_string),
         bucket: bucket.map(str::to_string),
         key: key.map(str::to_string),
-        status: if process { "Processed" } else { "Unprocessed" },
+        status: if process { "Processing" } else { "Unprocessed" },
         created: now,
         updated: now,
         sequence,
@@ -136,7 +139,15 @@ pub fn create_version(store: &mut Store, p: &Params) -> Result<String, QueryErro
     record_tags(store, &version_arn(application, label), p);
     let mut x = Xml::new();
     x.elem("ApplicationVersion", |x| version_xml(x, &version));
-    Ok(x.finish())
+    let effects = if process {
+        vec![super::Effect::ProcessVersion {
+            application: application.to_string(),
+            label: label.to_string(),
+        }]
+    } else {
+        vec![]
+    };
+    Ok((Some(x.finish()), effects))
 }
 
 pub fn describe_versions(store: &Store, p: &Params) -> Result<String, QueryError> {

@@ -195,6 +195,11 @@ pub enum Effect {
         env_id: String,
         generation: u64,
     },
+    /// Validate a version's bundle (`Process=true`): Processing -> Processed or Failed.
+    ProcessVersion {
+        application: String,
+        label: String,
+    },
 }
 
 /// Everything Elastic Beanstalk holds for one region.
@@ -299,7 +304,7 @@ pub fn handle(
     match operation {
         "CreateApplication" => plain(applications::create_application(store, p)),
         "DescribeApplications" => plain(applications::describe_applications(store, p)),
-        "CreateApplicationVersion" => plain(applications::create_version(store, p)),
+        "CreateApplicationVersion" => applications::create_version(store, p),
         "DescribeApplicationVersions" => plain(applications::describe_versions(store, p)),
         "DeleteApplicationVersion" => {
             applications::delete_version(store, p).map(|()| (None, vec![]))
