@@ -3,6 +3,7 @@
 //! No Lambda handler lives here and no CLI: functions under `functions/` and the `beanswap` CLI call in.
 
 pub mod artifacts;
+pub mod beanstalk;
 pub mod job;
 pub mod outcome;
 pub mod params;

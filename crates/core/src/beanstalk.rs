@@ -1,0 +1,462 @@
+//! Elastic Beanstalk as the actions see it: environments found by CNAME and by beanswap's tags (never by
+//! guessing from names), events read with a time cursor, and errors that name the call and the code.
+//!
+//! This is the only module that speaks to the Beanstalk SDK client for environments, so every action
+//! shares one understanding of "the live environment" and of what counts as healthy.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use aws_config::SdkConfig;
+use aws_sdk_elasticbeanstalk::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_elasticbeanstalk::primitives::DateTime;
+use aws_sdk_elasticbeanstalk::types::{EnvironmentDescription, EventDescription};
+use aws_sdk_elasticbeanstalk::Client;
+
+use crate::runner::ActionError;
+
+/// Tags beanswap puts on the environments it creates; retire only ever considers environments with them.
+pub const TAG_APPLICATION: &str = "beanswap:application";
+/// The version label the environment was created with.
+pub const TAG_VERSION: &str = "beanswap:version";
+/// When the environment stopped serving production (RFC 3339), set by swap; retire's grace period
+/// counts from it.
+pub const TAG_OUT_OF_SERVICE_SINCE: &str = "beanswap:out-of-service-since";
+
+/// A failed Beanstalk call, worded for a pipeline console.
+#[derive(Debug, thiserror::Error)]
+#[error("Elastic Beanstalk {operation} failed: {message}")]
+pub struct BeanstalkError {
+    pub operation: &'static str,
+    /// The AWS error code (`InvalidParameterValue`, `Throttling`, ...), when AWS gave one.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl BeanstalkError {
+    fn from_sdk<E, R>(
+        operation: &'static str,
+        e: aws_sdk_elasticbeanstalk::error::SdkError<E, R>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let code = e.code().map(str::to_string);
+        let message = match (e.code(), e.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            _ => DisplayErrorContext(&e).to_string(),
+        };
+        BeanstalkError {
+            operation,
+            code,
+            message,
+        }
+    }
+}
+
+impl From<BeanstalkError> for ActionError {
+    fn from(e: BeanstalkError) -> Self {
+        // A parameter Beanstalk refuses is almost always the pipeline's configuration.
+        match e.code.as_deref() {
+            Some("InvalidParameterValue" | "InsufficientPrivilegesException") => {
+                ActionError::config(e.to_string())
+            }
+            _ => ActionError::failed(e.to_string()),
+        }
+    }
+}
+
+/// An environment, reduced to what the actions decide on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    pub id: String,
+    pub name: String,
+    pub application: String,
+    pub version_label: Option<String>,
+    /// Full CNAME (`shop-prod.us-east-1.elasticbeanstalk.com`).
+    pub cname: String,
+    /// `Launching`, `Updating`, `Ready`, `Terminating`, `Terminated`, ...
+    pub status: String,
+    /// `Green`, `Yellow`, `Red`, `Grey`.
+    pub health: String,
+    /// Enhanced health (`Ok`, `Warning`, `Degraded`, `Severe`, ...), when reported.
+    pub health_status: Option<String>,
+    pub arn: String,
+    pub created: Option<SystemTime>,
+}
+
+impl Environment {
+    pub fn is_ready(&self) -> bool {
+        self.status == "Ready"
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        matches!(self.status.as_str(), "Terminated" | "Terminating")
+    }
+
+    /// The CNAME's first label, e.g. `shop-prod`.
+    pub fn cname_prefix(&self) -> &str {
+        self.cname.split('.').next().unwrap_or_default()
+    }
+
+    /// Whether this environment holds the production CNAME given as a prefix (`shop-prod`) or in full.
+    pub fn holds_cname(&self, production: &str) -> bool {
+        let production = production.trim().trim_end_matches('.').to_ascii_lowercase();
+        let cname = self.cname.to_ascii_lowercase();
+        if production.contains('.') {
+            cname == production
+        } else {
+            self.cname_prefix().eq_ignore_ascii_case(&production)
+                && cname.ends_with(".elasticbeanstalk.com")
+        }
+    }
+
+    /// `http://<cname>/`, the environment's own URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.cname)
+    }
+
+    fn from_sdk(e: &EnvironmentDescription) -> Self {
+        Environment {
+            id: e.environment_id().unwrap_or_default().to_string(),
+            name: e.environment_name().unwrap_or_default().to_string(),
+            application: e.application_name().unwrap_or_default().to_string(),
+            version_label: e.version_label().map(str::to_string),
+            cname: e.cname().unwrap_or_default().to_string(),
+            status: e
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            health: e
+                .health()
+                .map(|h| h.as_str().to_string())
+                .unwrap_or_default(),
+            health_status: e.health_status().map(|h| h.as_str().to_string()),
+            arn: e.environment_arn().unwrap_or_default().to_string(),
+            created: e.date_created().and_then(to_system_time),
+        }
+    }
+}
+
+/// One Beanstalk event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub date: SystemTime,
+    /// `TRACE` .. `FATAL`.
+    pub severity: String,
+    pub message: String,
+    pub environment: Option<String>,
+}
+
+impl Event {
+    pub fn is_error(&self) -> bool {
+        matches!(self.severity.as_str(), "ERROR" | "FATAL")
+    }
+
+    /// `12:01:02 ERROR message`, for summaries and failure messages.
+    pub fn line(&self) -> String {
+        let time = humantime::format_rfc3339_seconds(self.date).to_string();
+        let clock = time.get(11..19).unwrap_or(&time).to_string();
+        format!("{clock} {} {}", self.severity, self.message)
+    }
+
+    fn from_sdk(e: &EventDescription) -> Option<Self> {
+        Some(Event {
+            date: e.event_date().and_then(to_system_time)?,
+            severity: e
+                .severity()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "INFO".into()),
+            message: e.message().unwrap_or_default().to_string(),
+            environment: e.environment_name().map(str::to_string),
+        })
+    }
+}
+
+fn to_system_time(d: &DateTime) -> Option<SystemTime> {
+    SystemTime::try_from(*d).ok()
+}
+
+/// The Beanstalk calls the actions make.
+#[derive(Clone, Debug)]
+pub struct Beanstalk {
+    client: Client,
+}
+
+impl Beanstalk {
+    pub fn new(config: &SdkConfig) -> Self {
+        Beanstalk {
+            client: Client::new(config),
+        }
+    }
+
+    /// The SDK client, for calls this module does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The application's environments that are not terminated, following every page.
+    pub async fn environments(
+        &self,
+        application: &str,
+    ) -> Result<Vec<Environment>, BeanstalkError> {
+        let mut out = vec![];
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_environments()
+                .application_name(application)
+                .include_deleted(false)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
+            out.extend(page.environments().iter().map(Environment::from_sdk));
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out.retain(|e| e.status != "Terminated");
+        Ok(out)
+    }
+
+    /// An environment by id, terminated ones included (to see a launch that ended in Terminated).
+    pub async fn environment(&self, id: &str) -> Result<Option<Environment>, BeanstalkError> {
+        let page = self
+            .client
+            .describe_environments()
+            .environment_ids(id)
+            .include_deleted(true)
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
+        Ok(page.environments().first().map(Environment::from_sdk))
+    }
+
+    /// A live (not terminated) environment of the application by name.
+    pub async fn environment_named(
+        &self,
+        application: &str,
+        name: &str,
+    ) -> Result<Option<Environment>, BeanstalkError> {
+        let page = self
+            .client
+            .describe_environments()
+            .application_name(application)
+            .environment_names(name)
+            .include_deleted(false)
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
+        Ok(page
+            .environments()
+            .iter()
+            .map(Environment::from_sdk)
+            .find(|e| !e.is_terminated()))
+    }
+
+    /// The environment serving production: the one holding the production CNAME. `None` before the
+    /// first deployment.
+    pub async fn live(
+        &self,
+        application: &str,
+        production_cname: &str,
+    ) -> Result<Option<Environment>, BeanstalkError> {
+        Ok(self
+            .environments(application)
+            .await?
+            .into_iter()
+            .find(|e| !e.is_terminated() && e.holds_cname(production_cname)))
+    }
+
+    /// Events of one environment at or after `since`, oldest first, at most `max`.
+    pub async fn events_since(
+        &self,
+        environment_id: &str,
+        since: Option<SystemTime>,
+        max: i32,
+    ) -> Result<Vec<Event>, BeanstalkError> {
+        let mut request = self
+            .client
+            .describe_events()
+            .environment_id(environment_id)
+            .max_records(max.clamp(1, 1000));
+        if let Some(since) = since {
+            request = request.start_time(DateTime::from(since));
+        }
+        let page = request
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("DescribeEvents", e))?;
+        let mut events: Vec<Event> = page.events().iter().filter_map(Event::from_sdk).collect();
+        events.reverse();
+        Ok(events)
+    }
+
+    pub async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, BeanstalkError> {
+        let out = self
+            .client
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("ListTagsForResource", e))?;
+        Ok(out
+            .resource_tags()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    pub async fn set_tags(&self, arn: &str, tags: &[(&str, String)]) -> Result<(), BeanstalkError> {
+        let mut request = self.client.update_tags_for_resource().resource_arn(arn);
+        for (key, value) in tags {
+            request = request.tags_to_add(
+                aws_sdk_elasticbeanstalk::types::Tag::builder()
+                    .key(*key)
+                    .value(value)
+                    .build(),
+            );
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("UpdateTagsForResource", e))?;
+        Ok(())
+    }
+
+    /// Whether `prefix` is free to become a new environment's CNAME.
+    pub async fn cname_available(&self, prefix: &str) -> Result<bool, BeanstalkError> {
+        let out = self
+            .client
+            .check_dns_availability()
+            .cname_prefix(prefix)
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("CheckDNSAvailability", e))?;
+        Ok(out.available().unwrap_or(false))
+    }
+
+    pub async fn swap_cnames(
+        &self,
+        source_id: &str,
+        destination_id: &str,
+    ) -> Result<(), BeanstalkError> {
+        self.client
+            .swap_environment_cnames()
+            .source_environment_id(source_id)
+            .destination_environment_id(destination_id)
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("SwapEnvironmentCNAMEs", e))?;
+        Ok(())
+    }
+
+    pub async fn terminate(&self, id: &str) -> Result<(), BeanstalkError> {
+        self.client
+            .terminate_environment()
+            .environment_id(id)
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("TerminateEnvironment", e))?;
+        Ok(())
+    }
+
+    /// Wraps any other SDK call's error the same way.
+    pub fn error<E, R>(
+        operation: &'static str,
+        e: aws_sdk_elasticbeanstalk::error::SdkError<E, R>,
+    ) -> BeanstalkError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        BeanstalkError::from_sdk(operation, e)
+    }
+}
+
+/// Health at least as good as the gate (`Green` passes a `Yellow` gate; `Grey` passes nothing).
+pub fn health_passes(health: &str, gate: &str) -> bool {
+    let rank = |h: &str| match h {
+        "Green" => 2,
+        "Yellow" => 1,
+        _ => 0,
+    };
+    rank(health) > 0 && rank(health) >= rank(gate)
+}
+
+/// The last `n` events as lines, newest last, for a failure message.
+pub fn event_lines(events: &[Event], n: usize) -> String {
+    let start = events.len().saturating_sub(n);
+    events[start..]
+        .iter()
+        .map(Event::line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Backoff for polling Beanstalk: quick at first (tests, fast launches), then at most every 20 s.
+pub fn poll_delay(attempt: u32) -> Duration {
+    let ms = 500u64.saturating_mul(1u64 << attempt.min(6));
+    Duration::from_millis(ms.min(20_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(cname: &str) -> Environment {
+        Environment {
+            id: "e-1".into(),
+            name: "shop-a".into(),
+            application: "shop".into(),
+            version_label: None,
+            cname: cname.into(),
+            status: "Ready".into(),
+            health: "Green".into(),
+            health_status: None,
+            arn: String::new(),
+            created: None,
+        }
+    }
+
+    #[test]
+    fn finds_production_by_cname_prefix_or_full_name() {
+        let e = env("shop-prod.us-east-1.elasticbeanstalk.com");
+        assert!(e.holds_cname("shop-prod"));
+        assert!(e.holds_cname("SHOP-PROD"));
+        assert!(e.holds_cname("shop-prod.us-east-1.elasticbeanstalk.com."));
+        assert!(!e.holds_cname("shop"));
+        assert!(!e.holds_cname("shop-prod-2"));
+        assert!(!e.holds_cname("shop-prod.eu-west-1.elasticbeanstalk.com"));
+    }
+
+    #[test]
+    fn health_gate() {
+        for (health, gate, passes) in [
+            ("Green", "Green", true),
+            ("Green", "Yellow", true),
+            ("Yellow", "Yellow", true),
+            ("Yellow", "Green", false),
+            ("Red", "Yellow", false),
+            ("Grey", "Yellow", false),
+        ] {
+            assert_eq!(health_passes(health, gate), passes, "{health} vs {gate}");
+        }
+    }
+
+    #[test]
+    fn polling_backs_off_to_a_ceiling() {
+        assert_eq!(poll_delay(0), Duration::from_millis(500));
+        assert_eq!(poll_delay(2), Duration::from_secs(2));
+        assert_eq!(poll_delay(30), Duration::from_secs(20));
+    }
+}
