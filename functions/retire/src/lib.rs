@@ -1,0 +1,1 @@
+//! retire: being written (see its issue).

@@ -1,0 +1,3 @@
+//! retire: being written (see its issue).
+
+fn main() {}

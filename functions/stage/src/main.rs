@@ -1,0 +1,3 @@
+//! stage: being written (see its issue).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! swap: being written (see its issue).

@@ -1,0 +1,3 @@
+//! swap: being written (see its issue).
+
+fn main() {}
