@@ -10,6 +10,7 @@
 
 pub mod beanstalk;
 pub mod codepipeline;
+mod dns;
 pub mod faults;
 pub mod lambda;
 pub mod lifecycle;
@@ -75,6 +76,7 @@ impl LocalAws {
             }
         };
         let s3 = s3_client(options.s3_endpoint.clone()).await;
+        let dns = dns::Resolver::new(options.route53_endpoint.clone()).await;
         let shared = Shared::default();
         shared.lock().beanstalk.options = options;
         let http = reqwest::Client::builder()
@@ -85,6 +87,7 @@ impl LocalAws {
             shared: shared.clone(),
             dir,
             s3,
+            dns,
             http,
         });
         let api = tokio::net::TcpListener::bind(addr).await?;
@@ -167,18 +170,7 @@ fn serve(listener: tokio::net::TcpListener, app: Router) -> oneshot::Sender<()> 
 /// An S3 client for source bundles: the given endpoint, else `AWS_ENDPOINT_URL_S3`; none without either.
 async fn s3_client(endpoint: Option<String>) -> Option<aws_sdk_s3::Client> {
     let endpoint = endpoint.or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())?;
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(beanstalk::REGION))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "local".into()),
-            std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "local".into()),
-            None,
-            None,
-            "local-aws",
-        ))
-        .endpoint_url(endpoint)
-        .load()
-        .await;
+    let config = sdk_config(endpoint).await;
     let config = aws_sdk_s3::config::Builder::from(&config)
         .force_path_style(true)
         .build();
@@ -350,4 +342,21 @@ async fn admin_set_faults(AxumState(rt): Rt, body: Bytes) -> Response {
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("faults: {e}\n")).into_response(),
     }
+}
+
+/// SDK settings for talking to moto: its endpoint, the stand-in's region, credentials from the
+/// environment or dummy ones (moto accepts any).
+pub(crate) async fn sdk_config(endpoint: String) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(beanstalk::REGION))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "local".into()),
+            std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "local".into()),
+            None,
+            None,
+            "local-aws",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await
 }

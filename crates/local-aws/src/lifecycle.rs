@@ -52,6 +52,7 @@ pub struct Runtime {
     pub shared: Shared,
     pub dir: PathBuf,
     pub s3: Option<aws_sdk_s3::Client>,
+    pub dns: crate::dns::Resolver,
     pub http: reqwest::Client,
 }
 

@@ -48,6 +48,10 @@ struct Args {
     /// S3 endpoint for source bundles (moto); defaults to $AWS_ENDPOINT_URL_S3.
     #[arg(long)]
     s3_endpoint: Option<String>,
+    /// Route 53 endpoint (moto) the router resolves custom domains with; defaults to
+    /// $AWS_ENDPOINT_URL_ROUTE_53.
+    #[arg(long)]
+    route53_endpoint: Option<String>,
     /// Application versions allowed before TooManyApplicationVersionsException.
     #[arg(long, default_value_t = 1000)]
     max_application_versions: usize,
@@ -91,6 +95,7 @@ async fn main() -> std::process::ExitCode {
         app_start_timeout: args.app_start_timeout,
         state_dir: args.state_dir,
         s3_endpoint: args.s3_endpoint,
+        route53_endpoint: args.route53_endpoint,
         faults,
     };
     let local = match LocalAws::start_with_router(

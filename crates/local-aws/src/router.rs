@@ -25,6 +25,21 @@ enum Target {
     NoInstance(String),
 }
 
+/// The environment holding `cname`, and how to reach it.
+fn find(rt: &Runtime, cname: &str) -> Option<Target> {
+    let state = rt.shared.lock();
+    state
+        .beanstalk
+        .environments
+        .values()
+        .find(|e| e.is_live() && e.status != "Terminating" && e.cname == cname)
+        .map(|e| match (e.port, &e.version_label) {
+            (Some(port), _) => Target::App(port),
+            (None, None) => Target::Sample(e.name.clone()),
+            (None, Some(_)) => Target::NoInstance(e.name.clone()),
+        })
+}
+
 async fn forward(State(rt): State<Arc<Runtime>>, request: Request) -> Response {
     let host = request
         .headers()
@@ -35,19 +50,13 @@ async fn forward(State(rt): State<Arc<Runtime>>, request: Request) -> Response {
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let target = {
-        let state = rt.shared.lock();
-        state
-            .beanstalk
-            .environments
-            .values()
-            .find(|e| e.is_live() && e.status != "Terminating" && e.cname == host)
-            .map(|e| match (e.port, &e.version_label) {
-                (Some(port), _) => Target::App(port),
-                (None, None) => Target::Sample(e.name.clone()),
-                (None, Some(_)) => Target::NoInstance(e.name.clone()),
-            })
-    };
+    let mut target = find(&rt, &host);
+    if target.is_none() {
+        // Not an environment CNAME: maybe a custom domain, resolved through Route 53.
+        if let Some(cname) = rt.dns.resolve(&host).await {
+            target = find(&rt, &cname);
+        }
+    }
     let port = match target {
         None => {
             return (

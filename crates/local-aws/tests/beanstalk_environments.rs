@@ -22,7 +22,7 @@ const STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
 
 struct Bed {
     local: LocalAws,
-    _moto: Moto,
+    moto: Moto,
     eb: Client,
     s3: aws_sdk_s3::Client,
     http: reqwest::Client,
@@ -34,6 +34,7 @@ async fn bed(options: Options) -> Bed {
         "127.0.0.1:0".parse().unwrap(),
         Options {
             s3_endpoint: Some(moto.endpoint()),
+            route53_endpoint: Some(moto.endpoint()),
             ..options
         },
     )
@@ -68,7 +69,7 @@ async fn bed(options: Options) -> Bed {
         .unwrap();
     Bed {
         local,
-        _moto: moto,
+        moto,
         eb,
         s3,
         http: reqwest::Client::new(),
@@ -1276,4 +1277,95 @@ async fn processing_a_version_checks_its_bundle() {
         "{:?}",
         events.events()
     );
+}
+
+#[tokio::test]
+async fn custom_domains_resolve_through_route53_records_alias_or_weighted() {
+    use aws_sdk_route53::types::{
+        AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType,
+    };
+    let bed = bed(Options::default()).await;
+    bed.version("v1", bundle("v1")).await;
+    bed.version("v2", bundle("v2")).await;
+    let a = bed.create("shop-a", "shop-a", "v1").await;
+    let b = bed.create("shop-b", "shop-b", "v2").await;
+    bed.wait_for(a.environment_id().unwrap(), "Ready").await;
+    bed.wait_for(b.environment_id().unwrap(), "Ready").await;
+
+    let route53 = aws_sdk_route53::Client::from_conf(
+        aws_sdk_route53::Config::builder()
+            .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
+            .region(aws_sdk_route53::config::Region::new("us-east-1"))
+            .endpoint_url(bed.moto.endpoint())
+            .credentials_provider(aws_sdk_route53::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build(),
+    );
+    let zone = route53
+        .create_hosted_zone()
+        .name("example.com")
+        .caller_reference("t1")
+        .send()
+        .await
+        .unwrap();
+    let zone_id = zone.hosted_zone().unwrap().id().to_string();
+    let record = |name: &str, target: &str, weight: Option<i64>| {
+        let mut r = ResourceRecordSet::builder()
+            .name(name)
+            .r#type(RrType::A)
+            .alias_target(
+                AliasTarget::builder()
+                    .hosted_zone_id("Z117KPS5GTRQ2G")
+                    .dns_name(target)
+                    .evaluate_target_health(false)
+                    .build()
+                    .unwrap(),
+            );
+        if let Some(w) = weight {
+            r = r.set_identifier(target).weight(w);
+        }
+        Change::builder()
+            .action(ChangeAction::Upsert)
+            .resource_record_set(r.build().unwrap())
+            .build()
+            .unwrap()
+    };
+    route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&zone_id)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(record(
+                    "shop.example.com",
+                    "shop-a.us-east-1.elasticbeanstalk.com",
+                    None,
+                ))
+                .changes(record(
+                    "www.example.com",
+                    "shop-a.us-east-1.elasticbeanstalk.com",
+                    Some(0),
+                ))
+                .changes(record(
+                    "www.example.com",
+                    "shop-b.us-east-1.elasticbeanstalk.com",
+                    Some(100),
+                ))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bed.get("shop.example.com", "/version").await,
+        (200, "v1\n".into())
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            bed.get("www.example.com", "/version").await,
+            (200, "v2\n".into())
+        );
+    }
+    assert_eq!(bed.get("nowhere.example.com", "/").await.0, 502);
 }

@@ -52,6 +52,9 @@ pub struct Options {
     pub state_dir: Option<PathBuf>,
     /// S3 endpoint to fetch source bundles from; `AWS_ENDPOINT_URL_S3` when `None`.
     pub s3_endpoint: Option<String>,
+    /// Route 53 endpoint (moto) through which the router resolves custom domains to environments;
+    /// `AWS_ENDPOINT_URL_ROUTE_53` when `None`; custom domains are not routed without either.
+    pub route53_endpoint: Option<String>,
     pub faults: Faults,
 }
 
@@ -66,6 +69,7 @@ impl Default for Options {
             app_start_timeout: Duration::from_secs(20),
             state_dir: None,
             s3_endpoint: None,
+            route53_endpoint: None,
             faults: Faults::default(),
         }
     }
