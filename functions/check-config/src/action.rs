@@ -3,6 +3,9 @@ use beanswap_core::artifacts::{ArtifactStore, MAX_ARTIFACT_BYTES};
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
 use serde::Deserialize;
 
+/// The output variables a successful run sets (later actions read them as `#{Namespace.Name}`).
+pub const OUTPUT_VARIABLES: &[&str] = &["Application", "ArtifactEntries"];
+
 /// UserParameters of check-config.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -2,7 +2,9 @@
 //! artifact is a readable zip, and reports success with what it saw. Put it first in a new pipeline to prove
 //! the wiring (roles, artifact bucket, KMS key, the function itself) before any environment is touched.
 
-mod action;
+#![recursion_limit = "256"]
+
+use check_config::action;
 
 #[tokio::main]
 async fn main() -> Result<(), beanswap_core::runner::LambdaError> {

@@ -111,6 +111,14 @@ async fn reads_the_artifact_with_job_credentials_and_reports_variables() {
         body["outputVariables"],
         json!({"Application": "shop", "ArtifactEntries": "2"})
     );
+    // What the crate declares (and the pipeline template test relies on) is what a run really sets.
+    let set: Vec<&str> = body["outputVariables"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(set, check_config::OUTPUT_VARIABLES);
     assert!(body.get("continuationToken").is_none(), "{body}");
     let summary = body["executionDetails"]["summary"].as_str().unwrap();
     assert!(

@@ -1,0 +1,771 @@
+//! pipeline-template.json and the functions cannot drift apart silently.
+//!
+//! For several realistic parameter sets (no domain; a domain with route53 or weighted swaps, HTTPS and a
+//! version check; every function reused from another stack) this evaluates the template's Rules,
+//! Conditions and intrinsic functions the way CloudFormation would, then walks the pipeline's actions in
+//! order and checks, for every Lambda invoke action:
+//! - its FunctionName is one of the beanswap functions (created here or reused by ARN);
+//! - its UserParameters fit CodePipeline's 1000 characters and, with example values for `#{...}`, are
+//!   accepted by that function's own UserParameters parser;
+//! - every `#{Namespace.Var}` in any action's configuration names a variable that the action owning that
+//!   namespace, in an earlier stage, really sets (for a beanswap function: its crate's `OUTPUT_VARIABLES`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use beanswap_core::UserParameters;
+use serde_json::{Map, Value};
+
+type Parser = fn(&str) -> Result<(), String>;
+
+fn parse_with<P: UserParameters>(raw: &str) -> Result<(), String> {
+    beanswap_core::params::parse::<P>(Some(raw))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// One beanswap function: its directory under `functions/`, its parser and the variables it sets.
+struct Function {
+    name: &'static str,
+    /// `None` only while the crate does not yet expose `Params`; [`crates_that_grew_params_are_wired_in`]
+    /// fails as soon as it does.
+    parse: Option<Parser>,
+    outputs: &'static [&'static str],
+}
+
+/// Every function the template can deploy. Adding one is one line here plus a dev-dependency in
+/// crates/cli/Cargo.toml.
+const FUNCTIONS: &[Function] = &[
+    Function {
+        name: "check-config",
+        parse: Some(parse_with::<check_config::Params>),
+        outputs: check_config::OUTPUT_VARIABLES,
+    },
+    // These crates do not expose `Params` / `OUTPUT_VARIABLES` yet: until they do, their output variables
+    // are the design contract's lists, and their UserParameters are only checked to be a JSON object.
+    Function {
+        name: "package",
+        parse: None,
+        outputs: &["VersionLabel", "BundleBucket", "BundleKey", "BundleSha256"],
+    },
+    Function {
+        name: "stage",
+        parse: None,
+        outputs: &[
+            "EnvironmentName",
+            "EnvironmentId",
+            "Cname",
+            "Url",
+            "LiveEnvironmentName",
+        ],
+    },
+    Function {
+        name: "smoke-test",
+        parse: None,
+        outputs: &["Passed", "Summary"],
+    },
+    Function {
+        name: "swap",
+        parse: None,
+        outputs: &["LiveEnvironmentName", "PreviousEnvironmentName", "Mode"],
+    },
+    Function {
+        name: "retire",
+        parse: None,
+        outputs: &["Terminated", "Kept", "PrunedVersions"],
+    },
+];
+
+/// Variables of CodePipeline's own actions that the template may read.
+const SOURCE_VARIABLES: &[&str] = &[
+    "AuthorDate",
+    "BranchName",
+    "CommitId",
+    "CommitMessage",
+    "ConnectionArn",
+    "FullRepositoryId",
+];
+const PIPELINE_VARIABLES: &[&str] = &["PipelineExecutionId"];
+
+/// "smoke-test" -> "SmokeTest": how the template names a function's resources and parameters.
+fn camel(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn function(name: &str) -> &'static Function {
+    FUNCTIONS
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("{name} is not in FUNCTIONS"))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn template() -> Value {
+    let path = root().join("pipeline-template.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+}
+
+const REGION: &str = "eu-west-1";
+const ACCOUNT: &str = "123456789012";
+const STACK: &str = "shop-pipeline";
+
+/// Example values for the parameters that have no default.
+fn required_examples() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        ("ApplicationName", "shop"),
+        (
+            "ConnectionArn",
+            "arn:aws:codeconnections:eu-west-1:123456789012:connection/0c5c1a7e-8d6f-4b5e-9a3c-1f2e3d4c5b6a",
+        ),
+        ("RepositoryId", "acme/shop"),
+        ("ProductionCnamePrefix", "shop-production"),
+        ("FunctionsBucket", "acme-beanswap-releases"),
+    ])
+}
+
+fn reused_arn(name: &str) -> String {
+    format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:shared-beanswap-{name}")
+}
+
+/// The parameter sets the pipeline is checked under: each is a real deployment (the template's Rules
+/// must accept it).
+fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
+    let mut base: BTreeMap<String, String> = required_examples()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    base.insert(
+        "SolutionStackName".into(),
+        "64bit Amazon Linux 2023 v4.5.0 running Python 3.12".into(),
+    );
+    for f in FUNCTIONS {
+        base.insert(format!("{}FunctionSha256", camel(f.name)), "ab".repeat(32));
+    }
+    let with = |pairs: &[(&str, &str)]| {
+        let mut p = base.clone();
+        for (k, v) in pairs {
+            p.insert(k.to_string(), v.to_string());
+        }
+        p
+    };
+    let domain = [
+        ("HostedZoneId", "Z0123456789ABCDEFGHIJ"),
+        ("DomainName", "www.example.com"),
+    ];
+    let mut reuse = with(&[]);
+    for f in FUNCTIONS {
+        reuse.insert(
+            format!("Existing{}FunctionArn", camel(f.name)),
+            reused_arn(f.name),
+        );
+        reuse.remove(&format!("{}FunctionSha256", camel(f.name)));
+    }
+    vec![
+        ("no domain: Beanstalk CNAME swap", with(&[])),
+        (
+            "domain, route53 swap",
+            with(&[domain[0], domain[1], ("SwapMode", "route53")]),
+        ),
+        (
+            "domain, weighted swap, HTTPS, version check, approval email",
+            with(&[
+                domain[0],
+                domain[1],
+                ("SwapMode", "weighted"),
+                (
+                    "CertificateArn",
+                    "arn:aws:acm:eu-west-1:123456789012:certificate/5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b",
+                ),
+                ("VersionPath", "/version"),
+                ("ApprovalEmail", "ops@example.com"),
+                ("SmokeTestPaths", "/,/health,/api/info"),
+            ]),
+        ),
+        ("every function reused from another stack", reuse),
+    ]
+}
+
+/// The template with one parameter set: evaluates what CloudFormation would.
+struct Stack<'a> {
+    template: &'a Value,
+    parameters: BTreeMap<String, Value>,
+}
+
+impl<'a> Stack<'a> {
+    fn new(template: &'a Value, given: &BTreeMap<String, String>) -> Self {
+        let declared = template["Parameters"].as_object().expect("Parameters");
+        for name in given.keys() {
+            assert!(
+                declared.contains_key(name),
+                "example parameter {name} is not in the template"
+            );
+        }
+        let mut parameters = BTreeMap::new();
+        for (name, decl) in declared {
+            let raw = match (given.get(name), decl.get("Default")) {
+                (Some(v), _) => v.clone(),
+                (None, Some(Value::String(s))) => s.clone(),
+                (None, Some(Value::Number(n))) => n.to_string(),
+                (None, other) => panic!(
+                    "parameter {name} has no default ({other:?}) and no example value in this test: add one to required_examples()"
+                ),
+            };
+            // The checks CloudFormation makes before anything is created: an example that fails them
+            // would make this test check a deployment that cannot exist.
+            if let Some(pattern) = decl["AllowedPattern"].as_str() {
+                let re = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+                assert!(
+                    re.is_match(&raw),
+                    "example {name}={raw:?} does not match {pattern}"
+                );
+            }
+            let len = raw.chars().count() as u64;
+            assert!(
+                decl["MinLength"].as_u64().is_none_or(|min| len >= min)
+                    && decl["MaxLength"].as_u64().is_none_or(|max| len <= max),
+                "example {name}={raw:?} has the wrong length"
+            );
+            if let Some(allowed) = decl["AllowedValues"].as_array() {
+                assert!(
+                    allowed.iter().any(|a| a.as_str() == Some(&raw)
+                        || (a.is_number() && a.as_f64() == raw.parse().ok())),
+                    "example {name}={raw:?} is not one of {allowed:?}"
+                );
+            }
+            let value = if decl["Type"] == "CommaDelimitedList" {
+                Value::Array(
+                    raw.split(',')
+                        .map(|s| Value::String(s.to_string()))
+                        .collect(),
+                )
+            } else {
+                Value::String(raw)
+            };
+            parameters.insert(name.clone(), value);
+        }
+        Stack {
+            template,
+            parameters,
+        }
+    }
+
+    fn resources(&self) -> &Map<String, Value> {
+        self.template["Resources"].as_object().expect("Resources")
+    }
+
+    /// The physical id CloudFormation would give a resource (what `Ref` returns for most types).
+    fn physical_id(&self, logical: &str) -> String {
+        format!("{STACK}-{logical}-1A2B3C4D5E6F")
+    }
+
+    fn condition(&self, name: &str) -> bool {
+        let expr = self.template["Conditions"]
+            .get(name)
+            .unwrap_or_else(|| panic!("condition {name} is not declared"));
+        self.truth(expr)
+    }
+
+    fn truth(&self, expr: &Value) -> bool {
+        let (key, arg) = single(expr).unwrap_or_else(|| panic!("not a condition: {expr}"));
+        match key {
+            "Condition" => self.condition(arg.as_str().expect("condition name")),
+            "Fn::Equals" => {
+                let args = arg.as_array().expect("Fn::Equals takes two values");
+                self.eval(&args[0]) == self.eval(&args[1])
+            }
+            "Fn::Not" => !self.truth(&arg[0]),
+            "Fn::And" => arg.as_array().unwrap().iter().all(|c| self.truth(c)),
+            "Fn::Or" => arg.as_array().unwrap().iter().any(|c| self.truth(c)),
+            other => panic!("{other} in a condition: teach this test about it"),
+        }
+    }
+
+    /// Resolves intrinsic functions; `None` is AWS::NoValue.
+    fn eval(&self, v: &Value) -> Option<Value> {
+        match v {
+            Value::Array(items) => Some(Value::Array(
+                items.iter().filter_map(|i| self.eval(i)).collect(),
+            )),
+            Value::Object(map) => {
+                if let Some((key, arg)) =
+                    single(v).filter(|(k, _)| k == &"Ref" || k.starts_with("Fn::"))
+                {
+                    return self.intrinsic(key, arg);
+                }
+                Some(Value::Object(
+                    map.iter()
+                        .filter_map(|(k, v)| self.eval(v).map(|v| (k.clone(), v)))
+                        .collect(),
+                ))
+            }
+            other => Some(other.clone()),
+        }
+    }
+
+    fn intrinsic(&self, key: &str, arg: &Value) -> Option<Value> {
+        match key {
+            "Ref" => self.reference(arg.as_str().expect("Ref takes a name")),
+            "Fn::If" => {
+                let args = arg.as_array().expect("Fn::If takes three values");
+                let cond = args[0].as_str().expect("Fn::If condition name");
+                self.eval(&args[if self.condition(cond) { 1 } else { 2 }])
+            }
+            "Fn::Sub" => {
+                let (text, vars) = match arg {
+                    Value::String(s) => (s.as_str(), Map::new()),
+                    Value::Array(a) => (
+                        a[0].as_str().expect("Fn::Sub text"),
+                        a[1].as_object().expect("Fn::Sub variables").clone(),
+                    ),
+                    other => panic!("Fn::Sub {other}"),
+                };
+                Some(Value::String(self.substitute(text, &vars)))
+            }
+            "Fn::Join" => {
+                let args = arg
+                    .as_array()
+                    .expect("Fn::Join takes a separator and a list");
+                let sep = args[0].as_str().expect("Fn::Join separator");
+                let list = self.eval(&args[1]).expect("Fn::Join list");
+                let parts: Vec<String> = list
+                    .as_array()
+                    .expect("Fn::Join list")
+                    .iter()
+                    .map(|p| p.as_str().expect("Fn::Join part").to_string())
+                    .collect();
+                Some(Value::String(parts.join(sep)))
+            }
+            "Fn::GetAtt" => {
+                let args = arg.as_array().expect("Fn::GetAtt takes two values");
+                Some(Value::String(format!(
+                    "{}.{}",
+                    self.physical_id(args[0].as_str().unwrap()),
+                    args[1].as_str().unwrap()
+                )))
+            }
+            other => panic!("{other} where the pipeline is evaluated: teach this test about it"),
+        }
+    }
+
+    fn reference(&self, name: &str) -> Option<Value> {
+        let pseudo = match name {
+            "AWS::NoValue" => return None,
+            "AWS::Region" => Some(REGION),
+            "AWS::AccountId" => Some(ACCOUNT),
+            "AWS::Partition" => Some("aws"),
+            "AWS::StackName" => Some(STACK),
+            "AWS::URLSuffix" => Some("amazonaws.com"),
+            _ => None,
+        };
+        if let Some(p) = pseudo {
+            return Some(Value::String(p.to_string()));
+        }
+        if let Some(v) = self.parameters.get(name) {
+            return Some(v.clone());
+        }
+        assert!(
+            self.resources().contains_key(name),
+            "Ref {name}: neither a parameter nor a resource"
+        );
+        Some(Value::String(self.physical_id(name)))
+    }
+
+    fn substitute(&self, text: &str, vars: &Map<String, Value>) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after
+                .find('}')
+                .unwrap_or_else(|| panic!("unclosed ${{ in {text}"));
+            let name = &after[..end];
+            if let Some(literal) = name.strip_prefix('!') {
+                out.push_str("${");
+                out.push_str(literal);
+                out.push('}');
+            } else {
+                let value = match vars.get(name) {
+                    Some(v) => self.eval(v),
+                    None if name.contains('.') && !name.starts_with("AWS::") => {
+                        let (res, attr) = name.split_once('.').unwrap();
+                        assert!(
+                            self.resources().contains_key(res),
+                            "${{{name}}}: no resource {res}"
+                        );
+                        Some(Value::String(format!("{}.{attr}", self.physical_id(res))))
+                    }
+                    None => self.reference(name),
+                };
+                match value {
+                    Some(Value::String(s)) => out.push_str(&s),
+                    other => panic!("${{{name}}} in Fn::Sub is {other:?}, not a string"),
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The template's Rules: which of them this parameter set breaks.
+    fn broken_rules(&self) -> Vec<String> {
+        let mut broken = Vec::new();
+        let Some(rules) = self.template["Rules"].as_object() else {
+            return broken;
+        };
+        for (name, rule) in rules {
+            if let Some(cond) = rule.get("RuleCondition") {
+                if !self.truth(cond) {
+                    continue;
+                }
+            }
+            for assertion in rule["Assertions"].as_array().expect("Assertions") {
+                if !self.truth(&assertion["Assert"]) {
+                    broken.push(format!("{name}: {}", assertion["AssertDescription"]));
+                }
+            }
+        }
+        broken
+    }
+}
+
+fn single(v: &Value) -> Option<(&str, &Value)> {
+    let map = v.as_object()?;
+    if map.len() != 1 {
+        return None;
+    }
+    map.iter().next().map(|(k, v)| (k.as_str(), v))
+}
+
+/// `#{Namespace.Variable}` references in a string.
+fn variable_refs(s: &str) -> Vec<(String, String)> {
+    let mut refs = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("#{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        let inner = &after[..end];
+        match inner.split_once('.') {
+            Some((ns, var)) => refs.push((ns.to_string(), var.to_string())),
+            None => panic!("#{{{inner}}} has no namespace"),
+        }
+        rest = &after[end + 1..];
+    }
+    refs
+}
+
+fn strings_in(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|i| strings_in(i, out)),
+        Value::Object(m) => m.values().for_each(|i| strings_in(i, out)),
+        _ => {}
+    }
+}
+
+/// An example value for a variable, as CodePipeline would substitute it (JSON-safe, like the real ones).
+fn example_value(var: &str) -> String {
+    match var {
+        "Url" => "http://shop-v42-a1b2c3.eu-west-1.elasticbeanstalk.com".into(),
+        "Cname" => "shop-v42-a1b2c3.eu-west-1.elasticbeanstalk.com".into(),
+        "EnvironmentName" | "LiveEnvironmentName" | "PreviousEnvironmentName" => {
+            "shop-v42-a1b2c3".into()
+        }
+        "EnvironmentId" => "e-abcdef1234".into(),
+        "VersionLabel" => "v42-0123456789ab".into(),
+        "CommitId" => "0123456789abcdef0123456789abcdef01234567".into(),
+        "PipelineExecutionId" => "7b1f3c2a-4d5e-4f60-8a9b-0c1d2e3f4a5b".into(),
+        "BundleSha256" => "cd".repeat(32),
+        other => format!("example-{other}"),
+    }
+}
+
+fn substitute_variables(s: &str) -> String {
+    let mut out = s.to_string();
+    for (ns, var) in variable_refs(s) {
+        out = out.replace(&format!("#{{{ns}.{var}}}"), &example_value(&var));
+    }
+    out
+}
+
+/// Who sets the variables of a namespace, and where.
+struct Producer {
+    stage: usize,
+    run_order: u64,
+    action: String,
+    variables: Vec<String>,
+}
+
+fn check_pipeline(scenario: &str, stack: &Stack) -> Vec<String> {
+    let mut problems = Vec::new();
+    let pipelines: Vec<&String> = stack
+        .resources()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CodePipeline::Pipeline")
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(pipelines.len(), 1, "one pipeline per template");
+    let stages = stack
+        .eval(&stack.resources()[pipelines[0]]["Properties"]["Stages"])
+        .expect("Stages");
+
+    // Which beanswap function a FunctionName denotes: a created one by its physical id, a reused one by
+    // the ARN given for it.
+    let mut by_name: BTreeMap<String, &'static Function> = BTreeMap::new();
+    for f in FUNCTIONS {
+        let resource = format!("{}Function", camel(f.name));
+        if stack.condition(&format!("Create{}Function", camel(f.name))) {
+            by_name.insert(stack.physical_id(&resource), f);
+        } else {
+            let arn = &stack.parameters[&format!("Existing{}FunctionArn", camel(f.name))];
+            by_name.insert(arn.as_str().unwrap().to_string(), f);
+        }
+    }
+
+    let mut namespaces: BTreeMap<String, Producer> = BTreeMap::new();
+    namespaces.insert(
+        "codepipeline".into(),
+        Producer {
+            stage: 0,
+            run_order: 0,
+            action: "CodePipeline".into(),
+            variables: PIPELINE_VARIABLES.iter().map(|s| s.to_string()).collect(),
+        },
+    );
+    let mut invoked = BTreeSet::new();
+    for (stage_index, stage) in stages.as_array().expect("Stages").iter().enumerate() {
+        let stage_index = stage_index + 1;
+        for action in stage["Actions"].as_array().expect("Actions") {
+            let name = action["Name"].as_str().unwrap_or("?").to_string();
+            let at = format!("[{scenario}] stage {} action {name}", stage["Name"]);
+            let run_order = action["RunOrder"].as_u64().unwrap_or(1);
+            let config = &action["Configuration"];
+
+            // Every #{...} must come from an earlier action that sets it.
+            let mut strings = Vec::new();
+            strings_in(config, &mut strings);
+            for s in &strings {
+                for (ns, var) in variable_refs(s) {
+                    match namespaces.get(&ns) {
+                        None => problems.push(format!(
+                            "{at}: #{{{ns}.{var}}}: no earlier action has namespace {ns}"
+                        )),
+                        Some(p) if p.stage == stage_index && p.run_order >= run_order => problems
+                            .push(format!(
+                                "{at}: #{{{ns}.{var}}}: {} runs at the same time or later",
+                                p.action
+                            )),
+                        Some(p) if !p.variables.contains(&var) => problems.push(format!(
+                            "{at}: #{{{ns}.{var}}}: {} sets only {:?}",
+                            p.action, p.variables
+                        )),
+                        Some(_) => {}
+                    }
+                }
+            }
+
+            let type_id = &action["ActionTypeId"];
+            let provider = type_id["Provider"].as_str().unwrap_or_default();
+            let variables: Vec<String> = match (type_id["Category"].as_str(), provider) {
+                (Some("Invoke"), "Lambda") => {
+                    let function_name = config["FunctionName"].as_str().unwrap_or_default();
+                    let Some(f) = by_name.get(function_name) else {
+                        problems.push(format!(
+                            "{at}: FunctionName {function_name:?} is none of the beanswap functions"
+                        ));
+                        continue;
+                    };
+                    invoked.insert(f.name);
+                    let raw = config["UserParameters"].as_str().unwrap_or_default();
+                    if raw.chars().count() > 1000 {
+                        problems.push(format!(
+                            "{at}: UserParameters are {} characters; CodePipeline allows 1000",
+                            raw.chars().count()
+                        ));
+                    }
+                    let filled = substitute_variables(raw);
+                    match f.parse {
+                        Some(parse) => {
+                            if let Err(e) = parse(&filled) {
+                                problems.push(format!(
+                                    "{at}: {}'s parser refuses {filled}: {e}",
+                                    f.name
+                                ));
+                            }
+                        }
+                        None => match serde_json::from_str::<Value>(&filled) {
+                            Ok(Value::Object(_)) => {}
+                            other => problems.push(format!(
+                                "{at}: UserParameters {filled} are not a JSON object: {other:?}"
+                            )),
+                        },
+                    }
+                    f.outputs.iter().map(|s| s.to_string()).collect()
+                }
+                (Some("Source"), "CodeStarSourceConnection") => {
+                    SOURCE_VARIABLES.iter().map(|s| s.to_string()).collect()
+                }
+                // A CodeBuild action's variables are whatever the app's buildspec exports: unknown here,
+                // so the template must not read them.
+                _ => Vec::new(),
+            };
+            if let Some(ns) = action["Namespace"].as_str() {
+                let previous = namespaces.insert(
+                    ns.to_string(),
+                    Producer {
+                        stage: stage_index,
+                        run_order,
+                        action: name.clone(),
+                        variables,
+                    },
+                );
+                if previous.is_some() {
+                    problems.push(format!("{at}: namespace {ns} is used twice"));
+                }
+            }
+        }
+    }
+    for f in FUNCTIONS {
+        if !invoked.contains(f.name) {
+            problems.push(format!("[{scenario}] no action invokes {}", f.name));
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_lambda_action_is_accepted_by_its_function_and_reads_only_variables_that_are_set() {
+    let template = template();
+    let mut problems = Vec::new();
+    for (scenario, parameters) in scenarios() {
+        let stack = Stack::new(&template, &parameters);
+        let broken = stack.broken_rules();
+        assert!(
+            broken.is_empty(),
+            "scenario {scenario:?} is not a valid deployment: {broken:#?}"
+        );
+        problems.extend(check_pipeline(scenario, &stack));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn the_template_deploys_exactly_the_functions_in_the_table() {
+    let template = template();
+    let resources = template["Resources"].as_object().unwrap();
+    let deployed: BTreeSet<String> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Lambda::Function")
+        .map(|(k, _)| k.clone())
+        .collect();
+    let table: BTreeSet<String> = FUNCTIONS
+        .iter()
+        .map(|f| format!("{}Function", camel(f.name)))
+        .collect();
+    assert_eq!(deployed, table);
+    for f in FUNCTIONS {
+        let r = &resources[&format!("{}Function", camel(f.name))];
+        let props = &r["Properties"];
+        assert_eq!(props["Runtime"], "provided.al2023", "{}", f.name);
+        assert_eq!(
+            props["Architectures"],
+            serde_json::json!(["arm64"]),
+            "{}",
+            f.name
+        );
+        assert_eq!(props["Handler"], "bootstrap", "{}", f.name);
+        assert_eq!(
+            r["Condition"],
+            format!("Create{}Function", camel(f.name)),
+            "{}: created only when no existing ARN is given",
+            f.name
+        );
+        // The key scripts/release-functions uploads: <prefix>/<function>-<sha256>.zip.
+        assert_eq!(
+            props["Code"]["S3Key"]["Fn::Sub"],
+            format!(
+                "${{FunctionsPrefix}}/{}-${{{}FunctionSha256}}.zip",
+                f.name,
+                camel(f.name)
+            ),
+            "{}",
+            f.name
+        );
+        assert!(
+            root()
+                .join("functions")
+                .join(f.name)
+                .join("Cargo.toml")
+                .exists(),
+            "functions/{} does not exist",
+            f.name
+        );
+    }
+}
+
+#[test]
+fn a_domain_with_a_cname_swap_is_refused_by_the_template_rules() {
+    let template = template();
+    let (_, mut parameters) = scenarios().remove(0);
+    parameters.insert("HostedZoneId".into(), "Z0123456789ABCDEFGHIJ".into());
+    parameters.insert("DomainName".into(), "www.example.com".into());
+    let broken = Stack::new(&template, &parameters).broken_rules();
+    assert!(
+        broken
+            .iter()
+            .any(|b| b.starts_with("DomainMeansRoute53Swap")),
+        "{broken:?}"
+    );
+    let (_, mut parameters) = scenarios().remove(0);
+    parameters.remove("StageFunctionSha256");
+    let broken = Stack::new(&template, &parameters).broken_rules();
+    assert!(
+        broken.iter().any(|b| b.starts_with("StageFunctionCode")),
+        "{broken:?}"
+    );
+}
+
+/// A crate that starts exposing `OUTPUT_VARIABLES` must have its parser and list wired into FUNCTIONS, so
+/// no function that exists is checked against the contract's copy instead of its own code.
+#[test]
+fn crates_that_grew_params_are_wired_in() {
+    for f in FUNCTIONS.iter().filter(|f| f.parse.is_none()) {
+        let src = root().join("functions").join(f.name).join("src");
+        let mut exposes = false;
+        for entry in std::fs::read_dir(&src).unwrap_or_else(|e| panic!("{src:?}: {e}")) {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                exposes |= text.contains("pub const OUTPUT_VARIABLES");
+            }
+        }
+        assert!(
+            !exposes,
+            "functions/{name} now declares OUTPUT_VARIABLES: add `{krate} = {{ path = \"../../functions/{name}\" }}` to \
+             crates/cli/Cargo.toml [dev-dependencies] and set its FUNCTIONS entry in crates/cli/tests/template.rs to \
+             `parse: Some(parse_with::<{krate}::Params>), outputs: {krate}::OUTPUT_VARIABLES`",
+            name = f.name,
+            krate = f.name.replace('-', "_"),
+        );
+    }
+    // The table and the lookup agree.
+    assert_eq!(
+        function("check-config").outputs,
+        check_config::OUTPUT_VARIABLES
+    );
+}
