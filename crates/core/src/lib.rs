@@ -9,6 +9,7 @@ pub mod outcome;
 pub mod params;
 pub mod report;
 pub mod runner;
+pub mod stage;
 
 pub use job::Job;
 pub use outcome::{FailureKind, Outcome};

@@ -2,6 +2,7 @@
 //! binary, moto's server, and the local-aws stand-in. Every server binds 127.0.0.1 on a free port and
 //! stops when its handle is dropped; every child process is killed on drop.
 
+pub mod bed;
 pub mod moto;
 
 use std::path::PathBuf;

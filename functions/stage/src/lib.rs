@@ -1,1 +1,266 @@
-//! stage: being written (see its issue).
+//! stage: launch the new ("blue") environment with the version package made, beside the live one, and
+//! wait (with continuation tokens) until it is Ready and healthy. See `beanswap_core::stage`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use beanswap_core::beanstalk::Beanstalk;
+use beanswap_core::stage::{self, OnFailure, OptionSetting, Plan, Source, State};
+use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
+use serde::Deserialize;
+
+/// The output variables stage sets on success, for `#{Stage.<Name>}` in later actions.
+pub const OUTPUT_VARIABLES: &[&str] = &[
+    "EnvironmentName",
+    "EnvironmentId",
+    "Cname",
+    "Url",
+    "LiveEnvironmentName",
+];
+
+/// UserParameters of stage.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The Beanstalk application.
+    pub application: String,
+    /// The version to launch: `#{Package.VersionLabel}`.
+    pub version_label: String,
+    /// The production CNAME prefix (`shop-prod`) or full CNAME: how the live environment is found.
+    #[serde(default)]
+    pub production_cname: Option<String>,
+    /// Or the live environment's name, when production is not identified by a Beanstalk CNAME.
+    #[serde(default)]
+    pub production_environment: Option<String>,
+    /// Name template with `{app}`, `{version}`, `{id}` (default `{app}-{id}`).
+    #[serde(default)]
+    pub environment_name: Option<String>,
+    /// For the first deployment (no live environment yet): one of these says what to create.
+    #[serde(default)]
+    pub solution_stack: Option<String>,
+    #[serde(default)]
+    pub platform_arn: Option<String>,
+    /// A saved configuration; used instead of cloning when `clone_live` is false.
+    #[serde(default)]
+    pub template_name: Option<String>,
+    /// Clone the live environment's configuration (default true).
+    #[serde(default = "yes")]
+    pub clone_live: bool,
+    /// Option settings applied on top.
+    #[serde(default)]
+    pub option_settings: Vec<OptionSetting>,
+    /// Extra tags for the new environment.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// `#{codepipeline.PipelineExecutionId}`, recorded as a tag.
+    #[serde(default)]
+    pub pipeline_execution: Option<String>,
+    /// Minimum health to accept: `Green` (default) or `Yellow`.
+    #[serde(default = "green")]
+    pub health: String,
+    /// Give up after this long (default 30).
+    #[serde(default = "thirty")]
+    pub timeout_minutes: f64,
+    /// `keep` (default) leaves a failed environment for inspection; `terminate` removes it.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// How long one invocation keeps polling before handing over (default 40 s; keep it well under
+    /// the function's timeout).
+    #[serde(default = "forty")]
+    pub poll_seconds: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn green() -> String {
+    "Green".into()
+}
+fn thirty() -> f64 {
+    30.0
+}
+fn forty() -> f64 {
+    40.0
+}
+
+fn field(field: &str, reason: impl Into<String>) -> ParamsError {
+    ParamsError::Field {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl UserParameters for Params {
+    const EXAMPLE: &'static str = r##"{"application":"shop","version_label":"#{Package.VersionLabel}","production_cname":"shop-prod","solution_stack":"64bit Amazon Linux 2023 v4.3.0 running Python 3.11"}"##;
+
+    fn validate(&self) -> Result<(), ParamsError> {
+        if !(1..=100).contains(&self.application.chars().count()) {
+            return Err(field("application", "must be 1 to 100 characters"));
+        }
+        if !(1..=100).contains(&self.version_label.chars().count()) {
+            return Err(field("version_label", "must be 1 to 100 characters"));
+        }
+        if self.version_label.contains("#{") {
+            return Err(field(
+                "version_label",
+                format!(
+                    "`{}` was not substituted: is the package action's namespace `Package`?",
+                    self.version_label
+                ),
+            ));
+        }
+        match (&self.production_cname, &self.production_environment) {
+            (None, None) => {
+                return Err(field(
+                    "production_cname",
+                    "set it (or `production_environment`) so the live environment is found by its CNAME, never guessed",
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(field(
+                    "production_environment",
+                    "give either `production_cname` or `production_environment`, not both",
+                ))
+            }
+            (Some(c), None) => {
+                let prefix = c.split('.').next().unwrap_or_default();
+                if !(4..=63).contains(&prefix.len())
+                    || !prefix.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+                {
+                    return Err(field(
+                        "production_cname",
+                        format!("`{c}` is not a CNAME prefix (4 to 63 letters, digits, hyphens) or a full CNAME"),
+                    ));
+                }
+            }
+            (None, Some(_)) => {}
+        }
+        let sources = [
+            &self.solution_stack,
+            &self.platform_arn,
+            &self.template_name,
+        ]
+        .iter()
+        .filter(|s| s.is_some())
+        .count();
+        if sources > 1 {
+            return Err(field(
+                "solution_stack",
+                "give at most one of `solution_stack`, `platform_arn` and `template_name`",
+            ));
+        }
+        if !matches!(self.health.as_str(), "Green" | "Yellow") {
+            return Err(field(
+                "health",
+                format!("must be \"Green\" or \"Yellow\", got {:?}", self.health),
+            ));
+        }
+        if !(self.timeout_minutes > 0.0 && self.timeout_minutes <= 24.0 * 60.0) {
+            return Err(field(
+                "timeout_minutes",
+                "must be more than 0 and at most 1440",
+            ));
+        }
+        if !(self.poll_seconds >= 0.0 && self.poll_seconds <= 600.0) {
+            return Err(field("poll_seconds", "must be between 0 and 600"));
+        }
+        if let Some(template) = &self.environment_name {
+            if !template.contains("{id}") && !template.contains("{version}") {
+                return Err(field(
+                    "environment_name",
+                    format!("`{template}` must contain {{id}} or {{version}}, or every deployment would reuse one name"),
+                ));
+            }
+        }
+        let name = self.plan_name();
+        if !stage::valid_environment_name(&name) {
+            return Err(field(
+                "environment_name",
+                format!(
+                    "gives `{name}`, which Beanstalk refuses (4 to 40 letters, digits and hyphens)"
+                ),
+            ));
+        }
+        for (i, o) in self.option_settings.iter().enumerate() {
+            if o.namespace.is_empty() || o.option_name.is_empty() {
+                return Err(field(
+                    &format!("option_settings[{i}]"),
+                    "needs a namespace and an option_name",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Params {
+    fn plan_name(&self) -> String {
+        stage::environment_name(
+            self.environment_name.as_deref().unwrap_or("{app}-{id}"),
+            &self.application,
+            &self.version_label,
+        )
+    }
+
+    pub fn plan(&self) -> Plan {
+        let first_source = self
+            .template_name
+            .clone()
+            .map(Source::Template)
+            .or_else(|| self.solution_stack.clone().map(Source::SolutionStack))
+            .or_else(|| self.platform_arn.clone().map(Source::PlatformArn));
+        Plan {
+            application: self.application.clone(),
+            version_label: self.version_label.clone(),
+            production_cname: self.production_cname.clone(),
+            production_environment: self.production_environment.clone(),
+            environment_name: self.plan_name(),
+            first_source,
+            clone_live: self.clone_live,
+            option_settings: self.option_settings.clone(),
+            tags: self.tags.clone(),
+            pipeline_execution: self.pipeline_execution.clone(),
+            health: self.health.clone(),
+            timeout: Duration::from_secs_f64(self.timeout_minutes * 60.0),
+            on_failure: self.on_failure,
+            poll_budget: Duration::from_secs_f64(self.poll_seconds),
+        }
+    }
+}
+
+pub struct Stage {
+    beanstalk: Beanstalk,
+}
+
+impl Stage {
+    pub fn new(aws: &SdkConfig) -> Self {
+        Stage {
+            beanstalk: Beanstalk::new(aws),
+        }
+    }
+}
+
+impl Action for Stage {
+    type Params = Params;
+    type State = State;
+
+    async fn run(
+        &self,
+        _job: &Job,
+        params: Params,
+        state: Option<State>,
+    ) -> Result<Outcome<State>, ActionError> {
+        let plan = params.plan();
+        match state {
+            None => match stage::begin(&self.beanstalk, &plan).await? {
+                // Poll right away: a fast launch (or an adopted environment) finishes in one invocation.
+                Outcome::InProgress { state, .. } => {
+                    stage::resume(&self.beanstalk, &plan, state).await
+                }
+                other => Ok(other),
+            },
+            Some(state) => stage::resume(&self.beanstalk, &plan, state).await,
+        }
+    }
+}

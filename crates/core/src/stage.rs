@@ -1,0 +1,697 @@
+//! Staging: launch the new ("blue") environment with the new version beside the live one, and wait until
+//! it is Ready and healthy.
+//!
+//! The first invocation finds the live environment by its CNAME, then creates the new environment (or
+//! adopts the one an earlier invocation of the same version created); later invocations, driven by the
+//! continuation token, poll it with backoff and stream its Beanstalk events into the summary. The
+//! decision what a poll means is [`assess`]: pure, so every path is unit-tested.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, Tag};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::beanstalk::{
+    event_lines, health_passes, poll_delay, Beanstalk, Environment, Event, TAG_APPLICATION,
+    TAG_VERSION,
+};
+use crate::runner::ActionError;
+use crate::Outcome;
+
+/// The tag that ties an environment to the pipeline execution that staged it.
+pub const TAG_PIPELINE_EXECUTION: &str = "beanswap:pipeline-execution";
+
+/// One option setting, as UserParameters spell it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionSetting {
+    pub namespace: String,
+    pub option_name: String,
+    pub value: String,
+}
+
+/// What the new environment is made from when it is not cloned from the live one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Clone the live environment's configuration (the usual case).
+    CloneLive,
+    Template(String),
+    SolutionStack(String),
+    PlatformArn(String),
+}
+
+/// What to do with an environment that failed to become healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Leave it running so someone can look at its logs (the message says so and how to remove it).
+    #[default]
+    Keep,
+    Terminate,
+}
+
+/// Everything staging needs, validated (the function's UserParameters become this).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub application: String,
+    pub version_label: String,
+    /// How production is found: its CNAME (prefix or full) ...
+    pub production_cname: Option<String>,
+    /// ... or its environment name.
+    pub production_environment: Option<String>,
+    pub environment_name: String,
+    /// The configuration when no live environment exists (first deployment), or always when set.
+    pub first_source: Option<Source>,
+    pub clone_live: bool,
+    pub option_settings: Vec<OptionSetting>,
+    pub tags: BTreeMap<String, String>,
+    pub pipeline_execution: Option<String>,
+    /// Minimum health: `Green` or `Yellow`.
+    pub health: String,
+    pub timeout: Duration,
+    pub on_failure: OnFailure,
+    /// How long one invocation may keep polling before handing over with a continuation token.
+    pub poll_budget: Duration,
+}
+
+/// Carried in the continuation token between invocations (short keys: the token holds 2048 chars).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// The new environment's id and name.
+    #[serde(rename = "i")]
+    pub env_id: String,
+    #[serde(rename = "n")]
+    pub env_name: String,
+    /// The environment that served production when staging began.
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<String>,
+    /// Events up to here (ms since epoch) have been shown.
+    #[serde(rename = "c")]
+    pub cursor_ms: u64,
+    /// When staging began (ms since epoch), for the timeout.
+    #[serde(rename = "s")]
+    pub started_ms: u64,
+    /// Polls so far, for backoff.
+    #[serde(rename = "a")]
+    pub attempt: u32,
+    /// The configuration template made for the clone, deleted at the end.
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+/// A poll's conclusion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Healthy,
+    Waiting,
+    Failed(String),
+}
+
+/// What a poll of the new environment means. `events` are the new ones since the last poll.
+pub fn assess(
+    env: &Environment,
+    events: &[Event],
+    gate: &str,
+    elapsed: Duration,
+    timeout: Duration,
+) -> Verdict {
+    if let Some(e) = events.iter().find(|e| e.is_error()) {
+        return Verdict::Failed(format!(
+            "Beanstalk reported {} for {}: {}",
+            e.severity, env.name, e.message
+        ));
+    }
+    if env.is_terminated() {
+        return Verdict::Failed(format!(
+            "{} went {} instead of becoming Ready (the launch failed)",
+            env.name, env.status
+        ));
+    }
+    if env.is_ready() {
+        if health_passes(&env.health, gate) {
+            return Verdict::Healthy;
+        }
+        if env.health == "Red" {
+            return Verdict::Failed(format!(
+                "{} is Ready but its health is Red ({})",
+                env.name,
+                env.health_status.as_deref().unwrap_or("no detail")
+            ));
+        }
+    }
+    if elapsed >= timeout {
+        return Verdict::Failed(format!(
+            "{} was not Ready with {gate} health within {} (status {}, health {})",
+            env.name,
+            humantime::format_duration(Duration::from_secs(timeout.as_secs())),
+            env.status,
+            env.health
+        ));
+    }
+    Verdict::Waiting
+}
+
+/// Beanstalk's environment name rule: 4 to 40 letters, digits and hyphens, no hyphen at either end.
+pub fn valid_environment_name(name: &str) -> bool {
+    (4..=40).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The new environment's name from a template with `{app}`, `{version}` and `{id}` (8 hex characters
+/// derived from the version label, so a re-invocation computes the same name), fitted to Beanstalk's rule.
+pub fn environment_name(template: &str, application: &str, version_label: &str) -> String {
+    let id: String = hex::encode(Sha256::digest(version_label.as_bytes()))
+        .chars()
+        .take(8)
+        .collect();
+    let clean = |s: &str| -> String {
+        let mut out = String::new();
+        for c in s.chars() {
+            let c = if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            };
+            if !(c == '-' && out.ends_with('-')) {
+                out.push(c);
+            }
+        }
+        out.trim_matches('-').to_string()
+    };
+    let app = clean(application);
+    let version = clean(version_label);
+    // Keep the id whole: it is what makes the name unique; shorten the rest to fit 40.
+    let room = 40usize.saturating_sub(id.len() + 1);
+    let shorten = |s: &str, max: usize| -> String {
+        s.chars()
+            .take(max)
+            .collect::<String>()
+            .trim_end_matches('-')
+            .to_string()
+    };
+    let name = template
+        .replace("{app}", &shorten(&app, room))
+        .replace("{version}", &shorten(&version, room))
+        .replace("{id}", &id);
+    let mut name = clean(&name);
+    if name.len() > 40 {
+        // Keep the end (where the id usually is) when the template's text is too long.
+        name = name[name.len() - 40..].trim_start_matches('-').to_string();
+    }
+    while name.len() < 4 {
+        name.push('0');
+    }
+    name
+}
+
+pub fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+pub fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The result of staging, for output variables.
+fn succeeded(env: &Environment, live: Option<&str>, note: &str) -> Outcome<State> {
+    Outcome::succeeded(format!(
+        "{} is Ready and {} with version {} at {}{note}",
+        env.name,
+        env.health,
+        env.version_label.as_deref().unwrap_or("?"),
+        env.url()
+    ))
+    .with_variable("EnvironmentName", env.name.clone())
+    .with_variable("EnvironmentId", env.id.clone())
+    .with_variable("Cname", env.cname.clone())
+    .with_variable("Url", env.url())
+    .with_variable("LiveEnvironmentName", live.unwrap_or_default().to_string())
+}
+
+/// The first invocation: find production, then create (or adopt) the new environment.
+pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, ActionError> {
+    let environments = eb.environments(&plan.application).await?;
+    let live = match (&plan.production_cname, &plan.production_environment) {
+        (Some(cname), _) => environments.iter().find(|e| e.holds_cname(cname)).cloned(),
+        (None, Some(name)) => environments.iter().find(|e| &e.name == name).cloned(),
+        (None, None) => None,
+    };
+    let started = SystemTime::now();
+
+    // Idempotency: the name is derived from the version, so an earlier invocation's environment is
+    // found by name; its tags say whether beanswap made it for this version.
+    if let Some(existing) = environments
+        .iter()
+        .find(|e| e.name == plan.environment_name)
+    {
+        let tags = eb.tags(&existing.arn).await?;
+        let ours = tags.get(TAG_APPLICATION) == Some(&plan.application)
+            && tags.get(TAG_VERSION) == Some(&plan.version_label);
+        if !ours {
+            return Err(ActionError::config(format!(
+                "an environment named {} already exists and beanswap did not create it for version {} (tags {TAG_APPLICATION}/{TAG_VERSION} missing or different); choose another `environment_name` template",
+                existing.name, plan.version_label
+            )));
+        }
+        if live.as_ref().is_some_and(|l| l.id == existing.id) {
+            return Ok(succeeded(
+                existing,
+                Some(&existing.name),
+                "; this version already serves production, nothing to stage",
+            ));
+        }
+        return Ok(Outcome::InProgress {
+            summary: format!(
+                "{} for version {} already exists (an earlier invocation created it); waiting for it",
+                existing.name, plan.version_label
+            ),
+            percent: 10,
+            state: State {
+                env_id: existing.id.clone(),
+                env_name: existing.name.clone(),
+                live: live.map(|l| l.name),
+                cursor_ms: existing.created.map(millis).unwrap_or_else(|| millis(started)),
+                started_ms: millis(started),
+                attempt: 0,
+                template: None,
+            },
+        });
+    }
+
+    let client = eb.client();
+    let mut create = client
+        .create_environment()
+        .application_name(&plan.application)
+        .environment_name(&plan.environment_name)
+        .version_label(&plan.version_label)
+        .description(format!("beanswap: version {}", plan.version_label));
+
+    // CNAME: the first environment takes the production CNAME itself, so there is nothing to swap;
+    // later ones take a free prefix of their own.
+    match (&live, &plan.production_cname) {
+        (None, Some(cname)) if !cname.contains('.') => {
+            if !eb.cname_available(cname).await? {
+                return Err(ActionError::config(format!(
+                    "no environment of {} holds the production CNAME {cname}, yet it is taken (by another application or account?); check `production_cname`",
+                    plan.application
+                )));
+            }
+            create = create.cname_prefix(cname);
+        }
+        _ => {
+            let prefix = plan.environment_name.to_ascii_lowercase();
+            if eb.cname_available(&prefix).await? {
+                create = create.cname_prefix(prefix);
+            }
+        }
+    }
+
+    // Configuration: clone the live one, or the named source for a first deployment.
+    let mut template = None;
+    let source = match (&live, plan.clone_live, &plan.first_source) {
+        (Some(_), true, _) => Source::CloneLive,
+        (_, _, Some(source)) => source.clone(),
+        (None, _, None) => {
+            return Err(ActionError::config(format!(
+                "no live environment found for {} (by {}), so this is a first deployment: give `solution_stack`, `platform_arn` or `template_name` to create it",
+                plan.application,
+                describe_production(plan)
+            )))
+        }
+        (Some(_), false, None) => {
+            return Err(ActionError::config(
+                "`clone_live` is false but no `solution_stack`, `platform_arn` or `template_name` says what to create instead",
+            ))
+        }
+    };
+    create = match source {
+        Source::CloneLive => {
+            let Some(live) = &live else {
+                return Err(ActionError::failed(
+                    "internal: clone without a live environment",
+                ));
+            };
+            let name = format!("beanswap-{}", plan.environment_name);
+            let made = client
+                .create_configuration_template()
+                .application_name(&plan.application)
+                .template_name(&name)
+                .environment_id(&live.id)
+                .description(format!(
+                    "beanswap: configuration of {} cloned for {}",
+                    live.name, plan.environment_name
+                ))
+                .send()
+                .await;
+            match made {
+                Ok(_) => {}
+                // A retried first invocation made it already: use it.
+                Err(e)
+                    if aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata::message(&e)
+                        .is_some_and(|m| m.contains("already exists")) => {}
+                Err(e) => return Err(Beanstalk::error("CreateConfigurationTemplate", e).into()),
+            }
+            template = Some(name.clone());
+            create.template_name(name)
+        }
+        Source::Template(name) => create.template_name(name),
+        Source::SolutionStack(stack) => create.solution_stack_name(stack),
+        Source::PlatformArn(arn) => create.platform_arn(arn),
+    };
+    for o in &plan.option_settings {
+        create = create.option_settings(
+            ConfigurationOptionSetting::builder()
+                .namespace(&o.namespace)
+                .option_name(&o.option_name)
+                .value(&o.value)
+                .build(),
+        );
+    }
+    let mut tags: BTreeMap<String, String> = plan.tags.clone();
+    tags.insert(TAG_APPLICATION.into(), plan.application.clone());
+    tags.insert(TAG_VERSION.into(), plan.version_label.clone());
+    if let Some(execution) = &plan.pipeline_execution {
+        tags.insert(TAG_PIPELINE_EXECUTION.into(), execution.clone());
+    }
+    for (key, value) in tags {
+        create = create.tags(Tag::builder().key(key).value(value).build());
+    }
+    let created = create
+        .send()
+        .await
+        .map_err(|e| Beanstalk::error("CreateEnvironment", e))?;
+    let env_id = created.environment_id().unwrap_or_default().to_string();
+    let cname = created.cname().unwrap_or_default().to_string();
+    Ok(Outcome::InProgress {
+        summary: format!(
+            "Creating {} with version {} ({}){}",
+            plan.environment_name,
+            plan.version_label,
+            cname,
+            live.as_ref()
+                .map(|l| format!(", configuration cloned from {}", l.name))
+                .unwrap_or_else(|| " as the first environment, on the production CNAME".into())
+        ),
+        percent: 5,
+        state: State {
+            env_id,
+            env_name: plan.environment_name.clone(),
+            live: live.map(|l| l.name),
+            cursor_ms: millis(started).saturating_sub(1000),
+            started_ms: millis(started),
+            attempt: 0,
+            template,
+        },
+    })
+}
+
+fn describe_production(plan: &Plan) -> String {
+    match (&plan.production_cname, &plan.production_environment) {
+        (Some(c), _) => format!("CNAME {c}"),
+        (None, Some(n)) => format!("environment name {n}"),
+        (None, None) => {
+            "nothing: neither production_cname nor production_environment is set".into()
+        }
+    }
+}
+
+/// A later invocation: poll with backoff until a verdict or the poll budget is spent.
+pub async fn resume(
+    eb: &Beanstalk,
+    plan: &Plan,
+    mut state: State,
+) -> Result<Outcome<State>, ActionError> {
+    let started = from_millis(state.started_ms);
+    let invocation_began = std::time::Instant::now();
+    let mut seen: Vec<Event> = vec![];
+    loop {
+        let env = eb.environment(&state.env_id).await?.ok_or_else(|| {
+            ActionError::failed(format!(
+                "environment {} ({}) no longer exists",
+                state.env_name, state.env_id
+            ))
+        })?;
+        let events = eb
+            .events_since(&state.env_id, Some(from_millis(state.cursor_ms)), 100)
+            .await?;
+        if let Some(last) = events.last() {
+            state.cursor_ms = millis(last.date) + 1;
+        }
+        seen.extend(events.iter().cloned());
+        let elapsed = started.elapsed().unwrap_or_default();
+        match assess(&env, &events, &plan.health, elapsed, plan.timeout) {
+            Verdict::Healthy => {
+                cleanup_template(eb, plan, &state).await;
+                return Ok(succeeded(&env, state.live.as_deref(), ""));
+            }
+            Verdict::Failed(reason) => {
+                return Err(fail(eb, plan, &state, &env, &reason).await);
+            }
+            Verdict::Waiting => {}
+        }
+        state.attempt += 1;
+        let delay = poll_delay(state.attempt);
+        if invocation_began.elapsed() + delay > plan.poll_budget {
+            let percent =
+                (elapsed.as_secs_f64() / plan.timeout.as_secs_f64() * 100.0).clamp(5.0, 95.0) as u8;
+            let latest = if seen.is_empty() {
+                "no new events".to_string()
+            } else {
+                event_lines(&seen, 8)
+            };
+            return Ok(Outcome::InProgress {
+                summary: format!(
+                    "{} is {} / {} after {}s\n{latest}",
+                    env.name,
+                    env.status,
+                    env.health,
+                    elapsed.as_secs()
+                ),
+                percent,
+                state,
+            });
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn cleanup_template(eb: &Beanstalk, plan: &Plan, state: &State) {
+    if let Some(template) = &state.template {
+        // Best effort: a template left behind costs nothing and the next run reuses the name.
+        if let Err(e) = eb
+            .client()
+            .delete_configuration_template()
+            .application_name(&plan.application)
+            .template_name(template)
+            .send()
+            .await
+        {
+            tracing::warn!(template = %template, error = %Beanstalk::error("DeleteConfigurationTemplate", e), "could not delete the cloned configuration template");
+        }
+    }
+}
+
+/// The failure message, with the environment's recent events; terminates it when asked to.
+async fn fail(
+    eb: &Beanstalk,
+    plan: &Plan,
+    state: &State,
+    env: &Environment,
+    reason: &str,
+) -> ActionError {
+    let recent = eb
+        .events_since(
+            &state.env_id,
+            Some(from_millis(state.started_ms.saturating_sub(1000))),
+            100,
+        )
+        .await
+        .map(|events| event_lines(&events, 15))
+        .unwrap_or_else(|e| format!("(events unavailable: {e})"));
+    let what_now = match plan.on_failure {
+        OnFailure::Keep => format!(
+            "{} was kept for inspection (on_failure: keep); terminate it when done, e.g. `aws elasticbeanstalk terminate-environment --environment-id {}`",
+            env.name, env.id
+        ),
+        OnFailure::Terminate if env.is_terminated() => format!("{} is already terminated", env.name),
+        OnFailure::Terminate => match eb
+            .client()
+            .terminate_environment()
+            .environment_id(&env.id)
+            .force_terminate(true)
+            .send()
+            .await
+        {
+            Ok(_) => format!("{} is being terminated (on_failure: terminate)", env.name),
+            Err(e) => format!(
+                "terminating {} failed too: {}",
+                env.name,
+                Beanstalk::error("TerminateEnvironment", e)
+            ),
+        },
+    };
+    cleanup_template(eb, plan, state).await;
+    ActionError::failed(format!(
+        "Staging version {} failed: {reason}. {what_now}. Production is unchanged{}.\nRecent events of {}:\n{recent}",
+        plan.version_label,
+        state
+            .live
+            .as_deref()
+            .map(|l| format!(" ({l} still serves it)"))
+            .unwrap_or_default(),
+        env.name
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(status: &str, health: &str) -> Environment {
+        Environment {
+            id: "e-1".into(),
+            name: "shop-abc".into(),
+            application: "shop".into(),
+            version_label: Some("v2".into()),
+            cname: "shop-abc.us-east-1.elasticbeanstalk.com".into(),
+            status: status.into(),
+            health: health.into(),
+            health_status: Some("Severe".into()),
+            arn: String::new(),
+            created: None,
+        }
+    }
+
+    fn event(severity: &str, message: &str) -> Event {
+        Event {
+            date: SystemTime::now(),
+            severity: severity.into(),
+            message: message.into(),
+            environment: None,
+        }
+    }
+
+    #[test]
+    fn assess_covers_every_way_a_launch_ends() {
+        let min = Duration::from_secs(60);
+        let long = Duration::from_secs(1800);
+        let cases: Vec<(Environment, Vec<Event>, &str, Duration, &str)> = vec![
+            (env("Launching", "Grey"), vec![], "Green", min, "wait"),
+            (env("Ready", "Green"), vec![], "Green", min, "healthy"),
+            (env("Ready", "Yellow"), vec![], "Yellow", min, "healthy"),
+            (env("Ready", "Yellow"), vec![], "Green", min, "wait"),
+            (env("Ready", "Grey"), vec![], "Green", min, "wait"),
+            (
+                env("Ready", "Red"),
+                vec![],
+                "Green",
+                min,
+                "failed: health is Red",
+            ),
+            (
+                env("Terminated", "Grey"),
+                vec![],
+                "Green",
+                min,
+                "failed: went Terminated",
+            ),
+            (
+                env("Launching", "Grey"),
+                vec![
+                    event("INFO", "fine"),
+                    event("ERROR", "Stack named x aborted"),
+                ],
+                "Green",
+                min,
+                "failed: Beanstalk reported ERROR for shop-abc: Stack named x aborted",
+            ),
+            (
+                env("Launching", "Grey"),
+                vec![event("WARN", "slow")],
+                "Green",
+                min,
+                "wait",
+            ),
+            (
+                env("Launching", "Grey"),
+                vec![],
+                "Green",
+                long,
+                "failed: was not Ready with Green health within 30m",
+            ),
+        ];
+        for (env, events, gate, elapsed, expected) in cases {
+            let verdict = assess(&env, &events, gate, elapsed, Duration::from_secs(1800));
+            let ok = match (&verdict, expected) {
+                (Verdict::Healthy, "healthy") | (Verdict::Waiting, "wait") => true,
+                (Verdict::Failed(m), e) => e
+                    .strip_prefix("failed: ")
+                    .is_some_and(|part| m.contains(part)),
+                _ => false,
+            };
+            assert!(
+                ok,
+                "{} {} {gate}: expected {expected}, got {verdict:?}",
+                env.status, env.health
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_deterministic_and_valid() {
+        let a = environment_name("{app}-{id}", "shop", "v-2026-11-25-abc");
+        assert_eq!(
+            a,
+            environment_name("{app}-{id}", "shop", "v-2026-11-25-abc")
+        );
+        assert_ne!(
+            a,
+            environment_name("{app}-{id}", "shop", "v-2026-11-25-abd")
+        );
+        assert!(a.starts_with("shop-") && a.len() == 13, "{a}");
+        for (template, app, version) in [
+            ("{app}-{id}", "My Shop_App!", "v1"),
+            ("{app}-{id}", &"x".repeat(100) as &str, "v1"),
+            ("{app}-{version}-{id}", "shop", &"v".repeat(90) as &str),
+            ("{id}", "a", "b"),
+            ("-{app}-", "shop", "v1"),
+        ] {
+            let name = environment_name(template, app, version);
+            assert!(
+                valid_environment_name(&name),
+                "{template} {app} {version} -> {name}"
+            );
+        }
+        assert_eq!(
+            environment_name("{app}-{id}", "My Shop_App!", "v1")
+                .split('-')
+                .next(),
+            Some("my")
+        );
+    }
+
+    #[test]
+    fn state_fits_a_continuation_token() {
+        let state = State {
+            env_id: "e-abcdefghij".into(),
+            env_name: "x".repeat(40),
+            live: Some("y".repeat(40)),
+            cursor_ms: u64::MAX,
+            started_ms: u64::MAX,
+            attempt: 1000,
+            template: Some(format!("beanswap-{}", "x".repeat(40))),
+        };
+        let token = crate::outcome::encode_state(&state).unwrap();
+        assert!(token.len() < 400, "{token}");
+        assert_eq!(
+            crate::outcome::decode_state::<State>(&token).unwrap(),
+            state
+        );
+    }
+}

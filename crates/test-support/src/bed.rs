@@ -1,0 +1,278 @@
+//! A deployment test bed: moto (S3, Route 53) and local-aws (Elastic Beanstalk, CodePipeline jobs, the
+//! environments' router) wired together, SDK clients pointed at them, and a driver that runs an action's
+//! real binary through its continuation tokens as CodePipeline would.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_elasticbeanstalk::types::S3Location;
+use local_aws::beanstalk::Options;
+use local_aws::lambda::{Function, Invocation};
+use local_aws::{JobResult, LocalAws};
+use serde_json::{json, Value};
+
+use crate::moto::Moto;
+
+/// The bucket test bundles live in.
+pub const BUNDLES: &str = "beanswap-bundles";
+
+pub struct Bed {
+    pub local: LocalAws,
+    pub moto: Moto,
+    pub eb: aws_sdk_elasticbeanstalk::Client,
+    pub s3: aws_sdk_s3::Client,
+    /// How long "CodePipeline" waits before invoking a continuation (it does not re-invoke at once).
+    pub continuation_pause: Duration,
+}
+
+/// How an action's job ended after all its invocations.
+#[derive(Debug)]
+pub struct Driven {
+    /// Every result reported, in order (continuations first, the final one last).
+    pub results: Vec<JobResult>,
+    pub invocations: usize,
+}
+
+impl Driven {
+    pub fn last(&self) -> &JobResult {
+        self.results.last().expect("at least one result")
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.last().operation == "PutJobSuccessResult"
+    }
+
+    /// The failure message (panics, failing the test, if the job succeeded).
+    pub fn failure(&self) -> String {
+        assert_eq!(
+            self.last().operation,
+            "PutJobFailureResult",
+            "expected a failure, got {:?}",
+            self.last().request
+        );
+        self.last().request["failureDetails"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn failure_type(&self) -> String {
+        self.last().request["failureDetails"]["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// An output variable of the final success.
+    pub fn variable(&self, name: &str) -> String {
+        assert!(
+            self.succeeded(),
+            "expected success, got {:?}",
+            self.last().request
+        );
+        self.last().request["outputVariables"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no output variable {name}: {:?}", self.last().request))
+            .to_string()
+    }
+
+    pub fn summary(&self) -> String {
+        self.last().request["executionDetails"]["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+fn credentials() -> aws_sdk_elasticbeanstalk::config::Credentials {
+    aws_sdk_elasticbeanstalk::config::Credentials::new("testing", "testing", None, None, "test")
+}
+
+impl Bed {
+    /// moto + local-aws (bundles from moto's S3, custom domains through moto's Route 53), with the
+    /// bundle bucket and application `shop` created.
+    pub async fn start(options: Options) -> Bed {
+        let moto = Moto::start().await;
+        let local = LocalAws::start_with(
+            "127.0.0.1:0".parse().expect("addr"),
+            Options {
+                s3_endpoint: Some(moto.endpoint()),
+                route53_endpoint: Some(moto.endpoint()),
+                ..options
+            },
+        )
+        .await
+        .expect("start local-aws");
+        let eb = aws_sdk_elasticbeanstalk::Client::from_conf(
+            aws_sdk_elasticbeanstalk::Config::builder()
+                .behavior_version(aws_sdk_elasticbeanstalk::config::BehaviorVersion::latest())
+                .region(aws_sdk_elasticbeanstalk::config::Region::new("us-east-1"))
+                .endpoint_url(local.endpoint())
+                .credentials_provider(credentials())
+                .build(),
+        );
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .endpoint_url(moto.endpoint())
+                .force_path_style(true)
+                .credentials_provider(credentials())
+                .build(),
+        );
+        s3.create_bucket()
+            .bucket(BUNDLES)
+            .send()
+            .await
+            .expect("create bucket");
+        eb.create_application()
+            .application_name("shop")
+            .send()
+            .await
+            .expect("create application");
+        Bed {
+            local,
+            moto,
+            eb,
+            s3,
+            continuation_pause: Duration::from_millis(250),
+        }
+    }
+
+    /// Uploads `bundle` and registers it as version `label` of `shop`.
+    pub async fn version(&self, label: &str, bundle: Vec<u8>) {
+        let key = format!("shop/{label}.zip");
+        self.s3
+            .put_object()
+            .bucket(BUNDLES)
+            .key(&key)
+            .body(bundle.into())
+            .send()
+            .await
+            .expect("upload bundle");
+        self.eb
+            .create_application_version()
+            .application_name("shop")
+            .version_label(label)
+            .source_bundle(S3Location::builder().s3_bucket(BUNDLES).s3_key(key).build())
+            .send()
+            .await
+            .expect("create version");
+    }
+
+    /// An action's binary under a local Lambda Runtime API, its AWS calls landing on this bed.
+    pub async fn function(&self, binary: &Path) -> Function {
+        crate::lambda::start(
+            binary,
+            &[
+                ("AWS_ENDPOINT_URL_CODEPIPELINE", self.local.endpoint()),
+                ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", self.local.endpoint()),
+                ("AWS_ENDPOINT_URL_S3", self.moto.endpoint()),
+                ("AWS_ENDPOINT_URL_ROUTE_53", self.moto.endpoint()),
+                ("AWS_MAX_ATTEMPTS", "4".to_string()),
+            ],
+        )
+        .await
+    }
+
+    /// Runs one job to its end: invokes, and while the action answers with a continuation token,
+    /// invokes again (a new job id carrying the token), as CodePipeline does. At most `max` invocations.
+    pub async fn drive(
+        &self,
+        function: &mut Function,
+        user_parameters: &str,
+        max: usize,
+    ) -> Driven {
+        let mut results = vec![];
+        let mut token: Option<String> = None;
+        for invocations in 1..=max {
+            let mut event = crate::job_event(user_parameters);
+            if let Some(t) = &token {
+                tokio::time::sleep(self.continuation_pause).await;
+                event["CodePipeline.job"]["data"]["continuationToken"] = json!(t);
+            }
+            let id = event["CodePipeline.job"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            match function.invoke(event).await {
+                Ok(Invocation::Response(_)) => {}
+                Ok(Invocation::Error(e)) => panic!("invocation {invocations} errored: {e}"),
+                Err(e) => panic!("invocation {invocations}: {e}"),
+            }
+            let result = self
+                .local
+                .job_results()
+                .into_iter()
+                .find(|r| r.job_id == id)
+                .unwrap_or_else(|| panic!("job {id} reported nothing"));
+            token = result.request["continuationToken"]
+                .as_str()
+                .map(str::to_string);
+            results.push(result);
+            if token.is_none() {
+                return Driven {
+                    results,
+                    invocations,
+                };
+            }
+        }
+        panic!("the job still wanted to continue after {max} invocations: {results:?}");
+    }
+
+    /// Polls an environment (by name) until `check` holds, at most `timeout`.
+    pub async fn wait_env(
+        &self,
+        name: &str,
+        timeout: Duration,
+        check: impl Fn(&aws_sdk_elasticbeanstalk::types::EnvironmentDescription) -> bool,
+    ) -> aws_sdk_elasticbeanstalk::types::EnvironmentDescription {
+        let started = Instant::now();
+        loop {
+            let out = self
+                .eb
+                .describe_environments()
+                .environment_names(name)
+                .include_deleted(true)
+                .send()
+                .await
+                .expect("describe environments");
+            if let Some(env) = out.environments().iter().find(|e| check(e)) {
+                return env.clone();
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "environment {name} never got there: {:?}",
+                out.environments()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A GET through the environments' router with the given Host.
+    pub async fn get(&self, host: &str, path: &str) -> (u16, String) {
+        let addr = self.local.router_addr();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("router");
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+            .await
+            .expect("write");
+        let mut response = vec![];
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response)
+            .await
+            .expect("read");
+        let text = String::from_utf8_lossy(&response).to_string();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        (status, body.to_string())
+    }
+
+    /// Call counts per `Service.Operation` from local-aws, as JSON.
+    pub fn calls(&self) -> Value {
+        json!(self.local.call_counts())
+    }
+}

@@ -1,0 +1,336 @@
+//! The stage binary under a local Lambda Runtime API against local-aws (Beanstalk running the example
+//! app for real) and moto (S3): every way a launch can end, driven through continuation tokens as
+//! CodePipeline drives it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_elasticbeanstalk::types::ConfigurationOptionSetting;
+use beanswap_core::stage::environment_name;
+use local_aws::beanstalk::Options;
+use local_aws::faults::{Faults, Throttle};
+use test_support::bed::{Bed, Driven};
+use test_support::lambda::Function;
+
+const STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
+
+async fn function(bed: &Bed) -> Function {
+    bed.function(Path::new(env!("CARGO_BIN_EXE_stage"))).await
+}
+
+fn params(label: &str, extra: &str) -> String {
+    format!(
+        r#"{{"application":"shop","version_label":"{label}","production_cname":"shop-prod","solution_stack":"{STACK}","poll_seconds":0.3{extra}}}"#
+    )
+}
+
+fn eb_calls(bed: &Bed) -> u64 {
+    bed.local
+        .call_counts()
+        .iter()
+        .filter(|(k, _)| k.starts_with("ElasticBeanstalk."))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// First deployment of v1: it takes the production CNAME itself.
+async fn first_deploy(bed: &Bed, f: &mut Function) -> Driven {
+    bed.version("v1", test_support::app_bundle("v1", &[])).await;
+    let run = bed.drive(f, &params("v1", ""), 50).await;
+    assert!(run.succeeded(), "{:?}", run.last().request);
+    run
+}
+
+#[tokio::test]
+async fn first_deployment_takes_the_production_cname_then_a_clone_launches_beside_it() {
+    let bed = Bed::start(Options::default()).await;
+    let mut f = function(&bed).await;
+    let before = eb_calls(&bed);
+    let first = first_deploy(&bed, &mut f).await;
+    let first_calls = eb_calls(&bed) - before;
+    assert_eq!(
+        first.variable("Cname"),
+        "shop-prod.us-east-1.elasticbeanstalk.com"
+    );
+    assert_eq!(
+        first.variable("Url"),
+        "http://shop-prod.us-east-1.elasticbeanstalk.com/"
+    );
+    assert_eq!(first.variable("LiveEnvironmentName"), "");
+    let first_name = first.variable("EnvironmentName");
+    assert_eq!(first_name, environment_name("{app}-{id}", "shop", "v1"));
+    assert_eq!(
+        bed.get("shop-prod.us-east-1.elasticbeanstalk.com", "/version")
+            .await,
+        (200, "v1\n".into())
+    );
+
+    // Give production a setting the clone must inherit.
+    bed.eb
+        .update_environment()
+        .environment_name(&first_name)
+        .option_settings(
+            ConfigurationOptionSetting::builder()
+                .namespace("aws:elasticbeanstalk:application:environment")
+                .option_name("ENVIRONMENT_NAME")
+                .value("cloned-from-prod")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    bed.wait_env(&first_name, Duration::from_secs(20), |e| {
+        e.status().map(|s| s.as_str()) == Some("Ready")
+    })
+    .await;
+
+    bed.version("v2", test_support::app_bundle("v2", &[])).await;
+    let before = eb_calls(&bed);
+    let second = bed.drive(&mut f, &params("v2", ""), 50).await;
+    let second_calls = eb_calls(&bed) - before;
+    assert!(second.succeeded(), "{:?}", second.last().request);
+    let blue = second.variable("EnvironmentName");
+    assert_eq!(blue, environment_name("{app}-{id}", "shop", "v2"));
+    assert_eq!(second.variable("LiveEnvironmentName"), first_name);
+    let cname = second.variable("Cname");
+    assert_eq!(cname, format!("{blue}.us-east-1.elasticbeanstalk.com"));
+    assert_eq!(bed.get(&cname, "/version").await, (200, "v2\n".into()));
+    let info = bed.get(&cname, "/api/info").await.1;
+    assert!(
+        info.contains("cloned-from-prod"),
+        "configuration was cloned: {info}"
+    );
+    // Production still serves v1; the cloned template was cleaned up.
+    assert_eq!(
+        bed.get("shop-prod.us-east-1.elasticbeanstalk.com", "/version")
+            .await,
+        (200, "v1\n".into())
+    );
+    let apps = bed.eb.describe_applications().send().await.unwrap();
+    assert!(
+        apps.applications()[0].configuration_templates().is_empty(),
+        "{:?}",
+        apps.applications()[0].configuration_templates()
+    );
+    let tags = bed
+        .eb
+        .list_tags_for_resource()
+        .resource_arn(format!(
+            "arn:aws:elasticbeanstalk:us-east-1:123456789012:environment/shop/{blue}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(String, String)> = tags
+        .resource_tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+        .collect();
+    assert!(tags.contains(&("beanswap:application".into(), "shop".into())));
+    assert!(tags.contains(&("beanswap:version".into(), "v2".into())));
+    println!(
+        "Beanstalk calls: first deployment {first_calls} over {} invocations, clone {second_calls} over {} invocations",
+        first.invocations, second.invocations
+    );
+    assert!(second_calls <= 30, "{}", bed.calls());
+
+    // Re-invoking after success creates nothing new.
+    let creates = bed.local.call_counts()["ElasticBeanstalk.CreateEnvironment"];
+    let again = bed.drive(&mut f, &params("v2", ""), 50).await;
+    assert_eq!(again.variable("EnvironmentName"), blue);
+    assert_eq!(
+        bed.local.call_counts()["ElasticBeanstalk.CreateEnvironment"],
+        creates
+    );
+    // And staging the version production already runs is a no-op that says so.
+    let same = bed.drive(&mut f, &params("v1", ""), 50).await;
+    assert_eq!(same.variable("EnvironmentName"), first_name);
+    assert!(
+        same.summary().contains("already serves production"),
+        "{}",
+        same.summary()
+    );
+}
+
+#[tokio::test]
+async fn long_launches_continue_through_tokens_streaming_events() {
+    let bed = Bed::start(Options {
+        launch_delay: Duration::from_millis(1500),
+        ..Options::default()
+    })
+    .await;
+    let mut f = function(&bed).await;
+    bed.version("v1", test_support::app_bundle("v1", &[])).await;
+    let run = bed.drive(&mut f, &params("v1", ""), 50).await;
+    assert!(run.succeeded(), "{:?}", run.last().request);
+    assert!(run.invocations >= 3, "{} invocations", run.invocations);
+    let progress = &run.results[0].request;
+    assert!(progress["continuationToken"]
+        .as_str()
+        .unwrap()
+        .starts_with("v1:"));
+    let summaries: Vec<&str> = run.results[..run.results.len() - 1]
+        .iter()
+        .map(|r| r.request["executionDetails"]["summary"].as_str().unwrap())
+        .collect();
+    assert!(
+        summaries
+            .iter()
+            .any(|s| s.contains("INFO createEnvironment is starting.")),
+        "{summaries:?}"
+    );
+    assert!(run.results[..run.results.len() - 1]
+        .iter()
+        .all(|r| r.request.get("outputVariables").is_none()));
+}
+
+#[tokio::test]
+async fn a_failed_launch_fails_with_its_events_and_production_untouched() {
+    let bed = Bed::start(Options::default()).await;
+    let mut f = function(&bed).await;
+    first_deploy(&bed, &mut f).await;
+    bed.local.set_faults(Faults {
+        fail_launch: vec!["*".into()],
+        ..Faults::default()
+    });
+    bed.version("v2", test_support::app_bundle("v2", &[])).await;
+    let run = bed.drive(&mut f, &params("v2", ""), 50).await;
+    let message = run.failure();
+    assert_eq!(run.failure_type(), "JobFailed");
+    assert!(message.contains("Staging version v2 failed"), "{message}");
+    assert!(message.contains("ERROR Stack named 'awseb-"), "{message}");
+    assert!(message.contains("Production is unchanged"), "{message}");
+    assert!(message.len() <= 5000);
+    assert_eq!(
+        bed.get("shop-prod.us-east-1.elasticbeanstalk.com", "/version")
+            .await,
+        (200, "v1\n".into())
+    );
+}
+
+#[tokio::test]
+async fn a_crashing_app_fails_and_on_failure_terminate_removes_it() {
+    let bed = Bed::start(Options::default()).await;
+    let mut f = function(&bed).await;
+    first_deploy(&bed, &mut f).await;
+    bed.version(
+        "broken",
+        test_support::app_bundle(
+            "broken",
+            &[(
+                "Procfile",
+                "web: echo 'ImportError: no module named shopdb' >&2; exit 1\n",
+            )],
+        ),
+    )
+    .await;
+    let run = bed
+        .drive(
+            &mut f,
+            &params("broken", r#","on_failure":"terminate""#),
+            50,
+        )
+        .await;
+    let message = run.failure();
+    assert!(message.contains("Instance deployment failed"), "{message}");
+    assert!(message.contains("no module named shopdb"), "{message}");
+    assert!(
+        message.contains("is being terminated (on_failure: terminate)"),
+        "{message}"
+    );
+    let name = environment_name("{app}-{id}", "shop", "broken");
+    bed.wait_env(&name, Duration::from_secs(20), |e| {
+        e.status().map(|s| s.as_str()) == Some("Terminated")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_launch_slower_than_the_timeout_fails_and_is_kept_for_inspection() {
+    let bed = Bed::start(Options {
+        launch_delay: Duration::from_secs(30),
+        ..Options::default()
+    })
+    .await;
+    let mut f = function(&bed).await;
+    bed.version("v1", test_support::app_bundle("v1", &[])).await;
+    let run = bed
+        .drive(&mut f, &params("v1", r#","timeout_minutes":0.01"#), 50)
+        .await;
+    let message = run.failure();
+    assert!(
+        message.contains("was not Ready with Green health within"),
+        "{message}"
+    );
+    assert!(message.contains("kept for inspection"), "{message}");
+}
+
+#[tokio::test]
+async fn throttling_on_every_second_call_still_stages() {
+    let bed = Bed::start(Options::default()).await;
+    let mut f = function(&bed).await;
+    let operations = [
+        "DescribeEnvironments",
+        "DescribeEvents",
+        "CheckDNSAvailability",
+        "CreateEnvironment",
+        "ListTagsForResource",
+    ];
+    bed.local.set_faults(Faults {
+        throttle: operations
+            .iter()
+            .map(|op| Throttle {
+                operation: op.to_string(),
+                first: None,
+                fraction: Some(0.5),
+            })
+            .collect(),
+        ..Faults::default()
+    });
+    bed.version("v1", test_support::app_bundle("v1", &[])).await;
+    let run = bed.drive(&mut f, &params("v1", ""), 50).await;
+    assert!(run.succeeded(), "{:?}", run.last().request);
+    assert_eq!(
+        run.variable("Cname"),
+        "shop-prod.us-east-1.elasticbeanstalk.com"
+    );
+}
+
+#[tokio::test]
+async fn bad_parameters_and_name_collisions_are_configuration_errors() {
+    let bed = Bed::start(Options::default()).await;
+    let mut f = function(&bed).await;
+    for (params, part) in [
+        (r#"{"application":"shop","version_label":"v1"}"#.to_string(), "production_cname"),
+        (
+            r##"{"application":"shop","version_label":"#{Package.VersionLabel}","production_cname":"shop-prod"}"##.to_string(),
+            "was not substituted",
+        ),
+        (params("v1", r#","health":"Blue""#), "health"),
+        (params("v1", r#","environment_name":"x""#), "environment_name"),
+        (r#"{"application":"shop","version_label":"v1","production_cname":"shop-prod"}"#.to_string(), "first deployment"),
+    ] {
+        let run = bed.drive(&mut f, &params, 3).await;
+        assert_eq!(run.failure_type(), "ConfigurationError", "{params}");
+        assert!(run.failure().contains(part), "{part} in {}", run.failure());
+    }
+    // An environment with the name stage would use, that beanswap did not make.
+    bed.version("v1", test_support::app_bundle("v1", &[])).await;
+    bed.eb
+        .create_environment()
+        .application_name("shop")
+        .environment_name(environment_name("{app}-{id}", "shop", "v1"))
+        .solution_stack_name(STACK)
+        .send()
+        .await
+        .unwrap();
+    let run = bed.drive(&mut f, &params("v1", ""), 3).await;
+    assert_eq!(run.failure_type(), "ConfigurationError");
+    assert!(
+        run.failure().contains("beanswap did not create it"),
+        "{}",
+        run.failure()
+    );
+}
