@@ -181,7 +181,7 @@ fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
             with(&[domain[0], domain[1], ("SwapMode", "route53")]),
         ),
         (
-            "domain, weighted swap, HTTPS, version check, approval email",
+            "domain, weighted swap, HTTPS, version check, approval email, kept environment scaled down",
             with(&[
                 domain[0],
                 domain[1],
@@ -193,6 +193,8 @@ fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
                 ("VersionPath", "/version"),
                 ("ApprovalEmail", "ops@example.com"),
                 ("SmokeTestPaths", "/,/health,/api/info"),
+                ("WeightedSteps", "5,25,100"),
+                ("KeptEnvironmentInstances", "1"),
             ]),
         ),
         ("every function reused from another stack", reuse),
