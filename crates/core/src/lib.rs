@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod beanstalk;
+pub mod http_check;
 pub mod job;
 pub mod outcome;
 pub mod params;

@@ -1,0 +1,339 @@
+//! Running checks over HTTP: one reqwest client (rustls, no proxy) per [`Checker`], rounds of checks with
+//! bounded concurrency, and the judging in [`super::eval`].
+
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::redirect::Policy;
+use reqwest::Method;
+use url::Url;
+
+use super::eval::{evaluate, CheckResult, Expect, Observed, Round, Transport, TransportKind};
+use super::spec::{join, CheckSpec, Redirects, StatusSet, VersionCheck, MAX_REDIRECTS};
+use super::HttpCheckError;
+
+/// Most of a body that is read: enough for any health page, bounded for a check that hits a download.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// How checks are sent.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// For the whole exchange: connecting, headers and body.
+    pub timeout: Duration,
+    /// Requests in flight at once within a round.
+    pub concurrency: usize,
+    pub redirects: Redirects,
+    /// `curl --resolve`: connect to this address for this host name, keeping the name in the Host header
+    /// and TLS SNI. A port of 0 keeps the URL's port; a URL with an explicit port keeps that port.
+    pub resolve: Vec<(String, SocketAddr)>,
+    /// Statuses meaning "the environment does not answer yet" (see [`CheckResult::not_answering`]).
+    pub not_ready: StatusSet,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timeout: Duration::from_secs(10),
+            concurrency: 4,
+            redirects: Redirects::default(),
+            resolve: vec![],
+            not_ready: StatusSet::gateway_errors(),
+        }
+    }
+}
+
+struct Prepared {
+    name: String,
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+    expect: Expect,
+}
+
+/// A set of checks against one base URL, ready to run any number of rounds.
+pub struct Checker {
+    client: reqwest::Client,
+    base: Url,
+    checks: Vec<Prepared>,
+    options: Options,
+}
+
+impl Checker {
+    /// Validates and compiles `checks` (field paths `checks[i]`) and the optional version check (field
+    /// `version`, run last in every round) against `base`.
+    pub fn new(
+        base: &Url,
+        checks: &[CheckSpec],
+        version: Option<&VersionCheck>,
+        options: &Options,
+    ) -> Result<Self, HttpCheckError> {
+        let mut prepared = Vec::with_capacity(checks.len() + 1);
+        for (i, spec) in checks.iter().enumerate() {
+            let at = format!("checks[{i}]");
+            let expect = Expect::from_check(spec, &at)?;
+            let method = Method::from_bytes(spec.method().as_bytes())
+                .map_err(|e| HttpCheckError::field(format!("{at}.method"), e.to_string()))?;
+            let mut headers = HeaderMap::new();
+            for (name, value) in &spec.headers {
+                let n = HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
+                    HttpCheckError::field(format!("{at}.headers"), format!("`{name}`: {e}"))
+                })?;
+                let v = HeaderValue::from_str(value).map_err(|e| {
+                    HttpCheckError::field(format!("{at}.headers.{name}"), e.to_string())
+                })?;
+                headers.insert(n, v);
+            }
+            prepared.push(Prepared {
+                name: spec.display_name(),
+                method,
+                url: url_for(base, &spec.path, &format!("{at}.path"))?,
+                headers,
+                expect,
+            });
+        }
+        if let Some(v) = version {
+            prepared.push(Prepared {
+                name: v.display_name(),
+                method: Method::GET,
+                url: url_for(base, &v.path, "version.path")?,
+                headers: HeaderMap::new(),
+                expect: Expect::from_version(v, "version")?,
+            });
+        }
+        if prepared.is_empty() {
+            return Err(HttpCheckError::field("checks", "there is nothing to check"));
+        }
+        Ok(Checker {
+            client: client(options)?,
+            base: base.clone(),
+            checks: prepared,
+            options: Options {
+                concurrency: options.concurrency.max(1),
+                ..options.clone()
+            },
+        })
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// Checks per round (the version check included).
+    pub fn len(&self) -> usize {
+        self.checks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty()
+    }
+
+    /// Runs every check once, at most `concurrency` at a time; results in check order.
+    pub async fn round(&self, number: u32) -> Round {
+        let results = futures_util::stream::iter(self.checks.iter())
+            .map(|p| self.run_one(p))
+            .buffered(self.options.concurrency)
+            .collect()
+            .await;
+        Round { number, results }
+    }
+
+    /// Rounds `first..=last` one after another, stopping after the first that fails.
+    pub async fn rounds(&self, first: u32, last: u32) -> Vec<Round> {
+        let mut out = vec![];
+        for n in first..=last {
+            let round = self.round(n).await;
+            let passed = round.passed();
+            out.push(round);
+            if !passed {
+                break;
+            }
+        }
+        out
+    }
+
+    async fn run_one(&self, p: &Prepared) -> CheckResult {
+        let start = Instant::now();
+        let response = self.fetch(p).await;
+        let latency = start.elapsed();
+        let (problems, not_answering) = match &response {
+            Ok(observed) => {
+                let problems = evaluate(&p.expect, observed, latency);
+                let gateway = !p.expect.status.matches(observed.status)
+                    && self.options.not_ready.matches(observed.status);
+                (problems, gateway)
+            }
+            Err(t) => (vec![t.short()], t.kind == TransportKind::Connect),
+        };
+        tracing::debug!(check = %p.name, url = %p.url, ?latency, ?problems, "check");
+        CheckResult {
+            name: p.name.clone(),
+            method: p.method.to_string(),
+            url: p.url.to_string(),
+            latency,
+            response,
+            problems,
+            not_answering,
+        }
+    }
+
+    async fn fetch(&self, p: &Prepared) -> Result<Observed, Transport> {
+        let classify = |e: reqwest::Error| transport(&e, self.options.timeout);
+        let mut response = self
+            .client
+            .request(p.method.clone(), p.url.clone())
+            .headers(p.headers.clone())
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = response.status().as_u16();
+        let final_url = response.url().clone();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let unfollowed_redirect = if matches!(status, 301 | 302 | 303 | 307 | 308) {
+            response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|loc| {
+                    final_url
+                        .join(loc)
+                        .map_or_else(|_| loc.to_string(), |u| u.to_string())
+                })
+        } else {
+            None
+        };
+        let mut body = Vec::new();
+        let mut body_truncated = false;
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            let room = MAX_BODY_BYTES - body.len();
+            if chunk.len() > room {
+                body.extend_from_slice(&chunk[..room]);
+                body_truncated = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Observed {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            body_truncated,
+            final_url: final_url.to_string(),
+            unfollowed_redirect,
+        })
+    }
+}
+
+fn url_for(base: &Url, path: &str, field: &str) -> Result<Url, HttpCheckError> {
+    join(base, path)
+        .map_err(|e| HttpCheckError::field(field, format!("`{path}` does not make a URL: {e}")))
+}
+
+fn client(options: &Options) -> Result<reqwest::Client, HttpCheckError> {
+    let policy = match options.redirects {
+        Redirects::None => Policy::none(),
+        Redirects::Any => Policy::limited(MAX_REDIRECTS),
+        Redirects::SameHost => Policy::custom(|attempt| {
+            if attempt.previous().len() > MAX_REDIRECTS {
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            let origin = attempt.previous().first().and_then(Url::host_str);
+            if origin.is_some() && origin == attempt.url().host_str() {
+                attempt.follow()
+            } else {
+                // The redirect response itself is judged, naming where it pointed.
+                attempt.stop()
+            }
+        }),
+    };
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .redirect(policy)
+        .timeout(options.timeout)
+        .connect_timeout(options.timeout)
+        // A smoke test talks to the environment itself, never through a proxy from the environment.
+        .no_proxy()
+        .user_agent(concat!("beanswap-http-check/", env!("CARGO_PKG_VERSION")));
+    for (host, addr) in &options.resolve {
+        builder = builder.resolve(host, *addr);
+    }
+    builder
+        .build()
+        .map_err(|e| HttpCheckError::Client(error_chain(&e)))
+}
+
+fn transport(e: &reqwest::Error, timeout: Duration) -> Transport {
+    let chain = error_chain(e);
+    if e.is_timeout() && !e.is_connect() {
+        return Transport {
+            kind: TransportKind::Timeout,
+            message: format!(
+                "no complete answer within the request timeout of {} ms",
+                timeout.as_millis()
+            ),
+        };
+    }
+    let kind = if e.is_connect() {
+        if is_tls(e) {
+            TransportKind::Tls
+        } else {
+            TransportKind::Connect
+        }
+    } else {
+        TransportKind::Other
+    };
+    Transport {
+        kind,
+        message: chain,
+    }
+}
+
+/// rustls reports handshake and certificate failures as `io::ErrorKind::InvalidData`.
+fn is_tls(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn StdError + 'static)> = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The error and its causes in one line, without reqwest's generic "error sending request for url"
+/// (the URL is shown on its own) and without repeats.
+pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = vec![];
+    let mut current: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        let generic = text.starts_with("error sending request for url")
+            || text.starts_with("error following redirect for url")
+            || text.starts_with("error decoding response body")
+            || text.starts_with("error reading a body from connection");
+        let repeated = parts.iter().any(|p| p.contains(text.as_str()));
+        let skip = repeated || (generic && err.source().is_some());
+        if !skip {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
+}
