@@ -14,6 +14,7 @@ mod dns;
 pub mod faults;
 pub mod lambda;
 pub mod lifecycle;
+pub mod proxy;
 mod query;
 mod router;
 mod state;
