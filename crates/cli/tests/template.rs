@@ -43,23 +43,17 @@ const FUNCTIONS: &[Function] = &[
         parse: Some(parse_with::<check_config::Params>),
         outputs: check_config::OUTPUT_VARIABLES,
     },
+    Function {
+        name: "stage",
+        parse: Some(parse_with::<stage::Params>),
+        outputs: stage::OUTPUT_VARIABLES,
+    },
     // These crates do not expose `Params` / `OUTPUT_VARIABLES` yet: until they do, their output variables
     // are the design contract's lists, and their UserParameters are only checked to be a JSON object.
     Function {
         name: "package",
         parse: None,
         outputs: &["VersionLabel", "BundleBucket", "BundleKey", "BundleSha256"],
-    },
-    Function {
-        name: "stage",
-        parse: None,
-        outputs: &[
-            "EnvironmentName",
-            "EnvironmentId",
-            "Cname",
-            "Url",
-            "LiveEnvironmentName",
-        ],
     },
     Function {
         name: "smoke-test",
@@ -770,4 +764,55 @@ fn crates_that_grew_params_are_wired_in() {
         function("check-config").outputs,
         check_config::OUTPUT_VARIABLES
     );
+}
+
+/// scripts/release-functions and the template agree on the zip keys and parameter names: run the script
+/// (without a build, on stand-in zips) and feed its parameter-overrides to the template.
+#[test]
+fn the_release_script_writes_exactly_the_parameters_the_template_takes() {
+    let template = template();
+    let declared = template["Parameters"].as_object().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for f in FUNCTIONS {
+        let dir = target.path().join("lambda").join(f.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("bootstrap.zip"),
+            format!("stand-in for {}", f.name),
+        )
+        .unwrap();
+    }
+    let status = std::process::Command::new("bash")
+        .arg(root().join("scripts/release-functions"))
+        .args(["--no-build", "--prefix", "tools/beanswap", "--out"])
+        .arg(out.path())
+        .env("CARGO_TARGET_DIR", target.path())
+        .env_remove("FUNCTIONS_BUCKET")
+        .status()
+        .unwrap();
+    assert!(status.success(), "release-functions failed");
+    let overrides: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("parameter-overrides.json")).unwrap(),
+    )
+    .unwrap();
+    let lines = std::fs::read_to_string(out.path().join("parameter-overrides.txt")).unwrap();
+    assert_eq!(lines.lines().collect::<Vec<_>>(), overrides);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("manifest.json")).unwrap())
+            .unwrap();
+    let mut given = BTreeMap::new();
+    for kv in &overrides {
+        let (k, v) = kv.split_once('=').unwrap();
+        assert!(declared.contains_key(k), "{k} is not a template parameter");
+        given.insert(k.to_string(), v.to_string());
+    }
+    assert_eq!(given["FunctionsPrefix"], "tools/beanswap");
+    for f in FUNCTIONS {
+        let sha = &given[&format!("{}FunctionSha256", camel(f.name))];
+        // The key the template builds is the key the script uploads to.
+        let key = format!("tools/beanswap/{}-{sha}.zip", f.name);
+        assert_eq!(manifest["functions"][f.name]["key"], key.as_str());
+        assert!(out.path().join(format!("{}-{sha}.zip", f.name)).exists());
+    }
 }
