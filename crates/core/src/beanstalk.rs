@@ -333,6 +333,19 @@ impl Beanstalk {
         Ok(())
     }
 
+    /// Removes tags by key (keys the resource does not have are ignored by Beanstalk).
+    pub async fn remove_tags(&self, arn: &str, keys: &[&str]) -> Result<(), BeanstalkError> {
+        let mut request = self.client.update_tags_for_resource().resource_arn(arn);
+        for key in keys {
+            request = request.tags_to_remove(*key);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("UpdateTagsForResource", e))?;
+        Ok(())
+    }
+
     /// Whether `prefix` is free to become a new environment's CNAME.
     pub async fn cname_available(&self, prefix: &str) -> Result<bool, BeanstalkError> {
         let out = self
@@ -380,6 +393,159 @@ impl Beanstalk {
         R: std::fmt::Debug,
     {
         BeanstalkError::from_sdk(operation, e)
+    }
+}
+
+/// An application version, reduced to what pruning decides on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationVersion {
+    pub label: String,
+    pub created: Option<SystemTime>,
+    /// `Processed`, `Unprocessed`, `Failed`, `Processing`, `Building`.
+    pub status: String,
+    /// Where the source bundle is: (bucket, key).
+    pub bundle: Option<(String, String)>,
+}
+
+impl Beanstalk {
+    /// The application's environments that are not terminated, each with when it was last updated
+    /// (`DateUpdated`), following every page. Same call as [`Beanstalk::environments`].
+    pub async fn environments_with_update_times(
+        &self,
+        application: &str,
+    ) -> Result<Vec<(Environment, Option<SystemTime>)>, BeanstalkError> {
+        let mut out = vec![];
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_environments()
+                .application_name(application)
+                .include_deleted(false)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
+            out.extend(page.environments().iter().map(|e| {
+                (
+                    Environment::from_sdk(e),
+                    e.date_updated().and_then(to_system_time),
+                )
+            }));
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out.retain(|(e, _)| e.status != "Terminated");
+        Ok(out)
+    }
+
+    /// Every version of the application, `page_size` per DescribeApplicationVersions call (1..=1000),
+    /// following NextToken.
+    pub async fn application_versions(
+        &self,
+        application: &str,
+        page_size: i32,
+    ) -> Result<Vec<ApplicationVersion>, BeanstalkError> {
+        let mut out = vec![];
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_application_versions()
+                .application_name(application)
+                .max_records(page_size.clamp(1, 1000))
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| BeanstalkError::from_sdk("DescribeApplicationVersions", e))?;
+            out.extend(page.application_versions().iter().map(|v| {
+                ApplicationVersion {
+                    label: v.version_label().unwrap_or_default().to_string(),
+                    created: v.date_created().and_then(to_system_time),
+                    status: v
+                        .status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    bundle: v
+                        .source_bundle()
+                        .and_then(|b| Some((b.s3_bucket()?.to_string(), b.s3_key()?.to_string()))),
+                }
+            }));
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a version from Beanstalk only; its source bundle stays in S3.
+    pub async fn delete_application_version(
+        &self,
+        application: &str,
+        label: &str,
+    ) -> Result<(), BeanstalkError> {
+        self.client
+            .delete_application_version()
+            .application_name(application)
+            .version_label(label)
+            .delete_source_bundle(false)
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("DeleteApplicationVersion", e))?;
+        Ok(())
+    }
+
+    /// An environment's option settings, keyed by (namespace, option name).
+    pub async fn option_settings(
+        &self,
+        application: &str,
+        environment_name: &str,
+    ) -> Result<BTreeMap<(String, String), String>, BeanstalkError> {
+        let out = self
+            .client
+            .describe_configuration_settings()
+            .application_name(application)
+            .environment_name(environment_name)
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("DescribeConfigurationSettings", e))?;
+        Ok(out
+            .configuration_settings()
+            .iter()
+            .flat_map(|c| c.option_settings())
+            .filter_map(|o| {
+                Some((
+                    (o.namespace()?.to_string(), o.option_name()?.to_string()),
+                    o.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    /// UpdateEnvironment with option settings only: (namespace, option name, value).
+    pub async fn update_option_settings(
+        &self,
+        id: &str,
+        settings: &[(&str, &str, String)],
+    ) -> Result<(), BeanstalkError> {
+        let mut request = self.client.update_environment().environment_id(id);
+        for (namespace, option, value) in settings {
+            request = request.option_settings(
+                aws_sdk_elasticbeanstalk::types::ConfigurationOptionSetting::builder()
+                    .namespace(*namespace)
+                    .option_name(*option)
+                    .value(value)
+                    .build(),
+            );
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("UpdateEnvironment", e))?;
+        Ok(())
     }
 }
 

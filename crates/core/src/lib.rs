@@ -9,6 +9,7 @@ pub mod job;
 pub mod outcome;
 pub mod params;
 pub mod report;
+pub mod retire;
 pub mod runner;
 pub mod stage;
 

@@ -1,3 +1,6 @@
-//! retire: being written (see its issue).
+//! retire as a Lambda: see the library for the action.
 
-fn main() {}
+#[tokio::main]
+async fn main() -> Result<(), beanswap_core::runner::LambdaError> {
+    beanswap_core::runner::run_lambda(retire::Retire::new).await
+}

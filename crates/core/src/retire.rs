@@ -1,0 +1,861 @@
+//! retire's decisions, without I/O: which of an application's environments to terminate, keep or leave
+//! alone (and why), and which application versions to prune. [`exec`] gathers the facts from AWS, asks
+//! these functions, and acts.
+//!
+//! The rules, safest first:
+//! - an environment that serves production (holds the production CNAME, or is the target of the Route 53
+//!   record) is `Live` and never touched, whatever its tags say;
+//! - only environments tagged `beanswap:application=<application>` are candidates;
+//! - an environment that never left production (no out-of-service tag) and was created after the live
+//!   one is probably the next release being staged: it is left alone;
+//! - of the rest, the `keep` most recently out of service are kept for rollback; the others are
+//!   terminated once out of service for the grace period, unless they are in a transitional state
+//!   (Launching, Updating, ...), which is reported and never forced.
+//!
+//! "Out of service since" is the `beanswap:out-of-service-since` tag swap sets. Without it (environments
+//! from before beanswap, or swapped by hand), the environment's last update (else its creation) stands in:
+//! never earlier than the real moment, so the grace period can only come out longer.
+
+pub mod exec;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use crate::beanstalk::{
+    ApplicationVersion, Environment, TAG_APPLICATION, TAG_OUT_OF_SERVICE_SINCE, TAG_VERSION,
+};
+
+/// One environment as the plan sees it.
+#[derive(Debug, Clone)]
+pub struct EnvFacts {
+    pub env: Environment,
+    pub tags: BTreeMap<String, String>,
+    /// DescribeEnvironments' DateUpdated.
+    pub updated: Option<SystemTime>,
+}
+
+/// Where an out-of-service time came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinceBasis {
+    /// The `beanswap:out-of-service-since` tag.
+    Tag,
+    /// No (readable) tag: the environment's last update or creation, the latest known moment it changed.
+    LastUpdate,
+}
+
+/// Why an environment is left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Missing or different `beanswap:application` tag.
+    NotTagged,
+    /// Launching, Updating, ...: never forced.
+    Transitional(String),
+    /// Already Terminating.
+    Terminating,
+    /// Never out of service and newer than the live environment: the next release, probably.
+    Pending,
+    /// No tag and no date to count the grace period from.
+    NoTime,
+    /// The safety re-check before TerminateEnvironment found it serving production.
+    BecameLive,
+    /// The re-check found it gone or no longer Ready.
+    ChangedState(String),
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::NotTagged => write!(f, "not tagged {TAG_APPLICATION} for this application"),
+            SkipReason::Transitional(status) => {
+                write!(f, "{status}: transitional state, not forced")
+            }
+            SkipReason::Terminating => write!(f, "already terminating"),
+            SkipReason::Pending => write!(
+                f,
+                "never out of service and newer than the live environment (the next release?)"
+            ),
+            SkipReason::NoTime => write!(f, "no out-of-service tag and no date to count from"),
+            SkipReason::BecameLive => write!(f, "serves production at termination time"),
+            SkipReason::ChangedState(status) => {
+                write!(f, "{status} at termination time, not forced")
+            }
+        }
+    }
+}
+
+/// What happens to one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Serves production; `by` says how we know.
+    Live {
+        by: String,
+    },
+    Keep,
+    Terminate,
+    /// Out of service, but not yet for the grace period.
+    Wait {
+        until: SystemTime,
+    },
+    Skip(SkipReason),
+}
+
+/// One environment's line in the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvPlan {
+    pub name: String,
+    pub id: String,
+    pub status: String,
+    pub decision: Decision,
+    pub since: Option<(SystemTime, SinceBasis)>,
+}
+
+/// The plan for environments, in the order the facts came.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub envs: Vec<EnvPlan>,
+}
+
+impl Plan {
+    fn with(&self, pred: impl Fn(&Decision) -> bool) -> impl Iterator<Item = &EnvPlan> {
+        self.envs.iter().filter(move |e| pred(&e.decision))
+    }
+    pub fn to_terminate(&self) -> impl Iterator<Item = &EnvPlan> {
+        self.with(|d| *d == Decision::Terminate)
+    }
+    pub fn kept(&self) -> impl Iterator<Item = &EnvPlan> {
+        self.with(|d| *d == Decision::Keep)
+    }
+    pub fn live(&self) -> impl Iterator<Item = &EnvPlan> {
+        self.with(|d| matches!(d, Decision::Live { .. }))
+    }
+    pub fn waiting(&self) -> impl Iterator<Item = &EnvPlan> {
+        self.with(|d| matches!(d, Decision::Wait { .. }))
+    }
+    pub fn skipped(&self) -> impl Iterator<Item = &EnvPlan> {
+        self.with(|d| matches!(d, Decision::Skip(_)))
+    }
+    /// When the last waiting environment's grace period ends.
+    pub fn wait_until(&self) -> Option<SystemTime> {
+        self.envs
+            .iter()
+            .filter_map(|e| match e.decision {
+                Decision::Wait { until } => Some(until),
+                _ => None,
+            })
+            .max()
+    }
+}
+
+/// What the plan is asked.
+#[derive(Debug, Clone)]
+pub struct Policy<'a> {
+    pub application: &'a str,
+    /// Prefix (`shop-prod`) or full CNAME.
+    pub production_cname: &'a str,
+    /// Hostnames the production Route 53 record points at (alias DNS names, CNAME values).
+    pub record_targets: &'a [String],
+    pub keep: usize,
+    pub grace: Duration,
+    pub now: SystemTime,
+}
+
+/// Why there is no plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("no environment of application `{application}` holds the production CNAME `{cname}`{record}; refusing to retire anything (check `production_cname`)")]
+    NoLiveEnvironment {
+        application: String,
+        cname: String,
+        record: String,
+    },
+}
+
+/// `shop-prod.us-east-1.elasticbeanstalk.com.` or `dualstack.shop-prod...` -> `shop-prod.us-east-1.elasticbeanstalk.com`.
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    host.strip_prefix("dualstack.")
+        .map(str::to_string)
+        .unwrap_or(host)
+}
+
+/// Reads an RFC 3339 time as swap writes it (`2026-01-02T03:04:05Z`), also with `+00:00`.
+pub fn parse_time(s: &str) -> Option<SystemTime> {
+    let s = s.trim();
+    let s = s
+        .strip_suffix("+00:00")
+        .map(|rest| format!("{rest}Z"))
+        .unwrap_or_else(|| s.to_string());
+    humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
+        .ok()
+        .or_else(|| humantime::parse_rfc3339(&s).ok())
+}
+
+/// `2026-01-02T03:04:05Z`.
+pub fn format_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn is_tagged(f: &EnvFacts, application: &str) -> bool {
+    f.tags.get(TAG_APPLICATION).map(String::as_str) == Some(application)
+}
+
+/// How an environment serves production, if it does.
+pub fn live_by(
+    env: &Environment,
+    production_cname: &str,
+    record_targets: &[String],
+) -> Option<String> {
+    if env.holds_cname(production_cname) {
+        return Some(format!("holds the production CNAME {}", env.cname));
+    }
+    let cname = normalize_host(&env.cname);
+    if !cname.is_empty() && record_targets.iter().any(|t| normalize_host(t) == cname) {
+        return Some("target of the production Route 53 record".into());
+    }
+    None
+}
+
+/// When the environment left production, and how we know.
+fn out_of_service_since(f: &EnvFacts) -> Option<(SystemTime, SinceBasis)> {
+    if let Some(t) = f
+        .tags
+        .get(TAG_OUT_OF_SERVICE_SINCE)
+        .and_then(|v| parse_time(v))
+    {
+        return Some((t, SinceBasis::Tag));
+    }
+    let latest = match (f.updated, f.env.created) {
+        (Some(u), Some(c)) => Some(u.max(c)),
+        (u, c) => u.or(c),
+    };
+    latest.map(|t| (t, SinceBasis::LastUpdate))
+}
+
+/// Decides every environment's fate.
+pub fn plan(facts: &[EnvFacts], policy: &Policy) -> Result<Plan, PlanError> {
+    let mut envs: Vec<EnvPlan> = facts
+        .iter()
+        .map(|f| EnvPlan {
+            name: f.env.name.clone(),
+            id: f.env.id.clone(),
+            status: f.env.status.clone(),
+            decision: Decision::Skip(SkipReason::NoTime),
+            since: None,
+        })
+        .collect();
+    let mut live_created: Option<SystemTime> = None;
+    let mut any_live = false;
+    let mut candidates: Vec<usize> = vec![];
+    for (i, f) in facts.iter().enumerate() {
+        let plan = &mut envs[i];
+        if f.env.status == "Terminated" {
+            plan.decision = Decision::Skip(SkipReason::Terminating);
+            continue;
+        }
+        if let Some(by) = live_by(&f.env, policy.production_cname, policy.record_targets) {
+            plan.decision = Decision::Live { by };
+            any_live = true;
+            live_created = match (live_created, f.env.created) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            continue;
+        }
+        if !is_tagged(f, policy.application) {
+            plan.decision = Decision::Skip(SkipReason::NotTagged);
+        } else if f.env.status == "Terminating" {
+            plan.decision = Decision::Skip(SkipReason::Terminating);
+        } else {
+            candidates.push(i);
+        }
+    }
+    if !any_live {
+        return Err(PlanError::NoLiveEnvironment {
+            application: policy.application.to_string(),
+            cname: policy.production_cname.to_string(),
+            record: if policy.record_targets.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " and none is the Route 53 record's target ({})",
+                    policy.record_targets.join(", ")
+                )
+            },
+        });
+    }
+    let mut ranked: Vec<(usize, SystemTime)> = vec![];
+    for i in candidates {
+        let f = &facts[i];
+        let since = out_of_service_since(f);
+        envs[i].since = since;
+        let pending = since.is_some_and(|(_, basis)| basis == SinceBasis::LastUpdate)
+            && matches!((f.env.created, live_created), (Some(c), Some(l)) if c > l);
+        match since {
+            _ if pending => envs[i].decision = Decision::Skip(SkipReason::Pending),
+            None => envs[i].decision = Decision::Skip(SkipReason::NoTime),
+            Some((t, _)) => ranked.push((i, t)),
+        }
+    }
+    // Most recently out of service first: the best rollback targets are kept.
+    ranked.sort_by(|(a, ta), (b, tb)| {
+        tb.cmp(ta)
+            .then_with(|| facts[*b].env.created.cmp(&facts[*a].env.created))
+            .then_with(|| facts[*a].env.name.cmp(&facts[*b].env.name))
+    });
+    for (rank, (i, since)) in ranked.into_iter().enumerate() {
+        let f = &facts[i];
+        envs[i].decision = if rank < policy.keep {
+            Decision::Keep
+        } else if !f.env.is_ready() {
+            Decision::Skip(SkipReason::Transitional(f.env.status.clone()))
+        } else {
+            let until = since + policy.grace;
+            if policy.now >= until {
+                Decision::Terminate
+            } else {
+                Decision::Wait { until }
+            }
+        };
+    }
+    Ok(Plan { envs })
+}
+
+/// One record of the production name in Route 53: where it points, and its weight when weighted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordTarget {
+    pub target: String,
+    pub weight: Option<i64>,
+}
+
+/// The hostnames production traffic can reach: every target, except weighted records at weight 0 while
+/// another record of the name carries weight (when all weights are 0, Route 53 answers with all of them).
+pub fn live_targets(records: &[RecordTarget]) -> Vec<String> {
+    let any_weight = records.iter().any(|r| r.weight.is_some_and(|w| w > 0));
+    let mut out: Vec<String> = records
+        .iter()
+        .filter(|r| !(any_weight && r.weight == Some(0)))
+        .map(|r| normalize_host(&r.target))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Version labels environments use (their version label and beanswap's version tag).
+pub fn versions_in_use(facts: &[EnvFacts]) -> BTreeSet<String> {
+    facts
+        .iter()
+        .flat_map(|f| {
+            f.env
+                .version_label
+                .iter()
+                .chain(f.tags.get(TAG_VERSION))
+                .cloned()
+        })
+        .collect()
+}
+
+/// One version to delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionDeletion {
+    pub label: String,
+    /// The source bundle to delete with it: only when asked, and no kept version shares it.
+    pub bundle: Option<(String, String)>,
+}
+
+/// Which versions go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PrunePlan {
+    pub delete: Vec<VersionDeletion>,
+    /// Kept because an environment uses them.
+    pub in_use: Vec<String>,
+    /// Kept as the newest `keep`.
+    pub newest: Vec<String>,
+    /// Kept because they are still being processed.
+    pub busy: Vec<String>,
+}
+
+/// Keeps the newest `keep` versions (whatever uses them), every version an environment uses, and every
+/// version still Processing/Building; the rest are deleted, oldest first. Bundles are deleted only when
+/// `delete_bundles` and no kept version points at the same object.
+pub fn plan_pruning(
+    versions: &[ApplicationVersion],
+    in_use: &BTreeSet<String>,
+    keep: usize,
+    delete_bundles: bool,
+) -> PrunePlan {
+    // Newest first; the API's own order (newest first) breaks ties within one clock tick.
+    let mut order: Vec<(usize, &ApplicationVersion)> = versions.iter().enumerate().collect();
+    order.sort_by(|(ia, a), (ib, b)| b.created.cmp(&a.created).then(ia.cmp(ib)));
+    let mut plan = PrunePlan::default();
+    let mut doomed: Vec<&ApplicationVersion> = vec![];
+    let mut kept_bundles: BTreeSet<&(String, String)> = BTreeSet::new();
+    for (rank, (_, v)) in order.into_iter().enumerate() {
+        let keep_it = if rank < keep {
+            plan.newest.push(v.label.clone());
+            true
+        } else if in_use.contains(&v.label) {
+            plan.in_use.push(v.label.clone());
+            true
+        } else if matches!(v.status.as_str(), "Processing" | "Building") {
+            plan.busy.push(v.label.clone());
+            true
+        } else {
+            doomed.push(v);
+            false
+        };
+        if keep_it {
+            kept_bundles.extend(v.bundle.as_ref());
+        }
+    }
+    doomed.reverse();
+    plan.delete = doomed
+        .into_iter()
+        .map(|v| VersionDeletion {
+            label: v.label.clone(),
+            bundle: v
+                .bundle
+                .clone()
+                .filter(|b| delete_bundles && !kept_bundles.contains(b)),
+        })
+        .collect();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const PROD: &str = "shop-prod";
+
+    fn at(minutes_ago: u64) -> SystemTime {
+        now() - Duration::from_secs(minutes_ago * 60)
+    }
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    struct E {
+        name: &'static str,
+        prefix: &'static str,
+        status: &'static str,
+        app_tag: Option<&'static str>,
+        out_since: Option<u64>,
+        created: u64,
+        updated: u64,
+    }
+
+    fn e(name: &'static str, prefix: &'static str) -> E {
+        E {
+            name,
+            prefix,
+            status: "Ready",
+            app_tag: Some("shop"),
+            out_since: None,
+            created: 600,
+            updated: 600,
+        }
+    }
+    impl E {
+        fn out(mut self, minutes_ago: u64) -> Self {
+            self.out_since = Some(minutes_ago);
+            self
+        }
+        fn created(mut self, minutes_ago: u64) -> Self {
+            self.created = minutes_ago;
+            self.updated = minutes_ago;
+            self
+        }
+        fn updated(mut self, minutes_ago: u64) -> Self {
+            self.updated = minutes_ago;
+            self
+        }
+        fn status(mut self, s: &'static str) -> Self {
+            self.status = s;
+            self
+        }
+        fn tag(mut self, app: Option<&'static str>) -> Self {
+            self.app_tag = app;
+            self
+        }
+        fn facts(&self) -> EnvFacts {
+            let mut tags = BTreeMap::new();
+            if let Some(app) = self.app_tag {
+                tags.insert(TAG_APPLICATION.to_string(), app.to_string());
+            }
+            if let Some(m) = self.out_since {
+                tags.insert(TAG_OUT_OF_SERVICE_SINCE.to_string(), format_time(at(m)));
+            }
+            EnvFacts {
+                env: Environment {
+                    id: format!("e-{}", self.name),
+                    name: self.name.into(),
+                    application: "shop".into(),
+                    version_label: Some(format!("v-{}", self.name)),
+                    cname: format!("{}.us-east-1.elasticbeanstalk.com", self.prefix),
+                    status: self.status.into(),
+                    health: "Green".into(),
+                    health_status: None,
+                    arn: String::new(),
+                    created: Some(at(self.created)),
+                },
+                tags,
+                updated: Some(at(self.updated)),
+            }
+        }
+    }
+
+    fn decide(
+        envs: &[E],
+        keep: usize,
+        grace_min: u64,
+        targets: &[&str],
+    ) -> Vec<(String, Decision)> {
+        let facts: Vec<EnvFacts> = envs.iter().map(E::facts).collect();
+        let targets: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
+        let policy = Policy {
+            application: "shop",
+            production_cname: PROD,
+            record_targets: &targets,
+            keep,
+            grace: Duration::from_secs(grace_min * 60),
+            now: now(),
+        };
+        plan(&facts, &policy)
+            .unwrap()
+            .envs
+            .into_iter()
+            .map(|p| (p.name, p.decision))
+            .collect()
+    }
+
+    fn live() -> Decision {
+        Decision::Live {
+            by: "holds the production CNAME shop-prod.us-east-1.elasticbeanstalk.com".into(),
+        }
+    }
+    fn skip(r: SkipReason) -> Decision {
+        Decision::Skip(r)
+    }
+
+    #[test]
+    fn environments_are_kept_terminated_waited_for_or_left_alone() {
+        use Decision::*;
+        // (what, environments, keep, grace in minutes, expected decisions)
+        type Case = (&'static str, Vec<E>, usize, u64, Vec<Decision>);
+        let cases: Vec<Case> = vec![
+            (
+                "keep=1: newest old kept, older two terminated, live untouched",
+                vec![
+                    e("a", "shop-a").out(300),
+                    e("b", "shop-b").out(200),
+                    e("c", "shop-c").out(100),
+                    e("d", PROD).created(50),
+                ],
+                1,
+                10,
+                vec![Terminate, Terminate, Keep, live()],
+            ),
+            (
+                "production is never touched, even tagged out of service long ago",
+                vec![e("p", PROD).out(10_000), e("a", "shop-a").out(300)],
+                0,
+                10,
+                vec![live(), Terminate],
+            ),
+            (
+                "grace period: out of service 5 minutes of 10 waits",
+                vec![e("p", PROD), e("a", "shop-a").out(5)],
+                0,
+                10,
+                vec![live(), Wait { until: at(5) + Duration::from_secs(600) }],
+            ),
+            (
+                "transitional environments are skipped, not forced",
+                vec![e("p", PROD), e("a", "shop-a").out(300).status("Updating"), e("b", "shop-b").out(200).status("Launching")],
+                0,
+                10,
+                vec![live(), skip(SkipReason::Transitional("Updating".into())), skip(SkipReason::Transitional("Launching".into()))],
+            ),
+            (
+                "a transitional environment still takes its keep slot",
+                vec![e("p", PROD), e("a", "shop-a").out(300), e("b", "shop-b").out(200).status("Updating")],
+                1,
+                10,
+                vec![live(), Terminate, Keep],
+            ),
+            (
+                "untagged or other application's environments are left alone",
+                vec![e("p", PROD), e("x", "shop-x").out(300).tag(None), e("y", "shop-y").out(300).tag(Some("blog"))],
+                0,
+                10,
+                vec![live(), skip(SkipReason::NotTagged), skip(SkipReason::NotTagged)],
+            ),
+            (
+                "already terminating",
+                vec![e("p", PROD), e("a", "shop-a").out(300).status("Terminating")],
+                0,
+                10,
+                vec![live(), skip(SkipReason::Terminating)],
+            ),
+            (
+                "no tag: counted from the last update, which is later than creation",
+                vec![e("p", PROD).created(900), e("a", "shop-a").created(1000).updated(5), e("b", "shop-b").created(1000).updated(60)],
+                0,
+                10,
+                vec![live(), Wait { until: at(5) + Duration::from_secs(600) }, Terminate],
+            ),
+            (
+                "no tag and newer than the live environment: the next release, left alone",
+                vec![e("p", PROD).created(900), e("n", "shop-n").created(30)],
+                0,
+                10,
+                vec![live(), skip(SkipReason::Pending)],
+            ),
+            (
+                "a tagged environment newer than live is an old production (swapped back), not pending",
+                vec![e("p", PROD).created(900), e("a", "shop-a").created(30).out(20)],
+                0,
+                10,
+                vec![live(), Terminate],
+            ),
+            (
+                "keep larger than the candidates keeps all",
+                vec![e("p", PROD), e("a", "shop-a").out(300), e("b", "shop-b").out(200)],
+                5,
+                10,
+                vec![live(), Keep, Keep],
+            ),
+        ];
+        for (what, envs, keep, grace, expected) in cases {
+            let got: Vec<Decision> = decide(&envs, keep, grace, &[])
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect();
+            assert_eq!(got, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn the_route53_target_is_live_too() {
+        let got = decide(
+            &[e("p", PROD), e("w", "shop-w").out(300)],
+            0,
+            10,
+            &["dualstack.SHOP-W.us-east-1.elasticbeanstalk.com."],
+        );
+        assert_eq!(
+            got[1].1,
+            Decision::Live {
+                by: "target of the production Route 53 record".into()
+            }
+        );
+    }
+
+    #[test]
+    fn without_a_live_environment_nothing_is_planned() {
+        let facts = vec![e("a", "shop-a").out(300).facts()];
+        let policy = Policy {
+            application: "shop",
+            production_cname: "shop-prd",
+            record_targets: &[],
+            keep: 0,
+            grace: Duration::ZERO,
+            now: now(),
+        };
+        let err = plan(&facts, &policy).unwrap_err().to_string();
+        assert!(
+            err.contains("holds the production CNAME `shop-prd`"),
+            "{err}"
+        );
+        assert!(err.contains("refusing to retire anything"), "{err}");
+    }
+
+    #[test]
+    fn times_parse_as_swap_writes_them() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_322_800);
+        for s in [
+            "2026-01-02T03:00:00Z",
+            "2026-01-02T03:00:00+00:00",
+            " 2026-01-02T03:00:00Z ",
+        ] {
+            assert_eq!(parse_time(s), Some(t), "{s}");
+        }
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time(&format_time(t)), Some(t));
+    }
+
+    #[test]
+    fn an_unreadable_tag_falls_back_to_the_last_update() {
+        let mut a = e("a", "shop-a").created(1000).updated(3).facts();
+        a.tags
+            .insert(TAG_OUT_OF_SERVICE_SINCE.into(), "soon".into());
+        let facts = vec![e("p", PROD).created(900).facts(), a];
+        let policy = Policy {
+            application: "shop",
+            production_cname: PROD,
+            record_targets: &[],
+            keep: 0,
+            grace: Duration::from_secs(600),
+            now: now(),
+        };
+        let p = plan(&facts, &policy).unwrap();
+        assert_eq!(p.envs[1].since, Some((at(3), SinceBasis::LastUpdate)));
+        assert_eq!(p.wait_until(), Some(at(3) + Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn weighted_records_at_zero_do_not_count_while_another_carries_weight() {
+        let r = |t: &str, w: Option<i64>| RecordTarget {
+            target: t.into(),
+            weight: w,
+        };
+        let cases: Vec<(Vec<RecordTarget>, Vec<&str>)> = vec![
+            (vec![r("a.x.com.", None)], vec!["a.x.com"]),
+            (
+                vec![r("a.x.com", Some(255)), r("b.x.com", Some(0))],
+                vec!["a.x.com"],
+            ),
+            (
+                vec![r("a.x.com", Some(10)), r("b.x.com", Some(1))],
+                vec!["a.x.com", "b.x.com"],
+            ),
+            (
+                vec![r("a.x.com", Some(0)), r("b.x.com", Some(0))],
+                vec!["a.x.com", "b.x.com"],
+            ),
+            (vec![], vec![]),
+        ];
+        for (records, expected) in cases {
+            assert_eq!(live_targets(&records), expected, "{records:?}");
+        }
+    }
+
+    fn v(label: &str, minutes_ago: u64, status: &str, bundle: Option<&str>) -> ApplicationVersion {
+        ApplicationVersion {
+            label: label.into(),
+            created: Some(at(minutes_ago)),
+            status: status.into(),
+            bundle: bundle.map(|k| ("bundles".to_string(), k.to_string())),
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_the_used_and_the_busy() {
+        let versions = vec![
+            v("v6", 1, "Processing", Some("v6.zip")),
+            v("v5", 2, "Processed", Some("v5.zip")),
+            v("v4", 3, "Processed", Some("v4.zip")),
+            v("v3", 4, "Processed", Some("v3.zip")),
+            v("v2", 5, "Processed", Some("shared.zip")),
+            v("v1", 6, "Unprocessed", Some("shared.zip")),
+            v("v0", 7, "Failed", None),
+        ];
+        let cases: Vec<(&str, usize, &[&str], bool, PrunePlan)> = vec![
+            (
+                "keep 1, v3 in use, v2 shares v1's bundle",
+                1,
+                &["v3"],
+                true,
+                PrunePlan {
+                    delete: vec![
+                        VersionDeletion {
+                            label: "v0".into(),
+                            bundle: None,
+                        },
+                        VersionDeletion {
+                            label: "v1".into(),
+                            bundle: Some(("bundles".into(), "shared.zip".into())),
+                        },
+                        VersionDeletion {
+                            label: "v2".into(),
+                            bundle: Some(("bundles".into(), "shared.zip".into())),
+                        },
+                        VersionDeletion {
+                            label: "v4".into(),
+                            bundle: Some(("bundles".into(), "v4.zip".into())),
+                        },
+                        VersionDeletion {
+                            label: "v5".into(),
+                            bundle: Some(("bundles".into(), "v5.zip".into())),
+                        },
+                    ],
+                    in_use: vec!["v3".into()],
+                    newest: vec!["v6".into()],
+                    busy: vec![],
+                },
+            ),
+            (
+                "keep 5 keeps v2, so the shared bundle stays; bundles only when asked",
+                5,
+                &[],
+                false,
+                PrunePlan {
+                    delete: vec![
+                        VersionDeletion {
+                            label: "v0".into(),
+                            bundle: None,
+                        },
+                        VersionDeletion {
+                            label: "v1".into(),
+                            bundle: None,
+                        },
+                    ],
+                    in_use: vec![],
+                    newest: vec![
+                        "v6".into(),
+                        "v5".into(),
+                        "v4".into(),
+                        "v3".into(),
+                        "v2".into(),
+                    ],
+                    busy: vec![],
+                },
+            ),
+            (
+                "a busy version beyond keep stays",
+                0,
+                &["v0", "v1", "v2", "v3", "v4", "v5"],
+                true,
+                PrunePlan {
+                    delete: vec![],
+                    in_use: vec![
+                        "v5".into(),
+                        "v4".into(),
+                        "v3".into(),
+                        "v2".into(),
+                        "v1".into(),
+                        "v0".into(),
+                    ],
+                    newest: vec![],
+                    busy: vec!["v6".into()],
+                },
+            ),
+        ];
+        for (what, keep, used, bundles, expected) in cases {
+            let used: BTreeSet<String> = used.iter().map(|s| s.to_string()).collect();
+            let mut got = plan_pruning(&versions, &used, keep, bundles);
+            if !bundles {
+                assert!(got.delete.iter().all(|d| d.bundle.is_none()), "{what}");
+            }
+            if what.starts_with("keep 5") {
+                // shared.zip is kept by v2, so v1 would not delete it even when bundles are asked for.
+                let with = plan_pruning(&versions, &used, keep, true);
+                assert_eq!(with.delete[1].bundle, None, "{what}");
+            }
+            got.delete.sort_by(|a, b| a.label.cmp(&b.label));
+            assert_eq!(got, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn versions_in_use_come_from_labels_and_tags() {
+        let mut a = e("a", "shop-a").facts();
+        a.env.version_label = None;
+        a.tags.insert(TAG_VERSION.into(), "v9".into());
+        let b = e("b", "shop-b").facts();
+        let used = versions_in_use(&[a, b]);
+        assert_eq!(used.into_iter().collect::<Vec<_>>(), vec!["v-b", "v9"]);
+    }
+}

@@ -1,0 +1,680 @@
+//! retire against AWS: gathers the facts (environments, their tags, the production Route 53 record,
+//! application versions), asks the plan, and acts on it with the safety re-checks. Used by the retire
+//! Lambda and by the CLI (`beanswap retire --dry-run` calls [`retire`] with `dry_run` set).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    format_time, live_by, live_targets, plan, plan_pruning, versions_in_use, Decision, EnvFacts,
+    Plan, PlanError, Policy, PrunePlan, RecordTarget, SinceBasis, SkipReason,
+};
+use crate::beanstalk::{Beanstalk, BeanstalkError};
+use crate::runner::ActionError;
+
+/// Application versions asked for per DescribeApplicationVersions call.
+pub const VERSION_PAGE_SIZE: i32 = 100;
+/// Versions deleted per invocation at most; the rest continue in the next one, so an account at the
+/// 1000-version limit is pruned over a few invocations instead of one that runs out of time.
+pub const PRUNE_BATCH: usize = 200;
+/// Characters of pruned labels carried in the continuation token; beyond it only the count is carried.
+const PRUNED_NAMES_BUDGET: usize = 1200;
+
+const ASG: &str = "aws:autoscaling:asg";
+
+/// The clients retire uses, built once per cold start.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub beanstalk: Beanstalk,
+    pub route53: aws_sdk_route53::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl Clients {
+    pub fn new(config: &SdkConfig) -> Self {
+        let mut s3 = aws_sdk_s3::config::Builder::from(config);
+        // A local S3 (moto) serves buckets by path, not by virtual host.
+        if config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
+            s3 = s3.force_path_style(true);
+        }
+        Clients {
+            beanstalk: Beanstalk::new(config),
+            route53: aws_sdk_route53::Client::new(config),
+            s3: aws_sdk_s3::Client::from_conf(s3.build()),
+        }
+    }
+}
+
+/// The production Route 53 record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub hosted_zone_id: String,
+    pub domain: String,
+}
+
+/// MinSize/MaxSize for kept environments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scale {
+    pub min: u32,
+    pub max: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prune {
+    pub keep: usize,
+    pub delete_bundles: bool,
+}
+
+/// What to retire and how; the retire function's UserParameters and the CLI's flags both become this.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub application: String,
+    pub production_cname: String,
+    pub record: Option<Record>,
+    pub keep: usize,
+    pub grace: Duration,
+    pub scale_down_kept: Option<Scale>,
+    pub prune: Option<Prune>,
+    pub dry_run: bool,
+}
+
+/// Carried between invocations (the continuation token): only what cannot be seen again in AWS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// When the job started (Unix seconds).
+    #[serde(rename = "s", default)]
+    pub started: u64,
+    /// Environments terminated so far.
+    #[serde(rename = "t", default, skip_serializing_if = "Vec::is_empty")]
+    pub terminated: Vec<String>,
+    /// Kept environments already scaled down.
+    #[serde(rename = "k", default, skip_serializing_if = "Vec::is_empty")]
+    pub scaled: Vec<String>,
+    /// Versions pruned so far.
+    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<String>,
+    /// Versions pruned whose labels did not fit in the token.
+    #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
+    pub pruned_unlisted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Why retire stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RetireError {
+    #[error(transparent)]
+    Beanstalk(#[from] BeanstalkError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("Route 53 {operation} on hosted zone {zone} failed: {message}")]
+    Route53 {
+        operation: &'static str,
+        zone: String,
+        code: Option<String>,
+        message: String,
+    },
+    #[error("hosted zone {zone} has no A, AAAA or CNAME record named `{domain}`; check `domain` and `hosted_zone_id`")]
+    RecordMissing { zone: String, domain: String },
+    #[error("could not terminate environment {name}: {source}")]
+    Terminate {
+        name: String,
+        source: BeanstalkError,
+    },
+    #[error("could not scale down kept environment {name}: {source}")]
+    ScaleDown {
+        name: String,
+        source: BeanstalkError,
+    },
+    #[error("could not delete application version `{label}`: {source}")]
+    DeleteVersion {
+        label: String,
+        source: BeanstalkError,
+    },
+    #[error("could not delete source bundle s3://{bucket}/{key} of application version `{label}` (the version is kept): {message}")]
+    DeleteBundle {
+        label: String,
+        bucket: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl From<RetireError> for ActionError {
+    fn from(e: RetireError) -> Self {
+        match e {
+            RetireError::Beanstalk(b) => b.into(),
+            RetireError::Plan(_) | RetireError::RecordMissing { .. } => {
+                ActionError::config(e.to_string())
+            }
+            RetireError::Route53 { ref code, .. }
+                if matches!(code.as_deref(), Some("NoSuchHostedZone" | "InvalidInput")) =>
+            {
+                ActionError::config(e.to_string())
+            }
+            RetireError::Terminate { ref source, .. }
+            | RetireError::ScaleDown { ref source, .. }
+            | RetireError::DeleteVersion { ref source, .. }
+                if source.code.as_deref() == Some("InsufficientPrivilegesException") =>
+            {
+                ActionError::new(crate::FailureKind::PermissionError, e.to_string())
+            }
+            _ => ActionError::failed(e.to_string()),
+        }
+    }
+}
+
+/// What one invocation found and did.
+#[derive(Debug, Clone)]
+pub struct RetireReport {
+    pub dry_run: bool,
+    /// This invocation's plan, with decisions the re-checks changed.
+    pub plan: Plan,
+    /// Notes on kept environments (scaled down, already small, not scaled because ...), by name.
+    pub kept_notes: Vec<(String, String)>,
+    /// The pruning plan, when pruning ran (or would, in a dry run).
+    pub prune: Option<PrunePlan>,
+    /// Versions left to prune after this invocation's batch.
+    pub prune_remaining: usize,
+    /// Everything done so far in this job; the next invocation's continuation state.
+    pub progress: Progress,
+    /// Whether the job is finished; otherwise it continues (grace period, pruning batches).
+    pub done: bool,
+    pub now: SystemTime,
+}
+
+impl RetireReport {
+    /// Names of environments terminated by this job.
+    pub fn terminated(&self) -> String {
+        self.progress.terminated.join(",")
+    }
+
+    pub fn kept(&self) -> String {
+        self.plan
+            .kept()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Version labels pruned by this job (`,+N more` when some did not fit in the token).
+    pub fn pruned(&self) -> String {
+        let mut s = self.progress.pruned.join(",");
+        if self.progress.pruned_unlisted > 0 {
+            if !s.is_empty() {
+                s.push(',');
+            }
+            s.push_str(&format!("+{} more", self.progress.pruned_unlisted));
+        }
+        s
+    }
+
+    /// How far along the job is: the grace period's elapsed share while waiting.
+    pub fn percent(&self) -> u8 {
+        let Some(until) = self.plan.wait_until() else {
+            return 90;
+        };
+        let start = UNIX_EPOCH + Duration::from_secs(self.progress.started);
+        let total = until
+            .duration_since(start)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let done = self
+            .now
+            .duration_since(start)
+            .unwrap_or_default()
+            .as_secs_f64();
+        if total <= 0.0 {
+            return 0;
+        }
+        ((done / total) * 100.0).clamp(0.0, 99.0) as u8
+    }
+
+    /// The report a person reads: what was terminated, kept, skipped and why.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = vec![];
+        if self.dry_run {
+            parts.push("Dry run: nothing was changed.".into());
+        }
+        let list = |items: Vec<String>| -> String {
+            if items.is_empty() {
+                "none".into()
+            } else {
+                items.join("; ")
+            }
+        };
+        let live: Vec<String> = self
+            .plan
+            .envs
+            .iter()
+            .filter_map(|e| match &e.decision {
+                Decision::Live { by } => Some(format!("{} ({by})", e.name)),
+                _ => None,
+            })
+            .collect();
+        parts.push(format!("Live, untouched: {}.", list(live)));
+        if self.dry_run {
+            let would: Vec<String> = self
+                .plan
+                .to_terminate()
+                .map(|e| format!("{}{}", e.name, since_note(e.since)))
+                .collect();
+            parts.push(format!("Would terminate: {}.", list(would)));
+        } else {
+            parts.push(format!(
+                "Terminated: {}.",
+                list(self.progress.terminated.clone())
+            ));
+        }
+        let kept: Vec<String> = self
+            .plan
+            .kept()
+            .map(|e| {
+                let note = self
+                    .kept_notes
+                    .iter()
+                    .find(|(n, _)| *n == e.name)
+                    .map(|(_, note)| format!(", {note}"))
+                    .unwrap_or_default();
+                format!("{}{}{note}", e.name, since_note(e.since))
+            })
+            .collect();
+        parts.push(format!("Kept for rollback: {}.", list(kept)));
+        let waiting: Vec<String> = self
+            .plan
+            .envs
+            .iter()
+            .filter_map(|e| match e.decision {
+                Decision::Wait { until } => Some(format!(
+                    "{} (grace period ends {})",
+                    e.name,
+                    format_time(until)
+                )),
+                _ => None,
+            })
+            .collect();
+        if !waiting.is_empty() {
+            parts.push(format!("Waiting: {}.", waiting.join("; ")));
+        }
+        let skipped: Vec<String> = self
+            .plan
+            .envs
+            .iter()
+            .filter_map(|e| match &e.decision {
+                Decision::Skip(reason) => Some(format!("{} ({reason})", e.name)),
+                _ => None,
+            })
+            .collect();
+        if !skipped.is_empty() {
+            parts.push(format!("Skipped: {}.", skipped.join("; ")));
+        }
+        if let Some(prune) = &self.prune {
+            let kept = format!(
+                "kept {} newest, {} in use{}",
+                prune.newest.len(),
+                prune.in_use.len(),
+                if prune.busy.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} still processing", prune.busy.len())
+                }
+            );
+            if self.dry_run {
+                let labels: Vec<&str> = prune.delete.iter().map(|d| d.label.as_str()).collect();
+                parts.push(format!(
+                    "Would prune {} versions ({kept}): {}.",
+                    labels.len(),
+                    if labels.is_empty() {
+                        "none".into()
+                    } else {
+                        labels.join(", ")
+                    }
+                ));
+            } else {
+                let pruned = self.pruned();
+                parts.push(format!(
+                    "Pruned {} versions ({kept}): {}.",
+                    self.progress.pruned.len() + self.progress.pruned_unlisted,
+                    if pruned.is_empty() {
+                        "none".into()
+                    } else {
+                        pruned.replace(',', ", ")
+                    }
+                ));
+                if self.prune_remaining > 0 {
+                    parts.push(format!(
+                        "{} versions left to prune in the next invocation.",
+                        self.prune_remaining
+                    ));
+                }
+            }
+        }
+        parts.join(" ")
+    }
+}
+
+fn since_note(since: Option<(SystemTime, SinceBasis)>) -> String {
+    match since {
+        Some((t, SinceBasis::Tag)) => format!(" (out of service since {})", format_time(t)),
+        Some((t, SinceBasis::LastUpdate)) => {
+            format!(" (no out-of-service tag; last updated {})", format_time(t))
+        }
+        None => String::new(),
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// One invocation of retire: `progress` is `None` on the first. With `dry_run`, only Describe/List
+/// calls are made and the report says what would happen.
+pub async fn retire(
+    clients: &Clients,
+    settings: &Settings,
+    progress: Option<Progress>,
+    now: SystemTime,
+) -> Result<RetireReport, RetireError> {
+    let mut progress = progress.unwrap_or_else(|| Progress {
+        started: unix(now),
+        ..Progress::default()
+    });
+    let facts = gather(&clients.beanstalk, &settings.application).await?;
+    let targets = match &settings.record {
+        Some(record) => record_targets(&clients.route53, record).await?,
+        None => vec![],
+    };
+    let policy = Policy {
+        application: &settings.application,
+        production_cname: &settings.production_cname,
+        record_targets: &targets,
+        keep: settings.keep,
+        grace: settings.grace,
+        now,
+    };
+    let mut plan = plan(&facts, &policy)?;
+    let mut report = RetireReport {
+        dry_run: settings.dry_run,
+        plan: plan.clone(),
+        kept_notes: vec![],
+        prune: None,
+        prune_remaining: 0,
+        progress: Progress::default(),
+        done: true,
+        now,
+    };
+    if settings.dry_run {
+        if let Some(prune) = settings.prune {
+            report.prune = Some(prune_plan(clients, settings, &facts, prune).await?);
+        }
+        report.progress = progress;
+        return Ok(report);
+    }
+
+    if let Some(scale) = settings.scale_down_kept {
+        for kept in plan.kept() {
+            let note = scale_down(clients, settings, kept, scale, &mut progress).await?;
+            report.kept_notes.push((kept.name.clone(), note));
+        }
+    }
+
+    let due: Vec<usize> = plan
+        .envs
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.decision == Decision::Terminate)
+        .map(|(i, _)| i)
+        .collect();
+    for i in due {
+        let (id, name) = (plan.envs[i].id.clone(), plan.envs[i].name.clone());
+        match recheck(clients, settings, &id).await? {
+            Some(reason) => plan.envs[i].decision = Decision::Skip(reason),
+            None => match clients.beanstalk.terminate(&id).await {
+                Ok(()) => {
+                    tracing::info!(environment = %name, "terminated");
+                    if !progress.terminated.contains(&name) {
+                        progress.terminated.push(name);
+                    }
+                }
+                // Lost a race with another change: report it, never force it.
+                Err(e) if is_invalid_state(&e) => {
+                    plan.envs[i].decision =
+                        Decision::Skip(SkipReason::ChangedState("not Ready".into()))
+                }
+                Err(source) => return Err(RetireError::Terminate { name, source }),
+            },
+        }
+    }
+    report.plan = plan;
+
+    if report.plan.wait_until().is_some() {
+        report.done = false;
+    } else if let Some(prune) = settings.prune {
+        let pruning = prune_plan(clients, settings, &facts, prune).await?;
+        for deletion in pruning.delete.iter().take(PRUNE_BATCH) {
+            if let Some((bucket, key)) = &deletion.bundle {
+                // The bundle first: if that fails the version is still there to retry with.
+                clients
+                    .s3
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| RetireError::DeleteBundle {
+                        label: deletion.label.clone(),
+                        bucket: bucket.clone(),
+                        key: key.clone(),
+                        message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                    })?;
+            }
+            clients
+                .beanstalk
+                .delete_application_version(&settings.application, &deletion.label)
+                .await
+                .map_err(|source| RetireError::DeleteVersion {
+                    label: deletion.label.clone(),
+                    source,
+                })?;
+            let listed: usize = progress.pruned.iter().map(|l| l.len() + 1).sum();
+            if listed + deletion.label.len() < PRUNED_NAMES_BUDGET {
+                progress.pruned.push(deletion.label.clone());
+            } else {
+                progress.pruned_unlisted += 1;
+            }
+        }
+        report.prune_remaining = pruning.delete.len().saturating_sub(PRUNE_BATCH);
+        report.done = report.prune_remaining == 0;
+        report.prune = Some(pruning);
+    }
+    report.progress = progress;
+    Ok(report)
+}
+
+fn is_invalid_state(e: &BeanstalkError) -> bool {
+    e.code.as_deref() == Some("InvalidParameterValue") && e.message.contains("invalid state")
+}
+
+/// Every environment of the application with its tags.
+pub async fn gather(
+    beanstalk: &Beanstalk,
+    application: &str,
+) -> Result<Vec<EnvFacts>, RetireError> {
+    let mut facts = vec![];
+    for (env, updated) in beanstalk
+        .environments_with_update_times(application)
+        .await?
+    {
+        let tags = if env.arn.is_empty() {
+            Default::default()
+        } else {
+            beanstalk.tags(&env.arn).await?
+        };
+        facts.push(EnvFacts { env, tags, updated });
+    }
+    Ok(facts)
+}
+
+/// Just before TerminateEnvironment: why not to, if anything changed. Reads the environment again
+/// (does it hold the production CNAME now? still Ready?) and the Route 53 record (is it its target now?).
+async fn recheck(
+    clients: &Clients,
+    settings: &Settings,
+    id: &str,
+) -> Result<Option<SkipReason>, RetireError> {
+    let Some(env) = clients.beanstalk.environment(id).await? else {
+        return Ok(Some(SkipReason::ChangedState("gone".into())));
+    };
+    let targets = match &settings.record {
+        Some(record) => record_targets(&clients.route53, record).await?,
+        None => vec![],
+    };
+    if live_by(&env, &settings.production_cname, &targets).is_some() {
+        tracing::warn!(environment = %env.name, "serves production at termination time: skipped");
+        return Ok(Some(SkipReason::BecameLive));
+    }
+    if !env.is_ready() {
+        return Ok(Some(SkipReason::ChangedState(env.status)));
+    }
+    Ok(None)
+}
+
+/// Applies MinSize/MaxSize to a kept environment unless it already has them.
+async fn scale_down(
+    clients: &Clients,
+    settings: &Settings,
+    kept: &super::EnvPlan,
+    scale: Scale,
+    progress: &mut Progress,
+) -> Result<String, RetireError> {
+    let wanted = format!("MinSize {}, MaxSize {}", scale.min, scale.max);
+    if progress.scaled.contains(&kept.name) {
+        return Ok(format!("scaled to {wanted}"));
+    }
+    let err = |source| RetireError::ScaleDown {
+        name: kept.name.clone(),
+        source,
+    };
+    let current = clients
+        .beanstalk
+        .option_settings(&settings.application, &kept.name)
+        .await
+        .map_err(err)?;
+    let get = |option: &str| current.get(&(ASG.to_string(), option.to_string())).cloned();
+    let (min, max) = (scale.min.to_string(), scale.max.to_string());
+    if get("MinSize").as_deref() == Some(min.as_str())
+        && get("MaxSize").as_deref() == Some(max.as_str())
+    {
+        return Ok(format!("already at {wanted}"));
+    }
+    if kept.status != "Ready" {
+        return Ok(format!("not scaled: {}", kept.status));
+    }
+    clients
+        .beanstalk
+        .update_option_settings(&kept.id, &[(ASG, "MinSize", min), (ASG, "MaxSize", max)])
+        .await
+        .map_err(err)?;
+    progress.scaled.push(kept.name.clone());
+    Ok(format!("scaled to {wanted}"))
+}
+
+async fn prune_plan(
+    clients: &Clients,
+    settings: &Settings,
+    facts: &[EnvFacts],
+    prune: Prune,
+) -> Result<PrunePlan, RetireError> {
+    let versions = clients
+        .beanstalk
+        .application_versions(&settings.application, VERSION_PAGE_SIZE)
+        .await?;
+    Ok(plan_pruning(
+        &versions,
+        &versions_in_use(facts),
+        prune.keep,
+        prune.delete_bundles,
+    ))
+}
+
+/// Where the production Route 53 name points: the live targets of its A/AAAA alias and CNAME records
+/// (weighted records included). Fails when the zone has no such record: a typo must not make every
+/// environment look out of service.
+pub async fn record_targets(
+    route53: &aws_sdk_route53::Client,
+    record: &Record,
+) -> Result<Vec<String>, RetireError> {
+    use aws_sdk_route53::types::RrType;
+    let zone = record
+        .hosted_zone_id
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+    let domain = super::normalize_host(&record.domain);
+    let mut found: Vec<RecordTarget> = vec![];
+    let mut any_record = false;
+    let mut start: (String, Option<RrType>, Option<String>) = (domain.clone(), None, None);
+    loop {
+        let page = route53
+            .list_resource_record_sets()
+            .hosted_zone_id(&zone)
+            .start_record_name(&start.0)
+            .set_start_record_type(start.1.clone())
+            .set_start_record_identifier(start.2.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                use aws_sdk_route53::error::ProvideErrorMetadata;
+                RetireError::Route53 {
+                    operation: "ListResourceRecordSets",
+                    zone: zone.clone(),
+                    code: e.code().map(str::to_string),
+                    message: match (e.code(), e.message()) {
+                        (Some(c), Some(m)) => format!("{c}: {m}"),
+                        _ => aws_sdk_route53::error::DisplayErrorContext(&e).to_string(),
+                    },
+                }
+            })?;
+        for set in page.resource_record_sets() {
+            if super::normalize_host(set.name()) != domain
+                || !matches!(set.r#type(), RrType::A | RrType::Aaaa | RrType::Cname)
+            {
+                continue;
+            }
+            any_record = true;
+            let weight = set.weight();
+            if let Some(alias) = set.alias_target() {
+                found.push(RecordTarget {
+                    target: alias.dns_name().to_string(),
+                    weight,
+                });
+            }
+            if *set.r#type() == RrType::Cname {
+                found.extend(set.resource_records().iter().map(|r| RecordTarget {
+                    target: r.value().to_string(),
+                    weight,
+                }));
+            }
+        }
+        match page.next_record_name() {
+            Some(next) if page.is_truncated() && super::normalize_host(next) == domain => {
+                start = (
+                    next.to_string(),
+                    page.next_record_type().cloned(),
+                    page.next_record_identifier().map(str::to_string),
+                );
+            }
+            _ => break,
+        }
+    }
+    if !any_record {
+        return Err(RetireError::RecordMissing {
+            zone,
+            domain: record.domain.clone(),
+        });
+    }
+    Ok(live_targets(&found))
+}

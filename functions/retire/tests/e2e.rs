@@ -1,0 +1,808 @@
+//! The retire binary under the real lambda_runtime against a local Runtime API: Elastic Beanstalk and the
+//! CodePipeline job API on local-aws (environments run examples/app for real), S3 and Route 53 on moto.
+//! Every result is read back from what local-aws recorded for the job.
+
+// Test helpers may panic: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, S3Location, Tag};
+use beanswap_core::beanstalk::{TAG_APPLICATION, TAG_OUT_OF_SERVICE_SINCE};
+use beanswap_core::retire::format_time;
+use local_aws::beanstalk::Options;
+use local_aws::lambda::{Function, Invocation};
+use local_aws::LocalAws;
+use serde_json::{json, Value};
+use test_support::moto::Moto;
+
+const STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
+const BUNDLES: &str = "bundles";
+const PROD: &str = "shop-prod";
+
+struct Bed {
+    local: LocalAws,
+    moto: Moto,
+    eb: aws_sdk_elasticbeanstalk::Client,
+    s3: aws_sdk_s3::Client,
+    route53: aws_sdk_route53::Client,
+}
+
+fn credentials() -> aws_sdk_elasticbeanstalk::config::Credentials {
+    aws_sdk_elasticbeanstalk::config::Credentials::new("testing", "testing", None, None, "test")
+}
+
+/// How one job ended after all its invocations.
+struct Job {
+    /// Every result reported for it, in order (continuations first, the final one last).
+    results: Vec<Value>,
+    operation: String,
+}
+
+impl Job {
+    fn last(&self) -> &Value {
+        self.results.last().unwrap()
+    }
+    fn succeeded(&self) -> bool {
+        self.operation == "PutJobSuccessResult"
+    }
+    fn summary(&self) -> String {
+        self.last()["executionDetails"]["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+    fn variables(&self) -> BTreeMap<String, String> {
+        assert!(self.succeeded(), "expected success: {}", self.last());
+        serde_json::from_value(self.last()["outputVariables"].clone())
+            .unwrap_or_else(|e| panic!("no output variables ({e}): {}", self.last()))
+    }
+    fn failure(&self, kind: &str) -> String {
+        assert_eq!(
+            self.operation,
+            "PutJobFailureResult",
+            "expected a failure: {}",
+            self.last()
+        );
+        assert_eq!(
+            self.last()["failureDetails"]["type"],
+            kind,
+            "{}",
+            self.last()
+        );
+        self.last()["failureDetails"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Bed {
+    async fn start(options: Options) -> Bed {
+        let moto = Moto::start().await;
+        let local = LocalAws::start_with(
+            "127.0.0.1:0".parse().unwrap(),
+            Options {
+                s3_endpoint: Some(moto.endpoint()),
+                route53_endpoint: Some(moto.endpoint()),
+                ..options
+            },
+        )
+        .await
+        .unwrap();
+        let eb = aws_sdk_elasticbeanstalk::Client::from_conf(
+            aws_sdk_elasticbeanstalk::Config::builder()
+                .behavior_version(aws_sdk_elasticbeanstalk::config::BehaviorVersion::latest())
+                .region(aws_sdk_elasticbeanstalk::config::Region::new("us-east-1"))
+                .endpoint_url(local.endpoint())
+                .credentials_provider(credentials())
+                .build(),
+        );
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .endpoint_url(moto.endpoint())
+                .force_path_style(true)
+                .credentials_provider(credentials())
+                .build(),
+        );
+        let route53 = aws_sdk_route53::Client::from_conf(
+            aws_sdk_route53::Config::builder()
+                .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
+                .region(aws_sdk_route53::config::Region::new("us-east-1"))
+                .endpoint_url(moto.endpoint())
+                .credentials_provider(credentials())
+                .build(),
+        );
+        s3.create_bucket().bucket(BUNDLES).send().await.unwrap();
+        eb.create_application()
+            .application_name("shop")
+            .send()
+            .await
+            .unwrap();
+        Bed {
+            local,
+            moto,
+            eb,
+            s3,
+            route53,
+        }
+    }
+
+    async fn function(&self) -> Function {
+        test_support::lambda::start(
+            Path::new(env!("CARGO_BIN_EXE_retire")),
+            &[
+                ("AWS_ENDPOINT_URL_CODEPIPELINE", self.local.endpoint()),
+                ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", self.local.endpoint()),
+                ("AWS_ENDPOINT_URL_S3", self.moto.endpoint()),
+                ("AWS_ENDPOINT_URL_ROUTE_53", self.moto.endpoint()),
+            ],
+        )
+        .await
+    }
+
+    /// A version whose bundle is `bundle` at `shop/<key>.zip`.
+    async fn version_at(&self, label: &str, key: &str, bundle: Vec<u8>) {
+        let key = format!("shop/{key}.zip");
+        self.s3
+            .put_object()
+            .bucket(BUNDLES)
+            .key(&key)
+            .body(bundle.into())
+            .send()
+            .await
+            .unwrap();
+        self.eb
+            .create_application_version()
+            .application_name("shop")
+            .version_label(label)
+            .source_bundle(S3Location::builder().s3_bucket(BUNDLES).s3_key(key).build())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn version(&self, label: &str) {
+        self.version_at(label, label, test_support::app_bundle(label, &[]))
+            .await;
+    }
+
+    /// Starts an environment of `shop` tagged as beanswap would (unless `app_tag` is `None`), with its
+    /// out-of-service tag `out_since` ago when given. Returns its id.
+    async fn launch(
+        &self,
+        name: &str,
+        prefix: &str,
+        label: &str,
+        app_tag: Option<&str>,
+        out_since: Option<Duration>,
+    ) -> String {
+        let mut request = self
+            .eb
+            .create_environment()
+            .application_name("shop")
+            .environment_name(name)
+            .cname_prefix(prefix)
+            .version_label(label)
+            .solution_stack_name(STACK);
+        if let Some(app) = app_tag {
+            request = request.tags(Tag::builder().key(TAG_APPLICATION).value(app).build());
+        }
+        if let Some(ago) = out_since {
+            request = request.tags(
+                Tag::builder()
+                    .key(TAG_OUT_OF_SERVICE_SINCE)
+                    .value(format_time(SystemTime::now() - ago))
+                    .build(),
+            );
+        }
+        let out = request.send().await.unwrap();
+        out.environment_id().unwrap().to_string()
+    }
+
+    async fn status(&self, id: &str) -> String {
+        let out = self
+            .eb
+            .describe_environments()
+            .environment_ids(id)
+            .send()
+            .await
+            .unwrap();
+        out.environments()[0].status().unwrap().as_str().to_string()
+    }
+
+    /// Polls until every environment is in one of `statuses`.
+    async fn wait_all(&self, ids: &[&str], statuses: &[&str]) {
+        let started = Instant::now();
+        for id in ids {
+            loop {
+                let status = self.status(id).await;
+                if statuses.contains(&status.as_str()) {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "{id} is {status}, never {statuses:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    fn calls(&self, operation: &str) -> u64 {
+        self.local
+            .call_counts()
+            .get(&format!("ElasticBeanstalk.{operation}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Runs one job to its end as CodePipeline would: while the action answers with a continuation
+    /// token, it is invoked again (a new job id carrying the token) after `pause`. At most `max` times.
+    async fn drive(
+        &self,
+        function: &mut Function,
+        user_parameters: &str,
+        pause: Duration,
+        max: usize,
+    ) -> Job {
+        let mut results = vec![];
+        let mut token: Option<String> = None;
+        for _ in 0..max {
+            let mut event = test_support::job_event(user_parameters);
+            if let Some(t) = &token {
+                tokio::time::sleep(pause).await;
+                event["CodePipeline.job"]["data"]["continuationToken"] = json!(t);
+            }
+            let id = event["CodePipeline.job"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                function.invoke(event).await.unwrap(),
+                Invocation::Response(Value::Null)
+            );
+            let mine: Vec<_> = self
+                .local
+                .job_results()
+                .into_iter()
+                .filter(|r| r.job_id == id)
+                .collect();
+            assert_eq!(mine.len(), 1, "one report per invocation: {mine:?}");
+            let result = mine.into_iter().next().unwrap();
+            token = result.request["continuationToken"]
+                .as_str()
+                .map(str::to_string);
+            results.push(result.request);
+            if token.is_none() {
+                return Job {
+                    results,
+                    operation: result.operation,
+                };
+            }
+        }
+        panic!("the job did not finish within {max} invocations: {results:?}");
+    }
+
+    async fn option(&self, env_name: &str, namespace: &str, option: &str) -> Option<String> {
+        let out = self
+            .eb
+            .describe_configuration_settings()
+            .application_name("shop")
+            .environment_name(env_name)
+            .send()
+            .await
+            .unwrap();
+        out.configuration_settings()[0]
+            .option_settings()
+            .iter()
+            .find(|o| o.namespace() == Some(namespace) && o.option_name() == Some(option))
+            .and_then(|o| o.value().map(str::to_string))
+    }
+
+    async fn version_labels(&self) -> Vec<String> {
+        let mut labels = vec![];
+        let mut token = None;
+        loop {
+            let page = self
+                .eb
+                .describe_application_versions()
+                .application_name("shop")
+                .set_next_token(token)
+                .send()
+                .await
+                .unwrap();
+            labels.extend(
+                page.application_versions()
+                    .iter()
+                    .map(|v| v.version_label().unwrap().to_string()),
+            );
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return labels;
+            }
+        }
+    }
+
+    async fn bundle_exists(&self, key: &str) -> bool {
+        self.s3
+            .head_object()
+            .bucket(BUNDLES)
+            .key(format!("shop/{key}.zip"))
+            .send()
+            .await
+            .is_ok()
+    }
+}
+
+fn hours(h: u64) -> Option<Duration> {
+    Some(Duration::from_secs(h * 3600))
+}
+
+#[tokio::test]
+async fn keeps_the_newest_terminates_the_older_and_never_touches_production() {
+    // Updates take a while here, so an environment caught mid-update stays Updating during the run.
+    let bed = Bed::start(Options {
+        update_delay: Duration::from_secs(30),
+        ..Options::default()
+    })
+    .await;
+    for v in ["v1", "v2", "v3", "v4", "v5"] {
+        bed.version(v).await;
+    }
+    let app = Some("shop");
+    // Production, mis-tagged as out of service for ten days: it must still never be touched.
+    let live = bed.launch("shop-live", PROD, "v5", app, hours(240)).await;
+    let v1 = bed.launch("shop-v1", "shop-v1", "v1", app, hours(3)).await;
+    let v2 = bed.launch("shop-v2", "shop-v2", "v2", app, hours(2)).await;
+    let v3 = bed.launch("shop-v3", "shop-v3", "v3", app, hours(1)).await;
+    // Not beanswap's, and oldest of all.
+    let other = bed
+        .launch("shop-manual", "shop-manual", "v4", None, hours(48))
+        .await;
+    // Old and beanswap's, but in the middle of an update: skipped, not forced.
+    let busy = bed
+        .launch("shop-busy", "shop-busy", "v4", app, hours(4))
+        .await;
+    let all = [&*live, &*v1, &*v2, &*v3, &*other, &*busy];
+    bed.wait_all(&all, &["Ready"]).await;
+    bed.eb
+        .update_environment()
+        .environment_id(&busy)
+        .option_settings(
+            ConfigurationOptionSetting::builder()
+                .namespace("aws:elasticbeanstalk:application:environment")
+                .option_name("COLOR")
+                .value("blue")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bed.status(&busy).await, "Updating");
+
+    let mut function = bed.function().await;
+    let before = bed.local.call_counts();
+    let params = r#"{"application":"shop","production_cname":"shop-prod","keep":1,"grace_minutes":10,"scale_down_kept":{"min":1,"max":1}}"#;
+    let job = bed.drive(&mut function, params, Duration::ZERO, 1).await;
+    let after = bed.local.call_counts();
+
+    let summary = job.summary();
+    assert_eq!(
+        job.variables(),
+        BTreeMap::from([
+            ("Terminated".to_string(), "shop-v1,shop-v2".to_string()),
+            ("Kept".to_string(), "shop-v3".to_string()),
+            ("PrunedVersions".to_string(), String::new()),
+        ]),
+        "{summary}"
+    );
+    // The constant the pipeline template's test reads is exactly what a run sets.
+    let mut declared = retire::OUTPUT_VARIABLES.to_vec();
+    declared.sort();
+    assert_eq!(
+        declared,
+        job.variables()
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
+    for part in [
+        "Live, untouched: shop-live (holds the production CNAME shop-prod.us-east-1.elasticbeanstalk.com)",
+        "Terminated: shop-v1; shop-v2.",
+        "Kept for rollback: shop-v3 (out of service since ",
+        "scaled to MinSize 1, MaxSize 1",
+        "shop-manual (not tagged beanswap:application for this application)",
+        "shop-busy (Updating: transitional state, not forced)",
+    ] {
+        assert!(summary.contains(part), "expected {part:?} in {summary}");
+    }
+    bed.wait_all(&[&v1, &v2], &["Terminating", "Terminated"])
+        .await;
+    assert_eq!(bed.status(&live).await, "Ready");
+    assert_eq!(bed.status(&other).await, "Ready");
+    assert_eq!(bed.status(&busy).await, "Updating");
+    assert_ne!(bed.status(&v3).await, "Terminated");
+    for option in ["MinSize", "MaxSize"] {
+        assert_eq!(
+            bed.option("shop-v3", "aws:autoscaling:asg", option)
+                .await
+                .as_deref(),
+            Some("1"),
+            "{option}"
+        );
+    }
+    // Production still answers through the router.
+    let served = reqwest::Client::new()
+        .get(format!("{}/version", bed.local.router_endpoint()))
+        .header("host", "shop-prod.us-east-1.elasticbeanstalk.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.text().await.unwrap(), "v5\n");
+
+    // What a run costs, per operation.
+    let delta: BTreeMap<&str, u64> = after
+        .iter()
+        .filter(|(op, _)| op.starts_with("ElasticBeanstalk."))
+        .map(|(op, n)| (op.as_str(), n - before.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    eprintln!("API calls for one retire run: {delta:?}");
+    assert_eq!(delta.get("ElasticBeanstalk.TerminateEnvironment"), Some(&2));
+    assert_eq!(delta.get("ElasticBeanstalk.UpdateEnvironment"), Some(&1));
+    // One listing, then one re-check per termination.
+    assert_eq!(delta.get("ElasticBeanstalk.DescribeEnvironments"), Some(&3));
+
+    // Run again (as a retried or later job would): nothing more is terminated and the kept one is not
+    // updated again.
+    let again = bed.drive(&mut function, params, Duration::ZERO, 1).await;
+    assert_eq!(again.variables()["Terminated"], "");
+    assert_eq!(again.variables()["Kept"], "shop-v3");
+    assert!(
+        again.summary().contains("already at MinSize 1, MaxSize 1"),
+        "{}",
+        again.summary()
+    );
+    assert_eq!(bed.calls("TerminateEnvironment"), 2);
+    assert_eq!(
+        bed.calls("UpdateEnvironment"),
+        2,
+        "the test's own update plus one scale-down"
+    );
+}
+
+#[tokio::test]
+async fn the_grace_period_is_waited_out_with_continuation_tokens() {
+    let bed = Bed::start(Options::default()).await;
+    bed.version("v1").await;
+    bed.version("v2").await;
+    let live = bed
+        .launch("shop-live", PROD, "v2", Some("shop"), None)
+        .await;
+    // Swapped out 57 seconds ago; the grace period is a minute, so about 3 seconds are left.
+    let old = bed
+        .launch(
+            "shop-old",
+            "shop-old",
+            "v1",
+            Some("shop"),
+            Some(Duration::from_secs(57)),
+        )
+        .await;
+    bed.wait_all(&[&live, &old], &["Ready"]).await;
+
+    let mut function = bed.function().await;
+    let params =
+        r#"{"application":"shop","production_cname":"shop-prod","keep":0,"grace_seconds":60}"#;
+    let started = Instant::now();
+    let job = bed
+        .drive(&mut function, params, Duration::from_millis(500), 40)
+        .await;
+    let took = started.elapsed();
+
+    assert!(job.results.len() >= 2, "{:?}", job.results);
+    let first = &job.results[0];
+    let token = first["continuationToken"].as_str().unwrap();
+    assert!(token.starts_with("v1:"), "{token}");
+    assert!(first.get("outputVariables").is_none(), "{first}");
+    let waiting = first["executionDetails"]["summary"].as_str().unwrap();
+    assert!(
+        waiting.contains("Waiting: shop-old (grace period ends "),
+        "{waiting}"
+    );
+    assert!(waiting.contains("Terminated: none."), "{waiting}");
+    assert!(
+        first["executionDetails"]["percentComplete"]
+            .as_u64()
+            .unwrap()
+            < 100
+    );
+    // Every invocation answered at once (nothing sleeps in the function), so it took re-invocations.
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert_eq!(job.variables()["Terminated"], "shop-old");
+    assert!(bed.calls("TerminateEnvironment") == 1);
+    bed.wait_all(&[&old], &["Terminating", "Terminated"]).await;
+    assert_eq!(bed.status(&live).await, "Ready");
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_the_same_and_changes_nothing() {
+    let bed = Bed::start(Options::default()).await;
+    for v in ["v1", "v2", "v3", "v4"] {
+        bed.version(v).await;
+    }
+    let live = bed
+        .launch("shop-live", PROD, "v3", Some("shop"), None)
+        .await;
+    let a = bed
+        .launch("shop-a", "shop-a", "v1", Some("shop"), hours(2))
+        .await;
+    let b = bed
+        .launch("shop-b", "shop-b", "v2", Some("shop"), hours(1))
+        .await;
+    bed.wait_all(&[&live, &a, &b], &["Ready"]).await;
+
+    let mut function = bed.function().await;
+    let before = bed.local.call_counts();
+    let params = r#"{"application":"shop","production_cname":"shop-prod","keep":1,"grace_minutes":10,"scale_down_kept":{"min":1,"max":1},"prune_versions":{"keep":1,"delete_bundles":true},"dry_run":true}"#;
+    let job = bed.drive(&mut function, params, Duration::ZERO, 1).await;
+    let after = bed.local.call_counts();
+
+    let summary = job.summary();
+    for part in [
+        "Dry run: nothing was changed.",
+        "Would terminate: shop-a (out of service since ",
+        "Kept for rollback: shop-b",
+        "Would prune 0 versions (kept 1 newest, 3 in use): none.",
+    ] {
+        assert!(summary.contains(part), "expected {part:?} in {summary}");
+    }
+    assert_eq!(job.variables()["Terminated"], "");
+    assert_eq!(job.variables()["Kept"], "shop-b");
+    for op in [
+        "TerminateEnvironment",
+        "UpdateEnvironment",
+        "DeleteApplicationVersion",
+        "UpdateTagsForResource",
+        "CreateEnvironment",
+    ] {
+        let key = format!("ElasticBeanstalk.{op}");
+        assert_eq!(after.get(&key), before.get(&key), "{op} was called");
+    }
+    for id in [&live, &a, &b] {
+        assert_eq!(bed.status(id).await, "Ready");
+    }
+    assert_eq!(bed.version_labels().await.len(), 4);
+
+    // The CLI's `beanswap retire --dry-run` calls the same function in-process.
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(credentials())
+        .endpoint_url(bed.local.endpoint())
+        .load()
+        .await;
+    let clients = beanswap_core::retire::exec::Clients::new(&config);
+    let settings = beanswap_core::retire::exec::Settings {
+        application: "shop".into(),
+        production_cname: PROD.into(),
+        record: None,
+        keep: 0,
+        grace: Duration::from_secs(600),
+        scale_down_kept: None,
+        prune: None,
+        dry_run: true,
+    };
+    let report = beanswap_core::retire::exec::retire(&clients, &settings, None, SystemTime::now())
+        .await
+        .unwrap();
+    let names: Vec<&str> = report
+        .plan
+        .to_terminate()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names, ["shop-a", "shop-b"]);
+    assert!(report.done && report.progress.terminated.is_empty());
+    assert_eq!(
+        bed.local
+            .call_counts()
+            .get("ElasticBeanstalk.TerminateEnvironment"),
+        before.get("ElasticBeanstalk.TerminateEnvironment")
+    );
+}
+
+#[tokio::test]
+async fn pruning_pages_through_versions_and_leaves_those_in_use() {
+    let bed = Bed::start(Options::default()).await;
+    // v001..v130, oldest first. v005 runs production (a rollback), v010 the kept environment; v050
+    // shares v005's bundle, so deleting v050 must not delete that object.
+    for i in 1..=130 {
+        let label = format!("v{i:03}");
+        match i {
+            5 | 10 => bed.version(&label).await,
+            50 => {
+                bed.version_at(&label, "v005", test_support::app_bundle("v005", &[]))
+                    .await
+            }
+            _ => {
+                bed.version_at(&label, &label, b"not deployed".to_vec())
+                    .await
+            }
+        }
+    }
+    let live = bed
+        .launch("shop-live", PROD, "v005", Some("shop"), None)
+        .await;
+    let kept = bed
+        .launch("shop-kept", "shop-kept", "v010", Some("shop"), hours(1))
+        .await;
+    bed.wait_all(&[&live, &kept], &["Ready"]).await;
+
+    let mut function = bed.function().await;
+    let before = bed.local.call_counts();
+    let params = r#"{"application":"shop","production_cname":"shop-prod","keep":1,"prune_versions":{"keep":20,"delete_bundles":true}}"#;
+    let job = bed.drive(&mut function, params, Duration::ZERO, 1).await;
+    let after = bed.local.call_counts();
+    let count = |op: &str| {
+        let key = format!("ElasticBeanstalk.{op}");
+        after.get(&key).copied().unwrap_or(0) - before.get(&key).copied().unwrap_or(0)
+    };
+
+    let pruned: Vec<String> = job.variables()["PrunedVersions"]
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let mut expected: Vec<String> = (1..=110)
+        .filter(|i| ![5, 10].contains(i))
+        .map(|i| format!("v{i:03}"))
+        .collect();
+    assert_eq!(pruned, expected, "oldest first");
+    assert!(
+        job.summary()
+            .contains("Pruned 108 versions (kept 20 newest, 2 in use)"),
+        "{}",
+        job.summary()
+    );
+    // 130 versions at 100 a page: two pages.
+    assert_eq!(count("DescribeApplicationVersions"), 2);
+    assert_eq!(count("DeleteApplicationVersion"), 108);
+
+    let mut left = bed.version_labels().await;
+    left.sort();
+    expected = ["v005", "v010"]
+        .into_iter()
+        .map(str::to_string)
+        .chain((111..=130).map(|i| format!("v{i:03}")))
+        .collect();
+    assert_eq!(left, expected);
+    assert!(
+        bed.bundle_exists("v005").await,
+        "shared with v050, in use by production"
+    );
+    assert!(bed.bundle_exists("v010").await);
+    assert!(bed.bundle_exists("v130").await);
+    assert!(!bed.bundle_exists("v001").await);
+    assert!(!bed.bundle_exists("v110").await);
+    assert_eq!(bed.status(&live).await, "Ready");
+}
+
+#[tokio::test]
+async fn the_route53_target_is_live_and_errors_name_their_cause() {
+    let bed = Bed::start(Options::default()).await;
+    bed.version("v1").await;
+    let zone = bed
+        .route53
+        .create_hosted_zone()
+        .name("shop.example")
+        .caller_reference("retire-test")
+        .send()
+        .await
+        .unwrap();
+    let zone_id = zone
+        .hosted_zone()
+        .unwrap()
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+    use aws_sdk_route53::types::{
+        AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType,
+    };
+    bed.route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&zone_id)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(
+                    Change::builder()
+                        .action(ChangeAction::Create)
+                        .resource_record_set(
+                            ResourceRecordSet::builder()
+                                .name("www.shop.example")
+                                .r#type(RrType::A)
+                                .alias_target(
+                                    AliasTarget::builder()
+                                        .dns_name("shop-green.us-east-1.elasticbeanstalk.com")
+                                        .hosted_zone_id("Z117KPS5GTRQ2G")
+                                        .evaluate_target_health(false)
+                                        .build()
+                                        .unwrap(),
+                                )
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let prod = bed
+        .launch("shop-prod", PROD, "v1", Some("shop"), None)
+        .await;
+    // Serves www.shop.example, though swap once tagged it out of service.
+    let green = bed
+        .launch("shop-green", "shop-green", "v1", Some("shop"), hours(5))
+        .await;
+    let old = bed
+        .launch("shop-old", "shop-old", "v1", Some("shop"), hours(3))
+        .await;
+    bed.wait_all(&[&prod, &green, &old], &["Ready"]).await;
+
+    let mut function = bed.function().await;
+    let params = format!(
+        r#"{{"application":"shop","production_cname":"shop-prod","hosted_zone_id":"{zone_id}","domain":"www.shop.example","keep":0,"grace_minutes":0}}"#
+    );
+    let job = bed.drive(&mut function, &params, Duration::ZERO, 1).await;
+    assert_eq!(
+        job.variables()["Terminated"],
+        "shop-old",
+        "{}",
+        job.summary()
+    );
+    assert!(
+        job.summary()
+            .contains("shop-green (target of the production Route 53 record)"),
+        "{}",
+        job.summary()
+    );
+    assert_eq!(bed.status(&green).await, "Ready");
+    assert_eq!(bed.status(&prod).await, "Ready");
+
+    // Every error ends in a failure report that names its cause, and nothing is terminated.
+    let cases = [
+        (
+            format!(r#"{{"application":"shop","production_cname":"shop-prod","hosted_zone_id":"{zone_id}","domain":"shop.example.org"}}"#),
+            "ConfigurationError",
+            "has no A, AAAA or CNAME record named `shop.example.org`",
+        ),
+        (
+            r#"{"application":"shop","production_cname":"shop-prod","hosted_zone_id":"ZNOSUCHZONE","domain":"www.shop.example"}"#.to_string(),
+            "ConfigurationError",
+            "Route 53 ListResourceRecordSets on hosted zone ZNOSUCHZONE failed",
+        ),
+        (
+            r#"{"application":"shop","production_cname":"shop-prd","keep":0,"grace_minutes":0}"#.to_string(),
+            "ConfigurationError",
+            "no environment of application `shop` holds the production CNAME `shop-prd`",
+        ),
+        (
+            r#"{"application":"shop","production_cname":"shop-prod","keep":"one"}"#.to_string(),
+            "ConfigurationError",
+            "UserParameters field `keep`",
+        ),
+    ];
+    for (params, kind, message) in cases {
+        let job = bed.drive(&mut function, &params, Duration::ZERO, 1).await;
+        let got = job.failure(kind);
+        assert!(got.contains(message), "expected {message:?} in {got:?}");
+    }
+    assert_eq!(bed.calls("TerminateEnvironment"), 1);
+    assert_eq!(bed.status(&green).await, "Ready");
+}
