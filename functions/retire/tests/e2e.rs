@@ -14,6 +14,7 @@ use beanswap_core::beanstalk::{TAG_APPLICATION, TAG_OUT_OF_SERVICE_SINCE};
 use beanswap_core::retire::format_time;
 use local_aws::beanstalk::Options;
 use local_aws::lambda::{Function, Invocation};
+use local_aws::proxy::CountingProxy;
 use local_aws::LocalAws;
 use serde_json::{json, Value};
 use test_support::moto::Moto;
@@ -24,7 +25,9 @@ const PROD: &str = "shop-prod";
 
 struct Bed {
     local: LocalAws,
-    moto: Moto,
+    _moto: Moto,
+    /// The function reaches S3 and Route 53 through this, so its calls there are counted too.
+    proxy: CountingProxy,
     eb: aws_sdk_elasticbeanstalk::Client,
     s3: aws_sdk_s3::Client,
     route53: aws_sdk_route53::Client,
@@ -123,9 +126,11 @@ impl Bed {
             .send()
             .await
             .unwrap();
+        let proxy = CountingProxy::start(&moto.endpoint()).await.unwrap();
         Bed {
             local,
-            moto,
+            _moto: moto,
+            proxy,
             eb,
             s3,
             route53,
@@ -138,8 +143,8 @@ impl Bed {
             &[
                 ("AWS_ENDPOINT_URL_CODEPIPELINE", self.local.endpoint()),
                 ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", self.local.endpoint()),
-                ("AWS_ENDPOINT_URL_S3", self.moto.endpoint()),
-                ("AWS_ENDPOINT_URL_ROUTE_53", self.moto.endpoint()),
+                ("AWS_ENDPOINT_URL_S3", self.proxy.endpoint()),
+                ("AWS_ENDPOINT_URL_ROUTE_53", self.proxy.endpoint()),
             ],
         )
         .await
@@ -241,6 +246,14 @@ impl Bed {
             .unwrap_or(0)
     }
 
+    /// Every call so far per `Service.Operation`: Beanstalk and CodePipeline on local-aws, S3 and
+    /// Route 53 through the proxy (the function's only; the test's own setup goes to moto directly).
+    fn all_calls(&self) -> BTreeMap<String, u64> {
+        let mut all = self.local.call_counts();
+        all.extend(self.proxy.counts());
+        all
+    }
+
     /// Runs one job to its end as CodePipeline would: while the action answers with a continuation
     /// token, it is invoked again (a new job id carrying the token) after `pause`. At most `max` times.
     async fn drive(
@@ -339,6 +352,18 @@ impl Bed {
     }
 }
 
+/// Calls made between two snapshots of [`Bed::all_calls`], per operation.
+fn calls_between(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 fn hours(h: u64) -> Option<Duration> {
     Some(Duration::from_secs(h * 3600))
 }
@@ -386,10 +411,10 @@ async fn keeps_the_newest_terminates_the_older_and_never_touches_production() {
     assert_eq!(bed.status(&busy).await, "Updating");
 
     let mut function = bed.function().await;
-    let before = bed.local.call_counts();
+    let before = bed.all_calls();
     let params = r#"{"application":"shop","production_cname":"shop-prod","keep":1,"grace_minutes":10,"scale_down_kept":{"min":1,"max":1}}"#;
     let job = bed.drive(&mut function, params, Duration::ZERO, 1).await;
-    let after = bed.local.call_counts();
+    let after = bed.all_calls();
 
     let summary = job.summary();
     assert_eq!(
@@ -446,17 +471,22 @@ async fn keeps_the_newest_terminates_the_older_and_never_touches_production() {
     assert_eq!(served.text().await.unwrap(), "v5\n");
 
     // What a run costs, per operation.
-    let delta: BTreeMap<&str, u64> = after
-        .iter()
-        .filter(|(op, _)| op.starts_with("ElasticBeanstalk."))
-        .map(|(op, n)| (op.as_str(), n - before.get(op).copied().unwrap_or(0)))
-        .filter(|(_, n)| *n > 0)
-        .collect();
+    let delta = calls_between(&before, &after);
     eprintln!("API calls for one retire run: {delta:?}");
-    assert_eq!(delta.get("ElasticBeanstalk.TerminateEnvironment"), Some(&2));
-    assert_eq!(delta.get("ElasticBeanstalk.UpdateEnvironment"), Some(&1));
-    // One listing, then one re-check per termination.
-    assert_eq!(delta.get("ElasticBeanstalk.DescribeEnvironments"), Some(&3));
+    let expected: BTreeMap<String, u64> = [
+        // One listing, then one re-check per termination.
+        ("ElasticBeanstalk.DescribeEnvironments", 3),
+        // One per environment.
+        ("ElasticBeanstalk.ListTagsForResource", 6),
+        ("ElasticBeanstalk.DescribeConfigurationSettings", 1),
+        ("ElasticBeanstalk.UpdateEnvironment", 1),
+        ("ElasticBeanstalk.TerminateEnvironment", 2),
+        ("CodePipeline.PutJobSuccessResult", 1),
+    ]
+    .into_iter()
+    .map(|(op, n)| (op.to_string(), n))
+    .collect();
+    assert_eq!(delta, expected);
 
     // Run again (as a retried or later job would): nothing more is terminated and the kept one is not
     // updated again.
@@ -548,10 +578,10 @@ async fn a_dry_run_reports_the_same_and_changes_nothing() {
     bed.wait_all(&[&live, &a, &b], &["Ready"]).await;
 
     let mut function = bed.function().await;
-    let before = bed.local.call_counts();
+    let before = bed.all_calls();
     let params = r#"{"application":"shop","production_cname":"shop-prod","keep":1,"grace_minutes":10,"scale_down_kept":{"min":1,"max":1},"prune_versions":{"keep":1,"delete_bundles":true},"dry_run":true}"#;
     let job = bed.drive(&mut function, params, Duration::ZERO, 1).await;
-    let after = bed.local.call_counts();
+    let after = bed.all_calls();
 
     let summary = job.summary();
     for part in [
@@ -564,15 +594,17 @@ async fn a_dry_run_reports_the_same_and_changes_nothing() {
     }
     assert_eq!(job.variables()["Terminated"], "");
     assert_eq!(job.variables()["Kept"], "shop-b");
-    for op in [
-        "TerminateEnvironment",
-        "UpdateEnvironment",
-        "DeleteApplicationVersion",
-        "UpdateTagsForResource",
-        "CreateEnvironment",
-    ] {
-        let key = format!("ElasticBeanstalk.{op}");
-        assert_eq!(after.get(&key), before.get(&key), "{op} was called");
+    // Only reads: Describe*, List* and the job's report.
+    let made = calls_between(&before, &after);
+    eprintln!("API calls for a dry run: {made:?}");
+    for op in made.keys() {
+        let read = ["Describe", "List"]
+            .iter()
+            .any(|p| op.split('.').nth(1).unwrap_or_default().starts_with(p));
+        assert!(
+            read || op == "CodePipeline.PutJobSuccessResult",
+            "{op} was called: {made:?}"
+        );
     }
     for id in [&live, &a, &b] {
         assert_eq!(bed.status(id).await, "Ready");
@@ -617,7 +649,12 @@ async fn a_dry_run_reports_the_same_and_changes_nothing() {
 
 #[tokio::test]
 async fn pruning_pages_through_versions_and_leaves_those_in_use() {
-    let bed = Bed::start(Options::default()).await;
+    // The region's version limit, scaled down: 130 here stands for AWS's 1000.
+    let bed = Bed::start(Options {
+        max_application_versions: 130,
+        ..Options::default()
+    })
+    .await;
     // v001..v130, oldest first. v005 runs production (a rollback), v010 the kept environment; v050
     // shares v005's bundle, so deleting v050 must not delete that object.
     for i in 1..=130 {
@@ -634,6 +671,18 @@ async fn pruning_pages_through_versions_and_leaves_those_in_use() {
             }
         }
     }
+    let full = bed
+        .eb
+        .create_application_version()
+        .application_name("shop")
+        .version_label("v131")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata::code(&full),
+        Some("TooManyApplicationVersionsException")
+    );
     let live = bed
         .launch("shop-live", PROD, "v005", Some("shop"), None)
         .await;
@@ -643,15 +692,22 @@ async fn pruning_pages_through_versions_and_leaves_those_in_use() {
     bed.wait_all(&[&live, &kept], &["Ready"]).await;
 
     let mut function = bed.function().await;
-    let before = bed.local.call_counts();
+    let before = bed.all_calls();
     let params = r#"{"application":"shop","production_cname":"shop-prod","keep":1,"prune_versions":{"keep":20,"delete_bundles":true}}"#;
-    let job = bed.drive(&mut function, params, Duration::ZERO, 1).await;
-    let after = bed.local.call_counts();
-    let count = |op: &str| {
-        let key = format!("ElasticBeanstalk.{op}");
-        after.get(&key).copied().unwrap_or(0) - before.get(&key).copied().unwrap_or(0)
-    };
+    let job = bed.drive(&mut function, params, Duration::ZERO, 3).await;
+    let made = calls_between(&before, &bed.all_calls());
+    eprintln!("API calls for pruning 108 of 130 versions: {made:?}");
+    let count = |op: &str| made.get(op).copied().unwrap_or(0);
 
+    // 108 to delete, 100 per invocation: two invocations, the first one continuing.
+    assert_eq!(job.results.len(), 2, "{:?}", job.results);
+    let first = job.results[0]["executionDetails"]["summary"]
+        .as_str()
+        .unwrap();
+    assert!(
+        first.contains("8 versions left to prune in the next invocation"),
+        "{first}"
+    );
     let pruned: Vec<String> = job.variables()["PrunedVersions"]
         .split(',')
         .map(str::to_string)
@@ -667,9 +723,11 @@ async fn pruning_pages_through_versions_and_leaves_those_in_use() {
         "{}",
         job.summary()
     );
-    // 130 versions at 100 a page: two pages.
-    assert_eq!(count("DescribeApplicationVersions"), 2);
-    assert_eq!(count("DeleteApplicationVersion"), 108);
+    // 130 versions at 100 a page, then the 30 left: three pages in all.
+    assert_eq!(count("ElasticBeanstalk.DescribeApplicationVersions"), 3);
+    assert_eq!(count("ElasticBeanstalk.DeleteApplicationVersion"), 108);
+    // Every deleted version's bundle but v050's, which v005 still uses.
+    assert_eq!(count("S3.DeleteObject"), 107);
 
     let mut left = bed.version_labels().await;
     left.sort();
@@ -688,6 +746,8 @@ async fn pruning_pages_through_versions_and_leaves_those_in_use() {
     assert!(!bed.bundle_exists("v001").await);
     assert!(!bed.bundle_exists("v110").await);
     assert_eq!(bed.status(&live).await, "Ready");
+    // Room again for the next release.
+    bed.version("v131").await;
 }
 
 #[tokio::test]
@@ -759,13 +819,18 @@ async fn the_route53_target_is_live_and_errors_name_their_cause() {
     let params = format!(
         r#"{{"application":"shop","production_cname":"shop-prod","hosted_zone_id":"{zone_id}","domain":"www.shop.example","keep":0,"grace_minutes":0}}"#
     );
+    let before = bed.all_calls();
     let job = bed.drive(&mut function, &params, Duration::ZERO, 1).await;
+    let made = calls_between(&before, &bed.all_calls());
+    eprintln!("API calls for a run with a Route 53 record: {made:?}");
     assert_eq!(
         job.variables()["Terminated"],
         "shop-old",
         "{}",
         job.summary()
     );
+    // Once to plan, once more right before the one termination.
+    assert_eq!(made.get("Route53.ListResourceRecordSets"), Some(&2));
     assert!(
         job.summary()
             .contains("shop-green (target of the production Route 53 record)"),

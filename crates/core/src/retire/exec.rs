@@ -17,10 +17,11 @@ use crate::runner::ActionError;
 /// Application versions asked for per DescribeApplicationVersions call.
 pub const VERSION_PAGE_SIZE: i32 = 100;
 /// Versions deleted per invocation at most; the rest continue in the next one, so an account at the
-/// 1000-version limit is pruned over a few invocations instead of one that runs out of time.
-pub const PRUNE_BATCH: usize = 200;
-/// Characters of pruned labels carried in the continuation token; beyond it only the count is carried.
-const PRUNED_NAMES_BUDGET: usize = 1200;
+/// 1000-version limit is pruned over a few invocations, each well within the function's timeout.
+pub const PRUNE_BATCH: usize = 100;
+/// Characters of names carried in the continuation token (CodePipeline allows 2048 in all); pruned
+/// labels beyond it are carried as a count only.
+const NAMES_BUDGET: usize = 1800;
 
 const ASG: &str = "aws:autoscaling:asg";
 
@@ -155,6 +156,9 @@ impl From<RetireError> for ActionError {
                 if matches!(code.as_deref(), Some("NoSuchHostedZone" | "InvalidInput")) =>
             {
                 ActionError::config(e.to_string())
+            }
+            RetireError::DeleteBundle { ref message, .. } if message.contains("AccessDenied") => {
+                ActionError::new(crate::FailureKind::PermissionError, e.to_string())
             }
             RetireError::Terminate { ref source, .. }
             | RetireError::ScaleDown { ref source, .. }
@@ -469,7 +473,14 @@ pub async fn retire(
                         label: deletion.label.clone(),
                         bucket: bucket.clone(),
                         key: key.clone(),
-                        message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                        message: {
+                            use aws_sdk_s3::error::ProvideErrorMetadata;
+                            match (e.code(), e.message()) {
+                                (Some(c), Some(m)) => format!("{c}: {m}"),
+                                (Some(c), None) => c.to_string(),
+                                _ => aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                            }
+                        },
                     })?;
             }
             clients
@@ -480,8 +491,14 @@ pub async fn retire(
                     label: deletion.label.clone(),
                     source,
                 })?;
-            let listed: usize = progress.pruned.iter().map(|l| l.len() + 1).sum();
-            if listed + deletion.label.len() < PRUNED_NAMES_BUDGET {
+            let listed: usize = progress
+                .pruned
+                .iter()
+                .chain(&progress.terminated)
+                .chain(&progress.scaled)
+                .map(|l| l.len() + 3)
+                .sum();
+            if listed + deletion.label.len() + 3 < NAMES_BUDGET {
                 progress.pruned.push(deletion.label.clone());
             } else {
                 progress.pruned_unlisted += 1;
