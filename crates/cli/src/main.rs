@@ -1,9 +1,14 @@
-//! beanswap: the command line. For now it runs one action locally exactly as CodePipeline would: the
-//! function binary under a local Lambda Runtime API, its CodePipeline calls answered by local-aws.
+//! beanswap: the command line. Runs the whole pipeline on one machine (`run`, `demo`), or one action
+//! exactly as CodePipeline would (`invoke`): the function binaries under a local Lambda Runtime API,
+//! Beanstalk and CodePipeline answered by local-aws, S3 and Route 53 by moto.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::time::Duration;
+
+use beanswap_cli::pipeline::{Approval, Ui};
+use beanswap_cli::run::Settings;
 use clap::{Parser, Subcommand};
 use local_aws::lambda::{Function, Invocation};
 use local_aws::LocalAws;
@@ -22,6 +27,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Deploy examples/app twice (v1, then a changed v2) through the whole pipeline on the local
+    /// default, with a load probe on production, and report what happened.
+    Demo {
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Run the pipeline of pipeline-template.json once on the local default.
+    Run {
+        /// The app to deploy: a directory or a git repository (its HEAD).
+        #[arg(long, default_value = "examples/app")]
+        source: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Run one action's function locally as a CodePipeline job and print what it reported.
     Invoke {
         /// The function's binary name, e.g. `check-config` (built into the same target directory).
@@ -33,6 +52,34 @@ enum Command {
         #[arg(long)]
         event: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The CloudFormation template whose pipeline runs.
+    #[arg(long, default_value = "pipeline-template.json")]
+    template: PathBuf,
+    /// Template parameters, NAME=VALUE (repeatable); local defaults fill the required ones.
+    #[arg(long = "parameter", value_name = "NAME=VALUE")]
+    parameters: Vec<String>,
+    /// Approve the manual approval without asking.
+    #[arg(long)]
+    approve: bool,
+    /// One JSON object per line instead of progress for a person.
+    #[arg(long)]
+    json: bool,
+    /// How long a new environment takes to launch (try 5m to feel real Beanstalk).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    launch_delay: Duration,
+    /// Requests per second the load probe sends to production.
+    #[arg(long, default_value_t = 50)]
+    probe_rate: u32,
+    /// Where the report (timeline.svg) goes.
+    #[arg(long, default_value = "target/beanswap")]
+    report_dir: PathBuf,
+    /// How long "CodePipeline" waits before re-invoking an action that is still in progress.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    continuation_pause: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +96,22 @@ enum CliError {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo { run } => {
+            let root = std::env::current_dir().unwrap_or_default();
+            let tmp = match tempfile::Builder::new().prefix("beanswap-demo-").tempdir() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("beanswap: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let v1 = root.join("examples/app");
+            match beanswap_cli::run::changed_copy(&v1, tmp.path(), "second release\n") {
+                Ok(v2) => pipeline_run(run, vec![v1, v2]).await,
+                Err(e) => Err(CliError::Local(e)),
+            }
+        }
+        Command::Run { source, run } => pipeline_run(run, vec![source]).await,
         Command::Invoke {
             function,
             user_parameters,
@@ -62,6 +125,53 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, CliError> {
+    let mut parameters = beanswap_cli::run::local_parameters();
+    for p in &args.parameters {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| CliError::Local(format!("--parameter {p}: expected NAME=VALUE")))?;
+        parameters.insert(k.to_string(), v.to_string());
+    }
+    let ui = Ui { json: args.json };
+    let settings = Settings {
+        root: std::env::current_dir().unwrap_or_default(),
+        template: args.template,
+        sources,
+        parameters,
+        approval: if args.approve {
+            Approval::Auto
+        } else {
+            Approval::Ask
+        },
+        json: args.json,
+        bin_dir: sibling_binary("")
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        launch_delay: args.launch_delay,
+        probe_rate: args.probe_rate,
+        report_dir: args.report_dir,
+        continuation_pause: args.continuation_pause,
+    };
+    // Ctrl-C ends the run; dropping it stops local-aws, moto and every app they started.
+    let outcome = tokio::select! {
+        r = beanswap_cli::run::run(&settings, &ui) => r.map_err(CliError::Local)?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("beanswap: interrupted; stopping everything it started");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    if !args.json {
+        println!("{}", outcome.report);
+    }
+    Ok(if outcome.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn invoke(

@@ -147,9 +147,18 @@ impl Environment {
         environment_arn(&self.application, &self.name)
     }
 
+    /// The load balancer's health check path (`process:default` HealthCheckPath, as an ALB uses), else
+    /// the classic `Application Healthcheck URL`, else `/`.
     pub fn health_path(&self) -> String {
         self.settings
-            .get(&(HEALTHCHECK_NAMESPACE.into(), HEALTHCHECK_OPTION.into()))
+            .get(&(
+                "aws:elasticbeanstalk:environment:process:default".into(),
+                "HealthCheckPath".into(),
+            ))
+            .or_else(|| {
+                self.settings
+                    .get(&(HEALTHCHECK_NAMESPACE.into(), HEALTHCHECK_OPTION.into()))
+            })
             .cloned()
             .unwrap_or_else(|| "/".into())
     }

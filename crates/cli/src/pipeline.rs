@@ -1,0 +1,581 @@
+//! Runs the pipeline that pipeline-template.json defines, on one machine: the same stages and actions,
+//! the same function binaries under a Lambda Runtime API, `#{Namespace.Var}` substitution, continuation
+//! tokens re-invoked until done, artifacts in (local) S3, and Beanstalk on local-aws.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use local_aws::lambda::{Function, Invocation};
+use serde_json::{json, Value};
+
+use crate::build;
+use crate::local::LocalCloud;
+use crate::report::Span;
+use crate::template::{self, ActionDef, Pipeline};
+
+/// The bucket that plays the pipeline's artifact store.
+pub const ARTIFACT_BUCKET: &str = "beanswap-local-artifacts";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{stage} / {action} failed: {message}")]
+    Action {
+        stage: String,
+        action: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// How the manual approval is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// `--approve`: approve without asking.
+    Auto,
+    /// Ask on the terminal.
+    Ask,
+}
+
+pub struct RunOptions {
+    pub pipeline: Pipeline,
+    pub source: PathBuf,
+    /// Where the function binaries are (the CLI's own target directory).
+    pub bin_dir: PathBuf,
+    pub approval: Approval,
+    pub json: bool,
+    /// How long to wait before re-invoking an action that answered with a continuation token.
+    pub continuation_pause: Duration,
+    /// Give up on one action after this long.
+    pub action_timeout: Duration,
+}
+
+/// What one action did.
+#[derive(Debug, Clone)]
+pub struct ActionRun {
+    pub stage: String,
+    pub action: String,
+    pub ok: bool,
+    pub summary: String,
+    pub invocations: usize,
+    pub start: Duration,
+    pub end: Duration,
+}
+
+#[derive(Debug, Default)]
+pub struct RunResult {
+    pub actions: Vec<ActionRun>,
+    /// `Namespace.Variable` -> value, everything the run produced.
+    pub variables: BTreeMap<String, String>,
+    pub failure: Option<PipelineError>,
+}
+
+impl RunResult {
+    pub fn spans(&self) -> Vec<Span> {
+        self.actions
+            .iter()
+            .map(|a| Span {
+                name: format!("{} / {}", a.stage, a.action),
+                start: a.start,
+                end: a.end,
+                ok: a.ok,
+            })
+            .collect()
+    }
+}
+
+/// Prints progress for a person (spinners, lines) or a machine (`--json`: one JSON object per line).
+pub struct Ui {
+    pub json: bool,
+}
+
+impl Ui {
+    pub fn line(&self, text: &str) {
+        if self.json {
+            println!("{}", json!({"event": "log", "message": text}));
+        } else {
+            eprintln!("{text}");
+        }
+    }
+
+    pub fn event(&self, value: Value) {
+        if self.json {
+            println!("{value}");
+        }
+    }
+
+    fn spinner(&self, label: &str) -> ProgressBar {
+        if self.json || !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(label.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+}
+
+struct Runner<'a> {
+    cloud: &'a LocalCloud,
+    options: &'a RunOptions,
+    ui: &'a Ui,
+    s3: aws_sdk_s3::Client,
+    functions: BTreeMap<String, Function>,
+    /// Artifact name -> object key in [`ARTIFACT_BUCKET`].
+    artifacts: BTreeMap<String, String>,
+    variables: BTreeMap<String, String>,
+    revision: String,
+    execution: String,
+}
+
+/// Runs every stage in order; stops at the first failure with the action's message.
+pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Instant) -> RunResult {
+    let config = cloud.sdk_config().await;
+    let s3 = cloud.s3(&config);
+    let mut result = RunResult::default();
+    if let Err(e) = ensure_bucket(&s3).await {
+        result.failure = Some(e);
+        return result;
+    }
+    let execution = uuid::Uuid::new_v4().to_string();
+    let mut runner = Runner {
+        cloud,
+        options,
+        ui,
+        s3,
+        functions: BTreeMap::new(),
+        artifacts: BTreeMap::new(),
+        variables: [(
+            "codepipeline.PipelineExecutionId".to_string(),
+            execution.clone(),
+        )]
+        .into(),
+        revision: String::new(),
+        execution,
+    };
+    ui.line(&format!(
+        "pipeline {} (execution {})",
+        options.pipeline.name, runner.execution
+    ));
+    'stages: for stage in &options.pipeline.stages {
+        for action in &stage.actions {
+            let start = epoch.elapsed();
+            let label = format!("{} / {}", stage.name, action.name);
+            let spinner = ui.spinner(&label);
+            ui.event(
+                json!({"event": "action-started", "stage": stage.name, "action": action.name}),
+            );
+            let outcome = runner.action(action, &spinner).await;
+            spinner.finish_and_clear();
+            let end = epoch.elapsed();
+            let took = end.saturating_sub(start).as_secs_f64();
+            match outcome {
+                Ok((summary, invocations)) => {
+                    ui.line(&format!("✔ {label} ({took:.1}s) {}", first_line(&summary)));
+                    ui.event(json!({"event": "action-succeeded", "stage": stage.name, "action": action.name, "seconds": took, "summary": summary, "invocations": invocations}));
+                    result.actions.push(ActionRun {
+                        stage: stage.name.clone(),
+                        action: action.name.clone(),
+                        ok: true,
+                        summary,
+                        invocations,
+                        start,
+                        end,
+                    });
+                }
+                Err(message) => {
+                    ui.line(&format!("✘ {label} ({took:.1}s)\n{message}"));
+                    ui.event(json!({"event": "action-failed", "stage": stage.name, "action": action.name, "seconds": took, "message": message}));
+                    result.actions.push(ActionRun {
+                        stage: stage.name.clone(),
+                        action: action.name.clone(),
+                        ok: false,
+                        summary: message.clone(),
+                        invocations: 0,
+                        start,
+                        end,
+                    });
+                    result.failure = Some(PipelineError::Action {
+                        stage: stage.name.clone(),
+                        action: action.name.clone(),
+                        message,
+                    });
+                    break 'stages;
+                }
+            }
+        }
+    }
+    result.variables = runner.variables;
+    result
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}
+
+async fn ensure_bucket(s3: &aws_sdk_s3::Client) -> Result<(), PipelineError> {
+    if s3
+        .head_bucket()
+        .bucket(ARTIFACT_BUCKET)
+        .send()
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    s3.create_bucket()
+        .bucket(ARTIFACT_BUCKET)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            PipelineError::Setup(format!(
+                "create the artifact bucket: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            ))
+        })
+}
+
+impl Runner<'_> {
+    /// Runs one action: `(summary, invocations)` or the failure message.
+    async fn action(
+        &mut self,
+        action: &ActionDef,
+        spinner: &ProgressBar,
+    ) -> Result<(String, usize), String> {
+        match (action.category.as_str(), action.provider.as_str()) {
+            ("Source", _) => self.source(action).await.map(|s| (s, 1)),
+            ("Build", "CodeBuild") => self.build(action, spinner).await.map(|s| (s, 1)),
+            ("Invoke", "Lambda") => self.lambda(action, spinner).await,
+            ("Approval", "Manual") => self.approve(action, spinner).await.map(|s| (s, 0)),
+            (category, provider) => Err(format!(
+                "the local run does not support {category}/{provider} actions"
+            )),
+        }
+    }
+
+    async fn put_artifact(&mut self, name: &str, zip: Vec<u8>) -> Result<(), String> {
+        let key = format!(
+            "{}/{}/{}",
+            self.options
+                .pipeline
+                .name
+                .chars()
+                .take(20)
+                .collect::<String>(),
+            name,
+            &uuid::Uuid::new_v4().simple().to_string()[..7]
+        );
+        self.s3
+            .put_object()
+            .bucket(ARTIFACT_BUCKET)
+            .key(&key)
+            .body(zip.into())
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "upload artifact {name}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })?;
+        self.artifacts.insert(name.to_string(), key);
+        Ok(())
+    }
+
+    async fn get_artifact(&self, name: &str) -> Result<Vec<u8>, String> {
+        let key = self.artifacts.get(name).ok_or_else(|| {
+            format!("input artifact {name} was not produced by an earlier action")
+        })?;
+        let object = self
+            .s3
+            .get_object()
+            .bucket(ARTIFACT_BUCKET)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "download artifact {name}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| format!("download artifact {name}: {e}"))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    fn set_variables(
+        &mut self,
+        namespace: Option<&str>,
+        values: impl IntoIterator<Item = (String, String)>,
+    ) {
+        if let Some(ns) = namespace {
+            for (k, v) in values {
+                self.variables.insert(format!("{ns}.{k}"), v);
+            }
+        }
+    }
+
+    async fn source(&mut self, action: &ActionDef) -> Result<String, String> {
+        let source = build::source(&self.options.source).map_err(|e| e.to_string())?;
+        self.revision = source.commit.clone();
+        let name = action
+            .output_artifacts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "Source".into());
+        let size = source.zip.len();
+        self.put_artifact(&name, source.zip).await?;
+        let repository = action
+            .configuration
+            .get("FullRepositoryId")
+            .map(template::text)
+            .unwrap_or_default();
+        self.set_variables(
+            action.namespace.as_deref(),
+            [
+                ("CommitId".to_string(), source.commit.clone()),
+                ("BranchName".to_string(), source.branch.clone()),
+                ("FullRepositoryId".to_string(), repository),
+                ("CommitMessage".to_string(), "local run".to_string()),
+                (
+                    "AuthorDate".to_string(),
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                ),
+                (
+                    "ConnectionArn".to_string(),
+                    "arn:aws:codeconnections:local".to_string(),
+                ),
+            ],
+        );
+        Ok(format!(
+            "{} at {} ({} KiB)",
+            self.options.source.display(),
+            &source.commit[..12.min(source.commit.len())],
+            size / 1024
+        ))
+    }
+
+    async fn build(&mut self, action: &ActionDef, spinner: &ProgressBar) -> Result<String, String> {
+        let input = action
+            .input_artifacts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "Source".into());
+        let zip = self.get_artifact(&input).await?;
+        let dir = tempfile::Builder::new()
+            .prefix("beanswap-build-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        build::unpack(&zip, dir.path()).map_err(|e| e.to_string())?;
+        spinner.set_message("running buildspec.yml");
+        let env = vec![
+            (
+                "CODEBUILD_RESOLVED_SOURCE_VERSION".to_string(),
+                self.revision.clone(),
+            ),
+            (
+                "CODEBUILD_SOURCE_VERSION".to_string(),
+                self.revision.clone(),
+            ),
+            (
+                "CODEBUILD_BUILD_ID".to_string(),
+                format!("local:{}", self.execution),
+            ),
+            (
+                "CODEBUILD_SRC_DIR".to_string(),
+                dir.path().display().to_string(),
+            ),
+            ("CODEBUILD_BUILD_SUCCEEDING".to_string(), "1".to_string()),
+        ];
+        let built = build::build(dir.path(), "buildspec.yml", &env)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = action
+            .output_artifacts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "Build".into());
+        self.put_artifact(&name, built.zip).await?;
+        Ok(format!(
+            "buildspec.yml ran; artifact {name} has {} files",
+            built.files
+        ))
+    }
+
+    async fn approve(
+        &mut self,
+        action: &ActionDef,
+        spinner: &ProgressBar,
+    ) -> Result<String, String> {
+        let note = action
+            .configuration
+            .get("CustomData")
+            .map(|v| {
+                template::substitute_variables(&template::text(v), &self.variables)
+                    .unwrap_or_else(|_| template::text(v))
+            })
+            .unwrap_or_default();
+        match self.options.approval {
+            Approval::Auto => Ok(format!("approved (--approve). {note}")),
+            Approval::Ask => {
+                if !std::io::stdin().is_terminal() {
+                    return Err(
+                        "manual approval: not on a terminal; run with --approve to approve".into(),
+                    );
+                }
+                spinner.suspend(|| eprintln!("{note}\nApprove {}? [y/N] ", action.name));
+                let answer = tokio::task::spawn_blocking(|| {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).map(|_| line)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+                if matches!(answer.trim(), "y" | "Y" | "yes") {
+                    Ok("approved".into())
+                } else {
+                    Err("rejected at the manual approval".into())
+                }
+            }
+        }
+    }
+
+    async fn lambda(
+        &mut self,
+        action: &ActionDef,
+        spinner: &ProgressBar,
+    ) -> Result<(String, usize), String> {
+        let binary_name = action
+            .function
+            .clone()
+            .ok_or("the action has no FunctionName")?;
+        let binary = self.options.bin_dir.join(&binary_name);
+        if !binary.exists() {
+            return Err(format!(
+                "no function binary {}; build it: cargo build -p {binary_name}",
+                binary.display()
+            ));
+        }
+        if !self.functions.contains_key(&binary_name) {
+            let env: Vec<(&str, String)> = self.cloud.env();
+            let f = Function::start(&binary, &env)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.functions.insert(binary_name.clone(), f);
+        }
+        let raw = action
+            .configuration
+            .get("UserParameters")
+            .map(template::text)
+            .unwrap_or_default();
+        let user_parameters = template::substitute_variables(&raw, &self.variables)?;
+        let location = |key: &str| json!({"type": "S3", "s3Location": {"bucketName": ARTIFACT_BUCKET, "objectKey": key}});
+        let mut inputs = vec![];
+        for name in &action.input_artifacts {
+            let key = self.artifacts.get(name).ok_or_else(|| {
+                format!("input artifact {name} was not produced by an earlier action")
+            })?;
+            inputs
+                .push(json!({"name": name, "revision": self.revision, "location": location(key)}));
+        }
+        let mut outputs = vec![];
+        for name in &action.output_artifacts {
+            let key = format!(
+                "{}/{}/{}",
+                self.options
+                    .pipeline
+                    .name
+                    .chars()
+                    .take(20)
+                    .collect::<String>(),
+                name,
+                &uuid::Uuid::new_v4().simple().to_string()[..7]
+            );
+            outputs.push(json!({"name": name, "revision": null, "location": location(&key)}));
+            self.artifacts.insert(name.clone(), key);
+        }
+        let started = Instant::now();
+        let mut token: Option<String> = None;
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        for invocation in 1.. {
+            let job_id = uuid::Uuid::new_v4().to_string();
+            let mut data = json!({
+                "actionConfiguration": {"configuration": {"FunctionName": binary_name, "UserParameters": user_parameters}},
+                "inputArtifacts": inputs,
+                "outputArtifacts": outputs,
+                "artifactCredentials": {"accessKeyId": "local", "secretAccessKey": "local", "sessionToken": "local", "expirationTime": 4102444800000u64}
+            });
+            if let Some(t) = &token {
+                data["continuationToken"] = json!(t);
+            }
+            let event = json!({"CodePipeline.job": {"id": job_id, "accountId": template::ACCOUNT, "data": data}});
+            let function = self
+                .functions
+                .get_mut(&binary_name)
+                .ok_or("function not started")?;
+            match function.invoke(event).await.map_err(|e| e.to_string())? {
+                Invocation::Response(_) => {}
+                Invocation::Error(e) => {
+                    return Err(format!("the function's invocation failed: {e}"))
+                }
+            }
+            let result = self
+                .cloud
+                .aws
+                .job_results()
+                .into_iter()
+                .find(|r| r.job_id == job_id)
+                .ok_or_else(|| format!("{binary_name} reported nothing for job {job_id}"))?;
+            let request = &result.request;
+            if result.operation == "PutJobFailureResult" {
+                return Err(template::text(&request["failureDetails"]["message"]));
+            }
+            let summary = template::text(&request["executionDetails"]["summary"]);
+            for line in summary.lines().skip(1) {
+                if seen.insert(line.to_string()) {
+                    spinner.suspend(|| self.ui.line(&format!("    {line}")));
+                    self.ui
+                        .event(json!({"event": "progress", "action": action.name, "line": line}));
+                }
+            }
+            spinner.set_message(first_line(&summary).to_string());
+            match request["continuationToken"].as_str() {
+                Some(t) => {
+                    if started.elapsed() > self.options.action_timeout {
+                        return Err(format!(
+                            "still in progress after {}s (local action timeout); last: {summary}",
+                            started.elapsed().as_secs()
+                        ));
+                    }
+                    token = Some(t.to_string());
+                    tokio::time::sleep(self.options.continuation_pause).await;
+                }
+                None => {
+                    let vars: Vec<(String, String)> = request["outputVariables"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| (k.clone(), template::text(v)))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    self.set_variables(action.namespace.as_deref(), vars);
+                    return Ok((summary, invocation));
+                }
+            }
+        }
+        Err("unreachable".into())
+    }
+}

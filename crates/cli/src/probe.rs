@@ -1,0 +1,163 @@
+//! The load probe: a steady stream of requests to the production URL for the whole run, so "zero
+//! downtime" is measured, not claimed. Requests before production first answers don't count as failures
+//! (there is nothing to take down yet); every one after does.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One request's fate.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Since the probe started.
+    pub at: Duration,
+    pub latency: Duration,
+    /// HTTP status, or 0 when the request failed without one.
+    pub status: u16,
+}
+
+impl Sample {
+    pub fn ok(&self) -> bool {
+        (200..400).contains(&self.status)
+    }
+}
+
+/// What the probe saw, counted from production's first good answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub requests: usize,
+    pub failures: usize,
+    pub max_latency: Duration,
+    /// Requests sent before production first answered (not counted above).
+    pub before_up: usize,
+}
+
+pub struct Probe {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    pub started: Instant,
+}
+
+impl Probe {
+    /// Sends `rate` requests per second to `path` on `router` with `Host: host`.
+    pub fn start(router: SocketAddr, host: String, path: String, rate: u32) -> Probe {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        let url = format!("http://{router}{path}");
+        let task = {
+            let (samples, stop) = (samples.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut tick =
+                    tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let (http, url, host, samples) =
+                        (http.clone(), url.clone(), host.clone(), samples.clone());
+                    tokio::spawn(async move {
+                        let at = started.elapsed();
+                        let sent = Instant::now();
+                        let status = match http.get(&url).header("host", &host).send().await {
+                            Ok(r) => {
+                                let status = r.status().as_u16();
+                                // Read the body: a response cut off mid-way is a failure too.
+                                if r.bytes().await.is_ok() {
+                                    status
+                                } else {
+                                    0
+                                }
+                            }
+                            Err(_) => 0,
+                        };
+                        let sample = Sample {
+                            at,
+                            latency: sent.elapsed(),
+                            status,
+                        };
+                        if let Ok(mut s) = samples.lock() {
+                            s.push(sample);
+                        }
+                    });
+                }
+            })
+        };
+        Probe {
+            samples,
+            stop,
+            task,
+            started,
+        }
+    }
+
+    pub fn samples(&self) -> Vec<Sample> {
+        let mut s = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
+        s.sort_by_key(|x| x.at);
+        s
+    }
+
+    pub fn summary(&self) -> Summary {
+        summarize(&self.samples())
+    }
+
+    /// Stops sending and waits for requests in flight (at most a few seconds).
+    pub async fn stop(self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        let Probe { samples, task, .. } = self;
+        let _ = task.await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut s = samples.lock().map(|s| s.clone()).unwrap_or_default();
+        s.sort_by_key(|x| x.at);
+        s
+    }
+}
+
+pub fn summarize(samples: &[Sample]) -> Summary {
+    let Some(first_ok) = samples.iter().position(Sample::ok) else {
+        return Summary {
+            before_up: samples.len(),
+            ..Summary::default()
+        };
+    };
+    let counted = &samples[first_ok..];
+    Summary {
+        requests: counted.len(),
+        failures: counted.iter().filter(|s| !s.ok()).count(),
+        max_latency: counted.iter().map(|s| s.latency).max().unwrap_or_default(),
+        before_up: first_ok,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(ms: u64, status: u16) -> Sample {
+        Sample {
+            at: Duration::from_millis(ms),
+            latency: Duration::from_millis(ms / 10),
+            status,
+        }
+    }
+
+    #[test]
+    fn failures_count_only_once_production_is_up() {
+        let summary = summarize(&[s(0, 502), s(10, 0), s(20, 200), s(30, 503), s(40, 200)]);
+        assert_eq!(
+            summary,
+            Summary {
+                requests: 3,
+                failures: 1,
+                max_latency: Duration::from_millis(4),
+                before_up: 2
+            }
+        );
+        assert_eq!(summarize(&[s(0, 502)]).before_up, 1);
+    }
+}

@@ -1,0 +1,377 @@
+//! `beanswap run` and `beanswap demo`: the whole pipeline on the local default, with a load probe on the
+//! production URL throughout and a report at the end.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use local_aws::beanstalk::Options;
+use serde_json::{json, Value};
+
+use crate::local::LocalCloud;
+use crate::pipeline::{self, Approval, RunOptions, RunResult, Ui};
+use crate::probe::{self, Probe};
+use crate::report;
+use crate::template::{self, Stack};
+
+/// Function binaries the template's Lambda actions need.
+pub const FUNCTIONS: &[&str] = &[
+    "check-config",
+    "package",
+    "stage",
+    "smoke-test",
+    "swap",
+    "retire",
+];
+
+/// Parameters that make the template's defaults fit one machine: a Beanstalk platform for the first
+/// environment, a version check, no grace period to wait out.
+pub fn local_parameters() -> BTreeMap<String, String> {
+    [
+        ("ApplicationName", "shop"),
+        ("ProductionCnamePrefix", "shop-prod"),
+        (
+            "SolutionStackName",
+            "64bit Amazon Linux 2023 v4.3.0 running Python 3.11",
+        ),
+        ("VersionPath", "/version"),
+        ("RetireGraceMinutes", "0"),
+        ("KeepPreviousEnvironments", "1"),
+        ("RepositoryId", "local/app"),
+        ("FunctionsBucket", "local-functions"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+pub struct Settings {
+    pub root: PathBuf,
+    pub template: PathBuf,
+    pub sources: Vec<PathBuf>,
+    pub parameters: BTreeMap<String, String>,
+    pub approval: Approval,
+    pub json: bool,
+    pub bin_dir: PathBuf,
+    pub launch_delay: Duration,
+    pub probe_rate: u32,
+    pub report_dir: PathBuf,
+    pub continuation_pause: Duration,
+}
+
+/// What a whole run (one or more deployments) measured.
+pub struct Outcome {
+    pub runs: Vec<RunResult>,
+    pub probe: probe::Summary,
+    pub calls: BTreeMap<String, u64>,
+    pub report: String,
+    pub svg: PathBuf,
+    pub ok: bool,
+}
+
+/// Creates what the template would create on Beanstalk before the pipeline first runs: the application
+/// and the first environment's saved configuration.
+async fn provision(stack: &Stack, eb: &aws_sdk_elasticbeanstalk::Client) -> Result<(), String> {
+    let err = |what: &str, e: String| format!("provision {what}: {e}");
+    for (_, props) in stack
+        .resources_of("AWS::ElasticBeanstalk::Application")
+        .map_err(|e| e.to_string())?
+    {
+        let name = template::text(&props["ApplicationName"]);
+        if let Err(e) = eb.create_application().application_name(&name).send().await {
+            let message = aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata::message(&e)
+                .unwrap_or_default()
+                .to_string();
+            if !message.contains("already exists") {
+                return Err(err("application", message));
+            }
+        }
+    }
+    for (logical, props) in stack
+        .resources_of("AWS::ElasticBeanstalk::ConfigurationTemplate")
+        .map_err(|e| e.to_string())?
+    {
+        let mut request = eb
+            .create_configuration_template()
+            .application_name(template::text(&props["ApplicationName"]))
+            .template_name(stack.physical_id(&logical))
+            .set_solution_stack_name(props.get("SolutionStackName").map(template::text))
+            .set_platform_arn(props.get("PlatformArn").map(template::text));
+        for o in props["OptionSettings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            request = request.option_settings(
+                aws_sdk_elasticbeanstalk::types::ConfigurationOptionSetting::builder()
+                    .namespace(template::text(&o["Namespace"]))
+                    .option_name(template::text(&o["OptionName"]))
+                    .value(template::text(&o["Value"]))
+                    .build(),
+            );
+        }
+        if let Err(e) = request.send().await {
+            let message = aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata::message(&e)
+                .unwrap_or_default()
+                .to_string();
+            if !message.contains("already exists") {
+                return Err(err(&logical, message));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds the function binaries with cargo when running from the source tree and any is missing.
+pub fn ensure_binaries(root: &Path, bin_dir: &Path, ui: &Ui) -> Result<(), String> {
+    let missing: Vec<&str> = FUNCTIONS
+        .iter()
+        .copied()
+        .filter(|f| !bin_dir.join(f).exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !root.join("Cargo.toml").exists() {
+        return Err(format!(
+            "function binaries missing in {}: {missing:?}",
+            bin_dir.display()
+        ));
+    }
+    ui.line(&format!("building {} (first run only)", missing.join(", ")));
+    let release = bin_dir.ends_with("release");
+    let mut command =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root).arg("build").arg("--quiet");
+    if release {
+        command.arg("--release");
+    }
+    for f in &missing {
+        command.args(["-p", f]);
+    }
+    let status = command.status().map_err(|e| format!("run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo build failed ({status})"))
+    }
+}
+
+pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
+    ensure_binaries(&settings.root, &settings.bin_dir, ui)?;
+    let stack = Stack::load(&settings.template, &settings.parameters).map_err(|e| e.to_string())?;
+    let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
+    let cloud = LocalCloud::start(
+        &settings.root,
+        Options {
+            launch_delay: settings.launch_delay,
+            update_delay: settings.launch_delay / 2,
+            terminate_delay: settings.launch_delay / 2,
+            health_interval: Duration::from_millis(500),
+            ..Options::default()
+        },
+        &|m| ui.line(m),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    ui.line(&format!(
+        "local cloud: Beanstalk/CodePipeline {}, environments' router {}, S3/Route 53 (moto) {}",
+        cloud.aws.endpoint(),
+        cloud.aws.router_endpoint(),
+        cloud.moto_endpoint()
+    ));
+    let config = cloud.sdk_config().await;
+    let eb = cloud.beanstalk(&config);
+    provision(&stack, &eb).await?;
+
+    let production = settings
+        .parameters
+        .get("ProductionCnamePrefix")
+        .cloned()
+        .unwrap_or_else(|| "shop-prod".into());
+    let host = format!("{production}.{}.elasticbeanstalk.com", template::REGION);
+    let epoch = Instant::now();
+    let probe = Probe::start(
+        cloud.aws.router_addr(),
+        host.clone(),
+        "/version".into(),
+        settings.probe_rate,
+    );
+    let mut runs = vec![];
+    let mut ok = true;
+    for (i, source) in settings.sources.iter().enumerate() {
+        ui.line(&format!(
+            "\n== deployment {} of {}: {} ==",
+            i + 1,
+            settings.sources.len(),
+            source.display()
+        ));
+        let options = RunOptions {
+            pipeline: pipeline_def.clone(),
+            source: source.clone(),
+            bin_dir: settings.bin_dir.clone(),
+            approval: settings.approval,
+            json: settings.json,
+            continuation_pause: settings.continuation_pause,
+            action_timeout: Duration::from_secs(1800),
+        };
+        let result = pipeline::run(&cloud, &options, ui, epoch).await;
+        let failed = result.failure.is_some();
+        runs.push(result);
+        if failed {
+            ok = false;
+            break;
+        }
+    }
+    // Keep probing a moment after the last swap, so its aftermath is measured too.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let samples = probe.stop().await;
+    let summary = probe::summarize(&samples);
+    let calls = cloud.call_counts();
+
+    let mut spans = vec![];
+    let mut marks = vec![];
+    for (i, r) in runs.iter().enumerate() {
+        for mut span in r.spans() {
+            span.name = format!("#{} {}", i + 1, span.name);
+            spans.push(span);
+        }
+        for a in &r.actions {
+            if a.stage == "Swap" && a.ok {
+                marks.push((a.end, format!("swap #{}", i + 1)));
+            }
+        }
+    }
+    std::fs::create_dir_all(&settings.report_dir)
+        .map_err(|e| format!("{}: {e}", settings.report_dir.display()))?;
+    let svg = settings.report_dir.join("timeline.svg");
+    std::fs::write(&svg, report::svg(&samples, &spans, &marks))
+        .map_err(|e| format!("{}: {e}", svg.display()))?;
+
+    let environments = eb
+        .describe_environments()
+        .include_deleted(true)
+        .send()
+        .await
+        .map_err(|e| format!("DescribeEnvironments: {e}"))?;
+    let versions = eb
+        .describe_application_versions()
+        .send()
+        .await
+        .map_err(|e| format!("DescribeApplicationVersions: {e}"))?;
+    let mut text = String::new();
+    let _ = writeln!(text, "\n== report ==");
+    for (i, r) in runs.iter().enumerate() {
+        let _ = writeln!(text, "deployment {}:", i + 1);
+        for a in &r.actions {
+            let _ = writeln!(
+                text,
+                "  {} {:<26} {:>6.1}s  {}",
+                if a.ok { "✔" } else { "✘" },
+                format!("{} / {}", a.stage, a.action),
+                a.end.saturating_sub(a.start).as_secs_f64(),
+                a.summary
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(90)
+                    .collect::<String>()
+            );
+        }
+        if let Some(f) = &r.failure {
+            let _ = writeln!(text, "  stopped: {f}");
+        }
+    }
+    let _ = writeln!(
+        text,
+        "versions: {}",
+        versions
+            .application_versions()
+            .iter()
+            .filter_map(|v| v.version_label())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(text, "environments:");
+    for e in environments.environments() {
+        let live = e.cname() == Some(host.as_str());
+        let _ = writeln!(
+            text,
+            "  {:<16} {:<12} {:<6} {:<14} {}{}",
+            e.environment_name().unwrap_or_default(),
+            e.status().map(|s| s.as_str()).unwrap_or_default(),
+            e.health().map(|s| s.as_str()).unwrap_or_default(),
+            e.version_label()
+                .unwrap_or_default()
+                .chars()
+                .take(14)
+                .collect::<String>(),
+            e.cname().unwrap_or_default(),
+            if live { "  <- production" } else { "" }
+        );
+    }
+    let mut per_service: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, v) in &calls {
+        *per_service
+            .entry(k.split('.').next().unwrap_or(k).to_string())
+            .or_default() += v;
+    }
+    let _ = writeln!(
+        text,
+        "API calls: {}",
+        per_service
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        text,
+        "load probe on http://{host}/version: {} requests while production was up, {} failed, max latency {} ms ({} before the first deployment answered)",
+        summary.requests,
+        summary.failures,
+        summary.max_latency.as_millis(),
+        summary.before_up
+    );
+    let _ = writeln!(text, "timeline: {}", svg.display());
+    ui.event(json!({
+        "event": "report",
+        "ok": ok,
+        "probe": {"requests": summary.requests, "failures": summary.failures, "max_latency_ms": summary.max_latency.as_millis() as u64},
+        "calls": calls,
+        "timeline": svg.display().to_string(),
+        "variables": runs.last().map(|r| json!(r.variables)).unwrap_or(Value::Null),
+    }));
+    Ok(Outcome {
+        ok: ok && summary.failures == 0,
+        runs,
+        probe: summary,
+        calls,
+        report: text,
+        svg,
+    })
+}
+
+/// A copy of `source` with a change, so the second deployment of the demo is a new version.
+pub fn changed_copy(source: &Path, into: &Path, marker: &str) -> Result<PathBuf, String> {
+    let target = into.join("app-v2");
+    for entry in walkdir::WalkDir::new(source)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let relative = entry
+            .path()
+            .strip_prefix(source)
+            .map_err(|e| e.to_string())?;
+        let to = target.join(relative);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &to).map_err(|e| format!("{}: {e}", to.display()))?;
+        }
+    }
+    std::fs::write(target.join("RELEASE"), marker).map_err(|e| e.to_string())?;
+    Ok(target)
+}
