@@ -1,3 +1,6 @@
-//! smoke-test: placeholder while the action is being written (see its issue).
+//! smoke-test: checks the staged environment over HTTP before anyone approves the swap (see lib.rs).
 
-fn main() {}
+#[tokio::main]
+async fn main() -> Result<(), beanswap_core::runner::LambdaError> {
+    beanswap_core::runner::run_lambda(smoke_test::SmokeTest::new).await
+}

@@ -132,8 +132,10 @@ impl Checker {
 
     /// Runs every check once, at most `concurrency` at a time; results in check order.
     pub async fn round(&self, number: u32) -> Round {
-        let results = futures_util::stream::iter(self.checks.iter())
-            .map(|p| self.run_one(p))
+        // Futures made up front (they are lazy): a closure inside the stream would make the future
+        // of this method not provably Send.
+        let pending: Vec<_> = self.checks.iter().map(|p| self.run_one(p)).collect();
+        let results = futures_util::stream::iter(pending)
             .buffered(self.options.concurrency)
             .collect()
             .await;
@@ -299,18 +301,24 @@ fn transport(e: &reqwest::Error, timeout: Duration) -> Transport {
     }
 }
 
-/// rustls reports handshake and certificate failures as `io::ErrorKind::InvalidData`.
+/// rustls reports handshake and certificate failures as `io::ErrorKind::InvalidData`, possibly wrapped
+/// in another `io::Error` (whose `source()` skips the inner one, hence `get_ref`).
 fn is_tls(e: &reqwest::Error) -> bool {
-    let mut source: Option<&(dyn StdError + 'static)> = e.source();
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+    fn invalid_data(err: &(dyn StdError + 'static)) -> bool {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::InvalidData {
                 return true;
             }
+            if let Some(inner) = io.get_ref() {
+                let inner: &(dyn StdError + 'static) = inner;
+                if invalid_data(inner) {
+                    return true;
+                }
+            }
         }
-        source = s.source();
+        err.source().is_some_and(invalid_data)
     }
-    false
+    e.source().is_some_and(invalid_data)
 }
 
 /// The error and its causes in one line, without reqwest's generic "error sending request for url"
@@ -323,7 +331,8 @@ pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
         let generic = text.starts_with("error sending request for url")
             || text.starts_with("error following redirect for url")
             || text.starts_with("error decoding response body")
-            || text.starts_with("error reading a body from connection");
+            || text.starts_with("error reading a body from connection")
+            || text.starts_with("client error (");
         let repeated = parts.iter().any(|p| p.contains(text.as_str()));
         let skip = repeated || (generic && err.source().is_some());
         if !skip {
@@ -335,5 +344,74 @@ pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
         e.to_string()
     } else {
         parts.join(": ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A raw TCP server answering every connection with `reply` after `delay`.
+    async fn raw_server(reply: &'static [u8], delay: Duration) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    tokio::time::sleep(delay).await;
+                    let _ = socket.write_all(reply).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn one(url: &str, timeout_ms: u64) -> CheckResult {
+        let options = Options {
+            timeout: Duration::from_millis(timeout_ms),
+            ..Options::default()
+        };
+        let checker = Checker::new(
+            &Url::parse(url).unwrap(),
+            &[CheckSpec::get("/", StatusSet::any_2xx())],
+            None,
+            &options,
+        )
+        .unwrap();
+        checker.round(1).await.results.remove(0)
+    }
+
+    #[tokio::test]
+    async fn transport_failures_are_classified() {
+        const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+        let plain = raw_server(OK, Duration::ZERO).await;
+        let slow = raw_server(OK, Duration::from_secs(5)).await;
+        let free = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let r = one(&format!("http://{plain}"), 2000).await;
+        assert!(r.passed(), "{r:?}");
+        let r = one(&format!("http://{free}"), 2000).await;
+        let t = r.response.clone().unwrap_err();
+        assert_eq!(t.kind, TransportKind::Connect, "{t:?}");
+        assert!(r.not_answering);
+        assert!(t.message.contains("Connection refused"), "{t:?}");
+        let r = one(&format!("https://{plain}"), 2000).await;
+        let t = r.response.clone().unwrap_err();
+        assert_eq!(t.kind, TransportKind::Tls, "{t:?}");
+        assert!(!r.not_answering);
+        let r = one(&format!("http://{slow}"), 100).await;
+        let t = r.response.clone().unwrap_err();
+        assert_eq!(t.kind, TransportKind::Timeout, "{t:?}");
+        assert!(!r.not_answering);
+        assert_eq!(
+            r.problems,
+            ["no complete answer within the request timeout of 100 ms"]
+        );
     }
 }
