@@ -587,7 +587,8 @@ async fn a_dry_run_reports_the_same_and_changes_nothing() {
     for part in [
         "Dry run: nothing was changed.",
         "Would terminate: shop-a (out of service since ",
-        "Kept for rollback: shop-b",
+        "Kept for rollback: shop-b (out of service since ",
+        ", would scale to MinSize 1, MaxSize 1.",
         "Would prune 0 versions (kept 1 newest, 3 in use): none.",
     ] {
         assert!(summary.contains(part), "expected {part:?} in {summary}");

@@ -121,10 +121,14 @@ pub enum RetireError {
     },
     #[error("hosted zone {zone} has no A, AAAA or CNAME record named `{domain}`; check `domain` and `hosted_zone_id`")]
     RecordMissing { zone: String, domain: String },
-    #[error("could not terminate environment {name}: {source}")]
+    #[error(
+        "could not terminate environment {name}: {source} (terminated before it: {terminated})"
+    )]
     Terminate {
         name: String,
         source: BeanstalkError,
+        /// Environments this job terminated before the failure, or `none`.
+        terminated: String,
     },
     #[error("could not scale down kept environment {name}: {source}")]
     ScaleDown {
@@ -308,6 +312,7 @@ impl RetireReport {
             .plan
             .envs
             .iter()
+            .filter(|e| !self.progress.terminated.contains(&e.name))
             .filter_map(|e| match &e.decision {
                 Decision::Skip(reason) => Some(format!("{} ({reason})", e.name)),
                 _ => None,
@@ -411,19 +416,26 @@ pub async fn retire(
         done: true,
         now,
     };
+    if let Some(scale) = settings.scale_down_kept {
+        for kept in plan.kept() {
+            let note = scale_down(
+                clients,
+                settings,
+                kept,
+                scale,
+                &mut progress,
+                settings.dry_run,
+            )
+            .await?;
+            report.kept_notes.push((kept.name.clone(), note));
+        }
+    }
     if settings.dry_run {
         if let Some(prune) = settings.prune {
             report.prune = Some(prune_plan(clients, settings, &facts, prune).await?);
         }
         report.progress = progress;
         return Ok(report);
-    }
-
-    if let Some(scale) = settings.scale_down_kept {
-        for kept in plan.kept() {
-            let note = scale_down(clients, settings, kept, scale, &mut progress).await?;
-            report.kept_notes.push((kept.name.clone(), note));
-        }
     }
 
     let due: Vec<usize> = plan
@@ -449,7 +461,17 @@ pub async fn retire(
                     plan.envs[i].decision =
                         Decision::Skip(SkipReason::ChangedState("not Ready".into()))
                 }
-                Err(source) => return Err(RetireError::Terminate { name, source }),
+                Err(source) => {
+                    return Err(RetireError::Terminate {
+                        name,
+                        source,
+                        terminated: if progress.terminated.is_empty() {
+                            "none".into()
+                        } else {
+                            progress.terminated.join(", ")
+                        },
+                    })
+                }
             },
         }
     }
@@ -529,7 +551,14 @@ pub async fn gather(
         let tags = if env.arn.is_empty() {
             Default::default()
         } else {
-            beanstalk.tags(&env.arn).await?
+            match beanstalk.tags(&env.arn).await {
+                Ok(tags) => tags,
+                // Terminated since it was listed: no tags, so never a candidate.
+                Err(e) if e.code.as_deref() == Some("ResourceNotFoundException") => {
+                    Default::default()
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         facts.push(EnvFacts { env, tags, updated });
     }
@@ -567,6 +596,7 @@ async fn scale_down(
     kept: &super::EnvPlan,
     scale: Scale,
     progress: &mut Progress,
+    dry_run: bool,
 ) -> Result<String, RetireError> {
     let wanted = format!("MinSize {}, MaxSize {}", scale.min, scale.max);
     if progress.scaled.contains(&kept.name) {
@@ -590,6 +620,9 @@ async fn scale_down(
     }
     if kept.status != "Ready" {
         return Ok(format!("not scaled: {}", kept.status));
+    }
+    if dry_run {
+        return Ok(format!("would scale to {wanted}"));
     }
     clients
         .beanstalk
@@ -694,4 +727,160 @@ pub async fn record_targets(
         });
     }
     Ok(live_targets(&found))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::retire::{EnvPlan, VersionDeletion};
+
+    fn env(name: &str, decision: Decision) -> EnvPlan {
+        EnvPlan {
+            name: name.into(),
+            id: format!("e-{name}"),
+            status: "Ready".into(),
+            decision,
+            since: None,
+        }
+    }
+
+    fn report(dry_run: bool, decisions: Vec<EnvPlan>, terminated: &[&str]) -> RetireReport {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_600);
+        RetireReport {
+            dry_run,
+            plan: Plan { envs: decisions },
+            kept_notes: vec![("c".into(), "scaled to MinSize 1, MaxSize 1".into())],
+            prune: Some(PrunePlan {
+                delete: vec![VersionDeletion {
+                    label: "v1".into(),
+                    bundle: None,
+                }],
+                in_use: vec!["v2".into()],
+                newest: vec!["v3".into()],
+                busy: vec![],
+            }),
+            prune_remaining: 0,
+            progress: Progress {
+                started: 1_800_000_000,
+                terminated: terminated.iter().map(|s| s.to_string()).collect(),
+                pruned: if dry_run { vec![] } else { vec!["v1".into()] },
+                ..Progress::default()
+            },
+            done: true,
+            now,
+        }
+    }
+
+    #[test]
+    fn the_summary_says_what_was_done_and_why_and_a_dry_run_what_would_be() {
+        let envs = || {
+            vec![
+                env(
+                    "p",
+                    Decision::Live {
+                        by: "holds the production CNAME p.x".into(),
+                    },
+                ),
+                env("a", Decision::Skip(SkipReason::Terminating)),
+                env("b", Decision::Terminate),
+                env("c", Decision::Keep),
+                env(
+                    "d",
+                    Decision::Skip(SkipReason::Transitional("Updating".into())),
+                ),
+            ]
+        };
+        let done = report(false, envs(), &["a", "b"]).summary();
+        assert_eq!(
+            done,
+            "Live, untouched: p (holds the production CNAME p.x). Terminated: a; b. Kept for rollback: \
+             c, scaled to MinSize 1, MaxSize 1. Skipped: d (Updating: transitional state, not forced). \
+             Pruned 1 versions (kept 1 newest, 1 in use): v1."
+        );
+        let dry = report(true, envs(), &[]).summary();
+        assert!(dry.starts_with("Dry run: nothing was changed."), "{dry}");
+        assert!(dry.contains("Would terminate: b."), "{dry}");
+        assert!(
+            dry.contains("Skipped: a (already terminating); d ("),
+            "{dry}"
+        );
+        assert!(
+            dry.contains("Would prune 1 versions (kept 1 newest, 1 in use): v1."),
+            "{dry}"
+        );
+        let r = report(false, envs(), &["a", "b"]);
+        assert_eq!(
+            (r.terminated(), r.kept(), r.pruned()),
+            ("a,b".into(), "c".into(), "v1".into())
+        );
+    }
+
+    #[test]
+    fn progress_is_the_elapsed_share_of_the_wait() {
+        let until = UNIX_EPOCH + Duration::from_secs(1_800_001_200);
+        let r = report(false, vec![env("a", Decision::Wait { until })], &[]);
+        assert_eq!(r.percent(), 50);
+        let mut unlisted = report(false, vec![], &[]);
+        unlisted.progress.pruned_unlisted = 3;
+        assert_eq!(unlisted.pruned(), "v1,+3 more");
+    }
+
+    #[test]
+    fn errors_are_classified_for_the_pipeline() {
+        let beanstalk = |code: &str| BeanstalkError {
+            operation: "TerminateEnvironment",
+            code: Some(code.into()),
+            message: format!("{code}: no"),
+        };
+        let cases: Vec<(RetireError, crate::FailureKind)> = vec![
+            (
+                RetireError::RecordMissing {
+                    zone: "Z".into(),
+                    domain: "d".into(),
+                },
+                crate::FailureKind::ConfigurationError,
+            ),
+            (
+                RetireError::Terminate {
+                    name: "a".into(),
+                    source: beanstalk("InsufficientPrivilegesException"),
+                    terminated: "none".into(),
+                },
+                crate::FailureKind::PermissionError,
+            ),
+            (
+                RetireError::Terminate {
+                    name: "a".into(),
+                    source: beanstalk("Throttling"),
+                    terminated: "b".into(),
+                },
+                crate::FailureKind::JobFailed,
+            ),
+            (
+                RetireError::Route53 {
+                    operation: "ListResourceRecordSets",
+                    zone: "Z".into(),
+                    code: Some("NoSuchHostedZone".into()),
+                    message: "gone".into(),
+                },
+                crate::FailureKind::ConfigurationError,
+            ),
+        ];
+        for (e, kind) in cases {
+            let text = e.to_string();
+            let a: ActionError = e.into();
+            assert_eq!((a.kind, a.message.as_str()), (kind, text.as_str()));
+        }
+        let e = RetireError::Terminate {
+            name: "a".into(),
+            source: beanstalk("Throttling"),
+            terminated: "b".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "could not terminate environment a: Elastic Beanstalk TerminateEnvironment failed: \
+             Throttling: no (terminated before it: b)"
+        );
+    }
 }
