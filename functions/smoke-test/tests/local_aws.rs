@@ -1,0 +1,304 @@
+//! smoke-test against the example app (examples/app) really running on local-aws: environments launched
+//! through the Elastic Beanstalk API from bundles in moto's S3, reached by their CNAME through local-aws's
+//! Host router with the `resolve` override, as a pipeline reaches them through DNS and the load balancer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, S3Location};
+use aws_sdk_elasticbeanstalk::Client;
+use local_aws::beanstalk::Options;
+use local_aws::LocalAws;
+use serde_json::{json, Value};
+use test_support::lambda::{Function, Invocation};
+use test_support::moto::Moto;
+
+const STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
+
+struct Bed {
+    local: LocalAws,
+    _moto: Moto,
+    eb: Client,
+    s3: aws_sdk_s3::Client,
+}
+
+async fn bed() -> Bed {
+    let moto = Moto::start().await;
+    let local = LocalAws::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        Options {
+            s3_endpoint: Some(moto.endpoint()),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let creds = aws_sdk_elasticbeanstalk::config::Credentials::new(
+        "testing", "testing", None, None, "test",
+    );
+    let eb = Client::from_conf(
+        aws_sdk_elasticbeanstalk::Config::builder()
+            .behavior_version(aws_sdk_elasticbeanstalk::config::BehaviorVersion::latest())
+            .region(aws_sdk_elasticbeanstalk::config::Region::new("us-east-1"))
+            .endpoint_url(local.endpoint())
+            .credentials_provider(creds.clone())
+            .build(),
+    );
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(moto.endpoint())
+            .force_path_style(true)
+            .credentials_provider(creds)
+            .build(),
+    );
+    s3.create_bucket().bucket("bundles").send().await.unwrap();
+    eb.create_application()
+        .application_name("shop")
+        .send()
+        .await
+        .unwrap();
+    Bed {
+        local,
+        _moto: moto,
+        eb,
+        s3,
+    }
+}
+
+impl Bed {
+    async fn version(&self, label: &str) {
+        let key = format!("shop/{label}.zip");
+        self.s3
+            .put_object()
+            .bucket("bundles")
+            .key(&key)
+            .body(test_support::app_bundle(label, &[]).into())
+            .send()
+            .await
+            .unwrap();
+        self.eb
+            .create_application_version()
+            .application_name("shop")
+            .version_label(label)
+            .source_bundle(
+                S3Location::builder()
+                    .s3_bucket("bundles")
+                    .s3_key(key)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Launches an environment of `label` with app environment variables; returns (id, CNAME).
+    async fn launch(&self, name: &str, label: &str, vars: &[(&str, &str)]) -> (String, String) {
+        let mut create = self
+            .eb
+            .create_environment()
+            .application_name("shop")
+            .environment_name(name)
+            .cname_prefix(name)
+            .version_label(label)
+            .solution_stack_name(STACK);
+        for (k, v) in vars {
+            create = create.option_settings(
+                ConfigurationOptionSetting::builder()
+                    .namespace("aws:elasticbeanstalk:application:environment")
+                    .option_name(*k)
+                    .value(*v)
+                    .build(),
+            );
+        }
+        let out = create.send().await.unwrap();
+        (
+            out.environment_id().unwrap().to_string(),
+            out.cname().unwrap().to_string(),
+        )
+    }
+
+    /// Polls until the environment is Ready.
+    async fn ready(&self, id: &str) {
+        let started = Instant::now();
+        loop {
+            let out = self
+                .eb
+                .describe_environments()
+                .environment_ids(id)
+                .send()
+                .await
+                .unwrap();
+            let env = &out.environments()[0];
+            if env.status().map(|s| s.as_str()) == Some("Ready") {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{id} never became Ready: {env:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// UserParameters reaching `cname` through the router, plus `extra`.
+    fn event(&self, cname: &str, extra: Value) -> Value {
+        let mut p = json!({
+            "url": cname,
+            "resolve": {cname: self.local.router_addr().to_string()},
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        test_support::job_event(&p.to_string())
+    }
+
+    async fn run(&self, function: &mut Function, event: &Value) -> (String, Value) {
+        assert_eq!(
+            function.invoke(event.clone()).await.unwrap(),
+            Invocation::Response(Value::Null)
+        );
+        let id = event["CodePipeline.job"]["id"].as_str().unwrap();
+        let r = self
+            .local
+            .job_results()
+            .into_iter()
+            .rev()
+            .find(|r| r.job_id == id)
+            .unwrap();
+        (r.operation, r.request)
+    }
+}
+
+fn failure(reported: &(String, Value), parts: &[&str]) {
+    let (operation, body) = reported;
+    assert_eq!(operation, "PutJobFailureResult", "{body}");
+    assert_eq!(body["failureDetails"]["type"], "JobFailed", "{body}");
+    let message = body["failureDetails"]["message"].as_str().unwrap();
+    for part in parts {
+        assert!(message.contains(part), "expected {part:?} in:\n{message}");
+    }
+}
+
+#[tokio::test]
+async fn the_example_app_on_local_aws_passes_healthy_and_fails_precisely_when_broken() {
+    let bed = bed().await;
+    bed.version("v1").await;
+    let (healthy, healthy_cname) = bed.launch("shop-blue", "v1", &[]).await;
+    let (sick, sick_cname) = bed
+        .launch("shop-sick", "v1", &[("HEALTH_STATUS", "500")])
+        .await;
+    let (slow, slow_cname) = bed.launch("shop-slow", "v1", &[("SLOW_MS", "400")]).await;
+    // Never listens: local-aws's load balancer answers 503 "no healthy instance" meanwhile.
+    let (_, never_cname) = bed
+        .launch("shop-never", "v1", &[("START_DELAY_SECONDS", "3600")])
+        .await;
+    for id in [&healthy, &sick, &slow] {
+        bed.ready(id).await;
+    }
+    assert!(
+        healthy_cname.ends_with(".elasticbeanstalk.com"),
+        "{healthy_cname}"
+    );
+    let mut function = test_support::lambda::start(
+        Path::new(env!("CARGO_BIN_EXE_smoke-test")),
+        &[("AWS_ENDPOINT_URL_CODEPIPELINE", bed.local.endpoint())],
+    )
+    .await;
+
+    // Healthy: every page, the JSON API and the version, three rounds.
+    let event = bed.event(
+        &healthy_cname,
+        json!({
+            "checks": [{"path": "/", "body_contains": "version v1"}, {"path": "/health"},
+                       {"path": "/api/info", "json": {"/version": "v1"}}],
+            "version": {"expected": "v1"},
+            "rounds": 3,
+        }),
+    );
+    let (operation, body) = bed.run(&mut function, &event).await;
+    assert_eq!(operation, "PutJobSuccessResult", "{body}");
+    let summary = body["outputVariables"]["Summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!(
+            "4 checks x 3 rounds against http://{healthy_cname}/"
+        )),
+        "{summary}"
+    );
+
+    // The wrong version.
+    let event = bed.event(&healthy_cname, json!({"version": {"expected": "v2"}}));
+    failure(
+        &bed.run(&mut function, &event).await,
+        &[
+            "check `version /version` failed: wrong version: expected `v2`, the app serves `v1`",
+            "x-app-version: v1",
+        ],
+    );
+    // The same through the app's version header.
+    let event = bed.event(
+        &healthy_cname,
+        json!({"version": {"path": "/", "header": "X-App-Version", "expected": "v2"}}),
+    );
+    failure(
+        &bed.run(&mut function, &event).await,
+        &["expected `v2`, the app serves `v1`"],
+    );
+
+    // /health answers 500.
+    let event = bed.event(
+        &sick_cname,
+        json!({"checks": [{"path": "/"}, {"path": "/health"}]}),
+    );
+    failure(
+        &bed.run(&mut function, &event).await,
+        &[
+            "check `GET /health` failed: status 500, expected 2xx",
+            &format!("request: GET http://{sick_cname}/health"),
+            "response: 500 Internal Server Error",
+            "body: unhealthy",
+        ],
+    );
+
+    // Slow answers.
+    let event = bed.event(
+        &slow_cname,
+        json!({"checks": [{"path": "/health", "max_latency_ms": 150}]}),
+    );
+    failure(
+        &bed.run(&mut function, &event).await,
+        &[
+            "check `GET /health` failed: took ",
+            "more than the maximum of 150 ms",
+        ],
+    );
+
+    // Never starts: continuation tokens while within the warm-up window, then a failure.
+    let mut event = bed.event(
+        &never_cname,
+        json!({"checks": [{"path": "/health"}],
+               "warmup": {"window_seconds": 1, "retries": 1, "backoff_ms": 100}}),
+    );
+    let mut waits = 0;
+    let reported = loop {
+        let reported = bed.run(&mut function, &event).await;
+        let Some(token) = reported.1["continuationToken"].as_str() else {
+            break reported;
+        };
+        waits += 1;
+        assert!(waits < 100, "{reported:?}");
+        event["CodePipeline.job"]["data"]["continuationToken"] = json!(token);
+    };
+    assert!(waits >= 1, "the first invocation must wait: {reported:?}");
+    failure(
+        &reported,
+        &[
+            &format!("the environment at http://{never_cname}/ did not answer within the warm-up window of 1 s"),
+            "status 503, expected 2xx",
+            "no healthy instance",
+        ],
+    );
+}
