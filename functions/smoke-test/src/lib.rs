@@ -159,7 +159,7 @@ fn out_of_range(field: &str, got: impl std::fmt::Display, range: &str) -> Params
 }
 
 impl UserParameters for Params {
-    const EXAMPLE: &'static str = r##"{"url":"#{Stage.Url}","checks":[{"path":"/health"}],"rounds":3,"version":{"path":"/version","expected":"#{Stage.VersionLabel}"}}"##;
+    const EXAMPLE: &'static str = r##"{"url":"#{Stage.Url}","checks":[{"path":"/health"}],"rounds":3,"version":{"path":"/version","expected":"#{SourceVariables.CommitId}"}}"##;
 
     fn validate(&self) -> Result<(), ParamsError> {
         if self.checks.len() > MAX_CHECKS {
@@ -447,6 +447,17 @@ mod tests {
                 .as_str(),
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("### smoke-test").unwrap()..];
+        let start = section.find("```json\n").unwrap() + "```json\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        assert!(example.len() <= 1000, "{} characters", example.len());
+        let p: Params = parse(Some(&example.replace("#{Stage.Url}", "h.example"))).unwrap();
+        assert_eq!((p.checks.len(), p.rounds), (3, 3));
     }
 
     #[test]
