@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod local;
+pub mod ops;
 pub mod pipeline;
 pub mod probe;
 pub mod report;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
+use beanswap_cli::ops;
 use beanswap_cli::pipeline::{Approval, Ui};
 use beanswap_cli::run::Settings;
 use clap::{Parser, Subcommand};
@@ -41,6 +42,38 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Environments of an application (which one is live), their versions and health.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// An environment's recent Beanstalk events.
+    Events {
+        #[command(flatten)]
+        target: Target,
+        /// The environment.
+        environment: String,
+        /// How far back.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        since: Duration,
+    },
+    /// Terminate old environments (never the live one) and prune versions, as the retire action does.
+    Retire {
+        #[command(flatten)]
+        target: Target,
+        /// Previous environments to keep for rollback.
+        #[arg(long, default_value_t = 1)]
+        keep: usize,
+        /// Minimum time out of production before an environment may go.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        grace: Duration,
+        /// Keep the newest N application versions and delete older unused ones.
+        #[arg(long)]
+        prune_versions: Option<usize>,
+        /// Say what would happen; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Run one action's function locally as a CodePipeline job and print what it reported.
     Invoke {
         /// The function's binary name, e.g. `check-config` (built into the same target directory).
@@ -52,6 +85,22 @@ enum Command {
         #[arg(long)]
         event: Option<PathBuf>,
     },
+}
+
+/// Which application, where.
+#[derive(clap::Args)]
+struct Target {
+    /// The Beanstalk application.
+    #[arg(long, default_value = "shop")]
+    application: String,
+    /// The production CNAME prefix (or full CNAME): how the live environment is found.
+    #[arg(long)]
+    production_cname: Option<String>,
+    /// Send every AWS call here (a running `local-aws`); default: your AWS configuration.
+    #[arg(long)]
+    endpoint_url: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -112,6 +161,56 @@ async fn main() -> ExitCode {
             }
         }
         Command::Run { source, run } => pipeline_run(run, vec![source]).await,
+        Command::Status { target } => {
+            let config =
+                ops::sdk_config(target.endpoint_url.as_deref(), target.region.as_deref()).await;
+            print(
+                ops::status(
+                    &config,
+                    &target.application,
+                    target.production_cname.as_deref(),
+                )
+                .await,
+            )
+        }
+        Command::Events {
+            target,
+            environment,
+            since,
+        } => {
+            let config =
+                ops::sdk_config(target.endpoint_url.as_deref(), target.region.as_deref()).await;
+            print(ops::events(&config, &target.application, &environment, since).await)
+        }
+        Command::Retire {
+            target,
+            keep,
+            grace,
+            prune_versions,
+            dry_run,
+        } => match target.production_cname.clone() {
+            None => Err(CliError::Local(
+                "retire needs --production-cname: the live environment is never guessed".into(),
+            )),
+            Some(production_cname) => {
+                let config =
+                    ops::sdk_config(target.endpoint_url.as_deref(), target.region.as_deref()).await;
+                let settings = beanswap_core::retire::exec::Settings {
+                    application: target.application,
+                    production_cname,
+                    record: None,
+                    keep,
+                    grace,
+                    scale_down_kept: None,
+                    prune: prune_versions.map(|keep| beanswap_core::retire::exec::Prune {
+                        keep,
+                        delete_bundles: false,
+                    }),
+                    dry_run,
+                };
+                print(ops::retire(&config, &settings).await)
+            }
+        },
         Command::Invoke {
             function,
             user_parameters,
@@ -125,6 +224,12 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn print(result: Result<String, String>) -> Result<ExitCode, CliError> {
+    let text = result.map_err(CliError::Local)?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, CliError> {
