@@ -1,3 +1,7 @@
-//! package: placeholder while the action is being written (see its issue).
+//! package: the build output artifact becomes an Elastic Beanstalk application version (see the crate's
+//! library for the action and its UserParameters).
 
-fn main() {}
+#[tokio::main]
+async fn main() -> Result<(), beanswap_core::runner::LambdaError> {
+    beanswap_core::runner::run_lambda(package::Package::new).await
+}
