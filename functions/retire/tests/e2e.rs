@@ -13,6 +13,7 @@ use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, S3Location, Ta
 use beanswap_core::beanstalk::{TAG_APPLICATION, TAG_OUT_OF_SERVICE_SINCE};
 use beanswap_core::retire::format_time;
 use local_aws::beanstalk::Options;
+use local_aws::faults::{Faults, Throttle};
 use local_aws::lambda::{Function, Invocation};
 use local_aws::proxy::CountingProxy;
 use local_aws::LocalAws;
@@ -526,6 +527,15 @@ async fn the_grace_period_is_waited_out_with_continuation_tokens() {
         .await;
     bed.wait_all(&[&live, &old], &["Ready"]).await;
 
+    // AWS throttles Beanstalk often: the first TerminateEnvironment is refused, the SDK's retry copes.
+    bed.local.set_faults(Faults {
+        throttle: vec![Throttle {
+            operation: "TerminateEnvironment".into(),
+            first: Some(1),
+            fraction: None,
+        }],
+        ..Faults::default()
+    });
     let mut function = bed.function().await;
     let params =
         r#"{"application":"shop","production_cname":"shop-prod","keep":0,"grace_seconds":60}"#;
@@ -555,7 +565,11 @@ async fn the_grace_period_is_waited_out_with_continuation_tokens() {
     // Every invocation answered at once (nothing sleeps in the function), so it took re-invocations.
     assert!(took >= Duration::from_secs(2), "{took:?}");
     assert_eq!(job.variables()["Terminated"], "shop-old");
-    assert!(bed.calls("TerminateEnvironment") == 1);
+    assert_eq!(
+        bed.calls("TerminateEnvironment"),
+        2,
+        "one throttled, one retried"
+    );
     bed.wait_all(&[&old], &["Terminating", "Terminated"]).await;
     assert_eq!(bed.status(&live).await, "Ready");
 }
