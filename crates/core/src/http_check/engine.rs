@@ -266,6 +266,9 @@ fn client(options: &Options) -> Result<reqwest::Client, HttpCheckError> {
         .connect_timeout(options.timeout)
         // A smoke test talks to the environment itself, never through a proxy from the environment.
         .no_proxy()
+        // A fresh connection per request, so a load balancer that pins connections still spreads the
+        // rounds over its instances (and every latency includes connecting, as a new visitor's does).
+        .pool_max_idle_per_host(0)
         .user_agent(concat!("beanswap-http-check/", env!("CARGO_PKG_VERSION")));
     for (host, addr) in &options.resolve {
         builder = builder.resolve(host, *addr);
@@ -401,6 +404,12 @@ mod tests {
         assert_eq!(t.kind, TransportKind::Connect, "{t:?}");
         assert!(r.not_answering);
         assert!(t.message.contains("Connection refused"), "{t:?}");
+        // A name that does not resolve (yet): like a refused connection, something a warm-up waits out.
+        let r = one("http://nowhere.invalid", 2000).await;
+        let t = r.response.clone().unwrap_err();
+        assert_eq!(t.kind, TransportKind::Connect, "{t:?}");
+        assert!(r.not_answering);
+        assert!(t.message.contains("dns error"), "{t:?}");
         let r = one(&format!("https://{plain}"), 2000).await;
         let t = r.response.clone().unwrap_err();
         assert_eq!(t.kind, TransportKind::Tls, "{t:?}");
