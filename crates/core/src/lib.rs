@@ -4,9 +4,11 @@
 
 pub mod artifacts;
 pub mod beanstalk;
+pub mod bundle;
 pub mod http_check;
 pub mod job;
 pub mod outcome;
+pub mod package;
 pub mod params;
 pub mod report;
 pub mod retire;

@@ -589,6 +589,7 @@ impl Packager {
             settings.application,
             notes.join("; ")
         );
+        let status = status_of(version);
         let state = State {
             label: label.to_string(),
             bucket,
@@ -598,7 +599,15 @@ impl Packager {
             since: now_secs(),
             polls: 0,
         };
-        self.settle(settings, state, status_of(version)).await
+        if settings.process && status == "Unprocessed" {
+            // Created earlier without `process`: Beanstalk will never process it by itself.
+            let mut done = finished(state, false);
+            if let Outcome::Succeeded { summary, .. } = &mut done {
+                summary.push_str("; note: that version was created without processing, so Elastic Beanstalk has not validated it");
+            }
+            return Ok(done);
+        }
+        self.settle(settings, state, status).await
     }
 
     /// Ends the job, or hands back a token while Beanstalk processes the version.

@@ -215,6 +215,17 @@ mod tests {
     use beanswap_core::params::parse;
 
     #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("### package").expect("a package section")..];
+        let start = section.find("```json").expect("an example") + "```json".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let p: Params = parse(Some(example.trim())).unwrap_or_else(|e| panic!("{example}: {e}"));
+        assert!(p.process);
+        assert_eq!(p.prune_keep, Some(200));
+    }
+
+    #[test]
     fn parameters_default_and_name_the_bad_field() {
         let p: Params = parse(Some(r#"{"application":"shop"}"#)).unwrap();
         let s = p.settings();
