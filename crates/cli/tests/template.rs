@@ -48,6 +48,16 @@ const FUNCTIONS: &[Function] = &[
         parse: Some(parse_with::<stage::Params>),
         outputs: stage::OUTPUT_VARIABLES,
     },
+    Function {
+        name: "smoke-test",
+        parse: Some(parse_with::<smoke_test::Params>),
+        outputs: smoke_test::OUTPUT_VARIABLES,
+    },
+    Function {
+        name: "retire",
+        parse: Some(parse_with::<retire::Params>),
+        outputs: retire::OUTPUT_VARIABLES,
+    },
     // These crates do not expose `Params` / `OUTPUT_VARIABLES` yet: until they do, their output variables
     // are the design contract's lists, and their UserParameters are only checked to be a JSON object.
     Function {
@@ -56,19 +66,9 @@ const FUNCTIONS: &[Function] = &[
         outputs: &["VersionLabel", "BundleBucket", "BundleKey", "BundleSha256"],
     },
     Function {
-        name: "smoke-test",
-        parse: None,
-        outputs: &["Passed", "Summary"],
-    },
-    Function {
         name: "swap",
         parse: None,
         outputs: &["LiveEnvironmentName", "PreviousEnvironmentName", "Mode"],
-    },
-    Function {
-        name: "retire",
-        parse: None,
-        outputs: &["Terminated", "Kept", "PrunedVersions"],
     },
 ];
 
