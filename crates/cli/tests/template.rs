@@ -58,13 +58,13 @@ const FUNCTIONS: &[Function] = &[
         parse: Some(parse_with::<retire::Params>),
         outputs: retire::OUTPUT_VARIABLES,
     },
-    // These crates do not expose `Params` / `OUTPUT_VARIABLES` yet: until they do, their output variables
-    // are the design contract's lists, and their UserParameters are only checked to be a JSON object.
     Function {
         name: "package",
-        parse: None,
-        outputs: &["VersionLabel", "BundleBucket", "BundleKey", "BundleSha256"],
+        parse: Some(parse_with::<package::Params>),
+        outputs: package::OUTPUT_VARIABLES,
     },
+    // This crate does not expose `Params` / `OUTPUT_VARIABLES` yet: until it does, its output variables are
+    // the design contract's list, and its UserParameters are only checked to be a JSON object.
     Function {
         name: "swap",
         parse: None,
