@@ -237,13 +237,27 @@ impl SmokeTest {
 /// Why a smoke test stops before judging anything.
 #[derive(Debug, thiserror::Error)]
 pub enum SmokeTestError {
-    #[error("UserParameters field {0}")]
-    Config(#[from] HttpCheckError),
+    #[error("UserParameters field `{field}`: {reason}")]
+    Params { field: String, reason: String },
+    #[error("the smoke test could not start: {0}")]
+    Client(String),
+}
+
+impl From<HttpCheckError> for SmokeTestError {
+    fn from(e: HttpCheckError) -> Self {
+        match e {
+            HttpCheckError::Field { field, reason } => SmokeTestError::Params { field, reason },
+            HttpCheckError::Client(reason) => SmokeTestError::Client(reason),
+        }
+    }
 }
 
 impl From<SmokeTestError> for ActionError {
     fn from(e: SmokeTestError) -> Self {
-        ActionError::config(e.to_string())
+        match e {
+            SmokeTestError::Params { .. } => ActionError::config(e.to_string()),
+            SmokeTestError::Client(_) => ActionError::failed(e.to_string()),
+        }
     }
 }
 
