@@ -407,13 +407,33 @@ pub struct ApplicationVersion {
     pub bundle: Option<(String, String)>,
 }
 
+/// An environment with what DescribeEnvironments tells beyond [`Environment`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentDetails {
+    pub environment: Environment,
+    /// DateUpdated.
+    pub updated: Option<SystemTime>,
+    /// EndpointURL: the load balancer's DNS name (the instance's address without one).
+    pub endpoint_url: Option<String>,
+}
+
+impl EnvironmentDetails {
+    fn from_sdk(e: &EnvironmentDescription) -> Self {
+        EnvironmentDetails {
+            environment: Environment::from_sdk(e),
+            updated: e.date_updated().and_then(to_system_time),
+            endpoint_url: e.endpoint_url().map(str::to_string),
+        }
+    }
+}
+
 impl Beanstalk {
-    /// The application's environments that are not terminated, each with when it was last updated
-    /// (`DateUpdated`), following every page. Same call as [`Beanstalk::environments`].
-    pub async fn environments_with_update_times(
+    /// The application's environments that are not terminated, with their details, following every
+    /// page. Same call as [`Beanstalk::environments`].
+    pub async fn environments_detailed(
         &self,
         application: &str,
-    ) -> Result<Vec<(Environment, Option<SystemTime>)>, BeanstalkError> {
+    ) -> Result<Vec<EnvironmentDetails>, BeanstalkError> {
         let mut out = vec![];
         let mut token: Option<String> = None;
         loop {
@@ -426,19 +446,33 @@ impl Beanstalk {
                 .send()
                 .await
                 .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
-            out.extend(page.environments().iter().map(|e| {
-                (
-                    Environment::from_sdk(e),
-                    e.date_updated().and_then(to_system_time),
-                )
-            }));
+            out.extend(page.environments().iter().map(EnvironmentDetails::from_sdk));
             token = page.next_token().map(str::to_string);
             if token.is_none() {
                 break;
             }
         }
-        out.retain(|(e, _)| e.status != "Terminated");
+        out.retain(|d| d.environment.status != "Terminated");
         Ok(out)
+    }
+
+    /// One environment by id with its details, terminated ones included.
+    pub async fn environment_detailed(
+        &self,
+        id: &str,
+    ) -> Result<Option<EnvironmentDetails>, BeanstalkError> {
+        let page = self
+            .client
+            .describe_environments()
+            .environment_ids(id)
+            .include_deleted(true)
+            .send()
+            .await
+            .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
+        Ok(page
+            .environments()
+            .first()
+            .map(EnvironmentDetails::from_sdk))
     }
 
     /// Every version of the application, `page_size` per DescribeApplicationVersions call (1..=1000),

@@ -32,6 +32,8 @@ pub struct EnvFacts {
     pub tags: BTreeMap<String, String>,
     /// DescribeEnvironments' DateUpdated.
     pub updated: Option<SystemTime>,
+    /// DescribeEnvironments' EndpointURL (the load balancer), which a Route 53 alias may point at.
+    pub endpoint_url: Option<String>,
 }
 
 /// Where an out-of-service time came from.
@@ -168,6 +170,11 @@ pub enum PlanError {
         cname: String,
         record: String,
     },
+    #[error("the production Route 53 record points at {targets}, which is neither the CNAME nor the load balancer of any environment of application `{application}`; refusing to retire anything, since it may reach one of them in a way retire cannot see")]
+    UnknownRecordTarget {
+        application: String,
+        targets: String,
+    },
 }
 
 /// `shop-prod.us-east-1.elasticbeanstalk.com.` or `dualstack.shop-prod...` -> `shop-prod.us-east-1.elasticbeanstalk.com`.
@@ -199,17 +206,30 @@ fn is_tagged(f: &EnvFacts, application: &str) -> bool {
     f.tags.get(TAG_APPLICATION).map(String::as_str) == Some(application)
 }
 
+/// Whether a Route 53 target names this environment: its CNAME or its load balancer.
+fn is_target(env: &Environment, endpoint_url: Option<&str>, target: &str) -> bool {
+    let target = normalize_host(target);
+    [Some(env.cname.as_str()), endpoint_url]
+        .into_iter()
+        .flatten()
+        .map(normalize_host)
+        .any(|host| !host.is_empty() && host == target)
+}
+
 /// How an environment serves production, if it does.
 pub fn live_by(
     env: &Environment,
+    endpoint_url: Option<&str>,
     production_cname: &str,
     record_targets: &[String],
 ) -> Option<String> {
     if env.holds_cname(production_cname) {
         return Some(format!("holds the production CNAME {}", env.cname));
     }
-    let cname = normalize_host(&env.cname);
-    if !cname.is_empty() && record_targets.iter().any(|t| normalize_host(t) == cname) {
+    if record_targets
+        .iter()
+        .any(|t| is_target(env, endpoint_url, t))
+    {
         return Some("target of the production Route 53 record".into());
     }
     None
@@ -252,7 +272,12 @@ pub fn plan(facts: &[EnvFacts], policy: &Policy) -> Result<Plan, PlanError> {
             plan.decision = Decision::Skip(SkipReason::Terminating);
             continue;
         }
-        if let Some(by) = live_by(&f.env, policy.production_cname, policy.record_targets) {
+        if let Some(by) = live_by(
+            &f.env,
+            f.endpoint_url.as_deref(),
+            policy.production_cname,
+            policy.record_targets,
+        ) {
             plan.decision = Decision::Live { by };
             any_live = true;
             live_created = match (live_created, f.env.created) {
@@ -281,6 +306,24 @@ pub fn plan(facts: &[EnvFacts], policy: &Policy) -> Result<Plan, PlanError> {
                     policy.record_targets.join(", ")
                 )
             },
+        });
+    }
+    // A record pointing somewhere we cannot match (CloudFront, a load balancer name we do not know) could
+    // be pointing at one of these environments in a way we cannot see: do nothing rather than guess.
+    let unknown: Vec<&str> = policy
+        .record_targets
+        .iter()
+        .filter(|t| {
+            !facts
+                .iter()
+                .any(|f| is_target(&f.env, f.endpoint_url.as_deref(), t))
+        })
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(PlanError::UnknownRecordTarget {
+            application: policy.application.to_string(),
+            targets: unknown.join(", "),
         });
     }
     let mut ranked: Vec<(usize, SystemTime)> = vec![];
@@ -502,6 +545,10 @@ mod tests {
                 },
                 tags,
                 updated: Some(at(self.updated)),
+                endpoint_url: Some(format!(
+                    "awseb-e-{}-AWSEBLoa-X-1.us-east-1.elb.amazonaws.com",
+                    self.name
+                )),
             }
         }
     }
@@ -650,6 +697,39 @@ mod tests {
             Decision::Live {
                 by: "target of the production Route 53 record".into()
             }
+        );
+    }
+
+    #[test]
+    fn an_alias_to_the_load_balancer_is_live_and_an_unknown_target_stops_everything() {
+        let got = decide(
+            &[e("p", PROD), e("w", "shop-w").out(300)],
+            0,
+            10,
+            &["dualstack.awseb-e-w-awsebloa-x-1.us-east-1.elb.amazonaws.com."],
+        );
+        assert_eq!(
+            got[1].1,
+            Decision::Live {
+                by: "target of the production Route 53 record".into()
+            }
+        );
+        let facts = vec![e("p", PROD).facts(), e("a", "shop-a").out(300).facts()];
+        let targets = vec!["d111.cloudfront.net".to_string()];
+        let policy = Policy {
+            application: "shop",
+            production_cname: PROD,
+            record_targets: &targets,
+            keep: 0,
+            grace: Duration::ZERO,
+            now: now(),
+        };
+        let err = plan(&facts, &policy).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "the production Route 53 record points at d111.cloudfront.net, which is neither"
+            ),
+            "{err}"
         );
     }
 

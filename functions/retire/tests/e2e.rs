@@ -783,45 +783,10 @@ async fn the_route53_target_is_live_and_errors_name_their_cause() {
         .id()
         .trim_start_matches("/hostedzone/")
         .to_string();
-    use aws_sdk_route53::types::{
-        AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType,
-    };
-    bed.route53
-        .change_resource_record_sets()
-        .hosted_zone_id(&zone_id)
-        .change_batch(
-            ChangeBatch::builder()
-                .changes(
-                    Change::builder()
-                        .action(ChangeAction::Create)
-                        .resource_record_set(
-                            ResourceRecordSet::builder()
-                                .name("www.shop.example")
-                                .r#type(RrType::A)
-                                .alias_target(
-                                    AliasTarget::builder()
-                                        .dns_name("shop-green.us-east-1.elasticbeanstalk.com")
-                                        .hosted_zone_id("Z117KPS5GTRQ2G")
-                                        .evaluate_target_health(false)
-                                        .build()
-                                        .unwrap(),
-                                )
-                                .build()
-                                .unwrap(),
-                        )
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
     let prod = bed
         .launch("shop-prod", PROD, "v1", Some("shop"), None)
         .await;
-    // Serves www.shop.example, though swap once tagged it out of service.
+    // Serves www.shop.example through its load balancer, though swap once tagged it out of service.
     let green = bed
         .launch("shop-green", "shop-green", "v1", Some("shop"), hours(5))
         .await;
@@ -829,6 +794,66 @@ async fn the_route53_target_is_live_and_errors_name_their_cause() {
         .launch("shop-old", "shop-old", "v1", Some("shop"), hours(3))
         .await;
     bed.wait_all(&[&prod, &green, &old], &["Ready"]).await;
+    let green_lb = bed
+        .eb
+        .describe_environments()
+        .environment_ids(&green)
+        .send()
+        .await
+        .unwrap()
+        .environments()[0]
+        .endpoint_url()
+        .unwrap()
+        .to_string();
+    use aws_sdk_route53::types::{
+        AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+    };
+    let www = ResourceRecordSet::builder()
+        .name("www.shop.example")
+        .r#type(RrType::A)
+        .alias_target(
+            AliasTarget::builder()
+                .dns_name(format!("dualstack.{green_lb}"))
+                .hosted_zone_id("Z35SXDOTRQ7X7K")
+                .evaluate_target_health(false)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    // Behind a CDN retire cannot see through.
+    let cdn = ResourceRecordSet::builder()
+        .name("cdn.shop.example")
+        .r#type(RrType::Cname)
+        .ttl(60)
+        .resource_records(
+            ResourceRecord::builder()
+                .value("d111.cloudfront.net")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let create = |set| {
+        Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(set)
+            .build()
+            .unwrap()
+    };
+    bed.route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&zone_id)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(create(www))
+                .changes(create(cdn))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
 
     let mut function = bed.function().await;
     let params = format!(
@@ -861,6 +886,11 @@ async fn the_route53_target_is_live_and_errors_name_their_cause() {
             format!(r#"{{"application":"shop","production_cname":"shop-prod","hosted_zone_id":"{zone_id}","domain":"shop.example.org"}}"#),
             "ConfigurationError",
             "has no A, AAAA or CNAME record named `shop.example.org`",
+        ),
+        (
+            format!(r#"{{"application":"shop","production_cname":"shop-prod","hosted_zone_id":"{zone_id}","domain":"cdn.shop.example","keep":0,"grace_minutes":0}}"#),
+            "ConfigurationError",
+            "the production Route 53 record points at d111.cloudfront.net, which is neither the CNAME nor the load balancer of any environment of application `shop`",
         ),
         (
             r#"{"application":"shop","production_cname":"shop-prod","hosted_zone_id":"ZNOSUCHZONE","domain":"www.shop.example"}"#.to_string(),

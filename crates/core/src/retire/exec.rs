@@ -544,10 +544,8 @@ pub async fn gather(
     application: &str,
 ) -> Result<Vec<EnvFacts>, RetireError> {
     let mut facts = vec![];
-    for (env, updated) in beanstalk
-        .environments_with_update_times(application)
-        .await?
-    {
+    for details in beanstalk.environments_detailed(application).await? {
+        let env = details.environment;
         let tags = if env.arn.is_empty() {
             Default::default()
         } else {
@@ -560,7 +558,12 @@ pub async fn gather(
                 Err(e) => return Err(e.into()),
             }
         };
-        facts.push(EnvFacts { env, tags, updated });
+        facts.push(EnvFacts {
+            env,
+            tags,
+            updated: details.updated,
+            endpoint_url: details.endpoint_url,
+        });
     }
     Ok(facts)
 }
@@ -572,14 +575,22 @@ async fn recheck(
     settings: &Settings,
     id: &str,
 ) -> Result<Option<SkipReason>, RetireError> {
-    let Some(env) = clients.beanstalk.environment(id).await? else {
+    let Some(details) = clients.beanstalk.environment_detailed(id).await? else {
         return Ok(Some(SkipReason::ChangedState("gone".into())));
     };
     let targets = match &settings.record {
         Some(record) => record_targets(&clients.route53, record).await?,
         None => vec![],
     };
-    if live_by(&env, &settings.production_cname, &targets).is_some() {
+    let env = details.environment;
+    if live_by(
+        &env,
+        details.endpoint_url.as_deref(),
+        &settings.production_cname,
+        &targets,
+    )
+    .is_some()
+    {
         tracing::warn!(environment = %env.name, "serves production at termination time: skipped");
         return Ok(Some(SkipReason::BecameLive));
     }
