@@ -423,4 +423,51 @@ mod tests {
             ["no complete answer within the request timeout of 100 ms"]
         );
     }
+
+    #[tokio::test]
+    async fn a_round_keeps_at_most_concurrency_requests_in_flight_and_reports_in_check_order() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (now, max) = (in_flight.clone(), most.clone());
+        let server = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (now, max) = (now.clone(), max.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(n, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        let checks: Vec<CheckSpec> = (0..6)
+            .map(|i| CheckSpec::get(format!("/{i}"), StatusSet::any_2xx()))
+            .collect();
+        let options = Options {
+            concurrency: 2,
+            ..Options::default()
+        };
+        let base = Url::parse(&format!("http://{addr}")).unwrap();
+        let checker = Checker::new(&base, &checks, None, &options).unwrap();
+        let round = checker.round(1).await;
+        server.abort();
+        assert!(round.passed(), "{round:?}");
+        let names: Vec<&str> = round.results.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["GET /0", "GET /1", "GET /2", "GET /3", "GET /4", "GET /5"]
+        );
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
 }
