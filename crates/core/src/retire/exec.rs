@@ -19,6 +19,8 @@ pub const VERSION_PAGE_SIZE: i32 = 100;
 /// Versions deleted per invocation at most; the rest continue in the next one, so an account at the
 /// 1000-version limit is pruned over a few invocations, each well within the function's timeout.
 pub const PRUNE_BATCH: usize = 100;
+/// Time one invocation spends deleting versions at most (the template gives the function 300 s).
+const PRUNE_TIME_BUDGET: Duration = Duration::from_secs(120);
 /// Characters of names carried in the continuation token (CodePipeline allows 2048 in all); pruned
 /// labels beyond it are carried as a count only.
 const NAMES_BUDGET: usize = 1800;
@@ -481,7 +483,14 @@ pub async fn retire(
         report.done = false;
     } else if let Some(prune) = settings.prune {
         let pruning = prune_plan(clients, settings, &facts, prune).await?;
+        let batch_started = std::time::Instant::now();
+        let mut deleted = 0;
         for deletion in pruning.delete.iter().take(PRUNE_BATCH) {
+            // Throttled deletions can be slow: stop early and continue next time, well before the
+            // function's timeout.
+            if batch_started.elapsed() > PRUNE_TIME_BUDGET {
+                break;
+            }
             if let Some((bucket, key)) = &deletion.bundle {
                 // The bundle first: if that fails the version is still there to retry with.
                 clients
@@ -525,8 +534,9 @@ pub async fn retire(
             } else {
                 progress.pruned_unlisted += 1;
             }
+            deleted += 1;
         }
-        report.prune_remaining = pruning.delete.len().saturating_sub(PRUNE_BATCH);
+        report.prune_remaining = pruning.delete.len().saturating_sub(deleted);
         report.done = report.prune_remaining == 0;
         report.prune = Some(pruning);
     }
