@@ -658,3 +658,71 @@ async fn a_bundle_over_200_mb_streams_through_with_bounded_memory() {
     assert_eq!(names[0], "Procfile");
     assert_eq!(names[21], "assets/blob-20.bin");
 }
+
+#[tokio::test]
+async fn a_version_made_outside_beanswap_is_compared_by_reading_its_bundle() {
+    let mut env = env().await;
+    let bundle = test_support::app_bundle("v1", &[]);
+    // Uploaded and registered by hand: no checksum metadata, no tag.
+    env.s3
+        .put_object()
+        .bucket(BUNDLES)
+        .key("manual/shop.zip")
+        .body(ByteStream::from(bundle.clone()))
+        .send()
+        .await
+        .unwrap();
+    env.eb
+        .create_application()
+        .application_name("shop")
+        .send()
+        .await
+        .unwrap();
+    env.eb
+        .create_application_version()
+        .application_name("shop")
+        .version_label("manual-1")
+        .source_bundle(
+            aws_sdk_elasticbeanstalk::types::S3Location::builder()
+                .s3_bucket(BUNDLES)
+                .s3_key("manual/shop.zip")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    env.put(KEY, bundle.clone()).await;
+    let body = env
+        .succeeds(&event(
+            r#"{"application":"shop","version_label":"manual-1"}"#,
+            KEY,
+        ))
+        .await;
+    assert_eq!(
+        variables(&body),
+        json!({"VersionLabel": "manual-1", "BundleBucket": BUNDLES, "BundleKey": "manual/shop.zip",
+               "BundleSha256": sha256(&bundle)})
+    );
+    assert!(summary(&body).contains("nothing created"), "{body}");
+
+    let other = test_support::app_bundle("v2", &[]);
+    env.put(KEY, other.clone()).await;
+    env.fails(
+        &event(r#"{"application":"shop","version_label":"manual-1"}"#, KEY),
+        "ConfigurationError",
+        &[
+            &format!(
+                "s3://{BUNDLES}/manual/shop.zip has sha256 {}",
+                sha256(&bundle)
+            ),
+            &format!("this job's bundle has sha256 {}", sha256(&other)),
+        ],
+    )
+    .await;
+    assert_eq!(
+        env.calls("CreateApplicationVersion"),
+        1,
+        "only the manual one"
+    );
+}
