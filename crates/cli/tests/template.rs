@@ -67,8 +67,8 @@ const FUNCTIONS: &[Function] = &[
     // the design contract's list, and its UserParameters are only checked to be a JSON object.
     Function {
         name: "swap",
-        parse: None,
-        outputs: &["LiveEnvironmentName", "PreviousEnvironmentName", "Mode"],
+        parse: Some(parse_with::<swap::Params>),
+        outputs: swap::OUTPUT_VARIABLES,
     },
 ];
 

@@ -12,8 +12,10 @@ pub mod package;
 pub mod params;
 pub mod report;
 pub mod retire;
+pub mod route53;
 pub mod runner;
 pub mod stage;
+pub mod swap;
 
 pub use job::Job;
 pub use outcome::{FailureKind, Outcome};

@@ -1,3 +1,9 @@
-//! swap: being written (see its issue).
+//! swap: the Lambda entry point; see the library for what it does.
 
-fn main() {}
+// The action's future nests the SDK futures deeply; the default limit is too low to lay it out.
+#![recursion_limit = "256"]
+
+#[tokio::main]
+async fn main() -> Result<(), beanswap_core::runner::LambdaError> {
+    beanswap_core::runner::run_lambda(swap::SwapAction::new).await
+}

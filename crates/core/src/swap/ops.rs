@@ -1,0 +1,353 @@
+//! The swap decisions carried out against Elastic Beanstalk and Route 53, and the `rollback` operation
+//! the CLI and swap's rollback mode share.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_config::SdkConfig;
+
+use crate::beanstalk::{event_lines, poll_delay, Beanstalk, Environment, TAG_OUT_OF_SERVICE_SINCE};
+use crate::route53::{changes_to, Existing, Record, Route53};
+
+use super::{
+    check_health, check_preconditions, rollback_target, serving_environment, simple_record,
+    weighted_records, Domain, SwapError, TAG_PREVIOUS_ENVIRONMENT, TAG_RESTORED_FROM,
+};
+
+/// Now as RFC 3339 (seconds), the format of [`TAG_OUT_OF_SERVICE_SINCE`].
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// Now in Unix seconds.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// The clients a swap needs, built once per cold start.
+#[derive(Clone, Debug)]
+pub struct Swapper {
+    pub eb: Beanstalk,
+    pub r53: Route53,
+}
+
+impl Swapper {
+    pub fn new(config: &SdkConfig) -> Self {
+        Swapper {
+            eb: Beanstalk::new(config),
+            r53: Route53::new(config),
+        }
+    }
+
+    /// The staged environment, by name, in the application.
+    pub async fn staged(&self, application: &str, name: &str) -> Result<Environment, SwapError> {
+        self.eb
+            .environment_named(application, name)
+            .await?
+            .ok_or_else(|| SwapError::StagedMissing {
+                application: application.to_string(),
+                name: name.to_string(),
+            })
+    }
+
+    /// The environment holding the production CNAME.
+    pub async fn live_by_cname(
+        &self,
+        application: &str,
+        production: &str,
+    ) -> Result<Environment, SwapError> {
+        self.eb
+            .live(application, production)
+            .await?
+            .ok_or_else(|| SwapError::NoLive {
+                application: application.to_string(),
+                production: production.to_string(),
+            })
+    }
+
+    /// Fails with the health and the environment's latest events unless it passes `min_health`.
+    pub async fn require_healthy(
+        &self,
+        env: &Environment,
+        min_health: &str,
+    ) -> Result<(), SwapError> {
+        match check_health(env, min_health) {
+            Ok(()) => Ok(()),
+            Err(SwapError::Unhealthy {
+                name,
+                health,
+                detail,
+                gate,
+                ..
+            }) => {
+                let events = self
+                    .eb
+                    .events_since(&env.id, None, 20)
+                    .await
+                    .map(|e| event_lines(&e, 5))
+                    .unwrap_or_default();
+                let events = if events.is_empty() {
+                    events
+                } else {
+                    format!(". Latest events:\n{events}")
+                };
+                Err(SwapError::Unhealthy {
+                    name,
+                    health,
+                    detail,
+                    gate,
+                    events,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`check_preconditions`], with the staged environment's latest events when its health fails.
+    pub async fn preconditions(
+        &self,
+        staged: &Environment,
+        live: &Environment,
+        application: &str,
+        min_health: &str,
+    ) -> Result<(), SwapError> {
+        match check_preconditions(staged, live, application, min_health) {
+            Err(SwapError::Unhealthy { .. }) => self.require_healthy(staged, min_health).await,
+            other => other,
+        }
+    }
+
+    /// The environment `env` took production over from, per its tag.
+    pub async fn previous_of(&self, env: &Environment) -> Result<Option<String>, SwapError> {
+        Ok(self
+            .eb
+            .tags(&env.arn)
+            .await?
+            .get(TAG_PREVIOUS_ENVIRONMENT)
+            .cloned())
+    }
+
+    /// Before moving traffic: `to` remembers where it came from, so a rollback (and a re-invocation)
+    /// knows; written first, so an interruption leaves it behind too.
+    pub async fn prepare(&self, from: &Environment, to: &Environment) -> Result<(), SwapError> {
+        self.eb
+            .set_tags(&to.arn, &[(TAG_PREVIOUS_ENVIRONMENT, from.name.clone())])
+            .await?;
+        Ok(())
+    }
+
+    /// After moving traffic from `from` to `to`: `from` is out of service since now (retire's grace
+    /// period counts from it); `to` serves, so it carries no such tag.
+    pub async fn handed_over(&self, from: &Environment, to: &Environment) -> Result<(), SwapError> {
+        self.eb
+            .set_tags(&from.arn, &[(TAG_OUT_OF_SERVICE_SINCE, now_rfc3339())])
+            .await?;
+        self.eb
+            .remove_tags(&to.arn, &[TAG_OUT_OF_SERVICE_SINCE])
+            .await?;
+        Ok(())
+    }
+
+    /// SwapEnvironmentCNAMEs, then polls until DescribeEnvironments shows `production` on `to`.
+    pub async fn swap_cnames(
+        &self,
+        from: &Environment,
+        to: &Environment,
+        production: &str,
+        timeout: Duration,
+    ) -> Result<Environment, SwapError> {
+        self.eb.swap_cnames(&from.id, &to.id).await?;
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let now = self.eb.environment(&to.id).await?;
+            if let Some(env) = now.filter(|e| e.holds_cname(production)) {
+                return Ok(env);
+            }
+            if started.elapsed() >= timeout {
+                let holder = self
+                    .eb
+                    .live(&to.application, production)
+                    .await?
+                    .map(|e| e.name)
+                    .unwrap_or_else(|| "no environment".into());
+                return Err(SwapError::SwapNotVisible {
+                    production: production.to_string(),
+                    holder,
+                    seconds: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(poll_delay(attempt).min(Duration::from_secs(5))).await;
+            attempt += 1;
+        }
+    }
+
+    /// The domain's A (alias) and CNAME records.
+    pub async fn records(&self, domain: &Domain) -> Result<Vec<Existing>, SwapError> {
+        Ok(self.r53.records(&domain.zone, &domain.name).await?)
+    }
+
+    /// Makes the domain's records exactly `desired` in one batch and waits for INSYNC.
+    pub async fn point(
+        &self,
+        domain: &Domain,
+        desired: &[Record],
+        comment: &str,
+        timeout: Duration,
+    ) -> Result<(), SwapError> {
+        let existing = self.records(domain).await?;
+        let planned = changes_to(&existing, desired);
+        let change = self
+            .r53
+            .apply(&domain.zone, &existing, &planned, comment)
+            .await?;
+        if !self.r53.wait_in_sync(&change, timeout).await? {
+            return Err(SwapError::NotInSync {
+                change,
+                domain: domain.name.clone(),
+                seconds: timeout.as_secs(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What `rollback` should do.
+#[derive(Debug, Clone)]
+pub struct RollbackRequest {
+    pub application: String,
+    /// The production CNAME (prefix or full), for CNAME-swapped production.
+    pub production_cname: Option<String>,
+    /// The custom domain, for Route 53 production (simple or weighted records).
+    pub domain: Option<Domain>,
+    /// Return here instead of the live environment's previous one.
+    pub to: Option<String>,
+    /// How long to wait for the swap or the Route 53 change to show.
+    pub timeout: Duration,
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone)]
+pub struct RolledBack {
+    /// Serving production now.
+    pub live: Environment,
+    /// Moved away from.
+    pub previous: Environment,
+    /// `false` when production was already back (a repeated rollback): nothing was changed.
+    pub changed: bool,
+    pub summary: String,
+}
+
+/// Returns production to the environment it came from (the live one's
+/// [`TAG_PREVIOUS_ENVIRONMENT`], or `request.to`), while that environment still exists: a CNAME swap back,
+/// or the domain's records pointed back (weighted records get all weight back). Marks the environment
+/// moved away from out of service. A repeated rollback finds production already back and changes nothing.
+pub async fn rollback(
+    swapper: &Swapper,
+    request: &RollbackRequest,
+) -> Result<RolledBack, SwapError> {
+    let app = &request.application;
+    let environments = swapper.eb.environments(app).await?;
+    let (live, records) = match (&request.domain, &request.production_cname) {
+        (Some(domain), _) => {
+            let existing = swapper.records(domain).await?;
+            let records: Vec<Record> = existing.into_iter().map(|e| e.record).collect();
+            let live = serving_environment(&records, &environments, None)
+                .map_err(|target| SwapError::UnknownTarget {
+                    domain: domain.name.clone(),
+                    target,
+                    application: app.clone(),
+                })?
+                .cloned()
+                .ok_or_else(|| SwapError::NoRecord {
+                    domain: domain.name.clone(),
+                    zone: domain.zone.clone(),
+                })?;
+            (live, Some(records))
+        }
+        (None, Some(production)) => (swapper.live_by_cname(app, production).await?, None),
+        (None, None) => {
+            return Err(SwapError::NoRollbackTarget(
+                "give the production CNAME or the domain (hosted zone and name) production is served by".into(),
+            ))
+        }
+    };
+    let tags = swapper.eb.tags(&live.arn).await?;
+    // Already rolled back (a retried job, a second click): the restored environment says so.
+    if request.to.is_none() && !tags.contains_key(TAG_PREVIOUS_ENVIRONMENT) {
+        if let Some(from) = tags.get(TAG_RESTORED_FROM) {
+            if let Some(previous) = environments.iter().find(|e| &e.name == from) {
+                return Ok(RolledBack {
+                    live: live.clone(),
+                    previous: previous.clone(),
+                    changed: false,
+                    summary: format!(
+                        "production is already back on `{}` (rolled back from `{from}`); nothing changed",
+                        live.name
+                    ),
+                });
+            }
+        }
+    }
+    let target = rollback_target(
+        &live,
+        tags.get(TAG_PREVIOUS_ENVIRONMENT).map(String::as_str),
+        request.to.as_deref(),
+        &environments,
+    )?
+    .clone();
+    let mut restored = target.clone();
+    let how = match (&request.domain, records) {
+        (Some(domain), Some(records)) => {
+            let weighted = records.iter().any(|r| r.weight.is_some());
+            let desired = if weighted {
+                weighted_records(domain, &live, &target, 100)?
+            } else {
+                vec![simple_record(domain, &target)?]
+            };
+            swapper
+                .point(
+                    domain,
+                    &desired,
+                    &format!("beanswap rollback: {} -> {}", live.name, target.name),
+                    request.timeout,
+                )
+                .await?;
+            if weighted {
+                format!(
+                    "`{}` weighted records: all weight on `{}`",
+                    domain.name, target.name
+                )
+            } else {
+                format!("`{}` points at `{}` again", domain.name, target.name)
+            }
+        }
+        _ => {
+            let production = request.production_cname.clone().unwrap_or_default();
+            restored = swapper
+                .swap_cnames(&live, &target, &production, request.timeout)
+                .await?;
+            format!("CNAME swap: `{}` holds `{production}` again", target.name)
+        }
+    };
+    swapper.handed_over(&live, &target).await?;
+    swapper
+        .eb
+        .remove_tags(&target.arn, &[TAG_PREVIOUS_ENVIRONMENT])
+        .await?;
+    swapper
+        .eb
+        .set_tags(&target.arn, &[(TAG_RESTORED_FROM, live.name.clone())])
+        .await?;
+    Ok(RolledBack {
+        summary: format!(
+            "rolled production back from `{}` to `{}` ({how}); `{}` is out of service since now",
+            live.name, target.name, live.name
+        ),
+        live: restored,
+        previous: live,
+        changed: true,
+    })
+}
