@@ -365,6 +365,13 @@ fn now_secs() -> u64 {
         .unwrap_or_default()
 }
 
+/// Where a bundle goes.
+struct Target<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    sha256: &'a str,
+}
+
 /// How the bundle reached its bucket.
 enum Stored {
     Copied,
@@ -471,34 +478,28 @@ impl Packager {
                 .await;
         }
 
-        let stored = if plan.needs_rewrite() {
-            let (s, p) = (spooled.clone(), plan.clone());
-            self.upload(&bucket, &key, &sha256, move |out| {
-                bundle::write_normalised(&s, &p, out)
-            })
-            .await?
-        } else {
-            match self.copy(artifact, &bucket, &key, &sha256).await {
-                Ok(()) => Stored::Copied,
-                // The function's role may not read the artifact bucket (only the job's credentials can):
-                // send the spooled copy instead.
-                Err(e) if e.is_access_denied() => {
-                    tracing::info!(error = %e, "CopyObject refused; uploading the spooled bundle");
-                    let s = spooled.clone();
-                    self.upload(&bucket, &key, &sha256, move |out| {
-                        let mut hashing = bundle::HashingWriter::new(out);
-                        std::io::copy(&mut s.reader()?, &mut hashing).map_err(|e| {
-                            BundleError::Io {
-                                action: "upload",
-                                reason: e.to_string(),
-                            }
-                        })?;
-                        Ok(hashing.finish())
-                    })
-                    .await?
-                }
-                Err(e) => return Err(e.into()),
+        let target = Target {
+            bucket: &bucket,
+            key: &key,
+            sha256: &sha256,
+        };
+        let stored = match self.store(artifact, &spooled, &plan, &target).await {
+            Err(PackageError::S3(e))
+                if e.code.as_deref() == Some("NoSuchBucket") && settings.bucket.is_none() =>
+            {
+                // Beanstalk's own bucket is made on first use of Beanstalk in a region; make it now.
+                self.create_storage_location(&bucket, e).await?;
+                notes.push(format!(
+                    "created Elastic Beanstalk's storage bucket {bucket} (CreateStorageLocation)"
+                ));
+                self.store(artifact, &spooled, &plan, &target).await?
             }
+            Err(PackageError::S3(e)) if e.code.as_deref() == Some("NoSuchBucket") => {
+                return Err(PackageError::Config(format!(
+                    "{e}: the bucket in UserParameters field `bucket` does not exist"
+                )))
+            }
+            other => other?,
         };
         drop(spooled);
         notes.push(match &stored {
@@ -547,6 +548,71 @@ impl Packager {
             polls: 0,
         };
         self.settle(settings, state, status_of(&created)).await
+    }
+
+    /// Puts the bundle at the target: a server-side copy when it needs no change, else a stream.
+    async fn store(
+        &self,
+        artifact: &Artifact,
+        spooled: &Arc<Spooled>,
+        plan: &Arc<Plan>,
+        target: &Target<'_>,
+    ) -> Result<Stored, PackageError> {
+        let (bucket, key, sha256) = (target.bucket, target.key, target.sha256);
+        if plan.needs_rewrite() {
+            let (s, p) = (spooled.clone(), plan.clone());
+            return self
+                .upload(bucket, key, sha256, move |out| {
+                    bundle::write_normalised(&s, &p, out)
+                })
+                .await;
+        }
+        match self.copy(artifact, bucket, key, sha256).await {
+            Ok(()) => Ok(Stored::Copied),
+            // The function's role may not read the artifact bucket (only the job's credentials can):
+            // send the spooled copy instead.
+            Err(e) if e.is_access_denied() => {
+                tracing::info!(error = %e, "CopyObject refused; uploading the spooled bundle");
+                let s = spooled.clone();
+                self.upload(bucket, key, sha256, move |out| {
+                    let mut hashing = bundle::HashingWriter::new(out);
+                    std::io::copy(&mut s.reader()?, &mut hashing).map_err(|e| BundleError::Io {
+                        action: "upload",
+                        reason: e.to_string(),
+                    })?;
+                    Ok(hashing.finish())
+                })
+                .await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// CreateStorageLocation, which makes `elasticbeanstalk-<region>-<account>`; fails with the original
+    /// NoSuchBucket when it cannot, or when Beanstalk's bucket is another one.
+    async fn create_storage_location(
+        &self,
+        bucket: &str,
+        missing: S3Error,
+    ) -> Result<(), PackageError> {
+        let hint = "create it or set UserParameters field `bucket`";
+        match self
+            .beanstalk
+            .client()
+            .create_storage_location()
+            .send()
+            .await
+        {
+            Ok(out) if out.s3_bucket() == Some(bucket) => Ok(()),
+            Ok(out) => Err(PackageError::Config(format!(
+                "{missing}; Elastic Beanstalk's storage bucket is {}, not {bucket}: {hint}",
+                out.s3_bucket().unwrap_or("(none)")
+            ))),
+            Err(e) => Err(PackageError::Config(format!(
+                "{missing}; creating it failed: {}: {hint}",
+                Beanstalk::error("CreateStorageLocation", e)
+            ))),
+        }
     }
 
     /// The label exists: the same bundle means done (nothing created), another bundle is a conflict.

@@ -425,6 +425,21 @@ async fn unsafe_or_broken_bundles_fail_naming_the_cause_and_create_nothing() {
 
     // Configuration mistakes name the field or the missing piece.
     env.put(KEY, test_support::app_bundle("v1", &[])).await;
+    // Beanstalk's own bucket does not exist yet: package asks Beanstalk to make it (CreateStorageLocation),
+    // which local-aws does not serve, so the failure says both.
+    env.s3.delete_bucket().bucket(BUNDLES).send().await.unwrap();
+    env.fails(
+        &event(r#"{"application":"shop","create_application":true}"#, KEY),
+        "ConfigurationError",
+        &[
+            &format!("S3 CopyObject on s3://{BUNDLES}/shop/{LABEL}.zip failed: NoSuchBucket"),
+            "creating it failed: Elastic Beanstalk CreateStorageLocation failed",
+            "set UserParameters field `bucket`",
+        ],
+    )
+    .await;
+    assert_eq!(env.calls("CreateStorageLocation"), 1);
+    env.s3.create_bucket().bucket(BUNDLES).send().await.unwrap();
     let mut no_account = event(r#"{"application":"shop"}"#, KEY);
     no_account["CodePipeline.job"]
         .as_object_mut()
