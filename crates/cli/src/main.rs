@@ -74,6 +74,20 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Return production to the environment it came from (the live one's
+    /// `beanswap:previous-environment`, or --to) while that one still exists, as the swap action's
+    /// rollback mode does: a CNAME swap back, or the domain's records (--hosted-zone-id, --domain).
+    Rollback {
+        #[command(flatten)]
+        target: Target,
+        /// Return to this environment instead of the live one's previous.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, requires = "domain")]
+        hosted_zone_id: Option<String>,
+        #[arg(long, requires = "hosted_zone_id")]
+        domain: Option<String>,
+    },
     /// Run one action's function locally as a CodePipeline job and print what it reported.
     Invoke {
         /// The function's binary name, e.g. `check-config` (built into the same target directory).
@@ -211,6 +225,33 @@ async fn main() -> ExitCode {
                 print(ops::retire(&config, &settings).await)
             }
         },
+        Command::Rollback {
+            target,
+            to,
+            hosted_zone_id,
+            domain,
+        } => {
+            use beanswap_core::swap::{ops as swap, Domain};
+            let config =
+                ops::sdk_config(target.endpoint_url.as_deref(), target.region.as_deref()).await;
+            let request = swap::RollbackRequest {
+                application: target.application,
+                production_cname: target.production_cname,
+                domain: hosted_zone_id.zip(domain).map(|(zone, name)| Domain {
+                    zone,
+                    name,
+                    record_type: Default::default(),
+                    ttl: 60,
+                }),
+                to,
+                timeout: Duration::from_secs(300),
+            };
+            let done = swap::rollback(&swap::Swapper::new(&config), &request).await;
+            print(
+                done.map(|r| format!("{}\n", r.summary))
+                    .map_err(|e| e.to_string()),
+            )
+        }
         Command::Invoke {
             function,
             user_parameters,

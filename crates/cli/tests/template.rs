@@ -63,8 +63,6 @@ const FUNCTIONS: &[Function] = &[
         parse: Some(parse_with::<package::Params>),
         outputs: package::OUTPUT_VARIABLES,
     },
-    // This crate does not expose `Params` / `OUTPUT_VARIABLES` yet: until it does, its output variables are
-    // the design contract's list, and its UserParameters are only checked to be a JSON object.
     Function {
         name: "swap",
         parse: Some(parse_with::<swap::Params>),

@@ -186,17 +186,33 @@ async fn route53_mode_writes_a_cname_record_when_asked() {
         )))
         .await;
     assert_eq!(report.succeeded()["PreviousEnvironmentName"], "shop-a");
-    assert_eq!(
-        bed.records(&zone, DOMAIN).await,
+    let cname_to = |target: &str| {
         vec![(
-            "CNAME".into(),
+            "CNAME".to_string(),
             None,
             None,
-            "shop-b.us-east-1.elasticbeanstalk.com".into(),
-            None
+            format!("{target}.us-east-1.elasticbeanstalk.com"),
+            None,
         )]
-    );
+    };
+    assert_eq!(bed.records(&zone, DOMAIN).await, cname_to("shop-b"));
     bed.serves(DOMAIN, "v2").await;
+
+    // A rollback through the domain keeps the record a CNAME (the default record type is alias).
+    let rollback = json!({"application": "shop", "mode": "rollback", "hosted_zone_id": zone,
+        "domain": DOMAIN});
+    let report = bed.invoke(&job_event(&rollback.to_string())).await;
+    assert_eq!(report.succeeded()["LiveEnvironmentName"], "shop-a");
+    assert!(
+        report
+            .summary()
+            .contains("(`shop.example.com` points at `shop-a` again)"),
+        "{}",
+        report.summary()
+    );
+    // shop-a is the environment holding the production CNAME.
+    assert_eq!(bed.records(&zone, DOMAIN).await, cname_to("shop-prod"));
+    bed.serves(DOMAIN, "v1").await;
 }
 
 #[tokio::test]

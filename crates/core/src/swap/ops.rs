@@ -6,11 +6,11 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_config::SdkConfig;
 
 use crate::beanstalk::{event_lines, poll_delay, Beanstalk, Environment, TAG_OUT_OF_SERVICE_SINCE};
-use crate::route53::{changes_to, Existing, Record, Route53};
+use crate::route53::{changes_to, Existing, Pointer, Record, Route53};
 
 use super::{
     check_health, check_preconditions, rollback_target, serving_environment, simple_record,
-    weighted_records, Domain, SwapError, TAG_PREVIOUS_ENVIRONMENT, TAG_RESTORED_FROM,
+    weighted_records, Domain, RecordType, SwapError, TAG_PREVIOUS_ENVIRONMENT, TAG_RESTORED_FROM,
 };
 
 /// Now as RFC 3339 (seconds), the format of [`TAG_OUT_OF_SERVICE_SINCE`].
@@ -301,6 +301,17 @@ pub async fn rollback(
     let mut restored = target.clone();
     let how = match (&request.domain, records) {
         (Some(domain), Some(records)) => {
+            // Keep the record type production already has (an alias stays an alias, a CNAME a CNAME).
+            let mut domain = domain.clone();
+            match records.first().map(|r| &r.pointer) {
+                Some(Pointer::Cname { ttl, .. }) => {
+                    domain.record_type = RecordType::Cname;
+                    domain.ttl = *ttl;
+                }
+                Some(Pointer::Alias { .. }) => domain.record_type = RecordType::Alias,
+                None => {}
+            }
+            let domain = &domain;
             let weighted = records.iter().any(|r| r.weight.is_some());
             let desired = if weighted {
                 weighted_records(domain, &live, &target, 100)?
