@@ -24,7 +24,7 @@ use crate::artifacts::ArtifactStore;
 use crate::beanstalk::{poll_delay, Beanstalk, BeanstalkError};
 use crate::bundle::{self, BundleError, Limits, Normalise, Plan, Spool, Spooled, Written};
 use crate::job::{Artifact, Job};
-use crate::outcome::{FailureKind, Outcome};
+use crate::outcome::{truncate, FailureKind, Outcome};
 use crate::runner::ActionError;
 
 /// The S3 object metadata key (`x-amz-meta-beanswap-sha256`) holding a bundle's SHA-256.
@@ -37,6 +37,8 @@ pub const MAX_LABEL: usize = 100;
 const PART_BYTES: usize = 8 * 1024 * 1024;
 /// How long one continuation invocation polls a processing version before handing back a token.
 const INLINE_POLL: Duration = Duration::from_secs(20);
+/// Longest summary carried in the continuation state.
+const SUMMARY_IN_STATE: usize = 1200;
 
 /// What the package action was asked to do (its UserParameters, checked).
 #[derive(Debug, Clone)]
@@ -325,7 +327,8 @@ pub fn render_label(template: Option<&str>, vars: &LabelVars) -> Result<String, 
     Ok(format!("{head}-{}", &digest[..12]))
 }
 
-/// `<prefix><application>/<label>.zip`; the prefix gets a trailing `/` when it has none.
+/// `<prefix><application>/<label>.zip`; the prefix gets a trailing `/` when it has none. A label with
+/// characters unsafe in a key gets a short hash of itself, so two labels never share a bundle.
 pub fn bundle_key(prefix: &str, application: &str, label: &str) -> String {
     let prefix = prefix.trim_start_matches('/');
     let sep = if prefix.is_empty() || prefix.ends_with('/') {
@@ -333,11 +336,12 @@ pub fn bundle_key(prefix: &str, application: &str, label: &str) -> String {
     } else {
         "/"
     };
-    format!(
-        "{prefix}{sep}{}/{}.zip",
-        label_safe(application),
-        label_safe(label)
-    )
+    let mut name = label_safe(label);
+    if name != label {
+        let digest = hex::encode(Sha256::digest(label.as_bytes()));
+        name = format!("{name}-{}", &digest[..8]);
+    }
+    format!("{prefix}{sep}{}/{name}.zip", label_safe(application))
 }
 
 /// `elasticbeanstalk-<region>-<account>`, the bucket Beanstalk itself uses.
@@ -533,10 +537,14 @@ impl Packager {
             }
             Err(e) => return Err(e),
         };
-        let summary = format!(
-            "created version `{label}` of `{}`: {}",
-            settings.application,
-            notes.join("; ")
+        // Bounded: it rides in the continuation token (2048 characters with the rest of the state).
+        let summary = truncate(
+            &format!(
+                "created version `{label}` of `{}`: {}",
+                settings.application,
+                notes.join("; ")
+            ),
+            SUMMARY_IN_STATE,
         );
         let state = State {
             label,
@@ -650,10 +658,13 @@ impl Packager {
                 sha256: sha256.to_string(),
             })));
         }
-        let summary = format!(
-            "version `{label}` of `{}` already exists with this bundle (s3://{bucket}/{key}); nothing created: {}",
-            settings.application,
-            notes.join("; ")
+        let summary = truncate(
+            &format!(
+                "version `{label}` of `{}` already exists with this bundle (s3://{bucket}/{key}); nothing created: {}",
+                settings.application,
+                notes.join("; ")
+            ),
+            SUMMARY_IN_STATE,
         );
         let status = status_of(version);
         let state = State {
@@ -1127,7 +1138,7 @@ impl Packager {
                         format!(
                             " package pruned {} old versions ({}) but that was not enough.",
                             pruned.len(),
-                            pruned.join(", ")
+                            some(&pruned)
                         )
                     };
                     return Err(PackageError::VersionLimit {
@@ -1154,7 +1165,7 @@ impl Packager {
                 "the account was at its version limit: pruned {} old unused versions of `{}` ({})",
                 pruned.len(),
                 settings.application,
-                pruned.join(", ")
+                some(&pruned)
             ));
         }
     }
@@ -1215,6 +1226,20 @@ impl Packager {
         }
         Ok(deleted)
     }
+}
+
+/// The first few of a list, for a summary or a message.
+fn some(items: &[String]) -> String {
+    let mut out = items
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > 10 {
+        out.push_str(&format!(" and {} more", items.len() - 10));
+    }
+    out
 }
 
 fn already_exists(e: &BeanstalkError) -> bool {
@@ -1384,7 +1409,10 @@ mod tests {
     #[test]
     fn keys_buckets_and_copy_sources() {
         assert_eq!(bundle_key("", "shop", "v1"), "shop/v1.zip");
-        assert_eq!(bundle_key("bundles", "shop", "v 1"), "bundles/shop/v-1.zip");
+        let spaced = bundle_key("bundles", "shop", "v 1");
+        assert!(spaced.starts_with("bundles/shop/v-1-"), "{spaced}");
+        assert_ne!(spaced, bundle_key("bundles", "shop", "v-1"));
+        assert_eq!(bundle_key("bundles", "shop", "v-1"), "bundles/shop/v-1.zip");
         assert_eq!(bundle_key("/a/b/", "shop", "v1"), "a/b/shop/v1.zip");
         assert_eq!(
             default_bucket("eu-west-1", "123456789012"),

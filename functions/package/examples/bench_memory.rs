@@ -9,8 +9,7 @@
 //!
 //! Usage: bench_memory <package binary> [size in MB, default 300]
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
+use std::error::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,6 +28,8 @@ const BUNDLES: &str = "elasticbeanstalk-us-east-1-111111111111";
 const GOAL_MB: f64 = 128.0;
 const MIB: u64 = 1024 * 1024;
 
+type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
+
 fn noise(seed: u64, out: &mut [u8]) {
     let mut state = seed | 1;
     for chunk in out.chunks_mut(8) {
@@ -40,20 +41,20 @@ fn noise(seed: u64, out: &mut [u8]) {
 }
 
 /// A bundle of `mb` MiB: a Procfile and 10 MiB Stored entries, under `prefix`.
-fn write_bundle(path: &Path, mb: u64, prefix: &str) {
-    let file = std::fs::File::create(path).unwrap();
+fn write_bundle(path: &Path, mb: u64, prefix: &str) -> Result<()> {
+    let file = std::fs::File::create(path)?;
     let mut w = zip::ZipWriter::new(std::io::BufWriter::new(file));
     let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
-    w.start_file(format!("{prefix}Procfile"), stored).unwrap();
-    w.write_all(b"web: ./server\n").unwrap();
+    w.start_file(format!("{prefix}Procfile"), stored)?;
+    w.write_all(b"web: ./server\n")?;
     let mut block = vec![0u8; (10 * MIB) as usize];
     for i in 0..mb.div_ceil(10) {
         noise(i + 1, &mut block);
-        w.start_file(format!("{prefix}assets/blob-{i:03}.bin"), stored)
-            .unwrap();
-        w.write_all(&block).unwrap();
+        w.start_file(format!("{prefix}assets/blob-{i:03}.bin"), stored)?;
+        w.write_all(&block)?;
     }
-    w.finish().unwrap();
+    w.finish()?;
+    Ok(())
 }
 
 fn vm_hwm_kb(pid: u32) -> Option<u64> {
@@ -83,20 +84,19 @@ async fn run(
     local: &LocalAws,
     moto: &Moto,
     s3: &aws_sdk_s3::Client,
-) -> Run {
+) -> Result<Run> {
     let prefix = if mode == "rewrite" { "release/" } else { "" };
     let bundle = work.join(format!("{mode}.zip"));
-    write_bundle(&bundle, mb, prefix);
-    let size = std::fs::metadata(&bundle).unwrap().len();
+    write_bundle(&bundle, mb, prefix)?;
+    let size = std::fs::metadata(&bundle)?.len();
     let key = format!("bench/Build/{mode}");
     s3.put_object()
         .bucket(ARTIFACTS)
         .key(&key)
-        .body(ByteStream::from_path(&bundle).await.unwrap())
+        .body(ByteStream::from_path(&bundle).await?)
         .send()
-        .await
-        .unwrap();
-    std::fs::remove_file(&bundle).unwrap();
+        .await?;
+    std::fs::remove_file(&bundle)?;
 
     // The wrapper records its pid, then becomes the function (exec keeps the pid).
     let pid_file = work.join(format!("{mode}.pid"));
@@ -108,13 +108,11 @@ async fn run(
             pid_file.display(),
             binary.display()
         ),
-    )
-    .unwrap();
+    )?;
     std::process::Command::new("chmod")
         .arg("+x")
         .arg(&wrapper)
-        .status()
-        .unwrap();
+        .status()?;
     let mut function = test_support::lambda::start(
         &wrapper,
         &[
@@ -130,27 +128,23 @@ async fn run(
     event["CodePipeline.job"]["data"]["inputArtifacts"][0]["location"]["s3Location"]["objectKey"] =
         json!(key);
     let started = Instant::now();
-    let answer = function.invoke(event.clone()).await.unwrap();
+    let answer = function.invoke(event.clone()).await?;
     let seconds = started.elapsed().as_secs_f64();
-    assert_eq!(answer, Invocation::Response(Value::Null));
-    let pid: u32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let peak_kb = vm_hwm_kb(pid).expect("the function process is still running");
-    let id = event["CodePipeline.job"]["id"].as_str().unwrap();
+    if answer != Invocation::Response(Value::Null) {
+        return Err(format!("{mode}: the invocation failed: {answer:?}").into());
+    }
+    let pid: u32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+    let peak_kb = vm_hwm_kb(pid).ok_or("the function process is gone: no VmHWM to read")?;
+    let id = event["CodePipeline.job"]["id"].as_str().unwrap_or_default();
     let report = local
         .job_results()
         .into_iter()
         .find(|r| r.job_id == id)
-        .expect("a report");
-    assert_eq!(
-        report.operation, "PutJobSuccessResult",
-        "{}",
-        report.request
-    );
-    Run {
+        .ok_or("the function sent no report")?;
+    if report.operation != "PutJobSuccessResult" {
+        return Err(format!("{mode}: {} {}", report.operation, report.request).into());
+    }
+    Ok(Run {
         mode,
         bundle_mb: size as f64 / MIB as f64,
         seconds,
@@ -159,29 +153,33 @@ async fn run(
             .as_str()
             .unwrap_or_default()
             .to_string(),
-    }
+    })
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let binary = PathBuf::from(
         args.next()
-            .expect("usage: bench_memory <package binary> [MB]"),
+            .ok_or("usage: bench_memory <package binary> [MB]")?,
     );
-    let mb: u64 = args.next().map_or(300, |a| a.parse().expect("MB"));
-    let binary = binary.canonicalize().expect("the package binary exists");
+    let mb: u64 = match args.next() {
+        Some(a) => a.parse()?,
+        None => 300,
+    };
+    let binary = binary
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
 
     let moto = Moto::start().await;
     let local = LocalAws::start_with(
-        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse()?,
         Options {
             s3_endpoint: Some(moto.endpoint()),
             ..Options::default()
         },
     )
-    .await
-    .unwrap();
+    .await?;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
@@ -194,13 +192,13 @@ async fn main() {
             .build(),
     );
     for bucket in [ARTIFACTS, BUNDLES] {
-        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        s3.create_bucket().bucket(bucket).send().await?;
     }
-    let work = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir()?;
 
     let mut runs = vec![];
     for mode in ["rewrite", "copy"] {
-        runs.push(run(&binary, mode, mb, work.path(), &local, &moto, &s3).await);
+        runs.push(run(&binary, mode, mb, work.path(), &local, &moto, &s3).await?);
     }
     println!("package memory benchmark: {}", binary.display());
     println!(
@@ -226,6 +224,7 @@ async fn main() {
     }
     println!("(S3 is moto, a Python server on this machine: throughput is bounded by it, not by package)");
     if !ok {
-        std::process::exit(1);
+        return Err(format!("peak RSS above the {GOAL_MB} MB goal").into());
     }
+    Ok(())
 }
