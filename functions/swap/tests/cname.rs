@@ -40,7 +40,22 @@ async fn a_cname_swap_under_load_loses_no_request_and_is_not_undone_by_a_second_
         json!({"verify": {"path": "/version", "expected": "v2", "timeout_seconds": 5}}),
         &bed.resolve(),
     ));
+    let calls_before = bed.local.call_counts();
     let report = bed.invoke(&event).await;
+    let calls: std::collections::BTreeMap<String, u64> = bed
+        .local
+        .call_counts()
+        .into_iter()
+        .filter(|(op, _)| op.starts_with("ElasticBeanstalk."))
+        .map(|(op, n)| {
+            let before = calls_before.get(&op).copied().unwrap_or(0);
+            (op, n - before)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    eprintln!("Beanstalk calls of the swap: {calls:?}");
+    // Few calls: three DescribeEnvironments (staged, live, the swap showing), one swap, three tag updates.
+    assert!(calls.values().sum::<u64>() <= 8, "{calls:?}");
     load.wait_for(100).await;
     let (ok, failures, seen) = load.stop().await;
     eprintln!(
