@@ -293,9 +293,9 @@ async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, 
             Approval::Ask
         },
         json: args.json,
-        bin_dir: sibling_binary("")
-            .parent()
-            .map(Path::to_path_buf)
+        bin_dir: std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_default(),
         launch_delay: args.launch_delay,
         probe_rate: args.probe_rate,

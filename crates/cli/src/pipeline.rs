@@ -51,6 +51,10 @@ pub struct RunOptions {
     pub continuation_pause: Duration,
     /// Give up on one action after this long.
     pub action_timeout: Duration,
+    /// The custom domain production is served on, if any (resolved to the router too).
+    pub domain: Option<String>,
+    /// Where each function's own log (its JSON lines) is written.
+    pub log_dir: PathBuf,
 }
 
 /// What one action did.
@@ -133,6 +137,8 @@ struct Runner<'a> {
     variables: BTreeMap<String, String>,
     revision: String,
     execution: String,
+    /// The last Beanstalk event shown.
+    event_cursor: std::cell::Cell<u64>,
 }
 
 /// Runs every stage in order; stops at the first failure with the action's message.
@@ -158,6 +164,9 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
         )]
         .into(),
         revision: String::new(),
+        event_cursor: std::cell::Cell::new(
+            cloud.aws.events_after(0).last().map(|e| e.0).unwrap_or(0),
+        ),
         execution,
     };
     ui.line(&format!(
@@ -218,6 +227,15 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
+}
+
+/// Prints Beanstalk events recorded since `cursor` (read from local-aws directly: no API call).
+fn show_events(cloud: &LocalCloud, ui: &Ui, cursor: &std::cell::Cell<u64>, spinner: &ProgressBar) {
+    for (sequence, severity, environment, message) in cloud.aws.events_after(cursor.get()) {
+        cursor.set(sequence);
+        spinner.suspend(|| ui.line(&format!("    {environment}: {severity} {message}")));
+        ui.event(json!({"event": "beanstalk", "environment": environment, "severity": severity, "message": message}));
+    }
 }
 
 async fn ensure_bucket(s3: &aws_sdk_s3::Client) -> Result<(), PipelineError> {
@@ -469,8 +487,20 @@ impl Runner<'_> {
             ));
         }
         if !self.functions.contains_key(&binary_name) {
-            let env: Vec<(&str, String)> = self.cloud.env();
-            let f = Function::start(&binary, &env)
+            let mut env: Vec<(&str, String)> = self.cloud.env();
+            // Environment CNAMEs (and a custom domain) reach local-aws's router, as DNS would send
+            // them to the load balancer.
+            let router = self.cloud.aws.router_addr();
+            let mut rules = vec![format!("*.elasticbeanstalk.com={router}")];
+            if let Some(domain) = &self.options.domain {
+                rules.push(format!("{domain}={router}"));
+            }
+            env.push((
+                beanswap_core::http_check::engine::RESOLVE_ENV,
+                rules.join(","),
+            ));
+            let log = self.options.log_dir.join(format!("{binary_name}.log"));
+            let f = Function::start_logging_to(&binary, &env, Some(&log))
                 .await
                 .map_err(|e| e.to_string())?;
             self.functions.insert(binary_name.clone(), f);
@@ -521,11 +551,25 @@ impl Runner<'_> {
                 data["continuationToken"] = json!(t);
             }
             let event = json!({"CodePipeline.job": {"id": job_id, "accountId": template::ACCOUNT, "data": data}});
-            let function = self
-                .functions
-                .get_mut(&binary_name)
-                .ok_or("function not started")?;
-            match function.invoke(event).await.map_err(|e| e.to_string())? {
+            let answer = {
+                let (cloud, ui, cursor) = (self.cloud, self.ui, &self.event_cursor);
+                let function = self
+                    .functions
+                    .get_mut(&binary_name)
+                    .ok_or("function not started")?;
+                let invoked = function.invoke(event);
+                tokio::pin!(invoked);
+                // While the function works, show Beanstalk's events as they happen.
+                let answer = loop {
+                    tokio::select! {
+                        r = &mut invoked => break r,
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => show_events(cloud, ui, cursor, spinner),
+                    }
+                };
+                show_events(cloud, ui, cursor, spinner);
+                answer
+            };
+            match answer.map_err(|e| e.to_string())? {
                 Invocation::Response(_) => {}
                 Invocation::Error(e) => {
                     return Err(format!("the function's invocation failed: {e}"))

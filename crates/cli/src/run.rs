@@ -160,6 +160,8 @@ pub fn ensure_binaries(root: &Path, bin_dir: &Path, ui: &Ui) -> Result<(), Strin
 
 pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     ensure_binaries(&settings.root, &settings.bin_dir, ui)?;
+    std::fs::create_dir_all(&settings.report_dir)
+        .map_err(|e| format!("{}: {e}", settings.report_dir.display()))?;
     let stack = Stack::load(&settings.template, &settings.parameters).map_err(|e| e.to_string())?;
     let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
     let cloud = LocalCloud::start(
@@ -215,6 +217,12 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
             json: settings.json,
             continuation_pause: settings.continuation_pause,
             action_timeout: Duration::from_secs(1800),
+            log_dir: settings.report_dir.clone(),
+            domain: settings
+                .parameters
+                .get("DomainName")
+                .filter(|d| !d.is_empty())
+                .cloned(),
         };
         let result = pipeline::run(&cloud, &options, ui, epoch).await;
         let failed = result.failure.is_some();
@@ -336,6 +344,11 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         summary.before_up
     );
     let _ = writeln!(text, "timeline: {}", svg.display());
+    let _ = writeln!(
+        text,
+        "function logs: {}/<function>.log",
+        settings.report_dir.display()
+    );
     ui.event(json!({
         "event": "report",
         "ok": ok,

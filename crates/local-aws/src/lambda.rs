@@ -65,6 +65,16 @@ impl Function {
     /// Starts the Runtime API on a free port and `binary` with the environment Lambda would give it, plus
     /// `env` (endpoints, credentials, region).
     pub async fn start(binary: &Path, env: &[(&str, String)]) -> Result<Function, InvokeError> {
+        Self::start_logging_to(binary, env, None).await
+    }
+
+    /// Like [`Function::start`], with the function's output (its JSON logs) appended to `log` instead
+    /// of this process's stdout/stderr: what a CLI showing its own progress wants.
+    pub async fn start_logging_to(
+        binary: &Path,
+        env: &[(&str, String)],
+        log: Option<&Path>,
+    ) -> Result<Function, InvokeError> {
         let start_error = |reason: String| InvokeError::Start {
             binary: binary.display().to_string(),
             reason,
@@ -117,9 +127,23 @@ impl Function {
             .env("AWS_MAX_ATTEMPTS", "2")
             .env_remove("AWS_PROFILE")
             .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        match log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| start_error(format!("log {}: {e}", path.display())))?;
+                let err = file
+                    .try_clone()
+                    .map_err(|e| start_error(format!("log {}: {e}", path.display())))?;
+                command.stdout(file).stderr(err);
+            }
+            None => {
+                command.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+            }
+        }
         for (k, v) in env {
             command.env(k, v);
         }

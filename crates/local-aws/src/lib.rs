@@ -138,6 +138,28 @@ impl LocalAws {
         self.shared.lock().job_results.clone()
     }
 
+    /// Beanstalk events recorded after `sequence` (oldest first): `(sequence, severity, environment,
+    /// message)`. Read from the store directly, so watching costs no API call (and skews no budget).
+    pub fn events_after(&self, sequence: u64) -> Vec<(u64, String, String, String)> {
+        let state = self.shared.lock();
+        let mut events: Vec<(u64, String, String, String)> = state
+            .beanstalk
+            .events
+            .iter()
+            .filter(|e| e.sequence > sequence)
+            .map(|e| {
+                (
+                    e.sequence,
+                    e.severity.as_str().to_string(),
+                    e.environment.clone().unwrap_or_default(),
+                    e.message.clone(),
+                )
+            })
+            .collect();
+        events.sort_by_key(|e| e.0);
+        events
+    }
+
     /// Calls per `Service.Operation`.
     pub fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
         self.shared.lock().calls.clone()
@@ -256,6 +278,8 @@ async fn dispatch(
         ))
     } else if throttled {
         Err(query::QueryError::new(400, "Throttling", "Rate exceeded"))
+    } else if operation == "CreateStorageLocation" {
+        create_storage_location(&runtime).await
     } else {
         let request = beanstalk::Request {
             params: &params,
@@ -282,6 +306,42 @@ async fn dispatch(
             )
         }
     }
+}
+
+/// CreateStorageLocation: the account's `elasticbeanstalk-<region>-<account>` bucket, created in S3 (moto)
+/// when missing, as Beanstalk does.
+async fn create_storage_location(
+    runtime: &lifecycle::Runtime,
+) -> Result<(Option<String>, Vec<beanstalk::Effect>), query::QueryError> {
+    let bucket = format!(
+        "elasticbeanstalk-{}-{}",
+        beanstalk::REGION,
+        beanstalk::ACCOUNT
+    );
+    let s3 = runtime.s3.as_ref().ok_or_else(|| {
+        query::QueryError::new(
+            500,
+            "InternalFailure",
+            "local-aws has no S3 endpoint to create the storage location in",
+        )
+    })?;
+    if s3.head_bucket().bucket(&bucket).send().await.is_err() {
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .map_err(|e| {
+                query::QueryError::new(
+                    500,
+                    "InternalFailure",
+                    format!(
+                        "creating bucket {bucket} failed: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(&e)
+                    ),
+                )
+            })?;
+    }
+    Ok((Some(format!("<S3Bucket>{bucket}</S3Bucket>")), vec![]))
 }
 
 fn xml_response(status: StatusCode, body: String) -> Response {

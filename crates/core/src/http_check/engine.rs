@@ -273,9 +273,69 @@ fn client(options: &Options) -> Result<reqwest::Client, HttpCheckError> {
     for (host, addr) in &options.resolve {
         builder = builder.resolve(host, *addr);
     }
+    if let Some(rules) = EnvResolver::from_env() {
+        builder = builder.dns_resolver(std::sync::Arc::new(rules));
+    }
     builder
         .build()
         .map_err(|e| HttpCheckError::Client(error_chain(&e)))
+}
+
+/// Name resolution for a machine without the real DNS: `BEANSWAP_RESOLVE="*.elasticbeanstalk.com=127.0.0.1:8080,shop.example.com=127.0.0.1:8080"`
+/// sends matching names (exactly, or by `*.` suffix) to one address, the rest to the system resolver.
+/// It is environment plumbing like `AWS_ENDPOINT_URL_*`: `beanswap run` sets it so the functions reach
+/// local-aws's router; nothing sets it in Lambda.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvResolver {
+    rules: Vec<(String, SocketAddr)>,
+}
+
+pub const RESOLVE_ENV: &str = "BEANSWAP_RESOLVE";
+
+impl EnvResolver {
+    pub fn from_env() -> Option<EnvResolver> {
+        Self::parse(&std::env::var(RESOLVE_ENV).ok()?)
+    }
+
+    pub fn parse(spec: &str) -> Option<EnvResolver> {
+        let rules: Vec<(String, SocketAddr)> = spec
+            .split(',')
+            .filter_map(|rule| {
+                let (pattern, addr) = rule.trim().split_once('=')?;
+                Some((
+                    pattern.trim().to_ascii_lowercase(),
+                    addr.trim().parse().ok()?,
+                ))
+            })
+            .collect();
+        (!rules.is_empty()).then_some(EnvResolver { rules })
+    }
+
+    pub fn lookup(&self, host: &str) -> Option<SocketAddr> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.rules
+            .iter()
+            .find(|(pattern, _)| match pattern.strip_prefix("*.") {
+                Some(suffix) => host.ends_with(&format!(".{suffix}")),
+                None => *pattern == host,
+            })
+            .map(|(_, addr)| *addr)
+    }
+}
+
+impl reqwest::dns::Resolve for EnvResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let found = self.lookup(name.as_str());
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = match found {
+                Some(addr) => vec![addr],
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
 }
 
 fn transport(e: &reqwest::Error, timeout: Duration) -> Transport {
@@ -352,6 +412,30 @@ pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn env_resolver_matches_exact_names_and_wildcard_suffixes() {
+        let r = EnvResolver::parse(
+            "*.elasticbeanstalk.com=127.0.0.1:8080, shop.example.com=10.0.0.1:80, bad",
+        )
+        .unwrap();
+        let router: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            r.lookup("shop-prod.us-east-1.elasticbeanstalk.com"),
+            Some(router)
+        );
+        assert_eq!(
+            r.lookup("SHOP-PROD.us-east-1.elasticbeanstalk.com."),
+            Some(router)
+        );
+        assert_eq!(r.lookup("elasticbeanstalk.com"), None);
+        assert_eq!(
+            r.lookup("shop.example.com"),
+            Some("10.0.0.1:80".parse().unwrap())
+        );
+        assert_eq!(r.lookup("www.shop.example.com"), None);
+        assert!(EnvResolver::parse("").is_none());
+    }
+
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
