@@ -88,6 +88,16 @@ enum Command {
         #[arg(long, requires = "hosted_zone_id")]
         domain: Option<String>,
     },
+    /// Move production to a staged environment by hand (Beanstalk CNAME swap, with swap's checks).
+    Swap {
+        #[command(flatten)]
+        target: Target,
+        /// The environment that should serve production.
+        environment: String,
+        /// Minimum health of that environment: Green or Yellow.
+        #[arg(long, default_value = "Green")]
+        health: String,
+    },
     /// Run one action's function locally as a CodePipeline job and print what it reported.
     Invoke {
         /// The function's binary name, e.g. `check-config` (built into the same target directory).
@@ -252,6 +262,29 @@ async fn main() -> ExitCode {
                     .map_err(|e| e.to_string()),
             )
         }
+        Command::Swap {
+            target,
+            environment,
+            health,
+        } => match target.production_cname.clone() {
+            None => Err(CliError::Local(
+                "swap needs --production-cname: the live environment is never guessed".into(),
+            )),
+            Some(production) => {
+                let config =
+                    ops::sdk_config(target.endpoint_url.as_deref(), target.region.as_deref()).await;
+                print(
+                    ops::swap(
+                        &config,
+                        &target.application,
+                        &production,
+                        &environment,
+                        &health,
+                    )
+                    .await,
+                )
+            }
+        },
         Command::Invoke {
             function,
             user_parameters,

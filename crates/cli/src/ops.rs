@@ -132,3 +132,50 @@ pub async fn retire(config: &SdkConfig, settings: &retire::Settings) -> Result<S
         .map_err(|e| e.to_string())?;
     Ok(report.summary())
 }
+
+/// A CNAME swap by hand: the same preconditions and tags as the swap action's `cname` mode (both
+/// Ready, same application, the staged one healthy now; the old one tagged out of service for retire).
+pub async fn swap(
+    config: &SdkConfig,
+    application: &str,
+    production: &str,
+    staged: &str,
+    min_health: &str,
+) -> Result<String, String> {
+    use beanswap_core::swap::ops::Swapper;
+    let swapper = Swapper::new(config);
+    let to = swapper
+        .staged(application, staged)
+        .await
+        .map_err(|e| e.to_string())?;
+    let from = swapper
+        .live_by_cname(application, production)
+        .await
+        .map_err(|e| e.to_string())?;
+    if from.id == to.id {
+        return Ok(format!(
+            "{} already serves {production}; nothing to do\n",
+            to.name
+        ));
+    }
+    swapper
+        .preconditions(&to, &from, application, min_health)
+        .await
+        .map_err(|e| e.to_string())?;
+    swapper
+        .prepare(&from, &to)
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = swapper
+        .swap_cnames(&from, &to, production, Duration::from_secs(300))
+        .await
+        .map_err(|e| e.to_string())?;
+    swapper
+        .handed_over(&from, &to)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} now serves {} (was {}); `beanswap rollback` moves it back\n",
+        now.name, now.cname, from.name
+    ))
+}

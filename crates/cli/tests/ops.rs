@@ -60,6 +60,29 @@ async fn status_events_and_a_dry_run_retire() {
         "{events}"
     );
 
+    // A swap by hand, then a rollback by the core operation the CLI's `rollback` uses.
+    let swapped = ops::swap(&config, "shop", "shop-prod", "shop-two", "Green")
+        .await
+        .unwrap();
+    assert!(
+        swapped.contains("shop-two now serves shop-prod"),
+        "{swapped}"
+    );
+    assert_eq!(
+        bed.get("shop-prod.us-east-1.elasticbeanstalk.com", "/version")
+            .await
+            .1,
+        "v2\n"
+    );
+    let again = ops::swap(&config, "shop", "shop-prod", "shop-two", "Green")
+        .await
+        .unwrap();
+    assert!(again.contains("nothing to do"), "{again}");
+    let status = ops::status(&config, "shop", Some("shop-prod"))
+        .await
+        .unwrap();
+    assert!(status.contains("out of service since"), "{status}");
+
     let calls_before = bed.local.call_counts();
     let settings = beanswap_core::retire::exec::Settings {
         application: "shop".into(),
@@ -72,7 +95,7 @@ async fn status_events_and_a_dry_run_retire() {
         dry_run: true,
     };
     let report = ops::retire(&config, &settings).await.unwrap();
-    assert!(report.contains("shop-two"), "{report}");
+    assert!(report.contains("shop-one"), "{report}");
     assert!(
         !report.contains("shop-one") || report.contains("production"),
         "{report}"
