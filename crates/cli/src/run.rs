@@ -72,7 +72,7 @@ pub struct Outcome {
 
 /// Creates what the template would create on Beanstalk before the pipeline first runs: the application
 /// and the first environment's saved configuration.
-async fn provision(stack: &Stack, eb: &aws_sdk_elasticbeanstalk::Client) -> Result<(), String> {
+pub async fn provision(stack: &Stack, eb: &aws_sdk_elasticbeanstalk::Client) -> Result<(), String> {
     let err = |what: &str, e: String| format!("provision {what}: {e}");
     for (_, props) in stack
         .resources_of("AWS::ElasticBeanstalk::Application")
