@@ -426,14 +426,15 @@ async fn unsafe_or_broken_bundles_fail_naming_the_cause_and_create_nothing() {
     // Configuration mistakes name the field or the missing piece.
     env.put(KEY, test_support::app_bundle("v1", &[])).await;
     // Beanstalk's own bucket does not exist yet: package asks Beanstalk to make it (CreateStorageLocation),
-    // which local-aws does not serve, so the failure says both.
+    // which answers with its account's bucket; this job claims another account, so the failure says both.
     env.s3.delete_bucket().bucket(BUNDLES).send().await.unwrap();
     env.fails(
         &event(r#"{"application":"shop","create_application":true}"#, KEY),
         "ConfigurationError",
         &[
             &format!("S3 CopyObject on s3://{BUNDLES}/shop/{LABEL}.zip failed: NoSuchBucket"),
-            "creating it failed: Elastic Beanstalk CreateStorageLocation failed",
+            // local-aws made the storage bucket of its own account (123456789012), not the job's.
+            "Elastic Beanstalk's storage bucket is elasticbeanstalk-us-east-1-123456789012, not",
             "set UserParameters field `bucket`",
         ],
     )
