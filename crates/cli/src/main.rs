@@ -300,6 +300,23 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Waits for Ctrl-C, SIGTERM or SIGHUP and names it.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "interrupted";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = term.recv() => "terminated",
+        _ = hup.recv() => "hung up",
+    }
+}
+
 fn print(result: Result<String, String>) -> Result<ExitCode, CliError> {
     let text = result.map_err(CliError::Local)?;
     print!("{text}");
@@ -335,11 +352,12 @@ async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, 
         report_dir: args.report_dir,
         continuation_pause: args.continuation_pause,
     };
-    // Ctrl-C ends the run; dropping it stops local-aws, moto and every app they started.
+    // Ctrl-C (or SIGTERM, SIGHUP) ends the run; dropping it stops local-aws, moto and every app they
+    // started, which a plain exit would leave running.
     let outcome = tokio::select! {
         r = beanswap_cli::run::run(&settings, &ui) => r.map_err(CliError::Local)?,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("beanswap: interrupted; stopping everything it started");
+        signal = stop_signal() => {
+            eprintln!("beanswap: {signal}; stopping everything it started");
             return Ok(ExitCode::from(130));
         }
     };
