@@ -363,7 +363,9 @@ impl Runtime {
             .map_err(|e| format!("create {}: {e}", log.display()))?;
         let child = Command::new("sh")
             .arg("-c")
+            .arg(ORPHAN_GUARD)
             .arg(&command)
+            .arg(std::process::id().to_string())
             .current_dir(&app_dir)
             .env("PORT", port.to_string())
             .envs(env.env_vars())
@@ -535,6 +537,11 @@ impl Runtime {
         }
     }
 }
+
+/// Runs the Procfile command (`$0`) in the app's process group beside a watcher that kills the whole
+/// group once local-aws (pid `$1`) is gone: a test killed by a timeout, or a CLI killed with -9, must
+/// not leave apps running that nobody can reach any more.
+const ORPHAN_GUARD: &str = r#"parent=$1; ( while kill -0 "$parent" 2>/dev/null; do sleep 1; done; kill -KILL 0 ) & exec sh -c "$0""#;
 
 /// Unpacks a bundle; entries that would land outside `dir` are refused by the zip crate.
 fn unpack(bundle: &[u8], dir: &Path) -> Result<(), String> {

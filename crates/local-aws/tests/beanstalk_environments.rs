@@ -1035,6 +1035,16 @@ async fn the_aws_cli_drives_environments_swaps_and_events() {
 
 #[tokio::test]
 async fn the_binary_serves_until_stopped_and_takes_its_apps_with_it() {
+    binary_takes_its_apps_with_it("TERM").await;
+}
+
+/// Even killed outright, local-aws leaves no app behind: each app's watcher ends its process group.
+#[tokio::test]
+async fn a_killed_binary_leaves_no_app_running() {
+    binary_takes_its_apps_with_it("KILL").await;
+}
+
+async fn binary_takes_its_apps_with_it(signal: &str) {
     let moto = Moto::start().await;
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_local-aws"));
     let mut child = tokio::process::Command::new(&binary)
@@ -1139,17 +1149,17 @@ async fn the_binary_serves_until_stopped_and_takes_its_apps_with_it() {
     );
     assert!(!app_pids().is_empty(), "the app process runs");
 
-    // SIGTERM: the binary exits cleanly and its app goes with it.
+    // SIGTERM: the binary exits cleanly and its app goes with it; SIGKILL: the app's watcher ends it.
     let pid = child.id().unwrap();
     std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .unwrap();
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .unwrap()
         .unwrap();
-    assert!(status.success(), "{status}");
+    assert_eq!(status.success(), signal == "TERM", "{status}");
     let started = Instant::now();
     while !app_pids().is_empty() {
         assert!(
