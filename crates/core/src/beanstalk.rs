@@ -603,10 +603,11 @@ pub fn event_lines(events: &[Event], n: usize) -> String {
         .join("\n")
 }
 
-/// Backoff for polling Beanstalk: quick at first (tests, fast launches), then at most every 20 s.
+/// Backoff for polling Beanstalk: quick at first (tests, fast launches), then every 10 s, the interval of
+/// the usual polling tools, so a failure is never noticed later than with them.
 pub fn poll_delay(attempt: u32) -> Duration {
     let ms = 500u64.saturating_mul(1u64 << attempt.min(6));
-    Duration::from_millis(ms.min(20_000))
+    Duration::from_millis(ms.min(10_000))
 }
 
 #[cfg(test)]
@@ -657,6 +658,6 @@ mod tests {
     fn polling_backs_off_to_a_ceiling() {
         assert_eq!(poll_delay(0), Duration::from_millis(500));
         assert_eq!(poll_delay(2), Duration::from_secs(2));
-        assert_eq!(poll_delay(30), Duration::from_secs(20));
+        assert_eq!(poll_delay(30), Duration::from_secs(10));
     }
 }

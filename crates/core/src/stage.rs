@@ -77,7 +77,7 @@ pub struct Plan {
 }
 
 /// Carried in the continuation token between invocations (short keys: the token holds 2048 chars).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// The new environment's id and name.
     #[serde(rename = "i")]
@@ -99,7 +99,22 @@ pub struct State {
     /// The configuration template made for the clone, deleted at the end.
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// When the environment's status was last read (ms since epoch; 0 = never): between event-free
+    /// polls it is read only every [`STATUS_EVERY`].
+    #[serde(rename = "k", default)]
+    pub status_checked_ms: u64,
+    /// Its status and health as last read, for the progress summary.
+    #[serde(rename = "st", default, skip_serializing_if = "String::is_empty")]
+    pub status: String,
+    #[serde(rename = "h", default, skip_serializing_if = "String::is_empty")]
+    pub health: String,
 }
+
+/// The longest an event-free wait goes without reading the environment's status: Beanstalk announces
+/// every launch step, failure and enhanced-health transition as an event, so a poll is one
+/// DescribeEvents, and DescribeEnvironments follows only when something happened, or this often in case
+/// a change came without an event (basic health reporting).
+pub const STATUS_EVERY: Duration = Duration::from_secs(60);
 
 /// A poll's conclusion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +295,7 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
                 started_ms: millis(started),
                 attempt: 0,
                 template: None,
+                ..State::default()
             },
         });
     }
@@ -407,6 +423,7 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
             started_ms: millis(started),
             attempt: 0,
             template,
+            ..State::default()
         },
     })
 }
@@ -422,6 +439,10 @@ fn describe_production(plan: &Plan) -> String {
 }
 
 /// A later invocation: poll with backoff until a verdict or the poll budget is spent.
+///
+/// Each poll asks for the new events (one call) and reads the environment only when there were some,
+/// when [`STATUS_EVERY`] has passed, or at the timeout: half the calls of a tool that reads both every
+/// 10 s, and as quick to notice a failure, since [`poll_delay`] never waits longer than such a tool.
 pub async fn resume(
     eb: &Beanstalk,
     plan: &Plan,
@@ -431,12 +452,6 @@ pub async fn resume(
     let invocation_began = std::time::Instant::now();
     let mut seen: Vec<Event> = vec![];
     loop {
-        let env = eb.environment(&state.env_id).await?.ok_or_else(|| {
-            ActionError::failed(format!(
-                "environment {} ({}) no longer exists",
-                state.env_name, state.env_id
-            ))
-        })?;
         let events = eb
             .events_since(&state.env_id, Some(from_millis(state.cursor_ms)), 100)
             .await?;
@@ -445,15 +460,30 @@ pub async fn resume(
         }
         seen.extend(events.iter().cloned());
         let elapsed = started.elapsed().unwrap_or_default();
-        match assess(&env, &events, &plan.health, elapsed, plan.timeout) {
-            Verdict::Healthy => {
-                cleanup_template(eb, plan, &state).await;
-                return Ok(succeeded(&env, state.live.as_deref(), ""));
+        let now_ms = millis(SystemTime::now());
+        let status_due = !events.is_empty()
+            || now_ms.saturating_sub(state.status_checked_ms) >= STATUS_EVERY.as_millis() as u64
+            || elapsed >= plan.timeout;
+        if status_due {
+            let env = eb.environment(&state.env_id).await?.ok_or_else(|| {
+                ActionError::failed(format!(
+                    "environment {} ({}) no longer exists",
+                    state.env_name, state.env_id
+                ))
+            })?;
+            state.status_checked_ms = now_ms;
+            state.status = env.status.clone();
+            state.health = env.health.clone();
+            match assess(&env, &events, &plan.health, elapsed, plan.timeout) {
+                Verdict::Healthy => {
+                    cleanup_template(eb, plan, &state).await;
+                    return Ok(succeeded(&env, state.live.as_deref(), ""));
+                }
+                Verdict::Failed(reason) => {
+                    return Err(fail(eb, plan, &state, &env, &reason).await);
+                }
+                Verdict::Waiting => {}
             }
-            Verdict::Failed(reason) => {
-                return Err(fail(eb, plan, &state, &env, &reason).await);
-            }
-            Verdict::Waiting => {}
         }
         state.attempt += 1;
         let delay = poll_delay(state.attempt);
@@ -468,9 +498,9 @@ pub async fn resume(
             return Ok(Outcome::InProgress {
                 summary: format!(
                     "{} is {} / {} after {}s\n{latest}",
-                    env.name,
-                    env.status,
-                    env.health,
+                    state.env_name,
+                    or_unknown(&state.status),
+                    or_unknown(&state.health),
                     elapsed.as_secs()
                 ),
                 percent,
@@ -478,6 +508,14 @@ pub async fn resume(
             });
         }
         tokio::time::sleep(delay).await;
+    }
+}
+
+fn or_unknown(s: &str) -> &str {
+    if s.is_empty() {
+        "not read yet"
+    } else {
+        s
     }
 }
 
@@ -686,6 +724,9 @@ mod tests {
             started_ms: u64::MAX,
             attempt: 1000,
             template: Some(format!("beanswap-{}", "x".repeat(40))),
+            status_checked_ms: u64::MAX / 2,
+            status: "Launching".into(),
+            health: "Grey".into(),
         };
         let token = crate::outcome::encode_state(&state).unwrap();
         assert!(token.len() < 400, "{token}");
