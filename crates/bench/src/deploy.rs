@@ -1,0 +1,492 @@
+//! Points 3 (every function but package), 5 and 6: the pipeline of pipeline-template.json run on
+//! local-aws twice (v1, then v1 -> v2) with a simulated launch delay and a steady load on production,
+//! as `beanswap demo` runs it, but with the call counts read between the deployments so the v1 -> v2
+//! deployment is counted on its own. Also the reaction time to a failed launch.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use beanswap_cli::local::LocalCloud;
+use beanswap_cli::pipeline::{self, Approval, RunOptions, RunResult, Ui};
+use beanswap_cli::probe::{self, Probe, Sample};
+use beanswap_cli::template::{self, Stack};
+use local_aws::beanstalk::Options;
+use local_aws::faults::Faults;
+use local_aws::lambda::Invocation;
+use test_support::bed::Bed;
+
+use crate::table::{ms, Table, Verdict};
+use crate::Config;
+
+/// The polling interval of the common tools (`eb deploy`, `aws elasticbeanstalk wait`... ask every 10 s
+/// or more often) that point 5 compares against.
+const POLL: Duration = Duration::from_secs(10);
+
+/// Functions whose actions wait on Beanstalk (a polling tool would poll through them).
+const WAITING: &[&str] = &["stage", "swap", "retire"];
+
+pub struct Deployment {
+    pub run: RunResult,
+    pub calls: BTreeMap<String, u64>,
+    /// Which function each action ran (by action name).
+    pub functions: BTreeMap<String, String>,
+    /// Offsets from the probe's start.
+    pub window: (Duration, Duration),
+}
+
+pub struct DemoRun {
+    pub deployments: Vec<Deployment>,
+    pub samples: Vec<Sample>,
+    pub peaks_kib: BTreeMap<String, u64>,
+}
+
+fn diff(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0).min(*v)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
+    let root = &config.root;
+    let v1 = root.join("examples/app");
+    let v2 = beanswap_cli::run::changed_copy(&v1, work, "second release\n")?;
+    let stack = Stack::load(
+        &root.join("pipeline-template.json"),
+        &beanswap_cli::run::local_parameters(),
+    )
+    .map_err(|e| e.to_string())?;
+    let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
+    let functions: BTreeMap<String, String> = pipeline_def
+        .stages
+        .iter()
+        .flat_map(|s| s.actions.iter())
+        .filter_map(|a| Some((a.name.clone(), a.function.clone()?)))
+        .collect();
+    let ui = Ui { json: false };
+    crate::progress(&format!(
+        "deployments: local cloud with a {} launch delay",
+        humantime::format_duration(config.launch_delay)
+    ));
+    let cloud = LocalCloud::start(
+        root,
+        Options {
+            launch_delay: config.launch_delay,
+            update_delay: config.launch_delay / 2,
+            terminate_delay: config.launch_delay / 2,
+            health_interval: Duration::from_millis(500),
+            ..Options::default()
+        },
+        &|m| crate::progress(m),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let sdk = cloud.sdk_config().await;
+    beanswap_cli::run::provision(&stack, &cloud.beanstalk(&sdk)).await?;
+    // Beanstalk's own bucket, which package defaults to: AWS creates it on an account's first use of
+    // Beanstalk (CreateStorageLocation); the local cloud has none until someone does.
+    let storage = format!(
+        "elasticbeanstalk-{}-{}",
+        template::REGION,
+        template::ACCOUNT
+    );
+    if let Err(e) = cloud.s3(&sdk).create_bucket().bucket(&storage).send().await {
+        crate::progress(&format!("create bucket {storage}: {e}"));
+    }
+    let sampler = crate::procs::Sampler::start(
+        crate::FUNCTIONS
+            .iter()
+            .map(|f| config.bin_dir.join(f))
+            .collect(),
+        Duration::from_millis(20),
+    );
+    let production = format!("shop-prod.{}.elasticbeanstalk.com", template::REGION);
+    let epoch = Instant::now();
+    let probe = Probe::start(
+        cloud.aws.router_addr(),
+        production,
+        "/version".into(),
+        config.probe_rate,
+    );
+    let mut deployments = vec![];
+    let mut failure = None;
+    for (i, source) in [v1, v2].into_iter().enumerate() {
+        crate::progress(&format!("deployment {} of 2: {}", i + 1, source.display()));
+        let before = cloud.call_counts();
+        let start = probe.started.elapsed();
+        let options = RunOptions {
+            pipeline: pipeline_def.clone(),
+            source,
+            bin_dir: config.bin_dir.clone(),
+            approval: Approval::Auto,
+            json: false,
+            continuation_pause: config.continuation_pause,
+            action_timeout: Duration::from_secs(1800),
+            domain: None,
+            log_dir: std::env::temp_dir(),
+        };
+        let run = pipeline::run(&cloud, &options, &ui, epoch).await;
+        let end = probe.started.elapsed();
+        let calls = diff(&cloud.call_counts(), &before);
+        if let Some(f) = &run.failure {
+            failure = Some(format!("deployment {} failed: {f}", i + 1));
+        }
+        deployments.push(Deployment {
+            run,
+            calls,
+            functions: functions.clone(),
+            window: (start, end),
+        });
+        if failure.is_some() {
+            break;
+        }
+    }
+    // Keep probing a moment after the last swap, so its aftermath is measured too.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let samples = probe.stop().await;
+    let peaks_kib = sampler.peaks();
+    drop(sampler);
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    Ok(DemoRun {
+        deployments,
+        samples,
+        peaks_kib,
+    })
+}
+
+fn service(operation: &str) -> &str {
+    operation.split('.').next().unwrap_or(operation)
+}
+
+/// What a tool polling every 10 s would call for the same timeline: the same one-off calls as ours
+/// (every call but Beanstalk's Describe*/List* reads and CodePipeline's job reports), one job report
+/// per action, and DescribeEnvironments + DescribeEvents every 10 s through every wait.
+fn polling_tool(d: &Deployment) -> (BTreeMap<String, u64>, Duration) {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (op, n) in &d.calls {
+        let read = op.starts_with("ElasticBeanstalk.Describe")
+            || op.starts_with("ElasticBeanstalk.List")
+            || op.starts_with("CodePipeline.");
+        if !read {
+            *counts.entry(service(op).to_string()).or_default() += n;
+        }
+    }
+    let mut waited = Duration::ZERO;
+    for a in &d.run.actions {
+        let Some(function) = d.functions.get(&a.action) else {
+            continue;
+        };
+        *counts.entry("CodePipeline".into()).or_default() += 1;
+        if WAITING.contains(&function.as_str()) {
+            let wait = a.end.saturating_sub(a.start);
+            waited += wait;
+            let polls = wait.as_secs().div_ceil(POLL.as_secs()).max(1);
+            *counts.entry("ElasticBeanstalk".into()).or_default() += 2 * polls;
+        }
+    }
+    (counts, waited)
+}
+
+const SERVICES: &[&str] = &["ElasticBeanstalk", "S3", "Route53", "CodePipeline"];
+
+fn per_service(calls: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for (op, n) in calls {
+        *out.entry(service(op).to_string()).or_default() += n;
+    }
+    out
+}
+
+pub fn calls_table(config: &Config, demo: &Result<DemoRun, String>, reaction: &Reaction) -> Table {
+    let mut header = vec!["deployment", "who"];
+    header.extend(SERVICES);
+    header.extend(["total", "waited s"]);
+    let mut table = Table::new(
+        &format!(
+            "5. API calls per deployment (launch delay {}, measured on local-aws + moto)",
+            humantime::format_duration(config.launch_delay)
+        ),
+        &header,
+    );
+    let demo = match demo {
+        Ok(d) => d,
+        Err(e) => {
+            table.note(format!("not measured: {e}"));
+            table.goal("fewer calls than a 10 s poller", Verdict::Missing);
+            return table;
+        }
+    };
+    let mut v2 = None;
+    for (i, d) in demo.deployments.iter().enumerate() {
+        let label = if i == 0 {
+            "#1 first (v1)"
+        } else {
+            "#2 v1 -> v2"
+        };
+        let ours = per_service(&d.calls);
+        let (theirs, waited) = polling_tool(d);
+        let mut row = |who: &str, counts: &BTreeMap<String, u64>| {
+            let mut cells = vec![label.to_string(), who.to_string()];
+            let mut total = 0;
+            for s in SERVICES {
+                let n = counts.get(*s).copied().unwrap_or(0);
+                total += n;
+                cells.push(n.to_string());
+            }
+            // Anything outside the four services (there should be none) still counts.
+            total += counts
+                .iter()
+                .filter(|(k, _)| !SERVICES.contains(&k.as_str()))
+                .map(|(_, v)| v)
+                .sum::<u64>();
+            cells.push(total.to_string());
+            cells.push(format!("{:.0}", waited.as_secs_f64()));
+            table.row(cells);
+            total
+        };
+        let o = row("beanswap (measured)", &ours);
+        let t = row("poll every 10 s (computed)", &theirs);
+        if i == 1 {
+            v2 = Some((o, t));
+        }
+    }
+    match v2 {
+        // A launch of a second or two leaves a poller nothing to poll: only the full run's minutes-long
+        // launch compares the two ways of waiting.
+        Some((ours, theirs)) if config.short => table.goal(
+            format!(
+                "v1 -> v2: fewer calls than a 10 s poller ({ours} vs {theirs}; not judged with --short's \
+                 {} launch, see the full run)",
+                humantime::format_duration(config.launch_delay)
+            ),
+            Verdict::Missing,
+        ),
+        Some((ours, theirs)) => table.goal(
+            format!("v1 -> v2: fewer calls than a 10 s poller ({ours} vs {theirs})"),
+            Verdict::of(ours < theirs),
+        ),
+        None => table.goal("v1 -> v2 measured", Verdict::Missing),
+    }
+    let worst = beanswap_core::beanstalk::poll_delay(u32::MAX);
+    match &reaction.measured {
+        Ok(r) => table.goal(
+            format!(
+                "no loss of reaction time to failure: a launch failing {:.0} s in was reported {:.1} s \
+                 after its ERROR event (10 s poller: up to 10 s, 5 s on average); our longest gap between \
+                 polls is {} s (core::beanstalk::poll_delay cap) plus CodePipeline's pause between invocations",
+                reaction.failed_after.as_secs_f64(),
+                r.as_secs_f64(),
+                worst.as_secs()
+            ),
+            Verdict::of(r.as_secs_f64() <= POLL.as_secs_f64() && worst <= POLL),
+        ),
+        Err(e) => table.goal(format!("reaction time measured ({e})"), Verdict::Missing),
+    }
+    table.note(
+        "ours: every call local-aws (Beanstalk, CodePipeline) and the counting proxy in front of moto \
+         (S3, Route 53) answered during that deployment, by the functions and by the local pipeline \
+         runner (artifact uploads). The poller is credited with the same one-off calls, none of our \
+         lookups (Describe*/List*), one CodePipeline job report per action instead of one per \
+         continuation, and DescribeEnvironments + DescribeEvents every 10 s through each action that \
+         waits on Beanstalk (stage, swap, retire) for as long as ours took",
+    );
+    for (i, d) in demo.deployments.iter().enumerate() {
+        table.note(format!(
+            "deployment #{} calls: {}",
+            i + 1,
+            d.calls
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    table
+}
+
+pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table {
+    let mut table = Table::new(
+        &format!(
+            "6. Downtime: a steady {} req/s on the production URL through the deployments",
+            config.probe_rate
+        ),
+        &["window", "requests", "failed", "max latency ms", "swaps"],
+    );
+    let demo = match demo {
+        Ok(d) => d,
+        Err(e) => {
+            table.note(format!("not measured: {e}"));
+            table.goal("zero failed requests", Verdict::Missing);
+            return table;
+        }
+    };
+    let overall = probe::summarize(&demo.samples);
+    // Counted from production's first good answer, as the probe does.
+    let up_from = demo
+        .samples
+        .iter()
+        .find(|s| s.ok())
+        .map(|s| s.at)
+        .unwrap_or_default();
+    for (i, d) in demo.deployments.iter().enumerate() {
+        let from = d.window.0.max(up_from);
+        let inside: Vec<Sample> = demo
+            .samples
+            .iter()
+            .filter(|s| s.at >= from && s.at <= d.window.1)
+            .copied()
+            .collect();
+        let swaps = d
+            .run
+            .actions
+            .iter()
+            .filter(|a| a.stage == "Swap" && a.ok)
+            .count();
+        table.row(vec![
+            format!("deployment #{} (from production up)", i + 1),
+            inside.len().to_string(),
+            inside.iter().filter(|s| !s.ok()).count().to_string(),
+            ms(inside.iter().map(|s| s.latency).max().unwrap_or_default()),
+            swaps.to_string(),
+        ]);
+    }
+    table.row(vec![
+        "whole run".into(),
+        overall.requests.to_string(),
+        overall.failures.to_string(),
+        ms(overall.max_latency),
+        String::new(),
+    ]);
+    table.goal(
+        format!("zero failed requests ({} failed)", overall.failures),
+        Verdict::of(overall.failures == 0 && overall.requests > 0),
+    );
+    table.note(format!(
+        "the load probe of `beanswap demo` (GET /version through local-aws's router by the production \
+         host name, 5 s timeout); {} requests before production first answered are not counted",
+        overall.before_up
+    ));
+    table
+}
+
+/// Point 3 for every function but package: peak RSS sampled every 20 ms during the deployments.
+pub fn memory_rows(table: &mut Table, demo: &Result<DemoRun, String>) -> Option<u64> {
+    let demo = match demo {
+        Ok(d) => d,
+        Err(e) => {
+            table.note(format!("normal run not measured: {e}"));
+            return None;
+        }
+    };
+    let mut worst = 0;
+    for name in crate::FUNCTIONS {
+        match demo.peaks_kib.get(*name) {
+            Some(kib) => {
+                if *name != "package" {
+                    worst = worst.max(*kib);
+                }
+                table.row(vec![
+                    name.to_string(),
+                    "the demo's deployments".into(),
+                    format!("{:.1}", *kib as f64 / 1024.0),
+                    if *name == "package" { "-" } else { "40" }.into(),
+                ]);
+            }
+            None => table.row(vec![name.to_string(), "not seen running".into()]),
+        }
+    }
+    Some(worst)
+}
+
+pub struct Reaction {
+    pub failed_after: Duration,
+    pub measured: Result<Duration, String>,
+}
+
+/// stage on a launch that fails halfway: time from the ERROR event to the job's failure report.
+pub async fn reaction(config: &Config) -> Reaction {
+    let failed_after = config.reaction_launch / 2;
+    Reaction {
+        failed_after,
+        measured: reaction_inner(config).await,
+    }
+}
+
+async fn reaction_inner(config: &Config) -> Result<Duration, String> {
+    let binary: PathBuf = config.bin_dir.join("stage");
+    if !binary.exists() {
+        return Err(format!("{} not built", binary.display()));
+    }
+    crate::progress("reaction time: stage on a launch that fails");
+    let bed = Bed::start(Options {
+        launch_delay: config.reaction_launch,
+        terminate_delay: Duration::from_millis(500),
+        faults: Faults {
+            fail_launch: vec!["*".into()],
+            ..Faults::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let bundle = crate::fixtures::app_bundle(&config.root, "v1")?;
+    bed.version("v1", bundle).await;
+    let mut f = bed.function(&binary).await;
+    let params = r#"{"application":"shop","version_label":"v1","production_cname":"shop-prod","solution_stack":"64bit Amazon Linux 2023 v4.3.0 running Python 3.11"}"#;
+    let mut token: Option<String> = None;
+    let mut outcome = None;
+    for _ in 0..500 {
+        let mut event = crate::fixtures::job_event(params);
+        if let Some(t) = &token {
+            tokio::time::sleep(config.continuation_pause).await;
+            event["CodePipeline.job"]["data"]["continuationToken"] = serde_json::json!(t);
+        }
+        let id = event["CodePipeline.job"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Invocation::Error(e) = f.invoke(event).await.map_err(|e| e.to_string())? {
+            return Err(format!("stage's invocation failed: {e}"));
+        }
+        let result = bed
+            .local
+            .job_results()
+            .into_iter()
+            .find(|r| r.job_id == id)
+            .ok_or("stage reported nothing")?;
+        token = result.request["continuationToken"]
+            .as_str()
+            .map(str::to_string);
+        if token.is_none() {
+            outcome = Some(result.operation);
+            break;
+        }
+    }
+    let reported = SystemTime::now();
+    match outcome.as_deref() {
+        Some("PutJobFailureResult") => {}
+        Some(other) => return Err(format!("the failing launch was reported with {other}")),
+        None => return Err("stage still continuing after 500 invocations".into()),
+    }
+    let events = bed
+        .eb
+        .describe_events()
+        .application_name("shop")
+        .send()
+        .await
+        .map_err(|e| format!("DescribeEvents: {e}"))?;
+    let failed = events
+        .events()
+        .iter()
+        .filter(|e| e.severity().map(|s| s.as_str()) == Some("ERROR"))
+        .filter_map(|e| e.event_date())
+        .filter_map(|d| SystemTime::try_from(*d).ok())
+        .min()
+        .ok_or("no ERROR event")?;
+    reported
+        .duration_since(failed)
+        .map_err(|e| format!("clock: {e}"))
+}

@@ -1,0 +1,278 @@
+//! beanswap's benchmarks (issue 11): one table per point, each with its goal and PASS/FAIL, every figure
+//! measured in this run on this machine, beside what users would pick instead.
+//!
+//!   cargo run --release -p beanswap-bench            # the full run recorded in docs/benchmarks.md
+//!   cargo run --release -p beanswap-bench -- --short # small sizes, short delays (CI runs this)
+//!
+//! Progress goes to stderr, the tables to stdout.
+
+mod coldstart;
+mod deploy;
+mod fixtures;
+mod package;
+mod procs;
+mod size;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use table::{Table, Verdict};
+
+/// Every Lambda function, in pipeline order.
+pub const FUNCTIONS: &[&str] = beanswap_cli::run::FUNCTIONS;
+
+#[derive(Parser)]
+#[command(
+    about = "beanswap's benchmarks: cold start, size, memory, throughput, API calls, downtime"
+)]
+struct Args {
+    /// Small sizes and short delays (the CI version).
+    #[arg(long)]
+    short: bool,
+    /// Where the function binaries are (default: target/release, target/debug with --short); missing ones
+    /// are built with cargo.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Size of the bundle for memory and throughput, in MiB (default 300, 8 with --short).
+    #[arg(long)]
+    bundle_mb: Option<u64>,
+    /// Simulated launch delay of a Beanstalk environment (default 5m, 1s with --short).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    launch_delay: Option<Duration>,
+    /// Requests per second on production during the deployments (default 200, 50 with --short).
+    #[arg(long)]
+    probe_rate: Option<u32>,
+    /// How long "CodePipeline" waits before invoking a continuation (default 1s, 200ms with --short).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    continuation_pause: Option<Duration>,
+    /// Only these points (e.g. `--only 1,2`); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<u8>,
+}
+
+pub struct Config {
+    pub root: PathBuf,
+    pub bin_dir: PathBuf,
+    pub short: bool,
+    pub cold_runs: usize,
+    pub python_runs: usize,
+    pub bundle_mb: u64,
+    pub launch_delay: Duration,
+    pub reaction_launch: Duration,
+    pub probe_rate: u32,
+    pub continuation_pause: Duration,
+}
+
+pub fn progress(message: &str) {
+    eprintln!("bench: {message}");
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cpus} CPUs ({model}), {memory} memory, Linux {}",
+        kernel.trim()
+    )
+}
+
+/// The checkout: the current directory when it is one (so a copied binary measures the checkout it
+/// runs in), else where this crate was compiled.
+fn workspace_root() -> PathBuf {
+    let here = std::env::current_dir().unwrap_or_default();
+    if here.join("pipeline-template.json").exists() && here.join("crates/bench").exists() {
+        return here;
+    }
+    let compiled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    compiled.canonicalize().unwrap_or(compiled)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let root = workspace_root();
+    // moto for test-support's bed (it would look beside the path it was compiled at).
+    if std::env::var_os("MOTO_SERVER").is_none() {
+        std::env::set_var("MOTO_SERVER", root.join(".venv/bin/moto_server"));
+    }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run(args, root)),
+        Err(e) => {
+            eprintln!("beanswap-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args, root: PathBuf) -> ExitCode {
+    let short = args.short;
+    let bin_dir = args.bin_dir.clone().unwrap_or_else(|| {
+        root.join("target")
+            .join(if short { "debug" } else { "release" })
+    });
+    let config = Config {
+        root: root.clone(),
+        bin_dir,
+        short,
+        cold_runs: if short { 2 } else { 10 },
+        python_runs: if short { 1 } else { 5 },
+        bundle_mb: args.bundle_mb.unwrap_or(if short { 8 } else { 300 }),
+        launch_delay: args.launch_delay.unwrap_or(if short {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(300)
+        }),
+        reaction_launch: if short {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(120)
+        },
+        probe_rate: args.probe_rate.unwrap_or(if short { 50 } else { 200 }),
+        continuation_pause: args.continuation_pause.unwrap_or(if short {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(1)
+        }),
+    };
+    let wants = |n: u8| args.only.is_empty() || args.only.contains(&n);
+
+    let ui = beanswap_cli::pipeline::Ui { json: false };
+    if let Err(e) = beanswap_cli::run::ensure_binaries(&config.root, &config.bin_dir, &ui) {
+        progress(&format!("could not build the functions: {e}"));
+    }
+    let work = match tempfile::Builder::new().prefix("beanswap-bench-").tempdir() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("beanswap-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let mut tables: Vec<(u8, Table)> = vec![];
+    if wants(1) {
+        tables.push((1, coldstart::run(&config, work.path()).await));
+    }
+    if wants(2) {
+        tables.push((2, size::run(&config)));
+    }
+    let package_run = if wants(3) || wants(4) {
+        let (t, run) = package::run(&config, work.path()).await;
+        if wants(4) {
+            tables.push((4, t));
+        }
+        Some(run)
+    } else {
+        None
+    };
+    let demo = if wants(3) || wants(5) || wants(6) {
+        Some(deploy::demo(&config, work.path()).await)
+    } else {
+        None
+    };
+    if wants(3) {
+        let mut t = Table::new(
+            "3. Memory: peak RSS (VmHWM) of each function process",
+            &["function", "workload", "peak RSS MiB", "goal MiB"],
+        );
+        let package_goal = match &package_run {
+            Some(Ok(p)) => {
+                let peak = p.peak_kib.map(|k| k as f64 / 1024.0);
+                t.row(vec![
+                    "package".into(),
+                    format!("{} MiB bundle to flatten", table::mib(p.bundle_bytes)),
+                    peak.map(|p| format!("{p:.1}")).unwrap_or("not read".into()),
+                    "128".into(),
+                ]);
+                let label = format!(
+                    "package under 128 MiB on a {} MiB bundle",
+                    table::mib(p.bundle_bytes)
+                );
+                match peak {
+                    Some(peak) => (label, Verdict::of(peak < 128.0)),
+                    None => (label, Verdict::Missing),
+                }
+            }
+            Some(Err(e)) => {
+                t.note(format!("package on a big bundle not measured: {e}"));
+                ("package under 128 MiB".into(), Verdict::Missing)
+            }
+            None => ("package under 128 MiB".into(), Verdict::Missing),
+        };
+        let others = match &demo {
+            Some(d) => deploy::memory_rows(&mut t, d),
+            None => None,
+        };
+        t.goal(package_goal.0, package_goal.1);
+        match others {
+            Some(kib) => t.goal(
+                format!(
+                    "every other function under 40 MiB on a normal run (largest: {:.1} MiB)",
+                    kib as f64 / 1024.0
+                ),
+                Verdict::of(kib > 0 && (kib as f64) / 1024.0 < 40.0),
+            ),
+            None => t.goal("every other function under 40 MiB", Verdict::Missing),
+        }
+        t.note(format!(
+            "binaries from {}; package's peak is read from /proc/<pid>/status after its job was reported; \
+             the others' are sampled every 20 ms while `beanswap demo`'s pipeline runs them",
+            config.bin_dir.display()
+        ));
+        tables.push((3, t));
+    }
+    if wants(5) {
+        let reaction = deploy::reaction(&config).await;
+        if let Some(d) = &demo {
+            tables.push((5, deploy::calls_table(&config, d, &reaction)));
+        }
+    }
+    if wants(6) {
+        if let Some(d) = &demo {
+            tables.push((6, deploy::downtime_table(&config, d)));
+        }
+    }
+    tables.sort_by_key(|(n, _)| *n);
+
+    println!(
+        "beanswap benchmarks{}",
+        if short { " (--short)" } else { "" }
+    );
+    println!("machine: {}", machine());
+    println!();
+    let (mut pass, mut fail, mut missing) = (0, 0, 0);
+    for (_, t) in &tables {
+        println!("{}", t.render());
+        for v in t.verdicts() {
+            match v {
+                Verdict::Pass => pass += 1,
+                Verdict::Fail => fail += 1,
+                Verdict::Missing => missing += 1,
+            }
+        }
+    }
+    println!("summary: {pass} goals met, {fail} missed, {missing} not measured");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,384 @@
+//! Points 3 (package's memory) and 4 (throughput): the package function on a bundle that needs
+//! flattening (everything under one top-level folder), against `aws s3 cp` + `unzip` + `zip -r` +
+//! `aws s3 cp` + `aws elasticbeanstalk create-application-version` on the same bundle, same local S3.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use local_aws::beanstalk::Options;
+use local_aws::lambda::Invocation;
+use serde_json::json;
+use test_support::bed::{Bed, BUNDLES};
+use zip::write::SimpleFileOptions;
+use zip::CompressionMethod;
+
+use crate::table::{mib, Table, Verdict, MIB};
+use crate::Config;
+
+const ARTIFACTS: &str = "codepipeline-artifacts";
+const TOP: &str = "shop-1.0.0/";
+
+/// What the package run measured, for points 3 and 4.
+pub struct PackageRun {
+    pub bundle_bytes: u64,
+    pub seconds: f64,
+    pub peak_kib: Option<u64>,
+    pub summary: String,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+const WORDS: &[&str] = &[
+    "def", "return", "self", "import", "from", "class", "if", "else", "for", "in", "request",
+    "response", "user", "order", "price", "render", "template", "json", "status", "config",
+    "database", "session", "=", "(", ")", ":", "{", "}", "None", "True", "False", "async", "await",
+    "value", "item", "list",
+];
+
+/// Source-like text of about `size` bytes: what compresses in a real build output.
+fn text(rng: &mut Rng, size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size + 64);
+    while out.len() < size {
+        let w = WORDS[(rng.next() % WORDS.len() as u64) as usize];
+        out.extend_from_slice(w.as_bytes());
+        out.push(if rng.next() % 9 == 0 { b'\n' } else { b' ' });
+    }
+    out
+}
+
+/// A bundle of about `bytes` under one top-level folder, as `zip -r` of a build directory gives it:
+/// a Procfile, half the size as source-like files (Deflated, 64 KiB each before compression... and
+/// far more of them), half as already-compressed assets (Stored, 4 MiB each).
+pub fn write_bundle(path: &Path, bytes: u64) -> Result<u64, String> {
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let file = std::fs::File::create(path).map_err(|e| err(&e))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let deflated = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    zip.start_file(format!("{TOP}Procfile"), deflated)
+        .map_err(|e| err(&e))?;
+    zip.write_all(b"web: python app.py\n")
+        .map_err(|e| err(&e))?;
+    let mut written: u64 = 0;
+    let mut i = 0;
+    // Source files: text compresses about 4:1, so write four times the half share uncompressed.
+    while written < bytes / 2 {
+        let body = text(&mut rng, 256 * 1024);
+        zip.start_file(format!("{TOP}src/module_{i:05}.py"), deflated)
+            .map_err(|e| err(&e))?;
+        zip.write_all(&body).map_err(|e| err(&e))?;
+        written += body.len() as u64 / 4;
+        i += 1;
+    }
+    let mut block = vec![0u8; (4 * MIB) as usize];
+    let mut j = 0;
+    while written < bytes {
+        rng.fill(&mut block);
+        zip.start_file(format!("{TOP}static/asset_{j:04}.bin"), stored)
+            .map_err(|e| err(&e))?;
+        zip.write_all(&block).map_err(|e| err(&e))?;
+        written += block.len() as u64;
+        j += 1;
+    }
+    zip.finish().map_err(|e| err(&e))?;
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| err(&e))
+}
+
+/// The package binary on `bundle` (already uploaded as `key`): seconds and peak RSS.
+async fn package(config: &Config, bed: &Bed, key: &str, bytes: u64) -> Result<PackageRun, String> {
+    let binary = config.bin_dir.join("package");
+    if !binary.exists() {
+        return Err(format!("{} not built", binary.display()));
+    }
+    let mut function = bed.function(&binary).await;
+    function.timeout = Duration::from_secs(900);
+    let pid = crate::procs::child_running(&binary);
+    let mut event =
+        crate::fixtures::job_event(&format!(r#"{{"application":"shop","bucket":"{BUNDLES}"}}"#));
+    event["CodePipeline.job"]["data"]["inputArtifacts"][0]["location"]["s3Location"] =
+        json!({"bucketName": ARTIFACTS, "objectKey": key});
+    let id = event["CodePipeline.job"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let started = Instant::now();
+    let answer = function.invoke(event).await.map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let peak_kib = pid.and_then(crate::procs::vm_hwm_kib);
+    drop(function);
+    if let Invocation::Error(e) = answer {
+        return Err(format!("the invocation failed: {e}"));
+    }
+    let report = bed
+        .local
+        .job_results()
+        .into_iter()
+        .find(|r| r.job_id == id)
+        .ok_or("package reported nothing")?;
+    let summary = report.request["executionDetails"]["summary"]
+        .as_str()
+        .or(report.request["failureDetails"]["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    if report.operation != "PutJobSuccessResult" {
+        return Err(format!("package failed: {summary}"));
+    }
+    Ok(PackageRun {
+        bundle_bytes: bytes,
+        seconds,
+        peak_kib,
+        summary,
+    })
+}
+
+struct Step {
+    name: &'static str,
+    seconds: f64,
+}
+
+/// What a user would script instead: download, unzip, zip the folder's content, upload, register.
+async fn baseline(config: &Config, bed: &Bed, key: &str, work: &Path) -> Result<Vec<Step>, String> {
+    let aws = config.root.join(".venv/bin/aws");
+    if !aws.exists() {
+        return Err(format!("{} missing (run scripts/test once)", aws.display()));
+    }
+    for tool in ["zip", "unzip"] {
+        if !Path::new("/usr/bin").join(tool).exists() && which(tool).is_none() {
+            return Err(format!(
+                "`{tool}` is not installed (apt-get install zip unzip)"
+            ));
+        }
+    }
+    let dir = work.join("baseline");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let moto = bed.moto.endpoint();
+    let eb = bed.local.endpoint();
+    let aws = aws.display().to_string();
+    let bundle_key = "shop/baseline.zip";
+    let steps: Vec<(&'static str, Vec<String>, std::path::PathBuf)> = vec![
+        (
+            "aws s3 cp (download)",
+            vec![
+                aws.clone(),
+                "--endpoint-url".into(),
+                moto.clone(),
+                "s3".into(),
+                "cp".into(),
+                "--only-show-errors".into(),
+                format!("s3://{ARTIFACTS}/{key}"),
+                "in.zip".into(),
+            ],
+            dir.clone(),
+        ),
+        (
+            "unzip",
+            vec![
+                "unzip".into(),
+                "-q".into(),
+                "in.zip".into(),
+                "-d".into(),
+                "x".into(),
+            ],
+            dir.clone(),
+        ),
+        (
+            "zip -r (flattened)",
+            vec![
+                "zip".into(),
+                "-q".into(),
+                "-r".into(),
+                dir.join("out.zip").display().to_string(),
+                ".".into(),
+            ],
+            dir.join("x").join(TOP.trim_end_matches('/')),
+        ),
+        (
+            "aws s3 cp (upload)",
+            vec![
+                aws.clone(),
+                "--endpoint-url".into(),
+                moto.clone(),
+                "s3".into(),
+                "cp".into(),
+                "--only-show-errors".into(),
+                "out.zip".into(),
+                format!("s3://{BUNDLES}/{bundle_key}"),
+            ],
+            dir.clone(),
+        ),
+        (
+            "aws elasticbeanstalk create-application-version",
+            vec![
+                aws.clone(),
+                "--endpoint-url".into(),
+                eb,
+                "elasticbeanstalk".into(),
+                "create-application-version".into(),
+                "--application-name".into(),
+                "shop".into(),
+                "--version-label".into(),
+                "baseline".into(),
+                "--source-bundle".into(),
+                format!("S3Bucket={BUNDLES},S3Key={bundle_key}"),
+                "--output".into(),
+                "text".into(),
+            ],
+            dir.clone(),
+        ),
+    ];
+    let mut measured = vec![];
+    for (name, argv, cwd) in steps {
+        let started = Instant::now();
+        let output = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .current_dir(&cwd)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "{name} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        measured.push(Step {
+            name,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(measured)
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.exists())
+    })
+}
+
+/// Runs both and returns point 4's table plus package's measurements for point 3.
+pub async fn run(config: &Config, work: &Path) -> (Table, Result<PackageRun, String>) {
+    let mut table = Table::new(
+        "4. Packaging throughput: a bundle under one top-level folder (needs flattening), same local S3",
+        &["how", "seconds", "MB/s", "bundle MiB"],
+    );
+    let result = run_inner(config, work, &mut table).await;
+    if let Err(e) = &result {
+        table.note(format!("not measured: {e}"));
+        table.goal(
+            "package faster than unzip + zip -r + aws s3 cp",
+            Verdict::Missing,
+        );
+    }
+    (table, result)
+}
+
+async fn run_inner(config: &Config, work: &Path, table: &mut Table) -> Result<PackageRun, String> {
+    crate::progress(&format!(
+        "packaging: writing a {} MiB bundle",
+        config.bundle_mb
+    ));
+    let path = work.join("bundle.zip");
+    let bytes = write_bundle(&path, config.bundle_mb * MIB)?;
+    let bed = Bed::start(Options::default()).await;
+    bed.s3
+        .create_bucket()
+        .bucket(ARTIFACTS)
+        .send()
+        .await
+        .map_err(|e| format!("create bucket: {e}"))?;
+    let key = "shop-pipeline/BuildOutpu/bench";
+    bed.s3
+        .put_object()
+        .bucket(ARTIFACTS)
+        .key(key)
+        .body(
+            ByteStream::from_path(&path)
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+        .send()
+        .await
+        .map_err(|e| format!("upload the bundle: {e}"))?;
+    let _ = std::fs::remove_file(&path);
+    let mb = bytes as f64 / 1e6;
+
+    crate::progress("packaging: the package function");
+    let ours = package(config, &bed, key, bytes).await?;
+    table.row(vec![
+        "beanswap package (download, check, flatten, multipart upload, register)".into(),
+        format!("{:.2}", ours.seconds),
+        format!("{:.1}", mb / ours.seconds),
+        mib(bytes),
+    ]);
+    crate::progress("packaging: unzip + zip -r + aws s3 cp");
+    match baseline(config, &bed, key, work).await {
+        Ok(steps) => {
+            let total: f64 = steps.iter().map(|s| s.seconds).sum();
+            for s in &steps {
+                table.row(vec![
+                    format!("  {}", s.name),
+                    format!("{:.2}", s.seconds),
+                    String::new(),
+                    String::new(),
+                ]);
+            }
+            table.row(vec![
+                "AWS CLI + unzip + zip -r, total".into(),
+                format!("{total:.2}"),
+                format!("{:.1}", mb / total),
+                mib(bytes),
+            ]);
+            table.goal(
+                format!(
+                    "package faster than the scripted alternative ({:.1}x)",
+                    total / ours.seconds
+                ),
+                Verdict::of(ours.seconds < total),
+            );
+        }
+        Err(e) => {
+            table.note(format!("baseline not measured: {e}"));
+            table.goal(
+                "package faster than the scripted alternative",
+                Verdict::Missing,
+            );
+        }
+    }
+    table.note(format!(
+        "MB/s = 10^6 bytes of bundle per second, end to end from the artifact in S3 to a registered \
+         application version; half the bundle is source-like text (Deflated), half incompressible assets \
+         (Stored); zip -r uses its default level 6; package said: {}",
+        ours.summary.lines().next().unwrap_or_default()
+    ));
+    Ok(ours)
+}

@@ -1,0 +1,72 @@
+//! CI's run of the benchmarks: `beanswap-bench --short` (small bundle, one-second launches) on the debug
+//! binaries, so the harness can't rot. Figures of a debug build say nothing about speed; what must hold
+//! in any build is checked: every table is there, zero failed requests through the swaps, memory within
+//! bounds, package ahead of the scripted alternative, failures noticed no later than a 10 s poller.
+
+use std::path::Path;
+use std::process::Command;
+
+fn goal<'a>(output: &'a str, starts_with: &str) -> &'a str {
+    output
+        .lines()
+        .find(|l| l.starts_with(&format!("goal: {starts_with}")))
+        .unwrap_or_else(|| panic!("no goal line `{starts_with}` in:\n{output}"))
+}
+
+#[test]
+fn the_short_benchmark_runs_every_point_and_its_goals_hold() {
+    let binary = Path::new(env!("CARGO_BIN_EXE_beanswap-bench"));
+    let bin_dir = binary
+        .parent()
+        .expect("the bench binary sits in a directory");
+    let out = Command::new(binary)
+        .args(["--short", "--bin-dir"])
+        .arg(bin_dir)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .expect("beanswap-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for title in [
+        "== 1. Cold start",
+        "== 2. Size",
+        "== 3. Memory",
+        "== 4. Packaging throughput",
+        "== 5. API calls per deployment",
+        "== 6. Downtime",
+    ] {
+        assert!(
+            stdout.contains(title),
+            "{title} missing:\n{stdout}\n{stderr}"
+        );
+    }
+    for (which, verdict) in [
+        ("zero failed requests (0 failed)", "PASS"),
+        ("package under 128 MiB", "PASS"),
+        ("every other function under 40 MiB", "PASS"),
+        ("package faster than the scripted alternative", "PASS"),
+        ("no loss of reaction time to failure", "PASS"),
+    ] {
+        let line = goal(&stdout, which);
+        assert!(line.ends_with(verdict), "{line}\n\n{stdout}\n{stderr}");
+    }
+    // Both sides of the cold-start comparison really ran and reported their job.
+    let python = stdout
+        .lines()
+        .find(|l| l.starts_with("| python"))
+        .unwrap_or_else(|| panic!("no Python row:\n{stdout}\n{stderr}"));
+    assert!(python.trim_end().ends_with("yes |"), "{python}");
+    let reported = stdout
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.trim_end().ends_with("yes |"))
+        .count();
+    assert!(reported >= 7, "{stdout}");
+    // The v1 -> v2 deployment's calls were counted, by service.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("| #2 v1 -> v2") && l.contains("beanswap (measured)")),
+        "{stdout}"
+    );
+}
