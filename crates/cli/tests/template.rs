@@ -814,3 +814,365 @@ fn the_release_script_writes_exactly_the_parameters_the_template_takes() {
         assert!(out.path().join(format!("{}-{sha}.zip", f.name)).exists());
     }
 }
+
+/// What one function's code calls with its own role, and why its role may hold anything more.
+struct Grants {
+    function: &'static str,
+    /// Sources only this function runs: every AWS SDK operation called in them must be listed in `calls`
+    /// or `job_calls`. (Shared helpers such as `beanstalk.rs` are not listed; the operations a function
+    /// reaches through them are in `calls`, and each must be called somewhere in the code.)
+    own: &'static [&'static str],
+    /// (service, SDK operation) called with the function's role.
+    calls: &'static [(&'static str, &'static str)],
+    /// SDK operations called with the job's artifact credentials, not the role.
+    job_calls: &'static [&'static str],
+    /// IAM actions the role needs that are not an operation of the code, each with the reason.
+    extra: &'static [(&'static str, &'static str)],
+}
+
+const REPORT: [(&str, &str); 2] = [
+    ("codepipeline", "put_job_success_result"),
+    ("codepipeline", "put_job_failure_result"),
+];
+
+const GRANTS: &[Grants] = &[
+    Grants {
+        function: "check-config",
+        own: &["functions/check-config/src"],
+        calls: &REPORT,
+        job_calls: &["get_object"],
+        extra: &[],
+    },
+    Grants {
+        function: "package",
+        own: &[
+            "functions/package/src",
+            "crates/core/src/package.rs",
+            "crates/core/src/bundle.rs",
+        ],
+        calls: &[
+            REPORT[0],
+            REPORT[1],
+            ("elasticbeanstalk", "create_application_version"),
+            ("elasticbeanstalk", "delete_application_version"),
+            ("elasticbeanstalk", "describe_application_versions"),
+            ("elasticbeanstalk", "describe_environments"),
+            ("elasticbeanstalk", "describe_events"),
+            ("elasticbeanstalk", "create_storage_location"),
+            ("s3", "head_object"),
+            ("s3", "get_object"),
+            ("s3", "put_object"),
+            ("s3", "create_multipart_upload"),
+            ("s3", "upload_part"),
+            ("s3", "complete_multipart_upload"),
+            ("s3", "abort_multipart_upload"),
+            ("s3", "copy_object"),
+        ],
+        job_calls: &["get_object"],
+        extra: &[
+            (
+                "elasticbeanstalk:AddTags",
+                "CreateApplicationVersion carries tags",
+            ),
+            (
+                "s3:ListBucket",
+                "HeadObject of a missing bundle answers 404, not 403",
+            ),
+            (
+                "s3:CreateBucket",
+                "CreateStorageLocation makes the bucket with the caller's rights",
+            ),
+            (
+                "s3:PutBucketPolicy",
+                "CreateStorageLocation sets the bucket's policy with the caller's rights",
+            ),
+        ],
+    },
+    Grants {
+        function: "stage",
+        own: &["functions/stage/src", "crates/core/src/stage.rs"],
+        calls: &[
+            REPORT[0],
+            REPORT[1],
+            ("elasticbeanstalk", "create_environment"),
+            ("elasticbeanstalk", "terminate_environment"),
+            ("elasticbeanstalk", "create_configuration_template"),
+            ("elasticbeanstalk", "delete_configuration_template"),
+            ("elasticbeanstalk", "describe_environments"),
+            ("elasticbeanstalk", "describe_events"),
+            ("elasticbeanstalk", "describe_configuration_settings"),
+            ("elasticbeanstalk", "list_tags_for_resource"),
+            ("elasticbeanstalk", "check_dns_availability"),
+        ],
+        job_calls: &[],
+        extra: &[("elasticbeanstalk:AddTags", "CreateEnvironment carries tags")],
+    },
+    Grants {
+        function: "smoke-test",
+        own: &["functions/smoke-test/src", "crates/core/src/http_check"],
+        calls: &REPORT,
+        job_calls: &[],
+        extra: &[],
+    },
+    Grants {
+        function: "swap",
+        own: &["functions/swap/src", "crates/core/src/swap"],
+        calls: &[
+            REPORT[0],
+            REPORT[1],
+            ("elasticbeanstalk", "describe_environments"),
+            ("elasticbeanstalk", "describe_events"),
+            ("elasticbeanstalk", "list_tags_for_resource"),
+            ("elasticbeanstalk", "update_tags_for_resource"),
+            ("elasticbeanstalk", "swap_environment_cnames"),
+            ("route53", "list_resource_record_sets"),
+            ("route53", "change_resource_record_sets"),
+            ("route53", "get_change"),
+        ],
+        job_calls: &[],
+        extra: &[],
+    },
+    Grants {
+        function: "retire",
+        own: &[
+            "functions/retire/src",
+            "crates/core/src/retire",
+            "crates/core/src/retire.rs",
+        ],
+        calls: &[
+            REPORT[0],
+            REPORT[1],
+            ("elasticbeanstalk", "describe_environments"),
+            ("elasticbeanstalk", "describe_application_versions"),
+            ("elasticbeanstalk", "describe_configuration_settings"),
+            ("elasticbeanstalk", "list_tags_for_resource"),
+            ("elasticbeanstalk", "update_environment"),
+            ("elasticbeanstalk", "terminate_environment"),
+            ("elasticbeanstalk", "delete_application_version"),
+            ("s3", "delete_object"),
+            ("route53", "list_resource_record_sets"),
+        ],
+        job_calls: &[],
+        extra: &[],
+    },
+];
+
+/// The IAM actions an SDK operation needs.
+fn iam_actions(service: &str, op: &str) -> Vec<String> {
+    let pascal = |op: &str| -> String {
+        op.split('_')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let names: Vec<String> = match (service, op) {
+        ("s3", "get_object" | "head_object") => vec!["GetObject".into()],
+        ("s3", "put_object" | "create_multipart_upload" | "upload_part")
+        | ("s3", "complete_multipart_upload") => vec!["PutObject".into()],
+        // Writes the target, reads the source.
+        ("s3", "copy_object") => vec!["PutObject".into(), "GetObject".into()],
+        ("elasticbeanstalk", "swap_environment_cnames") => vec!["SwapEnvironmentCNAMEs".into()],
+        ("elasticbeanstalk", "check_dns_availability") => vec!["CheckDNSAvailability".into()],
+        _ => vec![pascal(op)],
+    };
+    names
+        .into_iter()
+        .map(|n| format!("{service}:{n}"))
+        .collect()
+}
+
+fn rust_sources(path: &Path, out: &mut Vec<PathBuf>) {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            rust_sources(&entry.unwrap().path(), out);
+        }
+    } else if path.extension().is_some_and(|e| e == "rs") {
+        out.push(path.to_path_buf());
+    }
+}
+
+/// `.name()` calls in a source text.
+fn empty_calls(text: &str) -> BTreeSet<String> {
+    let re = regex::Regex::new(r"\.([a-z][a-z0-9_]*)\(\)").unwrap();
+    re.captures_iter(text).map(|c| c[1].to_string()).collect()
+}
+
+/// Every operation of the AWS SDK crates the functions use, read from their sources (`src/client/<op>.rs`)
+/// as `cargo metadata` locates them.
+fn sdk_operations() -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut ops = BTreeSet::new();
+    for p in meta["packages"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        if ![
+            "aws-sdk-s3",
+            "aws-sdk-elasticbeanstalk",
+            "aws-sdk-route53",
+            "aws-sdk-codepipeline",
+        ]
+        .contains(&name)
+        {
+            continue;
+        }
+        let manifest = PathBuf::from(p["manifest_path"].as_str().unwrap());
+        let dir = manifest.parent().unwrap().join("src/client");
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+            let path = entry.unwrap().path();
+            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+            if path.extension().is_some_and(|e| e == "rs") && stem != "customize" {
+                ops.insert(stem);
+            }
+        }
+    }
+    assert!(ops.contains("swap_environment_cnames") && ops.contains("put_object"));
+    ops
+}
+
+/// Every IAM action a role's inline policies allow (both branches of a conditional statement), and the
+/// statements themselves.
+fn role_statements(template: &Value, role: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for policy in template["Resources"][role]["Properties"]["Policies"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{role} has no inline policies"))
+    {
+        for s in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+            match s.get("Fn::If") {
+                Some(branches) => out.extend(
+                    branches.as_array().unwrap()[1..]
+                        .iter()
+                        .filter(|b| b.get("Action").is_some())
+                        .cloned(),
+                ),
+                None => out.push(s.clone()),
+            }
+        }
+    }
+    out
+}
+
+fn actions_of(statement: &Value) -> Vec<String> {
+    match &statement["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Array(a) => a.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+        other => panic!("Action {other}"),
+    }
+}
+
+/// Least privilege that cannot drift: each function's role allows exactly the IAM actions of the AWS
+/// operations its code calls (plus the listed reasons), and resource-scopable actions are scoped.
+#[test]
+fn every_function_role_allows_exactly_what_its_code_calls() {
+    let template = template();
+    let universe = sdk_operations();
+    let mut problems = Vec::new();
+    let shared: Vec<PathBuf> = ["beanstalk.rs", "route53.rs", "report.rs", "artifacts.rs"]
+        .iter()
+        .map(|f| root().join("crates/core/src").join(f))
+        .collect();
+    for g in GRANTS {
+        assert!(FUNCTIONS.iter().any(|f| f.name == g.function));
+        // What the code calls: the function's own sources, plus the shared helpers it goes through.
+        let mut own_files = Vec::new();
+        for p in g.own {
+            rust_sources(&root().join(p), &mut own_files);
+        }
+        assert!(!own_files.is_empty(), "{}: no sources", g.function);
+        let read = |files: &[PathBuf]| -> BTreeSet<String> {
+            files
+                .iter()
+                .flat_map(|f| empty_calls(&std::fs::read_to_string(f).unwrap()))
+                .filter(|c| universe.contains(c))
+                .collect()
+        };
+        let own_calls = read(&own_files);
+        let reachable: BTreeSet<String> = own_calls.union(&read(&shared)).cloned().collect();
+        let listed: BTreeSet<&str> = g
+            .calls
+            .iter()
+            .map(|(_, op)| *op)
+            .chain(g.job_calls.iter().copied())
+            .collect();
+        for op in &own_calls {
+            if !listed.contains(op.as_str()) {
+                problems.push(format!(
+                    "{}: its code calls {op} but GRANTS does not list it (and its role may not allow it)",
+                    g.function
+                ));
+            }
+        }
+        for op in &listed {
+            if !reachable.contains(*op) {
+                problems.push(format!(
+                    "{}: GRANTS lists {op}, which its code no longer calls",
+                    g.function
+                ));
+            }
+        }
+
+        let role = format!("{}FunctionRole", camel(g.function));
+        let statements = role_statements(&template, &role);
+        let granted: BTreeSet<String> = statements
+            .iter()
+            .flat_map(actions_of)
+            .filter(|a| !a.starts_with("logs:"))
+            .collect();
+        let expected: BTreeSet<String> = g
+            .calls
+            .iter()
+            .flat_map(|(svc, op)| iam_actions(svc, op))
+            .chain(g.extra.iter().map(|(a, _)| a.to_string()))
+            .collect();
+        for a in granted.difference(&expected) {
+            problems.push(format!(
+                "{role} allows {a}, which {}'s code does not need",
+                g.function
+            ));
+        }
+        for a in expected.difference(&granted) {
+            problems.push(format!(
+                "{role} lacks {a}, which {}'s code needs",
+                g.function
+            ));
+        }
+        // Scoped wherever the API allows: only actions without resource-level permissions get "*".
+        let unscopable = [
+            "codepipeline:PutJobSuccessResult",
+            "codepipeline:PutJobFailureResult",
+            "elasticbeanstalk:CheckDNSAvailability",
+            "elasticbeanstalk:CreateStorageLocation",
+        ];
+        for s in &statements {
+            let star = match &s["Resource"] {
+                Value::String(r) => r == "*",
+                Value::Array(rs) => rs.iter().any(|r| r == "*"),
+                _ => false,
+            };
+            if star {
+                for a in actions_of(s) {
+                    if !unscopable.contains(&a.as_str()) {
+                        problems.push(format!(
+                            "{role}: {a} is allowed on every resource; scope it"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
