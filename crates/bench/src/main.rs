@@ -37,6 +37,9 @@ struct Args {
     /// are built with cargo.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Where `cargo lambda build` left the zips (default: target/lambda).
+    #[arg(long)]
+    lambda_dir: Option<PathBuf>,
     /// Size of the bundle for memory and throughput, in MiB (default 300, 8 with --short).
     #[arg(long)]
     bundle_mb: Option<u64>,
@@ -57,6 +60,7 @@ struct Args {
 pub struct Config {
     pub root: PathBuf,
     pub bin_dir: PathBuf,
+    pub lambda_dir: PathBuf,
     pub short: bool,
     pub cold_runs: usize,
     pub python_runs: usize,
@@ -136,6 +140,10 @@ async fn run(args: Args, root: PathBuf) -> ExitCode {
     let config = Config {
         root: root.clone(),
         bin_dir,
+        lambda_dir: args
+            .lambda_dir
+            .clone()
+            .unwrap_or_else(|| root.join("target/lambda")),
         short,
         cold_runs: if short { 2 } else { 10 },
         python_runs: if short { 1 } else { 5 },

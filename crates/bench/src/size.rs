@@ -55,7 +55,7 @@ pub fn run(config: &Config) -> Table {
             "zip built",
         ],
     );
-    let lambda_dir = config.root.join("target/lambda");
+    let lambda_dir = &config.lambda_dir;
     let mut largest: Option<u64> = None;
     let mut complete = true;
     for name in crate::FUNCTIONS {
