@@ -72,13 +72,7 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     ));
     let cloud = LocalCloud::start(
         root,
-        Options {
-            launch_delay: config.launch_delay,
-            update_delay: config.launch_delay / 2,
-            terminate_delay: config.launch_delay / 2,
-            health_interval: Duration::from_millis(500),
-            ..Options::default()
-        },
+        beanswap_cli::run::cloud_options(config.launch_delay),
         &|m| crate::progress(m),
     )
     .await

@@ -158,23 +158,27 @@ pub fn ensure_binaries(root: &Path, bin_dir: &Path, ui: &Ui) -> Result<(), Strin
     }
 }
 
+/// The local cloud's timing for a pipeline run: environments launch in `launch_delay`; updates and
+/// terminations take half as long, as they roughly do on AWS.
+pub fn cloud_options(launch_delay: Duration) -> Options {
+    Options {
+        launch_delay,
+        update_delay: launch_delay / 2,
+        terminate_delay: launch_delay / 2,
+        health_interval: Duration::from_millis(500),
+        ..Options::default()
+    }
+}
+
 pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     ensure_binaries(&settings.root, &settings.bin_dir, ui)?;
     std::fs::create_dir_all(&settings.report_dir)
         .map_err(|e| format!("{}: {e}", settings.report_dir.display()))?;
     let stack = Stack::load(&settings.template, &settings.parameters).map_err(|e| e.to_string())?;
     let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
-    let cloud = LocalCloud::start(
-        &settings.root,
-        Options {
-            launch_delay: settings.launch_delay,
-            update_delay: settings.launch_delay / 2,
-            terminate_delay: settings.launch_delay / 2,
-            health_interval: Duration::from_millis(500),
-            ..Options::default()
-        },
-        &|m| ui.line(m),
-    )
+    let cloud = LocalCloud::start(&settings.root, cloud_options(settings.launch_delay), &|m| {
+        ui.line(m)
+    })
     .await
     .map_err(|e| e.to_string())?;
     ui.line(&format!(
