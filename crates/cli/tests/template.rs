@@ -9,6 +9,9 @@
 //!   accepted by that function's own UserParameters parser;
 //! - every `#{Namespace.Var}` in any action's configuration names a variable that the action owning that
 //!   namespace, in an earlier stage, really sets (for a beanswap function: its crate's `OUTPUT_VARIABLES`).
+//!
+//! It also checks that each crate's `OUTPUT_VARIABLES` are names its code passes to `with_variable`, and
+//! that each function's IAM role allows exactly the actions of the AWS SDK operations its code calls.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -1171,6 +1174,37 @@ fn every_function_role_allows_exactly_what_its_code_calls() {
                         ));
                     }
                 }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The variables the pipeline reads are checked against each function's `OUTPUT_VARIABLES`; this makes
+/// sure those lists are what the code really sets: every name is passed to `with_variable` in the
+/// function's own sources (by literal, or as `OUTPUT_VARIABLES[i]`).
+#[test]
+fn output_variables_are_what_the_code_sets() {
+    let mut problems = Vec::new();
+    for g in GRANTS {
+        let mut files = Vec::new();
+        for p in g.own {
+            rust_sources(&root().join(p), &mut files);
+        }
+        let text: String = files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let compact: String = text.split_whitespace().collect();
+        for (i, name) in function(g.function).outputs.iter().enumerate() {
+            let literal = format!(".with_variable(\"{name}\",");
+            let indexed = format!(".with_variable(OUTPUT_VARIABLES[{i}],");
+            if !compact.contains(&literal) && !compact.contains(&indexed) {
+                problems.push(format!(
+                    "{}: OUTPUT_VARIABLES has {name}, but its code never sets it",
+                    g.function
+                ));
             }
         }
     }
