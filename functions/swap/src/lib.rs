@@ -351,6 +351,48 @@ impl<V: Verify> SwapAction<V> {
         )
     }
 
+    /// The first deployment to a custom domain: stage launched the environment on the production CNAME,
+    /// so there is nothing to swap, but the domain has no record yet; it gets one pointing at it (the
+    /// template cannot make it: the environment does not exist when the stack is created).
+    async fn first_record(
+        &self,
+        params: &Params,
+        domain: &Domain,
+        staged: &Environment,
+    ) -> Result<Outcome<Shift>, ActionError> {
+        let sw = &self.swapper;
+        sw.preconditions(staged, staged, &params.application, &params.min_health)
+            .await?;
+        sw.point(
+            domain,
+            &[simple_record(domain, staged)?],
+            &format!(
+                "beanswap: first deployment, {} serves the domain",
+                staged.name
+            ),
+            params.timeout(),
+        )
+        .await?;
+        let note = self
+            .verified(params.check(&domain.name, staged))
+            .await
+            .map_err(|seen| {
+                ActionError::failed(format!(
+                    "created `{}` pointing at `{}` (the first deployment: no record existed), but the version check failed: {seen}",
+                    domain.name, staged.name
+                ))
+            })?;
+        done(
+            format!(
+                "first deployment: created `{}` pointing at `{}`, in sync; {note}",
+                domain.name, staged.name
+            ),
+            &staged.name,
+            "",
+            params.mode,
+        )
+    }
+
     async fn cname(&self, params: &Params) -> Result<Outcome<Shift>, ActionError> {
         let sw = &self.swapper;
         let app = &params.application;
@@ -439,6 +481,7 @@ impl<V: Verify> SwapAction<V> {
             staged,
             live,
             staged_share,
+            no_record: records.is_empty(),
         })
     }
 
@@ -450,6 +493,9 @@ impl<V: Verify> SwapAction<V> {
         let before = sw.records(&domain).await?;
         let view = self.domain_view(params, &domain).await?;
         let (staged, live) = (&view.staged, &view.live);
+        if view.no_record && live.id == staged.id {
+            return self.first_record(params, &domain, staged).await;
+        }
         if view.staged_share >= 100 || live.id == staged.id {
             return self.already_done(params, staged, &domain.name).await;
         }
@@ -518,6 +564,9 @@ impl<V: Verify> SwapAction<V> {
         })?;
         let view = self.domain_view(params, &domain).await?;
         let (staged, live) = (&view.staged, &view.live);
+        if view.no_record && live.id == staged.id {
+            return self.first_record(params, &domain, staged).await;
+        }
         if view.staged_share >= 100 || live.id == staged.id {
             return self.already_done(params, staged, &domain.name).await;
         }
@@ -720,6 +769,8 @@ struct DomainView {
     live: Environment,
     /// Percent of the domain the staged environment has now.
     staged_share: i64,
+    /// The domain has no record in the zone yet (the first deployment).
+    no_record: bool,
 }
 
 #[cfg(test)]

@@ -318,3 +318,56 @@ async fn weighted_mode_shifts_in_steps_and_shifts_everything_back_when_a_step_fa
         .await
         .contains_key("beanswap:out-of-service-since"));
 }
+
+/// The first deployment to a custom domain: stage launched the environment on the production CNAME and
+/// the zone has no record for the domain yet. Nothing to swap, but the record is created, in either
+/// mode, and a re-invocation leaves it alone.
+#[tokio::test]
+async fn the_first_deployment_creates_the_domain_record_in_route53_and_weighted_modes() {
+    for mode in ["route53", "weighted"] {
+        let mut bed = bed().await;
+        bed.version("v1", "v1").await;
+        bed.launch("shop-a", "shop-prod", "v1").await;
+        let zone = bed.hosted_zone().await;
+        assert!(bed.records(&zone, DOMAIN).await.is_empty());
+        let user_parameters = params(
+            &bed,
+            &zone,
+            mode,
+            "shop-a",
+            json!({"production_cname": "shop-prod"}),
+        );
+        let report = bed.invoke(&job_event(&user_parameters)).await;
+        assert_eq!(
+            report.succeeded(),
+            &json!({"LiveEnvironmentName": "shop-a", "PreviousEnvironmentName": "", "Mode": mode}),
+            "{mode}"
+        );
+        assert!(
+            report.summary().contains(
+                "first deployment: created `shop.example.com` pointing at `shop-a`, in sync; verified"
+            ),
+            "{mode}: {}",
+            report.summary()
+        );
+        assert_eq!(
+            bed.records(&zone, DOMAIN).await,
+            vec![alias("shop-prod", None, None)],
+            "{mode}"
+        );
+        bed.serves(DOMAIN, "v1").await;
+        assert_eq!(bed.swaps(), 0);
+
+        // Invoked again (a new job): already done, nothing changed.
+        let again = bed.invoke(&job_event(&user_parameters)).await;
+        assert!(
+            again.summary().contains("already serves production"),
+            "{mode}: {}",
+            again.summary()
+        );
+        assert_eq!(
+            bed.records(&zone, DOMAIN).await,
+            vec![alias("shop-prod", None, None)]
+        );
+    }
+}
