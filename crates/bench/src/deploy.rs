@@ -23,8 +23,10 @@ use crate::Config;
 /// or more often) that point 5 compares against.
 const POLL: Duration = Duration::from_secs(10);
 
-/// Functions whose actions wait on Beanstalk (a polling tool would poll through them).
-const WAITING: &[&str] = &["stage", "swap", "retire"];
+/// Functions whose actions wait on Beanstalk (a polling tool would poll through them), and the calls such
+/// a tool makes per poll: the version's status while package waits for Beanstalk to process it; the
+/// environment and its new events (as `eb` streams them) while the others wait.
+const WAITING: &[(&str, u64)] = &[("package", 1), ("stage", 2), ("swap", 2), ("retire", 2)];
 
 pub struct Deployment {
     pub run: RunResult,
@@ -158,7 +160,7 @@ fn service(operation: &str) -> &str {
 
 /// What a tool polling every 10 s would call for the same timeline: the same one-off calls as ours
 /// (every call but Beanstalk's Describe*/List* reads and CodePipeline's job reports), one job report
-/// per action, and DescribeEnvironments + DescribeEvents every 10 s through every wait.
+/// per action, and the polls of [`WAITING`] every 10 s through every wait.
 fn polling_tool(d: &Deployment) -> (BTreeMap<String, u64>, Duration) {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for (op, n) in &d.calls {
@@ -175,11 +177,11 @@ fn polling_tool(d: &Deployment) -> (BTreeMap<String, u64>, Duration) {
             continue;
         };
         *counts.entry("CodePipeline".into()).or_default() += 1;
-        if WAITING.contains(&function.as_str()) {
+        if let Some((_, per_poll)) = WAITING.iter().find(|(f, _)| f == function) {
             let wait = a.end.saturating_sub(a.start);
             waited += wait;
             let polls = wait.as_secs().div_ceil(POLL.as_secs()).max(1);
-            *counts.entry("ElasticBeanstalk".into()).or_default() += 2 * polls;
+            *counts.entry("ElasticBeanstalk".into()).or_default() += per_poll * polls;
         }
     }
     (counts, waited)
@@ -285,8 +287,9 @@ pub fn calls_table(config: &Config, demo: &Result<DemoRun, String>, reaction: &R
          (S3, Route 53) answered during that deployment, by the functions and by the local pipeline \
          runner (artifact uploads). The poller is credited with the same one-off calls, none of our \
          lookups (Describe*/List*), one CodePipeline job report per action instead of one per \
-         continuation, and DescribeEnvironments + DescribeEvents every 10 s through each action that \
-         waits on Beanstalk (stage, swap, retire) for as long as ours took",
+         continuation, and every 10 s for as long as ours took: DescribeApplicationVersions while package \
+         waits for the version to be processed, DescribeEnvironments + DescribeEvents while stage, swap \
+         and retire wait on environments",
     );
     for (i, d) in demo.deployments.iter().enumerate() {
         table.note(format!(

@@ -720,7 +720,6 @@ impl Packager {
         mut state: State,
     ) -> Result<Outcome<State>, PackageError> {
         let started = Instant::now();
-        let mut attempt = 0;
         loop {
             let version = self
                 .version(&settings.application, &state.label)
@@ -751,7 +750,9 @@ impl Packager {
                     minutes: settings.process_timeout.as_secs() / 60,
                 });
             }
-            let delay = poll_delay(attempt);
+            // The backoff goes on across invocations (a long processing is polled every 10 s, not
+            // quickly again after each hand-over).
+            let delay = poll_delay(state.polls);
             if started.elapsed() + delay > INLINE_POLL {
                 let summary = format!(
                     "version `{}` is {status} after {waited}s; still waiting for Elastic Beanstalk to process it",
@@ -765,7 +766,6 @@ impl Packager {
                 });
             }
             tokio::time::sleep(delay).await;
-            attempt += 1;
         }
     }
 

@@ -65,9 +65,10 @@ pub struct Params {
     /// `keep` (default) leaves a failed environment for inspection; `terminate` removes it.
     #[serde(default)]
     pub on_failure: OnFailure,
-    /// How long one invocation keeps polling before handing over (default 40 s; keep it well under
+    /// How long one invocation keeps polling before handing over (default 120 s: fewer hand-overs mean
+    /// fewer job reports and no CodePipeline pause to react through; keep it well under
     /// the function's timeout).
-    #[serde(default = "forty")]
+    #[serde(default = "two_minutes")]
     pub poll_seconds: f64,
 }
 
@@ -80,8 +81,8 @@ fn green() -> String {
 fn thirty() -> f64 {
     30.0
 }
-fn forty() -> f64 {
-    40.0
+fn two_minutes() -> f64 {
+    120.0
 }
 
 fn field(field: &str, reason: impl Into<String>) -> ParamsError {
