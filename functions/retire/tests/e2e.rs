@@ -916,3 +916,81 @@ async fn the_route53_target_is_live_and_errors_name_their_cause() {
     assert_eq!(bed.calls("TerminateEnvironment"), 1);
     assert_eq!(bed.status(&green).await, "Ready");
 }
+
+/// Production moves onto a candidate after retire listed the environments and planned to terminate
+/// it, but before the TerminateEnvironment: the re-check right before it sees the production CNAME
+/// there now and skips it; the other candidate still goes.
+#[tokio::test]
+async fn a_candidate_that_took_production_after_planning_is_not_terminated() {
+    let bed = Bed::start(Options::default()).await;
+    for v in ["v1", "v2", "v3"] {
+        bed.version(v).await;
+    }
+    let app = Some("shop");
+    let live = bed.launch("shop-live", PROD, "v3", app, None).await;
+    let old = bed
+        .launch("shop-old", "shop-old", "v1", app, hours(2))
+        .await;
+    let back = bed
+        .launch("shop-back", "shop-back", "v2", app, hours(1))
+        .await;
+    bed.wait_all(&[&live, &old, &back], &["Ready"]).await;
+
+    // The listing is answered at once; the tags of the first environment are held back, so the
+    // function is between its listing (on which it plans) and its re-checks while production moves.
+    bed.local.set_faults(Faults {
+        delay_ms: [("ListTagsForResource".to_string(), 1500)].into(),
+        ..Faults::default()
+    });
+    let tags_before = bed.calls("ListTagsForResource");
+    let listings_before = bed.calls("DescribeEnvironments");
+    let mut function = bed.function().await;
+    let params =
+        r#"{"application":"shop","production_cname":"shop-prod","keep":0,"grace_minutes":10}"#;
+    let move_production = async {
+        let started = Instant::now();
+        while bed.calls("ListTagsForResource") == tags_before {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "retire never asked for tags"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Planned on the listing made before this: shop-back is a candidate there.
+        assert_eq!(bed.calls("DescribeEnvironments"), listings_before + 1);
+        // Someone rolls production back onto shop-back (a CNAME swap by hand) meanwhile.
+        bed.eb
+            .swap_environment_cnames()
+            .source_environment_id(&live)
+            .destination_environment_id(&back)
+            .send()
+            .await
+            .unwrap();
+        bed.local.set_faults(Faults::default());
+    };
+    let (job, ()) = tokio::join!(
+        bed.drive(&mut function, params, Duration::ZERO, 1),
+        move_production
+    );
+
+    let summary = job.summary();
+    assert_eq!(job.variables()["Terminated"], "shop-old", "{summary}");
+    for part in [
+        "Terminated: shop-old.",
+        "Skipped: shop-back (serves production at termination time).",
+    ] {
+        assert!(summary.contains(part), "expected {part:?} in {summary}");
+    }
+    assert_eq!(bed.calls("TerminateEnvironment"), 1);
+    bed.wait_all(&[&old], &["Terminating", "Terminated"]).await;
+    assert_eq!(bed.status(&back).await, "Ready");
+    assert_eq!(bed.status(&live).await, "Ready");
+    // shop-back serves production, untouched.
+    let served = reqwest::Client::new()
+        .get(format!("{}/version", bed.local.router_endpoint()))
+        .header("host", "shop-prod.us-east-1.elasticbeanstalk.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.text().await.unwrap(), "v2\n");
+}
