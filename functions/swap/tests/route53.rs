@@ -319,6 +319,71 @@ async fn weighted_mode_shifts_in_steps_and_shifts_everything_back_when_a_step_fa
         .contains_key("beanswap:out-of-service-since"));
 }
 
+/// Between steps the new environment stays Green but serves the wrong version: the version check
+/// fails, all weight goes back to the old environment, and the failure says both.
+#[tokio::test]
+async fn weighted_mode_shifts_everything_back_when_the_version_check_between_steps_fails() {
+    let mut bed = bed().await;
+    bed.version("v1", "v1").await;
+    bed.version("v2", "v2-broken").await;
+    let a = bed.launch("shop-a", "shop-a", "v1").await;
+    let b = bed.launch("shop-b", "shop-b", "v2").await;
+    let zone = bed.hosted_zone().await;
+    bed.alias(&zone, DOMAIN, "shop-a.us-east-1.elasticbeanstalk.com")
+        .await;
+    bed.serves(DOMAIN, "v1").await;
+
+    let event = job_event(&params(
+        &bed,
+        &zone,
+        "weighted",
+        "shop-b",
+        json!({"steps": [10, 100], "bake_seconds": 1, "verify": {"timeout_seconds": 1}}),
+    ));
+    let reports = bed.run_job(&event).await;
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!(
+        reports[0].body["executionDetails"]["percentComplete"], 10,
+        "{:?}",
+        reports[0].body
+    );
+    let (kind, message) = reports[1].failed();
+    assert_eq!(kind, "JobFailed");
+    assert!(
+        message.contains("at 10% the version check of `shop-b` failed: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("wrong version: expected `v2`, the app serves `v2-broken`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("request: GET http://shop-b.us-east-1.elasticbeanstalk.com/version"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Shifted all weight back: `shop-a` has 100% of `shop.example.com` again, `shop-b` 0% and out of service"),
+        "{message}"
+    );
+    assert_eq!(
+        bed.records(&zone, DOMAIN).await,
+        vec![
+            alias("shop-a", Some("shop-a"), Some(100)),
+            alias("shop-b", Some("shop-b"), Some(0))
+        ]
+    );
+    bed.serves(DOMAIN, "v1").await;
+    assert!(!bed
+        .tags(&a.id)
+        .await
+        .contains_key("beanswap:out-of-service-since"));
+    assert!(bed
+        .tags(&b.id)
+        .await
+        .contains_key("beanswap:out-of-service-since"));
+    assert_eq!(bed.swaps(), 0);
+}
+
 /// The first deployment to a custom domain: stage launched the environment on the production CNAME and
 /// the zone has no record for the domain yet. Nothing to swap, but the record is created, in either
 /// mode, and a re-invocation leaves it alone.
