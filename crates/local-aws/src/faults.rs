@@ -1,5 +1,5 @@
 //! Fault injection: the failures real AWS produces now and then (throttling, slow answers, launches
-//! that fail, environments that go Red), on demand, so the actions' handling of them is tested.
+//! that fail, environments that go Red or stay Yellow), on demand, so the actions' handling of them is tested.
 //!
 //! Set at start (`Options::faults`, the binary's `--faults`) or at any time with `PUT /_local/faults`.
 //! Operations are named as in the call counts (`ElasticBeanstalk.DescribeEnvironments`) or bare
@@ -20,6 +20,9 @@ pub struct Faults {
     pub fail_launch: Vec<String>,
     /// Environments that turn Red/Severe this many seconds after they became Ready.
     pub red_after_seconds: BTreeMap<String, f64>,
+    /// Environments that become Ready with Yellow/Warning health instead of Green (some instances
+    /// impaired, as enhanced health reports it) and stay Yellow while nothing else goes wrong.
+    pub yellow: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +77,12 @@ impl Faults {
             .any(|p| names_environment(p, environment))
     }
 
+    pub fn stays_yellow(&self, environment: &str) -> bool {
+        self.yellow
+            .iter()
+            .any(|p| names_environment(p, environment))
+    }
+
     pub fn red_after(&self, environment: &str) -> Option<std::time::Duration> {
         self.red_after_seconds
             .iter()
@@ -116,10 +125,12 @@ mod tests {
 
     #[test]
     fn parses_from_json_and_refuses_typos() {
-        let f: Faults =
-            serde_json::from_str(r#"{"fail_launch":["*"],"red_after_seconds":{"shop-b":1.5}}"#)
-                .unwrap();
+        let f: Faults = serde_json::from_str(
+            r#"{"fail_launch":["*"],"red_after_seconds":{"shop-b":1.5},"yellow":["shop-y"]}"#,
+        )
+        .unwrap();
         assert!(f.launch_fails("anything"));
+        assert!(f.stays_yellow("shop-y") && !f.stays_yellow("shop-b"));
         assert_eq!(
             f.red_after("shop-b"),
             Some(std::time::Duration::from_millis(1500))

@@ -166,11 +166,7 @@ impl Runtime {
                     Severity::Info,
                     format!("Successfully launched environment: {}", env.name),
                 );
-                self.set(env_id, generation, |e| {
-                    e.status = "Ready";
-                    e.health = "Green";
-                    e.health_status = "Ok";
-                });
+                self.ready(env_id, generation, &env.name);
                 self.monitor(env_id.to_string(), generation);
             }
             Err(reason) => {
@@ -226,11 +222,7 @@ impl Runtime {
                     Severity::Info,
                     "Environment update completed successfully.",
                 );
-                self.set(env_id, generation, |e| {
-                    e.status = "Ready";
-                    e.health = "Green";
-                    e.health_status = "Ok";
-                });
+                self.ready(env_id, generation, &env.name);
                 self.monitor(env_id.to_string(), generation);
             }
             Err(reason) => {
@@ -246,6 +238,24 @@ impl Runtime {
                     e.health_status = "Severe";
                 });
             }
+        }
+    }
+
+    /// A deployment went well: Ready and Green, or Yellow/Warning (with the event enhanced health
+    /// emits) under the `yellow` fault.
+    fn ready(&self, env_id: &str, generation: u64, name: &str) {
+        let (health, status) = healthy(&self.options(), name);
+        let set = self.set(env_id, generation, |e| {
+            e.status = "Ready";
+            e.health = health;
+            e.health_status = status;
+        });
+        if set && health == "Yellow" {
+            self.event(
+                env_id,
+                Severity::Warn,
+                "Environment health has transitioned from Pending to Warning. 1 out of 2 instances are impaired (local-aws fault yellow).",
+            );
         }
     }
 
@@ -442,7 +452,8 @@ impl Runtime {
     }
 
     /// Watches a Ready environment until its operation changes: process exit, health path failures
-    /// and the `red_after_seconds` fault turn it Red/Severe; recovery turns it Green again.
+    /// and the `red_after_seconds` fault turn it Red/Severe; recovery turns it Green (or, under the
+    /// `yellow` fault, Yellow) again.
     fn monitor(self: &Arc<Self>, env_id: String, generation: u64) {
         let rt = self.clone();
         tokio::spawn(async move {
@@ -497,18 +508,22 @@ impl Runtime {
                         rt.event(
                             &env_id,
                             Severity::Warn,
-                            format!("Environment health has transitioned from Ok to Severe. {why}"),
+                            format!(
+                                "Environment health has transitioned from {} to Severe. {why}",
+                                env.health_status
+                            ),
                         );
                     }
                     (None, "Red") => {
+                        let (health, status) = healthy(&options, &env.name);
                         rt.set(&env_id, generation, |e| {
-                            e.health = "Green";
-                            e.health_status = "Ok";
+                            e.health = health;
+                            e.health_status = status;
                         });
                         rt.event(
                             &env_id,
                             Severity::Info,
-                            "Environment health has transitioned from Severe to Ok.",
+                            format!("Environment health has transitioned from Severe to {status}."),
                         );
                     }
                     _ => {}
@@ -535,6 +550,16 @@ impl Runtime {
                 "Health check GET {path} failed on all instances: {e}."
             )),
         }
+    }
+}
+
+/// The health of an environment whose app runs fine: Green/Ok, or Yellow/Warning under the `yellow`
+/// fault.
+fn healthy(options: &crate::beanstalk::Options, name: &str) -> (&'static str, &'static str) {
+    if options.faults.stays_yellow(name) {
+        ("Yellow", "Warning")
+    } else {
+        ("Green", "Ok")
     }
 }
 

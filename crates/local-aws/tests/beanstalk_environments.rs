@@ -629,7 +629,7 @@ async fn bad_requests_get_beanstalks_error_codes_and_messages() {
 }
 
 #[tokio::test]
-async fn faults_throttle_delay_fail_launches_and_turn_environments_red() {
+async fn faults_throttle_delay_fail_launches_and_turn_environments_red_or_yellow() {
     let bed = bed(Options::default()).await;
     bed.version("v1", bundle("v1")).await;
 
@@ -643,6 +643,7 @@ async fn faults_throttle_delay_fail_launches_and_turn_environments_red() {
         delay_ms: [("CheckDNSAvailability".to_string(), 300)].into(),
         fail_launch: vec!["shop-doomed".into()],
         red_after_seconds: [("shop-fading".to_string(), 0.3)].into(),
+        yellow: vec!["shop-degraded".into()],
     };
     let put = bed
         .http
@@ -688,6 +689,22 @@ async fn faults_throttle_delay_fail_launches_and_turn_environments_red() {
         .await
         .iter()
         .any(|e| e.starts_with("WARN Environment health has transitioned from Ok to Severe.")));
+
+    // Ready but Yellow/Warning, with enhanced health's event; checked again at the end, after the
+    // monitor has looked at it many times: it stays Yellow (neither Green nor Red).
+    let degraded = bed.create("shop-degraded", "shop-degraded", "v1").await;
+    let degraded_id = degraded.environment_id().unwrap();
+    let env = bed.wait_for(degraded_id, "Ready").await;
+    assert_eq!(env.health().unwrap().as_str(), "Yellow");
+    assert_eq!(env.health_status().unwrap().as_str(), "Warning");
+    assert!(bed.messages(degraded_id).await.iter().any(
+        |e| e.starts_with("WARN Environment health has transitioned from Pending to Warning.")
+    ));
+    assert_eq!(
+        bed.get("shop-degraded.us-east-1.elasticbeanstalk.com", "/version")
+            .await,
+        (200, "v1\n".into())
+    );
 
     // An app that crashes at start: Ready but Red, and the events carry its last output.
     bed.version(
@@ -777,6 +794,14 @@ async fn faults_throttle_delay_fail_launches_and_turn_environments_red() {
         .await
         .iter()
         .any(|e| e.contains("The web process exited (exit status: 1)")));
+    let env = bed.env(degraded_id).await;
+    assert_eq!(
+        (
+            env.status().unwrap().as_str(),
+            env.health().unwrap().as_str()
+        ),
+        ("Ready", "Yellow")
+    );
 }
 
 async fn wait_health(bed: &Bed, id: &str, health: &str) {
