@@ -1,5 +1,6 @@
 //! The manual operations against local-aws: status marks the live environment, events read back what
-//! Beanstalk said, retire --dry-run reports without touching anything.
+//! Beanstalk said, retire --dry-run reports without touching anything, and `beanswap rollback` (the
+//! binary) moves production back once and then says there is nothing to do.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -60,7 +61,7 @@ async fn status_events_and_a_dry_run_retire() {
         "{events}"
     );
 
-    // A swap by hand, then a rollback by the core operation the CLI's `rollback` uses.
+    // A swap by hand; the rollback by the `beanswap` binary itself comes after the dry run below.
     let swapped = ops::swap(&config, "shop", "shop-prod", "shop-two", "Green")
         .await
         .unwrap();
@@ -106,4 +107,79 @@ async fn status_events_and_a_dry_run_retire() {
         calls_after.get("ElasticBeanstalk.TerminateEnvironment"),
         "a dry run terminates nothing"
     );
+
+    // `beanswap rollback`, the binary as a person runs it: production back on shop-one (the live
+    // environment's previous one), served through the router; a second rollback changes nothing.
+    let endpoint = bed.local.endpoint();
+    let rollback = [
+        "rollback",
+        "--application",
+        "shop",
+        "--production-cname",
+        "shop-prod",
+        "--endpoint-url",
+        &endpoint,
+    ];
+    let swaps_before = bed.local.call_counts()["ElasticBeanstalk.SwapEnvironmentCNAMEs"];
+    let out = beanswap(&rollback).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?}: {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("rolled production back from `shop-two` to `shop-one` (CNAME swap: `shop-one` holds `shop-prod` again)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        bed.get("shop-prod.us-east-1.elasticbeanstalk.com", "/version")
+            .await
+            .1,
+        "v1\n"
+    );
+    let status = ops::status(&config, "shop", Some("shop-prod"))
+        .await
+        .unwrap();
+    let live_line = status.lines().find(|l| l.contains("shop-one")).unwrap();
+    assert!(live_line.trim_start().starts_with('*'), "{status}");
+    assert!(!live_line.contains("out of service since"), "{status}");
+    let moved_away = status.lines().find(|l| l.contains("shop-two")).unwrap();
+    assert!(moved_away.contains("out of service since"), "{status}");
+
+    let out = beanswap(&rollback).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?}: {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "production is already back on `shop-one` (rolled back from `shop-two`); nothing changed"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(
+        bed.local.call_counts()["ElasticBeanstalk.SwapEnvironmentCNAMEs"],
+        swaps_before + 1,
+        "one swap back, none by the repeated rollback"
+    );
+    assert_eq!(
+        bed.get("shop-prod.us-east-1.elasticbeanstalk.com", "/version")
+            .await
+            .1,
+        "v1\n"
+    );
+}
+
+/// Runs the `beanswap` binary this package builds, as a person would.
+async fn beanswap(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_beanswap"))
+        .args(args)
+        .output()
+        .await
+        .unwrap()
 }
