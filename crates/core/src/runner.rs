@@ -136,8 +136,10 @@ impl<A: Action> Runner<A> {
                     info!(percent = ?percent, summary = %summary, "job continues")
                 }
                 Report::Success { summary, .. } => info!(summary = %summary, "job succeeded"),
+                // Not `message = ...`: that is the event's own message field, and JSON logs would
+                // carry two "message" keys, the failure text overwriting "job failed".
                 Report::Failure { kind, message } => {
-                    warn!(kind = kind.as_str(), message = %message, "job failed")
+                    warn!(kind = kind.as_str(), failure = %message, "job failed")
                 }
             }
             self.reporter.send(&job_id, &report).await?;
@@ -234,21 +236,58 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// JSON logs in Lambda (CloudWatch parses them), plain text on a terminal. `RUST_LOG` sets the level.
+/// Log targets that write credentials at verbose levels, and the most verbose level each may log at,
+/// whatever `RUST_LOG` asks for: lambda_runtime logs the raw event (the job's artifact credentials) at
+/// TRACE; the SDK's orchestrator logs the resolved identity (the access key id) with the endpoint
+/// parameters at DEBUG and with auth at TRACE; sigv4 logs the request being signed at TRACE.
+const CREDENTIAL_TARGETS: [(&str, tracing::Level); 5] = [
+    (
+        "lambda_runtime::layers::api_response",
+        tracing::Level::DEBUG,
+    ),
+    (
+        "aws_smithy_runtime::client::orchestrator",
+        tracing::Level::DEBUG,
+    ),
+    (
+        "aws_smithy_runtime::client::orchestrator::endpoints",
+        tracing::Level::INFO,
+    ),
+    (
+        "aws_smithy_runtime::client::orchestrator::auth",
+        tracing::Level::DEBUG,
+    ),
+    ("aws_sigv4", tracing::Level::DEBUG),
+];
+
+/// JSON logs in Lambda (CloudWatch parses them), plain text on a terminal. `RUST_LOG` sets the level,
+/// except that the targets in [`CREDENTIAL_TARGETS`] never log above their cap: even a `RUST_LOG=trace`
+/// set to debug a deployment writes no credentials to CloudWatch.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    use tracing_subscriber::filter::{FilterExt, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    let requested = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let capped = CREDENTIAL_TARGETS.iter().fold(
+        Targets::new().with_default(tracing::Level::TRACE),
+        |t, (target, level)| t.with_target(*target, *level),
+    );
+    let filter = requested.and(capped);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let result = if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
-        builder
+        let json = layer
             .json()
             .with_current_span(true)
             .without_time()
-            .try_init()
+            .with_filter(filter);
+        tracing_subscriber::registry().with(json).try_init()
     } else {
-        builder.try_init()
+        tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
+            .try_init()
     };
     // Already initialised (tests): keep the existing subscriber.
     let _ = result;

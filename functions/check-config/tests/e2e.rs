@@ -249,3 +249,202 @@ async fn the_invocation_fails_only_when_nothing_could_be_reported() {
     );
     assert_eq!(reported(&local, &event).0, "PutJobSuccessResult");
 }
+
+/// A JSON value that refuses an object with the same key twice (serde_json's `Value` silently keeps
+/// the last one, which is how a field named `message` hid a log line's own message).
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = NoDuplicateKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if !seen.insert(key.clone()) {
+                        return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+                    }
+                    map.next_value::<NoDuplicateKeys>()?;
+                }
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(NoDuplicateKeys)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// The function's log file, parsed: every line must be one JSON object (what CloudWatch parses), with
+/// no key twice.
+fn json_log_lines(path: &Path) -> (String, Vec<Value>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            if let Err(e) = serde_json::from_str::<NoDuplicateKeys>(l) {
+                panic!(
+                    "log line is not JSON without duplicate keys ({e}): {l}\nwhole log:\n{text}"
+                );
+            }
+            let line: Value = serde_json::from_str(l).unwrap();
+            assert!(line.is_object(), "log line is not a JSON object: {l}");
+            line
+        })
+        .collect();
+    (text, lines)
+}
+
+/// Polls the log until a line with `message` for `job` is there (the write races the report).
+async fn wait_for_log(path: &Path, job: &str, message: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (text, lines) = json_log_lines(path);
+        if let Some(line) = lines
+            .iter()
+            .find(|l| l["fields"]["message"] == message && l["span"]["job_id"] == job)
+        {
+            return line.clone();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "no {message:?} line for job {job} in the log:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn logs_are_json_lines_carrying_the_job_id_and_never_the_artifact_credentials() {
+    let local = test_support::local_aws().await;
+    let moto = Moto::start().await;
+    let s3 = s3_client(&moto.endpoint()).await;
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    s3.put_object()
+        .bucket(BUCKET)
+        .key(KEY)
+        .body(ByteStream::from(small_zip()))
+        .send()
+        .await
+        .unwrap();
+    let ok = job_event(r#"{"application":"shop"}"#);
+    let ok_id = job_id(&ok);
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("check-config-{ok_id}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut function = test_support::lambda::Function::start_logging_to(
+        Path::new(env!("CARGO_BIN_EXE_check-config")),
+        &[
+            // What Lambda sets and what switches the runner to JSON logs (set explicitly, not relied on).
+            (
+                "AWS_LAMBDA_FUNCTION_NAME",
+                "beanswap-check-config".to_string(),
+            ),
+            // The most verbose level, as someone debugging a deployment would set it: the SDK and
+            // lambda_runtime log credentials at DEBUG/TRACE unless the runner caps them.
+            ("RUST_LOG", "trace".to_string()),
+            ("AWS_ENDPOINT_URL_CODEPIPELINE", local.endpoint()),
+            ("AWS_ENDPOINT_URL_S3", moto.endpoint()),
+        ],
+        Some(&log),
+    )
+    .await
+    .unwrap();
+
+    // Success: the artifact is read with the job's credentials.
+    assert_eq!(
+        function.invoke(ok.clone()).await.unwrap(),
+        Invocation::Response(Value::Null)
+    );
+    assert_eq!(reported(&local, &ok).0, "PutJobSuccessResult");
+    // Failure: the read with those credentials fails (no such key), and the error is logged.
+    let mut missing = job_event(r#"{"application":"shop"}"#);
+    missing["CodePipeline.job"]["data"]["inputArtifacts"][0]["location"]["s3Location"]
+        ["objectKey"] = json!("gone");
+    let missing_id = job_id(&missing);
+    assert_eq!(
+        function.invoke(missing.clone()).await.unwrap(),
+        Invocation::Response(Value::Null)
+    );
+    assert_failure(&local, &missing, "JobFailed", "could not read artifact");
+
+    let succeeded = wait_for_log(&log, &ok_id, "job succeeded").await;
+    assert!(
+        succeeded["fields"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("artifact `BuildOutput` is a zip with 2 entries"),
+        "{succeeded}"
+    );
+    assert_eq!(succeeded["span"]["name"], "job", "{succeeded}");
+    assert_eq!(succeeded["level"], "INFO", "{succeeded}");
+    let failed = wait_for_log(&log, &missing_id, "job failed").await;
+    assert_eq!(failed["fields"]["kind"], "JobFailed", "{failed}");
+    assert_eq!(failed["level"], "WARN", "{failed}");
+    assert!(
+        failed["fields"]["failure"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(
+                "could not read artifact `BuildOutput` (s3://codepipeline-artifacts/gone)"
+            ),
+        "{failed}"
+    );
+
+    let (text, lines) = json_log_lines(&log);
+    // Every line logged inside a job's span (however deep) names that job, one of the two sent.
+    let mut in_a_job = 0;
+    for line in &lines {
+        let spans = line["spans"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for span in spans.iter().filter(|s| s["name"] == "job") {
+            let id = span["job_id"].as_str();
+            assert!(id == Some(&ok_id) || id == Some(&missing_id), "{line}");
+            in_a_job += 1;
+        }
+    }
+    assert!(in_a_job >= 2, "{text}");
+    // The artifact credentials of the event appear nowhere, in any field of any line.
+    let credentials = &ok["CodePipeline.job"]["data"]["artifactCredentials"];
+    for field in ["secretAccessKey", "sessionToken", "accessKeyId"] {
+        let secret = credentials[field].as_str().unwrap();
+        assert!(
+            !text.contains(secret),
+            "the log carries the artifact {field} {secret:?}:\n{text}"
+        );
+    }
+    drop(function);
+    let _ = std::fs::remove_file(&log);
+}
