@@ -588,6 +588,101 @@ async fn bad_requests_get_beanstalks_error_codes_and_messages() {
     bed.wait_for(first_id, "Ready").await;
     bed.wait_for(second.environment_id().unwrap(), "Ready")
         .await;
+
+    // Both Ready, but in two applications: no swap, and neither CNAME moves.
+    bed.eb
+        .create_application()
+        .application_name("blog")
+        .send()
+        .await
+        .unwrap();
+    bed.eb
+        .create_application_version()
+        .application_name("blog")
+        .version_label("v1")
+        .source_bundle(
+            S3Location::builder()
+                .s3_bucket("bundles")
+                // shop's v2 bundle: it answers /version with v2, so routing tells the two apart.
+                .s3_key("shop/v2.zip")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let blog = bed
+        .eb
+        .create_environment()
+        .application_name("blog")
+        .environment_name("blog-green")
+        .cname_prefix("blog-prod")
+        .version_label("v1")
+        .solution_stack_name(STACK)
+        .send()
+        .await
+        .unwrap();
+    let blog_id = blog.environment_id().unwrap();
+    bed.wait_for(blog_id, "Ready").await;
+    let err = bed
+        .eb
+        .swap_environment_cnames()
+        .source_environment_name("shop-green")
+        .destination_environment_name("blog-green")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&err),
+        (
+            "InvalidParameterValue".into(),
+            "Environments shop-green and blog-green must belong to the same application to swap CNAMEs."
+                .into()
+        )
+    );
+    // By id, the other way round: the same refusal.
+    let err = bed
+        .eb
+        .swap_environment_cnames()
+        .source_environment_id(blog_id)
+        .destination_environment_id(first_id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&err),
+        (
+            "InvalidParameterValue".into(),
+            "Environments blog-green and shop-green must belong to the same application to swap CNAMEs."
+                .into()
+        )
+    );
+    assert_eq!(
+        bed.env(first_id).await.cname(),
+        Some("shop-prod.us-east-1.elasticbeanstalk.com")
+    );
+    assert_eq!(
+        bed.env(blog_id).await.cname(),
+        Some("blog-prod.us-east-1.elasticbeanstalk.com")
+    );
+    for id in [first_id, blog_id] {
+        let events = bed.messages(id).await;
+        assert!(
+            !events.iter().any(|e| e.contains("swapEnvironmentCNAMEs")),
+            "{events:?}"
+        );
+    }
+    // The router still sends each CNAME to its own environment's app.
+    assert_eq!(
+        bed.get("shop-prod.us-east-1.elasticbeanstalk.com", "/version")
+            .await,
+        (200, "v1\n".to_string())
+    );
+    assert_eq!(
+        bed.get("blog-prod.us-east-1.elasticbeanstalk.com", "/version")
+            .await,
+        (200, "v2\n".to_string())
+    );
+
     bed.eb
         .update_environment()
         .environment_id(first_id)
