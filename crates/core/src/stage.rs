@@ -281,6 +281,10 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
                 "; this version already serves production, nothing to stage",
             ));
         }
+        // The earlier invocation, cloning the live configuration, made the configuration template
+        // before CreateEnvironment and may have died before deleting it: remember it so the end of
+        // staging deletes it like any clone's (cleanup tolerates its absence).
+        let template = (live.is_some() && plan.clone_live).then(|| clone_template_name(plan));
         return Ok(Outcome::InProgress {
             summary: format!(
                 "{} for version {} already exists (an earlier invocation created it); waiting for it",
@@ -294,7 +298,7 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
                 cursor_ms: existing.created.map(millis).unwrap_or_else(|| millis(started)),
                 started_ms: millis(started),
                 attempt: 0,
-                template: None,
+                template,
                 ..State::default()
             },
         });
@@ -353,7 +357,7 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
                     "internal: clone without a live environment",
                 ));
             };
-            let name = format!("beanswap-{}", plan.environment_name);
+            let name = clone_template_name(plan);
             let made = client
                 .create_configuration_template()
                 .application_name(&plan.application)
@@ -426,6 +430,12 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
             ..State::default()
         },
     })
+}
+
+/// The configuration template a clone is launched from: one per new environment, deleted once
+/// staging ends.
+fn clone_template_name(plan: &Plan) -> String {
+    format!("beanswap-{}", plan.environment_name)
 }
 
 fn describe_production(plan: &Plan) -> String {
@@ -522,7 +532,7 @@ fn or_unknown(s: &str) -> &str {
 async fn cleanup_template(eb: &Beanstalk, plan: &Plan, state: &State) {
     if let Some(template) = &state.template {
         // Best effort: a template left behind costs nothing and the next run reuses the name.
-        if let Err(e) = eb
+        match eb
             .client()
             .delete_configuration_template()
             .application_name(&plan.application)
@@ -530,7 +540,17 @@ async fn cleanup_template(eb: &Beanstalk, plan: &Plan, state: &State) {
             .send()
             .await
         {
-            tracing::warn!(template = %template, error = %Beanstalk::error("DeleteConfigurationTemplate", e), "could not delete the cloned configuration template");
+            Ok(_) => {}
+            // Already gone (an adopted environment's invocation deleted it, or never made it).
+            Err(e)
+                if aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata::message(&e)
+                    .is_some_and(|m| m.contains("No Configuration Template")) =>
+            {
+                tracing::debug!(template = %template, "the cloned configuration template is already gone");
+            }
+            Err(e) => {
+                tracing::warn!(template = %template, error = %Beanstalk::error("DeleteConfigurationTemplate", e), "could not delete the cloned configuration template");
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, EnvironmentDescription};
+use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, EnvironmentDescription, Tag};
 use beanswap_core::stage::environment_name;
 use local_aws::beanstalk::Options;
 use local_aws::faults::{Faults, Throttle};
@@ -233,6 +233,61 @@ async fn first_deployment_takes_the_production_cname_then_a_clone_launches_besid
         same.summary().contains("already serves production"),
         "{}",
         same.summary()
+    );
+}
+
+/// A first invocation that died between CreateEnvironment and its first report left the clone's
+/// configuration template behind; the retry adopts the environment and still deletes the template.
+#[tokio::test]
+async fn a_retry_adopting_the_environment_deletes_the_template_the_dead_invocation_made() {
+    let bed = Bed::start(Options::default()).await;
+    let mut f = function(&bed).await;
+    first_deploy(&bed, &mut f).await;
+    let live = describe(&bed, &environment_name("{app}-{id}", "shop", "v1")).await;
+    bed.version("v2", test_support::app_bundle("v2", &[])).await;
+
+    // What the dead invocation did, call for call.
+    let blue = environment_name("{app}-{id}", "shop", "v2");
+    let template = format!("beanswap-{blue}");
+    bed.eb
+        .create_configuration_template()
+        .application_name("shop")
+        .template_name(&template)
+        .environment_id(live.environment_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    bed.eb
+        .create_environment()
+        .application_name("shop")
+        .environment_name(&blue)
+        .version_label("v2")
+        .cname_prefix(&blue)
+        .template_name(&template)
+        .tags(tag("beanswap:application", "shop"))
+        .tags(tag("beanswap:version", "v2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(template_names(&bed).await, [template.as_str()]);
+
+    let creates = bed.local.call_counts()["ElasticBeanstalk.CreateEnvironment"];
+    let run = bed.drive(&mut f, &params("v2", ""), 50).await;
+    assert!(run.succeeded(), "{:?}", run.last().request);
+    assert_eq!(run.variable("EnvironmentName"), blue);
+    assert_eq!(
+        run.variable("LiveEnvironmentName"),
+        live.environment_name().unwrap()
+    );
+    assert_eq!(
+        bed.local.call_counts()["ElasticBeanstalk.CreateEnvironment"],
+        creates
+    );
+    assert_eq!(template_names(&bed).await, Vec::<String>::new());
+    assert_eq!(
+        bed.get(&run.variable("Cname"), "/version").await,
+        (200, "v2\n".into())
     );
 }
 
