@@ -49,6 +49,9 @@ pub struct Job {
     pub continuation_token: Option<String>,
     /// The KMS key output artifacts must be encrypted with, when the pipeline's artifact store has one.
     pub encryption_key: Option<String>,
+    /// When Lambda stops this invocation (from the runtime, not the event; `None` outside Lambda), so an
+    /// action that polls can hand back a continuation token in time instead of being cut off.
+    pub deadline: Option<std::time::SystemTime>,
 }
 
 impl fmt::Debug for Job {
@@ -66,6 +69,7 @@ impl fmt::Debug for Job {
             )
             .field("continuation_token", &self.continuation_token)
             .field("encryption_key", &self.encryption_key)
+            .field("deadline", &self.deadline)
             .finish()
     }
 }
@@ -105,6 +109,15 @@ impl Job {
                 reason: e.inner().to_string(),
             })?;
         Self::validate(wire)
+    }
+
+    /// How long this invocation may still run, less `reserve` (for the report); `None` without a deadline.
+    pub fn time_left(&self, reserve: std::time::Duration) -> Option<std::time::Duration> {
+        let left = self
+            .deadline?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        Some(left.saturating_sub(reserve))
     }
 
     /// The job id, if the event has one at all: lets the runner report a failure even for an event that
@@ -152,6 +165,7 @@ impl Job {
             }),
             continuation_token: data.continuation_token.filter(|t| !t.is_empty()),
             encryption_key,
+            deadline: None,
         })
     }
 

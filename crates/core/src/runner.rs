@@ -151,7 +151,7 @@ impl<A: Action> Runner<A> {
 
     async fn decide(&self, event: &serde_json::Value, deadline: Option<SystemTime>) -> Report {
         let job = match Job::from_event(event) {
-            Ok(job) => job,
+            Ok(job) => Job { deadline, ..job },
             Err(e) => return Report::failure(FailureKind::ConfigurationError, e.to_string()),
         };
         let params = match params::parse::<A::Params>(job.user_parameters.as_deref()) {

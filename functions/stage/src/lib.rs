@@ -242,17 +242,25 @@ impl Stage {
     }
 }
 
+/// Kept back from the Lambda deadline: one more Beanstalk call and the report to CodePipeline.
+const LAMBDA_RESERVE: Duration = Duration::from_secs(15);
+
 impl Action for Stage {
     type Params = Params;
     type State = State;
 
     async fn run(
         &self,
-        _job: &Job,
+        job: &Job,
         params: Params,
         state: Option<State>,
     ) -> Result<Outcome<State>, ActionError> {
-        let plan = params.plan();
+        let mut plan = params.plan();
+        // Never poll into Lambda's timeout: hand back a token while there is time to report it (a
+        // function deployed with a shorter timeout than `poll_seconds` assumes still works).
+        if let Some(left) = job.time_left(LAMBDA_RESERVE) {
+            plan.poll_budget = plan.poll_budget.min(left);
+        }
         match state {
             None => match stage::begin(&self.beanstalk, &plan).await? {
                 // Poll right away: a fast launch (or an adopted environment) finishes in one invocation.
