@@ -16,6 +16,8 @@ use test_support::bed::{Bed, Driven};
 use test_support::lambda::Function;
 
 const STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
+const PLATFORM: &str =
+    "arn:aws:elasticbeanstalk:us-east-1::platform/Python 3.11 running on 64bit Amazon Linux 2023/4.3.0";
 
 async fn function(bed: &Bed) -> Function {
     bed.function(Path::new(env!("CARGO_BIN_EXE_stage"))).await
@@ -61,6 +63,25 @@ fn polls_with_events(run: &Driven) -> u64 {
         + 1
 }
 
+/// UserParameters without a configuration source: `extra` (a JSON object) adds and replaces fields.
+fn with(label: &str, extra: serde_json::Value) -> String {
+    let mut p = serde_json::json!({"application":"shop","version_label":label,"poll_seconds":0.3});
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    p.to_string()
+}
+
+const ENV_NAMESPACE: &str = "aws:elasticbeanstalk:application:environment";
+
+fn env_var(name: &str, value: &str) -> ConfigurationOptionSetting {
+    ConfigurationOptionSetting::builder()
+        .namespace(ENV_NAMESPACE)
+        .option_name(name)
+        .value(value)
+        .build()
+}
+
 async fn describe(bed: &Bed, name: &str) -> EnvironmentDescription {
     bed.eb
         .describe_environments()
@@ -91,6 +112,29 @@ async fn tags(bed: &Bed, name: &str) -> BTreeMap<String, String> {
         .resource_tags()
         .iter()
         .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+        .collect()
+}
+
+/// The environment's environment properties, from DescribeConfigurationSettings.
+async fn properties(bed: &Bed, name: &str) -> BTreeMap<String, String> {
+    let out = bed
+        .eb
+        .describe_configuration_settings()
+        .application_name("shop")
+        .environment_name(name)
+        .send()
+        .await
+        .unwrap();
+    out.configuration_settings()[0]
+        .option_settings()
+        .iter()
+        .filter(|o| o.namespace() == Some(ENV_NAMESPACE))
+        .map(|o| {
+            (
+                o.option_name().unwrap().to_string(),
+                o.value().unwrap_or_default().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -289,6 +333,177 @@ async fn a_retry_adopting_the_environment_deletes_the_template_the_dead_invocati
         bed.get(&run.variable("Cname"), "/version").await,
         (200, "v2\n".into())
     );
+}
+
+/// A first deployment from a named saved configuration, with option overrides, the user's tags and
+/// the pipeline execution's: each visible where anyone would look.
+#[tokio::test]
+async fn a_saved_configuration_with_overrides_and_tags_makes_the_first_environment() {
+    let bed = Bed::start(Options::default()).await;
+    let mut f = function(&bed).await;
+    bed.eb
+        .create_configuration_template()
+        .application_name("shop")
+        .template_name("shop-saved")
+        .solution_stack_name(STACK)
+        .option_settings(env_var("ENVIRONMENT_NAME", "from-the-saved-configuration"))
+        .option_settings(env_var("DATABASE_HOST", "db.internal"))
+        .send()
+        .await
+        .unwrap();
+    bed.version("v1", test_support::app_bundle("v1", &[])).await;
+    let run = bed
+        .drive(
+            &mut f,
+            &with(
+                "v1",
+                serde_json::json!({
+                    "production_cname": "shop-prod",
+                    "template_name": "shop-saved",
+                    "option_settings": [{"namespace": ENV_NAMESPACE, "option_name": "ENVIRONMENT_NAME", "value": "overridden-by-stage"}],
+                    "tags": {"team": "payments", "cost-center": "42"},
+                    "pipeline_execution": "3f1c9a1e-0d7b-4c55-9d0e-6f2a8b1c4d5e"
+                }),
+            ),
+            50,
+        )
+        .await;
+    assert!(run.succeeded(), "{:?}", run.last().request);
+    let name = run.variable("EnvironmentName");
+    assert_eq!(
+        run.variable("Cname"),
+        "shop-prod.us-east-1.elasticbeanstalk.com"
+    );
+
+    let env = describe(&bed, &name).await;
+    assert_eq!(env.template_name(), Some("shop-saved"));
+    assert_eq!(env.solution_stack_name(), Some(STACK));
+    let properties = properties(&bed, &name).await;
+    assert_eq!(properties["ENVIRONMENT_NAME"], "overridden-by-stage");
+    assert_eq!(properties["DATABASE_HOST"], "db.internal");
+    let info = bed
+        .get("shop-prod.us-east-1.elasticbeanstalk.com", "/api/info")
+        .await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&info.1).unwrap(),
+        serde_json::json!({"version": "v1", "environment": "overridden-by-stage", "database": true}),
+        "{info:?}"
+    );
+
+    let tags = tags(&bed, &name).await;
+    let expected: BTreeMap<String, String> = [
+        ("team", "payments"),
+        ("cost-center", "42"),
+        ("beanswap:application", "shop"),
+        ("beanswap:version", "v1"),
+        (
+            "beanswap:pipeline-execution",
+            "3f1c9a1e-0d7b-4c55-9d0e-6f2a8b1c4d5e",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(tags, expected);
+    // The user's saved configuration is theirs: only beanswap's own clones are deleted.
+    assert_eq!(template_names(&bed).await, ["shop-saved"]);
+}
+
+/// Production found by its environment name (no CNAME given), on a platform named by its ARN: the
+/// first environment launches on the platform with a CNAME of its own, the next is cloned from it.
+#[tokio::test]
+async fn production_found_by_environment_name_on_a_platform_arn() {
+    let bed = Bed::start(Options::default()).await;
+    let mut f = function(&bed).await;
+    let live = environment_name("{app}-{id}", "shop", "v1");
+    let params = |label: &str| {
+        with(
+            label,
+            serde_json::json!({"production_environment": live, "platform_arn": PLATFORM}),
+        )
+    };
+    bed.version("v1", test_support::app_bundle("v1", &[])).await;
+    let first = bed.drive(&mut f, &params("v1"), 50).await;
+    assert!(first.succeeded(), "{:?}", first.last().request);
+    assert_eq!(first.variable("EnvironmentName"), live);
+    assert_eq!(first.variable("LiveEnvironmentName"), "");
+    assert_eq!(
+        first.variable("Cname"),
+        format!("{live}.us-east-1.elasticbeanstalk.com")
+    );
+    let env = describe(&bed, &live).await;
+    assert_eq!(env.platform_arn(), Some(PLATFORM));
+    assert_eq!(env.solution_stack_name(), None);
+
+    bed.version("v2", test_support::app_bundle("v2", &[])).await;
+    let second = bed.drive(&mut f, &params("v2"), 50).await;
+    assert!(second.succeeded(), "{:?}", second.last().request);
+    let blue = second.variable("EnvironmentName");
+    assert_eq!(blue, environment_name("{app}-{id}", "shop", "v2"));
+    assert_eq!(second.variable("LiveEnvironmentName"), live);
+    assert_eq!(
+        second.variable("Cname"),
+        format!("{blue}.us-east-1.elasticbeanstalk.com")
+    );
+    // Cloned from the live environment (its platform came with the configuration template, which
+    // is gone again).
+    let env = describe(&bed, &blue).await;
+    assert_eq!(env.platform_arn(), Some(PLATFORM));
+    assert_eq!(
+        env.template_name(),
+        Some(format!("beanswap-{blue}").as_str())
+    );
+    assert_eq!(template_names(&bed).await, Vec::<String>::new());
+    assert_eq!(
+        bed.get(&second.variable("Cname"), "/version").await,
+        (200, "v2\n".into())
+    );
+}
+
+/// An environment that comes up Yellow (local-aws fault `yellow`) passes `"health":"Yellow"`; the
+/// default Green gate keeps waiting on it until the timeout.
+#[tokio::test]
+async fn a_yellow_environment_passes_the_yellow_gate_but_not_the_green_one() {
+    let bed = Bed::start(Options::default()).await;
+    let mut f = function(&bed).await;
+    first_deploy(&bed, &mut f).await;
+    let blue = environment_name("{app}-{id}", "shop", "v2");
+    bed.local.set_faults(Faults {
+        yellow: vec![blue.clone()],
+        ..Faults::default()
+    });
+    bed.version("v2", test_support::app_bundle("v2", &[])).await;
+    let run = bed
+        .drive(&mut f, &params("v2", r#","health":"Yellow""#), 50)
+        .await;
+    assert!(run.succeeded(), "{:?}", run.last().request);
+    assert_eq!(run.variable("EnvironmentName"), blue);
+    assert!(
+        run.summary()
+            .starts_with(&format!("{blue} is Ready and Yellow")),
+        "{}",
+        run.summary()
+    );
+    let env = describe(&bed, &blue).await;
+    assert_eq!(
+        (
+            env.health().unwrap().as_str(),
+            env.health_status().unwrap().as_str()
+        ),
+        ("Yellow", "Warning")
+    );
+
+    // The same environment under the Green gate: adopted, never good enough.
+    let run = bed
+        .drive(&mut f, &params("v2", r#","timeout_minutes":0.01"#), 50)
+        .await;
+    let message = run.failure();
+    assert!(
+        message.contains(&format!("{blue} was not Ready with Green health within"))
+            && message.contains("(status Ready, health Yellow)"),
+        "{message}"
+    );
+    assert!(message.contains("kept for inspection"), "{message}");
 }
 
 #[tokio::test]
