@@ -339,6 +339,37 @@ mod tests {
     }
 
     #[test]
+    fn a_git_repository_source_is_its_head_commit_and_only_what_it_tracks() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        git(&["init", "--quiet", "--initial-branch=release"]);
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/app.py"), "print(1)").unwrap();
+        git(&["add", "."]);
+        git(&["commit", "--quiet", "-m", "one"]);
+        std::fs::write(dir.path().join("untracked"), "not committed").unwrap();
+        std::fs::write(dir.path().join("src/app.py"), "print(2)").unwrap();
+        let source = source(dir.path()).unwrap();
+        assert_eq!(source.commit, git(&["rev-parse", "HEAD"]));
+        assert_eq!(source.branch, "release");
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(source.zip)).unwrap();
+        let mut app = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name("src/app.py").unwrap(), &mut app).unwrap();
+        assert_eq!(app, "print(1)", "the commit, not the working tree");
+        assert!(zip.by_name("untracked").is_err());
+    }
+
+    #[test]
     fn a_directory_source_gets_a_stable_content_id() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), "1").unwrap();
