@@ -2,11 +2,13 @@
 //! exactly as CodePipeline would (`invoke`): the function binaries under a local Lambda Runtime API,
 //! Beanstalk and CodePipeline answered by local-aws, S3 and Route 53 by moto.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::time::Duration;
 
+use beanswap_cli::local::{Endpoints, RunningLocalAws};
 use beanswap_cli::ops;
 use beanswap_cli::pipeline::{Approval, Ui};
 use beanswap_cli::run::Settings;
@@ -153,6 +155,28 @@ struct RunArgs {
     /// How long "CodePipeline" waits before re-invoking an action that is still in progress.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     continuation_pause: Duration,
+    /// Use this running local-aws (its API, e.g. http://127.0.0.1:4566) instead of starting one; it
+    /// must read bundles from the --moto-url moto (`local-aws --s3-endpoint`). --launch-delay is then
+    /// its own.
+    #[arg(long, requires_all = ["router_url", "moto_url"])]
+    endpoint_url: Option<String>,
+    /// That local-aws's environments' router (what `local-aws` prints as "router").
+    #[arg(long, requires = "endpoint_url", value_parser = parse_router)]
+    router_url: Option<SocketAddr>,
+    /// Use this running moto_server (S3, Route 53, e.g. http://127.0.0.1:5000) instead of starting one.
+    #[arg(long)]
+    moto_url: Option<String>,
+}
+
+/// `http://127.0.0.1:PORT` (or just `127.0.0.1:PORT`) as the address it names.
+fn parse_router(url: &str) -> Result<SocketAddr, String> {
+    let address = url
+        .strip_prefix("http://")
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    address
+        .parse()
+        .map_err(|e| format!("{url}: expected http://IP:PORT ({e})"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -351,6 +375,13 @@ async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, 
         probe_rate: args.probe_rate,
         report_dir: args.report_dir,
         continuation_pause: args.continuation_pause,
+        endpoints: Endpoints {
+            moto: args.moto_url,
+            local_aws: args
+                .endpoint_url
+                .zip(args.router_url)
+                .map(|(endpoint, router)| RunningLocalAws { endpoint, router }),
+        },
     };
     // Ctrl-C (or SIGTERM, SIGHUP) ends the run; dropping it stops local-aws, moto and every app they
     // started, which a plain exit would leave running.

@@ -36,7 +36,7 @@ pub enum PipelineError {
 pub enum Approval {
     /// `--approve`: approve without asking.
     Auto,
-    /// Ask on the terminal.
+    /// Ask: a line on stdin, `y` to approve (a terminal, or a pipe from a script).
     Ask,
 }
 
@@ -164,9 +164,7 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
         )]
         .into(),
         revision: String::new(),
-        event_cursor: std::cell::Cell::new(
-            cloud.aws.events_after(0).last().map(|e| e.0).unwrap_or(0),
-        ),
+        event_cursor: std::cell::Cell::new(cloud.event_cursor().await),
         execution,
     };
     ui.line(&format!(
@@ -225,13 +223,47 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
     result
 }
 
+/// Reads one line from `input` on a thread of its own: a read blocked on the terminal must not hold up
+/// the exit on Ctrl-C, as a runtime's blocking task would. `None` at the end of the input.
+pub async fn read_line<R: std::io::BufRead + Send + 'static>(
+    mut input: R,
+) -> Result<Option<String>, String> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = input.read_line(&mut line).map(|n| (n > 0).then_some(line));
+        let _ = answer.send(read);
+    });
+    answered
+        .await
+        .map_err(|e| format!("manual approval: {e}"))?
+        .map_err(|e| format!("manual approval: reading the answer: {e}"))
+}
+
+/// The manual approval's outcome from the line typed at its prompt (`None`: the input ended).
+pub fn decide(answer: Option<&str>) -> Result<String, String> {
+    match answer.map(str::trim) {
+        None => Err(
+            "manual approval: no answer (the input ended); run with --approve to approve".into(),
+        ),
+        Some("y" | "Y" | "yes") => Ok("approved".into()),
+        Some(_) => Err("rejected at the manual approval".into()),
+    }
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
 }
 
-/// Prints Beanstalk events recorded since `cursor` (read from local-aws directly: no API call).
-fn show_events(cloud: &LocalCloud, ui: &Ui, cursor: &std::cell::Cell<u64>, spinner: &ProgressBar) {
-    for (sequence, severity, environment, message) in cloud.aws.events_after(cursor.get()) {
+/// Prints Beanstalk events recorded since `cursor` (read from an in-process local-aws directly: no API
+/// call).
+async fn show_events(
+    cloud: &LocalCloud,
+    ui: &Ui,
+    cursor: &std::cell::Cell<u64>,
+    spinner: &ProgressBar,
+) {
+    for (sequence, severity, environment, message) in cloud.events_after(cursor.get()).await {
         cursor.set(sequence);
         spinner.suspend(|| ui.line(&format!("    {environment}: {severity} {message}")));
         ui.event(json!({"event": "beanstalk", "environment": environment, "severity": severity, "message": message}));
@@ -448,24 +480,12 @@ impl Runner<'_> {
         match self.options.approval {
             Approval::Auto => Ok(format!("approved (--approve). {note}")),
             Approval::Ask => {
-                if !std::io::stdin().is_terminal() {
-                    return Err(
-                        "manual approval: not on a terminal; run with --approve to approve".into(),
-                    );
-                }
                 spinner.suspend(|| eprintln!("{note}\nApprove {}? [y/N] ", action.name));
-                let answer = tokio::task::spawn_blocking(|| {
-                    let mut line = String::new();
-                    std::io::stdin().read_line(&mut line).map(|_| line)
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-                if matches!(answer.trim(), "y" | "Y" | "yes") {
-                    Ok("approved".into())
-                } else {
-                    Err("rejected at the manual approval".into())
-                }
+                self.ui.event(
+                    json!({"event": "approval-waiting", "action": action.name, "note": note}),
+                );
+                let answer = read_line(std::io::BufReader::new(std::io::stdin())).await?;
+                decide(answer.as_deref())
             }
         }
     }
@@ -563,10 +583,10 @@ impl Runner<'_> {
                 let answer = loop {
                     tokio::select! {
                         r = &mut invoked => break r,
-                        _ = tokio::time::sleep(Duration::from_millis(250)) => show_events(cloud, ui, cursor, spinner),
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => show_events(cloud, ui, cursor, spinner).await,
                     }
                 };
-                show_events(cloud, ui, cursor, spinner);
+                show_events(cloud, ui, cursor, spinner).await;
                 answer
             };
             match answer.map_err(|e| e.to_string())? {
@@ -577,10 +597,8 @@ impl Runner<'_> {
             }
             let result = self
                 .cloud
-                .aws
-                .job_results()
-                .into_iter()
-                .find(|r| r.job_id == job_id)
+                .job_result(&job_id)
+                .await?
                 .ok_or_else(|| format!("{binary_name} reported nothing for job {job_id}"))?;
             let request = &result.request;
             if result.operation == "PutJobFailureResult" {
@@ -621,5 +639,30 @@ impl Runner<'_> {
             }
         }
         Err("unreachable".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_approval_reads_one_line_and_approves_only_on_yes() {
+        let input = std::io::Cursor::new(b"y\nmore\n".to_vec());
+        let line = read_line(input).await.unwrap();
+        assert_eq!(line.as_deref(), Some("y\n"));
+        assert_eq!(decide(line.as_deref()).unwrap(), "approved");
+        assert_eq!(decide(Some("yes\n")).unwrap(), "approved");
+        assert_eq!(
+            decide(Some("\n")).unwrap_err(),
+            "rejected at the manual approval"
+        );
+        assert_eq!(
+            decide(Some("n\n")).unwrap_err(),
+            "rejected at the manual approval"
+        );
+        let ended = read_line(std::io::Cursor::new(Vec::new())).await.unwrap();
+        assert_eq!(ended, None);
+        assert!(decide(ended.as_deref()).unwrap_err().contains("--approve"));
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use local_aws::beanstalk::Options;
 use serde_json::{json, Value};
 
-use crate::local::LocalCloud;
+use crate::local::{Endpoints, LocalCloud};
 use crate::pipeline::{self, Approval, RunOptions, RunResult, Ui};
 use crate::probe::{self, Probe};
 use crate::report;
@@ -58,6 +58,8 @@ pub struct Settings {
     pub probe_rate: u32,
     pub report_dir: PathBuf,
     pub continuation_pause: Duration,
+    /// Servers already running to use instead of starting moto and local-aws.
+    pub endpoints: Endpoints,
 }
 
 /// What a whole run (one or more deployments) measured.
@@ -176,16 +178,22 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         .map_err(|e| format!("{}: {e}", settings.report_dir.display()))?;
     let stack = Stack::load(&settings.template, &settings.parameters).map_err(|e| e.to_string())?;
     let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
-    let cloud = LocalCloud::start(&settings.root, cloud_options(settings.launch_delay), &|m| {
-        ui.line(m)
-    })
+    let cloud = LocalCloud::start_using(
+        &settings.root,
+        cloud_options(settings.launch_delay),
+        &settings.endpoints,
+        &|m| ui.line(m),
+    )
     .await
     .map_err(|e| e.to_string())?;
+    let given = |yes: bool| if yes { " (already running)" } else { "" };
     ui.line(&format!(
-        "local cloud: Beanstalk/CodePipeline {}, environments' router {}, S3/Route 53 (moto) {}",
+        "local cloud: Beanstalk/CodePipeline {}, environments' router {}{}, S3/Route 53 (moto) {}{}",
         cloud.aws.endpoint(),
         cloud.aws.router_endpoint(),
-        cloud.moto_endpoint()
+        given(settings.endpoints.local_aws.is_some()),
+        cloud.moto_endpoint(),
+        given(settings.endpoints.moto.is_some()),
     ));
     let config = cloud.sdk_config().await;
     let eb = cloud.beanstalk(&config);
@@ -240,7 +248,7 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let samples = probe.stop().await;
     let summary = probe::summarize(&samples);
-    let calls = cloud.call_counts();
+    let calls = cloud.calls().await?;
 
     let mut spans = vec![];
     let mut marks = vec![];

@@ -1,14 +1,39 @@
 //! The whole pipeline of pipeline-template.json on the local default, with the real function binaries:
 //! v1 then v2 reach production with no failed request, the old environment is retired per the retire
-//! settings; a failing smoke test stops the pipeline before the approval and production keeps serving v1.
+//! settings; a failing smoke test stops the pipeline before the approval and production keeps serving v1;
+//! the `beanswap` binary deploys a git repository on already running servers, approved by a keypress,
+//! printing JSON lines; Ctrl-C on it ends everything it started.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
+use aws_sdk_elasticbeanstalk::types::EnvironmentStatus;
+use beanswap_cli::local::{Endpoints, RunningLocalAws};
 use beanswap_cli::pipeline::{Approval, Ui};
 use beanswap_cli::run::{self, Settings};
+use local_aws::LocalAws;
+use serde_json::Value;
+use test_support::moto::Moto;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Every action of the template's pipeline, in order.
+const ACTIONS: &[(&str, &str)] = &[
+    ("Source", "Source"),
+    ("Build", "Build"),
+    ("Package", "CheckConfig"),
+    ("Package", "Package"),
+    ("Stage", "Stage"),
+    ("SmokeTest", "SmokeTest"),
+    ("Approval", "Approve"),
+    ("Swap", "Swap"),
+    ("Retire", "Retire"),
+];
+const PRODUCTION: &str = "shop-prod.us-east-1.elasticbeanstalk.com";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,7 +48,7 @@ fn bin_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-fn settings(sources: Vec<PathBuf>, extra: &[(&str, &str)], report: &std::path::Path) -> Settings {
+fn settings(sources: Vec<PathBuf>, extra: &[(&str, &str)], report: &Path) -> Settings {
     let mut parameters = run::local_parameters();
     for (k, v) in extra {
         parameters.insert(k.to_string(), v.to_string());
@@ -40,42 +65,224 @@ fn settings(sources: Vec<PathBuf>, extra: &[(&str, &str)], report: &std::path::P
         probe_rate: 100,
         report_dir: report.to_path_buf(),
         continuation_pause: Duration::from_millis(200),
+        endpoints: Endpoints::default(),
     }
 }
 
-#[tokio::test]
+/// moto and local-aws started by the test, so they outlive a run and can be asked what it left.
+struct Cloud {
+    moto: Moto,
+    aws: LocalAws,
+    eb: aws_sdk_elasticbeanstalk::Client,
+}
+
+impl Cloud {
+    async fn start() -> Cloud {
+        let moto = Moto::start().await;
+        let aws = LocalAws::start_with(
+            ([127, 0, 0, 1], 0).into(),
+            local_aws::beanstalk::Options {
+                s3_endpoint: Some(moto.endpoint()),
+                route53_endpoint: Some(moto.endpoint()),
+                ..run::cloud_options(Duration::from_millis(500))
+            },
+        )
+        .await
+        .unwrap();
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "local", "local", None, None, "test",
+            ))
+            .load()
+            .await;
+        let eb = aws_sdk_elasticbeanstalk::Client::from_conf(
+            aws_sdk_elasticbeanstalk::config::Builder::from(&config)
+                .endpoint_url(aws.endpoint())
+                .build(),
+        );
+        Cloud { moto, aws, eb }
+    }
+
+    fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            moto: Some(self.moto.endpoint()),
+            local_aws: Some(RunningLocalAws {
+                endpoint: self.aws.endpoint(),
+                router: self.aws.router_addr(),
+            }),
+        }
+    }
+
+    /// Environment name -> status, terminated ones included.
+    async fn environments(&self) -> BTreeMap<String, EnvironmentStatus> {
+        self.eb
+            .describe_environments()
+            .include_deleted(true)
+            .send()
+            .await
+            .unwrap()
+            .environments()
+            .iter()
+            .map(|e| {
+                (
+                    e.environment_name().unwrap().to_string(),
+                    e.status().unwrap().clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// GET `path` on `host` through local-aws's router, as DNS would send the request to the load balancer.
+async fn get(router: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{router}{path}"))
+        .header("host", host)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() {
     let tmp = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start().await;
     let v1 = root().join("examples/app");
     let v2 = run::changed_copy(&v1, tmp.path(), "v2\n").unwrap();
     let ui = Ui { json: true };
-    let outcome = run::run(&settings(vec![v1, v2], &[], tmp.path()), &ui)
-        .await
-        .unwrap();
+    // Keep no previous environment: once v2 is live, v1 is terminated (no grace period locally).
+    let mut settings = settings(
+        vec![v1, v2],
+        &[("KeepPreviousEnvironments", "0")],
+        tmp.path(),
+    );
+    settings.endpoints = cloud.endpoints();
+    let outcome = run::run(&settings, &ui).await.unwrap();
+    let report = &outcome.report;
     for r in &outcome.runs {
-        assert!(r.failure.is_none(), "{:?}\n{}", r.failure, outcome.report);
+        assert!(r.failure.is_none(), "{:?}\n{report}", r.failure);
     }
     assert_eq!(outcome.runs.len(), 2);
-    assert!(outcome.probe.requests > 50, "{}", outcome.report);
-    assert_eq!(outcome.probe.failures, 0, "{}", outcome.report);
+    assert!(outcome.probe.requests > 50, "{report}");
+    assert_eq!(outcome.probe.failures, 0, "{report}");
     assert!(outcome.ok);
-    let second = &outcome.runs[1].variables;
-    // v2's environment serves production; v1's was retired (keep 1 previous: the first one is kept
-    // out of production for rollback, nothing older exists to terminate).
-    assert_eq!(
-        second["Swap.LiveEnvironmentName"],
-        second["Stage.EnvironmentName"]
+    let (first, second) = (&outcome.runs[0].variables, &outcome.runs[1].variables);
+    let v1_env = &first["Stage.EnvironmentName"];
+    let v2_env = &second["Stage.EnvironmentName"];
+    assert_ne!(v1_env, v2_env);
+
+    // v2 serves production: its environment holds the production CNAME, and production answers v2's
+    // version (the buildspec stamps the source revision into VERSION).
+    assert_eq!(&second["Swap.LiveEnvironmentName"], v2_env);
+    assert_eq!(&second["Swap.PreviousEnvironmentName"], v1_env);
+    let (status, body) = get(cloud.aws.router_addr(), PRODUCTION, "/version").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.trim(), second["SourceVariables.CommitId"], "{report}");
+    assert_ne!(
+        second["SourceVariables.CommitId"],
+        first["SourceVariables.CommitId"]
     );
+
+    // v1 was retired per the retire settings (keep 0): terminated, nothing kept.
+    assert_eq!(&second["Retire.Terminated"], v1_env, "{report}");
+    assert_eq!(second["Retire.Kept"], "", "{report}");
+    let started = Instant::now();
+    loop {
+        let environments = cloud.environments().await;
+        assert_eq!(environments[v2_env], EnvironmentStatus::Ready);
+        match &environments[v1_env] {
+            EnvironmentStatus::Terminated => break,
+            EnvironmentStatus::Terminating => {}
+            other => panic!("v1's environment is {other:?} after retire"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{report}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The report: each deployment's actions, versions, environments, API calls per service, the probe.
+    for d in 1..=2 {
+        assert!(report.contains(&format!("deployment {d}:\n")), "{report}");
+    }
+    for (stage, action) in ACTIONS {
+        let line = format!("✔ {:<26}", format!("{stage} / {action}"));
+        assert_eq!(report.matches(&line).count(), 2, "{line}\n{report}");
+    }
+    assert!(!report.contains('✘'), "{report}");
+    let versions = regex::Regex::new(r"(?m)^versions: (.+)$").unwrap();
+    let versions = &versions.captures(report).expect(report)[1];
+    for vars in [first, second] {
+        assert!(
+            versions.contains(&vars["Package.VersionLabel"]),
+            "{versions}"
+        );
+    }
+    let environments = report
+        .split("environments:\n")
+        .nth(1)
+        .expect(report)
+        .split("API calls:")
+        .next()
+        .unwrap();
+    let env_line = |name: &str| {
+        environments
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{report}"))
+            .to_string()
+    };
+    let live = env_line(v2_env);
+    assert!(
+        live.contains("Ready") && live.contains(PRODUCTION) && live.ends_with("<- production"),
+        "{live}"
+    );
+    let retired = env_line(v1_env);
+    assert!(
+        retired.contains("Terminat") && !retired.contains("<- production"),
+        "{retired}"
+    );
+    let mut per_service: BTreeMap<&str, u64> = BTreeMap::new();
+    for (op, n) in &outcome.calls {
+        *per_service
+            .entry(op.split('.').next().unwrap())
+            .or_default() += n;
+    }
+    for service in ["CodePipeline", "ElasticBeanstalk", "S3"] {
+        assert!(per_service[service] > 0, "{service}: {:?}", outcome.calls);
+    }
+    let calls_line = per_service
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        report.contains(&format!("API calls: {calls_line}\n")),
+        "{calls_line}\n{report}"
+    );
+    // The counts are this run's: what the test's local-aws recorded, the test's own reads aside.
+    let recorded = cloud.aws.call_counts();
     assert_eq!(
-        second["Swap.PreviousEnvironmentName"],
-        outcome.runs[0].variables["Stage.EnvironmentName"]
+        outcome.calls["CodePipeline.PutJobSuccessResult"],
+        recorded["CodePipeline.PutJobSuccessResult"]
     );
     assert!(
-        outcome.report.contains("<- production"),
-        "{}",
-        outcome.report
+        report.contains(&format!(
+            "load probe on http://{PRODUCTION}/version: {} requests while production was up, 0 failed, max latency {} ms",
+            outcome.probe.requests,
+            outcome.probe.max_latency.as_millis()
+        )),
+        "{report}"
     );
-    assert!(outcome.svg.exists());
+    assert!(
+        report.contains(&format!("timeline: {}\n", outcome.svg.display())),
+        "{report}"
+    );
+    let svg = std::fs::read_to_string(&outcome.svg).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("swap #1") && svg.contains("swap #2"),
+        "{svg}"
+    );
 }
 
 #[tokio::test]
@@ -107,9 +314,325 @@ async fn a_failing_smoke_test_stops_before_the_approval_and_production_keeps_v1(
         "{reached:?}"
     );
     assert!(!outcome.ok);
+    assert!(
+        outcome.report.contains(&format!("  stopped: {message}\n")),
+        "{}",
+        outcome.report
+    );
     assert_eq!(
         outcome.probe.failures, 0,
         "production kept serving v1: {}",
         outcome.report
     );
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=beanswap",
+            "-c",
+            "user.email=beanswap@example.com",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Processes started (directly or not) by a `beanswap` this test ran: they inherit its marker.
+fn marked(marker: &str) -> Vec<(u32, String)> {
+    let needle = format!("BEANSWAP_CLI_TEST={marker}");
+    let mut found = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if !String::from_utf8_lossy(&environ).contains(&needle) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // A zombie has ended; only its parent's wait is missing.
+        if stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .trim_start()
+            .starts_with('Z')
+        {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+    }
+    found
+}
+
+/// A `beanswap` process whose every descendant is killed when the test ends, passed or not.
+struct Cli {
+    child: tokio::process::Child,
+    marker: String,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+impl Cli {
+    fn start(args: &[&str]) -> Cli {
+        let marker = uuid::Uuid::new_v4().to_string();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_beanswap"))
+            .args(args)
+            .current_dir(root())
+            .env("BEANSWAP_CLI_TEST", &marker)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+            text
+        });
+        Cli {
+            child,
+            marker,
+            lines,
+            stderr,
+        }
+    }
+
+    /// The next stdout line, parsed: every line `--json` prints is one JSON object with an `event`.
+    async fn next(&mut self) -> Option<Value> {
+        let line = tokio::time::timeout(Duration::from_secs(120), self.lines.next_line())
+            .await
+            .expect("no output for 120 s")
+            .unwrap()?;
+        let value: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(value["event"].is_string(), "{line}");
+        Some(value)
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        for (pid, _) in marked(&self.marker) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_deploys_a_git_repository_on_running_servers_approved_by_a_keypress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start().await;
+    let repo = run::changed_copy(&root().join("examples/app"), tmp.path(), "git\n").unwrap();
+    git(&repo, &["init", "--quiet"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "--quiet", "-m", "the app"]);
+    // Not committed: `git archive` ships the commit, not the working tree.
+    std::fs::write(repo.join("UNTRACKED"), "left out").unwrap();
+    let commit = git(&repo, &["rev-parse", "HEAD"]);
+    let branch = git(&repo, &["rev-parse", "--abbrev-ref", "HEAD"]);
+    let report_dir = tmp.path().join("report");
+    let (endpoint, router, moto) = (
+        cloud.aws.endpoint(),
+        cloud.aws.router_endpoint(),
+        cloud.moto.endpoint(),
+    );
+    let template = root().join("pipeline-template.json");
+    let mut cli = Cli::start(&[
+        "run",
+        "--source",
+        repo.to_str().unwrap(),
+        "--template",
+        template.to_str().unwrap(),
+        "--json",
+        "--launch-delay",
+        "500ms",
+        "--continuation-pause",
+        "200ms",
+        "--probe-rate",
+        "20",
+        "--report-dir",
+        report_dir.to_str().unwrap(),
+        "--endpoint-url",
+        &endpoint,
+        "--router-url",
+        &router,
+        "--moto-url",
+        &moto,
+    ]);
+    let mut events = vec![];
+    while let Some(event) = cli.next().await {
+        if event["event"] == "approval-waiting" {
+            assert_eq!(event["action"], "Approve");
+            // The pipeline waits for the answer: nothing after the approval has started.
+            assert!(
+                !events.iter().any(|e: &Value| e["stage"] == "Swap"),
+                "{events:?}"
+            );
+            // It runs on the given servers: no moto of its own.
+            let started = marked(&cli.marker);
+            assert!(
+                !started.iter().any(|(_, c)| c.contains("moto_server")),
+                "{started:?}"
+            );
+            let stdin = cli.child.stdin.as_mut().unwrap();
+            stdin.write_all(b"y\n").await.unwrap();
+            stdin.flush().await.unwrap();
+        }
+        events.push(event);
+    }
+    let status = cli.child.wait().await.unwrap();
+    let stderr = (&mut cli.stderr).await.unwrap();
+    assert!(status.success(), "{status}\n{stderr}\n{events:#?}");
+
+    let named = |kind: &str| -> Vec<(String, String)> {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .map(|e| {
+                (
+                    e["stage"].as_str().unwrap().to_string(),
+                    e["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let expected: Vec<(String, String)> = ACTIONS
+        .iter()
+        .map(|(s, a)| (s.to_string(), a.to_string()))
+        .collect();
+    assert_eq!(named("action-started"), expected);
+    assert_eq!(named("action-succeeded"), expected);
+    let approved = events
+        .iter()
+        .find(|e| e["event"] == "action-succeeded" && e["action"] == "Approve")
+        .unwrap();
+    assert_eq!(approved["summary"], "approved");
+    let logs: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "log")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.starts_with("local cloud: ")
+            && l.contains(&format!("{router} (already running)"))
+            && l.contains(&format!("{moto} (already running)"))),
+        "{logs:#?}"
+    );
+    assert!(
+        events.iter().any(|e| e["event"] == "beanstalk"),
+        "Beanstalk events are shown: {events:#?}"
+    );
+
+    let report = events.last().unwrap();
+    assert_eq!(report["event"], "report", "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["probe"]["failures"], 0, "{report}");
+    assert!(
+        report["probe"]["requests"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(
+        report["calls"]["ElasticBeanstalk.CreateEnvironment"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{report}"
+    );
+    assert!(
+        report["calls"]["S3.PutObject"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(
+        Path::new(report["timeline"].as_str().unwrap()).exists(),
+        "{report}"
+    );
+    // The source revision is the repository's HEAD commit, and production serves exactly that.
+    let variables = &report["variables"];
+    assert_eq!(variables["SourceVariables.CommitId"], commit.as_str());
+    assert_eq!(variables["SourceVariables.BranchName"], branch.as_str());
+    let (status, body) = get(cloud.aws.router_addr(), PRODUCTION, "/version").await;
+    assert_eq!((status, body.trim()), (200, commit.as_str()));
+    assert!(cloud.aws.call_counts()["CodePipeline.PutJobSuccessResult"] > 0);
+}
+
+#[tokio::test]
+async fn ctrl_c_ends_moto_local_aws_the_functions_and_the_apps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let template = root().join("pipeline-template.json");
+    let mut cli = Cli::start(&[
+        "run",
+        "--template",
+        template.to_str().unwrap(),
+        "--json",
+        "--approve",
+        "--launch-delay",
+        "500ms",
+        "--probe-rate",
+        "5",
+        "--report-dir",
+        tmp.path().to_str().unwrap(),
+    ]);
+    loop {
+        let event = cli
+            .next()
+            .await
+            .expect("the run ended before the Stage action");
+        if event["event"] == "action-started" && event["stage"] == "Stage" {
+            break;
+        }
+    }
+    // Under way: moto, a function and the new environment's app run.
+    let started = Instant::now();
+    loop {
+        let running = marked(&cli.marker);
+        let has = |what: &str| running.iter().any(|(_, c)| c.contains(what));
+        if has("moto_server") && has("app.py") && has("/stage") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not all running: {running:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let pid = cli.child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), cli.child.wait())
+        .await
+        .expect("beanswap did not exit on Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{status}");
+    let stderr = (&mut cli.stderr).await.unwrap();
+    assert!(
+        stderr.contains("interrupted; stopping everything it started"),
+        "{stderr}"
+    );
+    let stopped = Instant::now();
+    loop {
+        let left = marked(&cli.marker);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "outlived beanswap: {left:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
