@@ -116,6 +116,9 @@ pub struct State {
 /// a change came without an event (basic health reporting).
 pub const STATUS_EVERY: Duration = Duration::from_secs(60);
 
+/// After a poll that brought events but no verdict, the status is read again this soon.
+pub const RECHECK: Duration = Duration::from_secs(10);
+
 /// A poll's conclusion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -491,6 +494,13 @@ pub async fn resume(
                 }
                 Verdict::Failed(reason) => {
                     return Err(fail(eb, plan, &state, &env, &reason).await);
+                }
+                // Beanstalk may announce a step a moment before DescribeEnvironments shows it (the
+                // launch's last event before Ready): read the status again within RECHECK even if no
+                // further event comes, not only after STATUS_EVERY.
+                Verdict::Waiting if !events.is_empty() => {
+                    state.status_checked_ms =
+                        now_ms.saturating_sub((STATUS_EVERY - RECHECK).as_millis() as u64);
                 }
                 Verdict::Waiting => {}
             }
