@@ -123,7 +123,16 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(run(args, root)),
+        // Ctrl-C drops the run, and with it the local cloud, moto and the apps it started.
+        Ok(runtime) => runtime.block_on(async {
+            tokio::select! {
+                code = run(args, root) => code,
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("beanswap-bench: interrupted");
+                    ExitCode::from(130)
+                }
+            }
+        }),
         Err(e) => {
             eprintln!("beanswap-bench: {e}");
             ExitCode::from(2)
