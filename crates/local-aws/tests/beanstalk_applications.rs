@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 
 use aws_sdk_elasticbeanstalk::types::{S3Location, Tag};
 use aws_sdk_elasticbeanstalk::Client;
@@ -216,41 +215,9 @@ async fn the_version_cap_answers_too_many_application_versions() {
     );
 }
 
-fn aws_cli() -> PathBuf {
-    std::env::var_os("AWS_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/aws"))
-}
-
+/// Runs `aws elasticbeanstalk ARGS` against local-aws: (success, stdout, stderr).
 async fn cli(local: &LocalAws, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(aws_cli())
-        .args([
-            "--endpoint-url",
-            &local.endpoint(),
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-            "elasticbeanstalk",
-        ])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "run {} ({e}); run scripts/test to install the AWS CLI",
-                aws_cli().display()
-            )
-        });
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    test_support::aws_cli(&local.endpoint(), "elasticbeanstalk", args).await
 }
 
 #[tokio::test]

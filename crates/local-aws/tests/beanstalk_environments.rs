@@ -992,45 +992,14 @@ async fn a_swap_under_steady_load_loses_no_request() {
     assert!(ok.load(Ordering::Relaxed) >= 200);
 }
 
-fn aws_cli() -> PathBuf {
-    std::env::var_os("AWS_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/aws"))
-}
-
 async fn cli(local: &LocalAws, args: &[&str]) -> serde_json::Value {
-    let out = tokio::process::Command::new(aws_cli())
-        .args([
-            "--endpoint-url",
-            &local.endpoint(),
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-            "elasticbeanstalk",
-        ])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "run {} ({e}); run scripts/test to install the AWS CLI",
-                aws_cli().display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "aws {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.stdout.is_empty() {
+    let (ok, stdout, stderr) =
+        test_support::aws_cli(&local.endpoint(), "elasticbeanstalk", args).await;
+    assert!(ok, "aws {args:?}: {stderr}");
+    if stdout.is_empty() {
         return serde_json::Value::Null;
     }
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&stdout).unwrap()
 }
 
 #[tokio::test]

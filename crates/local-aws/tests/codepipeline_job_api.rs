@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 
 use serde_json::{json, Value};
 use test_support::LocalAws;
@@ -304,42 +303,9 @@ async fn every_bad_job_result_gets_the_models_error_naming_the_field_and_records
     assert_eq!(recorded(&local).await.len(), 3);
 }
 
-fn aws_cli() -> PathBuf {
-    std::env::var_os("AWS_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/aws"))
-}
-
 /// Runs `aws codepipeline ARGS` against local-aws: (success, stdout, stderr).
 async fn cli(local: &LocalAws, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(aws_cli())
-        .args([
-            "--endpoint-url",
-            &local.endpoint(),
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-            "codepipeline",
-        ])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "run {} ({e}); run scripts/test to install the AWS CLI",
-                aws_cli().display()
-            )
-        });
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    test_support::aws_cli(&local.endpoint(), "codepipeline", args).await
 }
 
 #[tokio::test]

@@ -85,3 +85,44 @@ pub fn app_bundle(version: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     }
     zip.finish().expect("zip finish").into_inner()
 }
+
+/// The AWS CLI (`$AWS_CLI`, else the one scripts/test installs in .venv): a client that is not ours,
+/// so the wire format is checked against botocore's own parser.
+pub fn aws_cli_path() -> PathBuf {
+    std::env::var_os("AWS_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/aws"))
+}
+
+/// Runs `aws --endpoint-url ENDPOINT --region us-east-1 --output json SERVICE ARGS` with test
+/// credentials and no retries: (succeeded, stdout, stderr).
+pub async fn aws_cli(endpoint: &str, service: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(aws_cli_path())
+        .args([
+            "--endpoint-url",
+            endpoint,
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+            service,
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} ({e}); run scripts/test to install the AWS CLI",
+                aws_cli_path().display()
+            )
+        });
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
