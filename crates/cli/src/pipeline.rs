@@ -520,9 +520,12 @@ impl Runner<'_> {
                 rules.join(","),
             ));
             let log = self.options.log_dir.join(format!("{binary_name}.log"));
-            let f = Function::start_logging_to(&binary, &env, Some(&log))
+            let mut f = Function::start_logging_to(&binary, &env, Some(&log))
                 .await
                 .map_err(|e| e.to_string())?;
+            if let Some(seconds) = action.function_timeout {
+                f.timeout = Duration::from_secs(seconds);
+            }
             self.functions.insert(binary_name.clone(), f);
         }
         let raw = action

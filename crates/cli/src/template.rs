@@ -47,6 +47,9 @@ pub struct ActionDef {
     pub output_artifacts: Vec<String>,
     /// For a Lambda invoke action: the beanswap function binary (`package`, `smoke-test`, ...).
     pub function: Option<String>,
+    /// That function's `Timeout` in the template (seconds), when the stack creates it: the local run
+    /// gives each invocation the same time limit Lambda will.
+    pub function_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -366,6 +369,11 @@ impl Stack {
 
     /// The template's one pipeline, evaluated.
     pub fn pipeline(&self) -> Result<Pipeline, TemplateError> {
+        let timeouts: BTreeMap<String, u64> = self
+            .resources_of("AWS::Lambda::Function")?
+            .into_iter()
+            .filter_map(|(logical, props)| Some((logical, props["Timeout"].as_u64()?)))
+            .collect();
         let resources = self.resources();
         let (logical, resource) = resources
             .iter()
@@ -387,13 +395,15 @@ impl Stack {
                     .unwrap_or_default();
                 let category = text(&type_id["Category"]);
                 let provider = text(&type_id["Provider"]);
-                let function = (category == "Invoke" && provider == "Lambda")
-                    .then(|| {
-                        configuration
-                            .get("FunctionName")
-                            .map(|f| self.function_binary(&text(f)))
-                    })
+                let function_name = (category == "Invoke" && provider == "Lambda")
+                    .then(|| configuration.get("FunctionName").map(text))
                     .flatten();
+                let function = function_name.as_deref().map(|f| self.function_binary(f));
+                let function_timeout = function_name
+                    .as_deref()
+                    .and_then(|f| f.strip_prefix(&format!("{STACK}-")))
+                    .and_then(|f| f.strip_suffix("-LOCAL"))
+                    .and_then(|logical| timeouts.get(logical).copied());
                 let artifacts = |key: &str| -> Vec<String> {
                     action[key]
                         .as_array()
@@ -410,6 +420,7 @@ impl Stack {
                     output_artifacts: artifacts("OutputArtifacts"),
                     configuration,
                     function,
+                    function_timeout,
                 });
             }
             actions.sort_by_key(|a| a.run_order);
@@ -501,6 +512,7 @@ pub fn substitute_variables(
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::path::PathBuf;
 
     #[test]
     fn evaluates_parameters_conditions_and_functions() {
@@ -549,6 +561,27 @@ mod tests {
         .unwrap();
         let action = &with_domain.pipeline().unwrap().stages[0].actions[0];
         assert_eq!(action.configuration["Extra"], json!("yes"));
+    }
+
+    #[test]
+    fn lambda_actions_carry_their_functions_timeout() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let stack = Stack::load(
+            &root.join("pipeline-template.json"),
+            &crate::run::local_parameters(),
+        )
+        .unwrap();
+        let timeouts: BTreeMap<String, Option<u64>> = stack
+            .pipeline()
+            .unwrap()
+            .stages
+            .iter()
+            .flat_map(|s| s.actions.iter())
+            .filter_map(|a| Some((a.function.clone()?, a.function_timeout)))
+            .collect();
+        assert_eq!(timeouts["stage"], Some(300), "{timeouts:?}");
+        assert_eq!(timeouts["package"], Some(600), "{timeouts:?}");
+        assert!(timeouts.values().all(Option::is_some), "{timeouts:?}");
     }
 
     #[test]
