@@ -35,8 +35,11 @@ pub const TAG_SHA256: &str = "beanswap:bundle-sha256";
 pub const MAX_LABEL: usize = 100;
 /// Multipart upload part size: three of these in flight is the upload's whole memory.
 const PART_BYTES: usize = 8 * 1024 * 1024;
-/// How long one continuation invocation polls a processing version before handing back a token.
-const INLINE_POLL: Duration = Duration::from_secs(20);
+/// How long one continuation invocation polls a processing version before handing back a token (less
+/// when Lambda's deadline is nearer): every hand-over costs a job report and CodePipeline's pause.
+const INLINE_POLL: Duration = Duration::from_secs(120);
+/// Kept back from Lambda's deadline for a last call and the report.
+const LAMBDA_RESERVE: Duration = Duration::from_secs(15);
 /// Longest summary carried in the continuation state.
 const SUMMARY_IN_STATE: usize = 1200;
 
@@ -413,7 +416,12 @@ impl Packager {
     ) -> Result<Outcome<State>, PackageError> {
         // Boxed: the packaging future is large and deep; keep it off the runtime's stack and types.
         match state {
-            Some(state) => Box::pin(self.wait(settings, state)).await,
+            Some(state) => {
+                let budget = job
+                    .time_left(LAMBDA_RESERVE)
+                    .map_or(INLINE_POLL, |left| left.min(INLINE_POLL));
+                Box::pin(self.wait(settings, state, budget)).await
+            }
             None => Box::pin(self.package(job, settings)).await,
         }
     }
@@ -718,6 +726,7 @@ impl Packager {
         &self,
         settings: &Settings,
         mut state: State,
+        budget: Duration,
     ) -> Result<Outcome<State>, PackageError> {
         let started = Instant::now();
         loop {
@@ -753,7 +762,7 @@ impl Packager {
             // The backoff goes on across invocations (a long processing is polled every 10 s, not
             // quickly again after each hand-over).
             let delay = poll_delay(state.polls);
-            if started.elapsed() + delay > INLINE_POLL {
+            if started.elapsed() + delay > budget {
                 let summary = format!(
                     "version `{}` is {status} after {waited}s; still waiting for Elastic Beanstalk to process it",
                     state.label
