@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-
 use aws_sdk_elasticbeanstalk::types::{S3Location, Tag};
 use aws_sdk_elasticbeanstalk::Client;
 use local_aws::beanstalk::Options;

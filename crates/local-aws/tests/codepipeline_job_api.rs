@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-
 use serde_json::{json, Value};
 use test_support::LocalAws;
 
