@@ -159,10 +159,7 @@ async fn a_staged_environment_that_went_red_is_not_swapped() {
     assert_eq!(bed.swaps(), 0);
     assert_eq!(bed.env(&a.id).await.cname, PROD);
     assert_eq!(bed.get(PROD, "/version").await, (200, "v1\n".into()));
-    assert!(!bed
-        .tags(&a.id)
-        .await
-        .contains_key("beanswap:out-of-service-since"));
+    assert!(!bed.out_of_service(&a.id).await);
 }
 
 #[tokio::test]
@@ -210,14 +207,8 @@ async fn a_failed_verification_swaps_back_and_says_what_it_saw() {
     assert_eq!(bed.swaps(), 2);
     assert_eq!(bed.env(&a.id).await.cname, PROD);
     assert_eq!(bed.get(PROD, "/version").await, (200, "v1\n".into()));
-    assert!(!bed
-        .tags(&a.id)
-        .await
-        .contains_key("beanswap:out-of-service-since"));
-    assert!(bed
-        .tags(&b.id)
-        .await
-        .contains_key("beanswap:out-of-service-since"));
+    assert!(!bed.out_of_service(&a.id).await);
+    assert!(bed.out_of_service(&b.id).await);
 }
 
 #[tokio::test]
@@ -257,14 +248,8 @@ async fn rollback_returns_production_to_the_previous_environment_once() {
     assert_eq!(bed.env(&a.id).await.cname, PROD);
     assert_eq!(bed.get(PROD, "/version").await, (200, "v1\n".into()));
     assert_eq!(bed.swaps(), 2);
-    assert!(!bed
-        .tags(&a.id)
-        .await
-        .contains_key("beanswap:out-of-service-since"));
-    assert!(bed
-        .tags(&b.id)
-        .await
-        .contains_key("beanswap:out-of-service-since"));
+    assert!(!bed.out_of_service(&a.id).await);
+    assert!(bed.out_of_service(&b.id).await);
 
     // Again: production is already back; nothing moves forward again.
     let report = bed.invoke(&job_event(&rollback)).await;

@@ -89,10 +89,7 @@ async fn route53_mode_upserts_the_alias_verifies_and_restores_the_records_on_fai
         vec![alias("shop-b", None, None)]
     );
     bed.serves(DOMAIN, "v2").await;
-    assert!(bed
-        .tags(&a.id)
-        .await
-        .contains_key("beanswap:out-of-service-since"));
+    assert!(bed.out_of_service(&a.id).await);
     assert_eq!(bed.swaps(), 0, "no CNAME swap in route53 mode");
 
     // Invoked again (a new job): already done, nothing changed.
@@ -147,10 +144,7 @@ async fn route53_mode_upserts_the_alias_verifies_and_restores_the_records_on_fai
         vec![alias("shop-b", None, None)]
     );
     bed.serves(DOMAIN, "v2").await;
-    assert!(!bed
-        .tags(&b.id)
-        .await
-        .contains_key("beanswap:out-of-service-since"));
+    assert!(!bed.out_of_service(&b.id).await);
 
     // Rollback through the domain: back to shop-a, shop-b's previous environment.
     let rollback = json!({"application": "shop", "mode": "rollback", "hosted_zone_id": zone,
@@ -313,10 +307,7 @@ async fn weighted_mode_shifts_in_steps_and_shifts_everything_back_when_a_step_fa
         ]
     );
     bed.serves(DOMAIN, "v2").await;
-    assert!(!bed
-        .tags(&b.id)
-        .await
-        .contains_key("beanswap:out-of-service-since"));
+    assert!(!bed.out_of_service(&b.id).await);
 }
 
 /// Between steps the new environment stays Green but serves the wrong version: the version check
@@ -373,14 +364,8 @@ async fn weighted_mode_shifts_everything_back_when_the_version_check_between_ste
         ]
     );
     bed.serves(DOMAIN, "v1").await;
-    assert!(!bed
-        .tags(&a.id)
-        .await
-        .contains_key("beanswap:out-of-service-since"));
-    assert!(bed
-        .tags(&b.id)
-        .await
-        .contains_key("beanswap:out-of-service-since"));
+    assert!(!bed.out_of_service(&a.id).await);
+    assert!(bed.out_of_service(&b.id).await);
     assert_eq!(bed.swaps(), 0);
 }
 

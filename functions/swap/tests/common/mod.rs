@@ -204,6 +204,13 @@ impl Bed {
         }
     }
 
+    /// Whether swap marked the environment out of service (retire's grace period counts from the tag).
+    pub async fn out_of_service(&self, id: &str) -> bool {
+        self.tags(id)
+            .await
+            .contains_key("beanswap:out-of-service-since")
+    }
+
     pub async fn tags(&self, id: &str) -> std::collections::BTreeMap<String, String> {
         let arn = format!(
             "arn:aws:elasticbeanstalk:us-east-1:123456789012:environment/shop/{}",
