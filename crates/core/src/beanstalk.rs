@@ -196,12 +196,13 @@ impl Beanstalk {
         &self.client
     }
 
-    /// The application's environments that are not terminated, following every page.
-    pub async fn environments(
+    /// DescribeEnvironments for the application, every page, without the terminated ones (Beanstalk lists
+    /// an environment as Terminated for a while even with IncludeDeleted=false).
+    async fn live_descriptions(
         &self,
         application: &str,
-    ) -> Result<Vec<Environment>, BeanstalkError> {
-        let mut out = vec![];
+    ) -> Result<Vec<EnvironmentDescription>, BeanstalkError> {
+        let mut out: Vec<EnvironmentDescription> = vec![];
         let mut token: Option<String> = None;
         loop {
             let page = self
@@ -213,14 +214,27 @@ impl Beanstalk {
                 .send()
                 .await
                 .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
-            out.extend(page.environments().iter().map(Environment::from_sdk));
+            out.extend(page.environments().iter().cloned());
             token = page.next_token().map(str::to_string);
             if token.is_none() {
                 break;
             }
         }
-        out.retain(|e| e.status != "Terminated");
+        out.retain(|e| e.status().map(|s| s.as_str()) != Some("Terminated"));
         Ok(out)
+    }
+
+    /// The application's environments that are not terminated, following every page.
+    pub async fn environments(
+        &self,
+        application: &str,
+    ) -> Result<Vec<Environment>, BeanstalkError> {
+        Ok(self
+            .live_descriptions(application)
+            .await?
+            .iter()
+            .map(Environment::from_sdk)
+            .collect())
     }
 
     /// An environment by id, terminated ones included (to see a launch that ended in Terminated).
@@ -434,26 +448,12 @@ impl Beanstalk {
         &self,
         application: &str,
     ) -> Result<Vec<EnvironmentDetails>, BeanstalkError> {
-        let mut out = vec![];
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .describe_environments()
-                .application_name(application)
-                .include_deleted(false)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
-            out.extend(page.environments().iter().map(EnvironmentDetails::from_sdk));
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
-        out.retain(|d| d.environment.status != "Terminated");
-        Ok(out)
+        Ok(self
+            .live_descriptions(application)
+            .await?
+            .iter()
+            .map(EnvironmentDetails::from_sdk)
+            .collect())
     }
 
     /// One environment by id with its details, terminated ones included.
