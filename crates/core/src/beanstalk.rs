@@ -239,6 +239,18 @@ impl Beanstalk {
 
     /// An environment by id, terminated ones included (to see a launch that ended in Terminated).
     pub async fn environment(&self, id: &str) -> Result<Option<Environment>, BeanstalkError> {
+        Ok(self
+            .description_by_id(id)
+            .await?
+            .as_ref()
+            .map(Environment::from_sdk))
+    }
+
+    /// DescribeEnvironments for one id, terminated ones included.
+    async fn description_by_id(
+        &self,
+        id: &str,
+    ) -> Result<Option<EnvironmentDescription>, BeanstalkError> {
         let page = self
             .client
             .describe_environments()
@@ -247,7 +259,7 @@ impl Beanstalk {
             .send()
             .await
             .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
-        Ok(page.environments().first().map(Environment::from_sdk))
+        Ok(page.environments().first().cloned())
     }
 
     /// A live (not terminated) environment of the application by name.
@@ -461,17 +473,10 @@ impl Beanstalk {
         &self,
         id: &str,
     ) -> Result<Option<EnvironmentDetails>, BeanstalkError> {
-        let page = self
-            .client
-            .describe_environments()
-            .environment_ids(id)
-            .include_deleted(true)
-            .send()
-            .await
-            .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
-        Ok(page
-            .environments()
-            .first()
+        Ok(self
+            .description_by_id(id)
+            .await?
+            .as_ref()
             .map(EnvironmentDetails::from_sdk))
     }
 
