@@ -12,13 +12,8 @@ async fn start(options: Options) -> (LocalAws, Client) {
     let local = LocalAws::start_with("127.0.0.1:0".parse().unwrap(), options)
         .await
         .unwrap();
-    let config = aws_sdk_elasticbeanstalk::Config::builder()
-        .behavior_version(aws_sdk_elasticbeanstalk::config::BehaviorVersion::latest())
-        .region(aws_sdk_elasticbeanstalk::config::Region::new("us-east-1"))
-        .endpoint_url(local.endpoint())
-        .credentials_provider(aws_sdk_elasticbeanstalk::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
+    // No retries: these tests look at the errors local-aws answers with.
+    let config = test_support::clients::beanstalk_config(&local.endpoint())
         .retry_config(aws_sdk_elasticbeanstalk::config::retry::RetryConfig::disabled())
         .build();
     (local, Client::from_conf(config))

@@ -16,6 +16,7 @@ use aws_sdk_elasticbeanstalk::Client;
 use local_aws::beanstalk::Options;
 use local_aws::faults::{Faults, Throttle};
 use local_aws::LocalAws;
+use test_support::clients;
 use test_support::moto::Moto;
 
 const STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
@@ -29,38 +30,14 @@ struct Bed {
 }
 
 async fn bed(options: Options) -> Bed {
-    let moto = Moto::start().await;
-    let local = LocalAws::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            s3_endpoint: Some(moto.endpoint()),
-            route53_endpoint: Some(moto.endpoint()),
-            ..options
-        },
-    )
-    .await
-    .unwrap();
-    let creds = aws_sdk_elasticbeanstalk::config::Credentials::new(
-        "testing", "testing", None, None, "test",
-    );
+    let (local, moto) = test_support::bed::servers(options).await;
+    // No retries: these tests look at the errors local-aws answers with, not at the SDK recovering from them.
     let eb = Client::from_conf(
-        aws_sdk_elasticbeanstalk::Config::builder()
-            .behavior_version(aws_sdk_elasticbeanstalk::config::BehaviorVersion::latest())
-            .region(aws_sdk_elasticbeanstalk::config::Region::new("us-east-1"))
-            .endpoint_url(local.endpoint())
-            .credentials_provider(creds.clone())
+        clients::beanstalk_config(&local.endpoint())
             .retry_config(aws_sdk_elasticbeanstalk::config::retry::RetryConfig::disabled())
             .build(),
     );
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(moto.endpoint())
-            .force_path_style(true)
-            .credentials_provider(creds)
-            .build(),
-    );
+    let s3 = clients::s3(&moto.endpoint());
     s3.create_bucket().bucket("bundles").send().await.unwrap();
     eb.create_application()
         .application_name("shop")
@@ -78,28 +55,7 @@ async fn bed(options: Options) -> Bed {
 
 impl Bed {
     async fn version(&self, label: &str, bundle: Vec<u8>) {
-        let key = format!("shop/{label}.zip");
-        self.s3
-            .put_object()
-            .bucket("bundles")
-            .key(&key)
-            .body(bundle.into())
-            .send()
-            .await
-            .unwrap();
-        self.eb
-            .create_application_version()
-            .application_name("shop")
-            .version_label(label)
-            .source_bundle(
-                S3Location::builder()
-                    .s3_bucket("bundles")
-                    .s3_key(key)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        test_support::bed::upload_version(&self.s3, &self.eb, "bundles", label, bundle).await;
     }
 
     async fn env(&self, id: &str) -> EnvironmentDescription {
@@ -1157,24 +1113,8 @@ async fn binary_takes_its_apps_with_it(signal: &str) {
     let endpoint = endpoints["endpoint"].as_str().unwrap().to_string();
     let router = endpoints["router"].as_str().unwrap().to_string();
 
-    let creds = aws_sdk_elasticbeanstalk::config::Credentials::new("t", "t", None, None, "test");
-    let eb = Client::from_conf(
-        aws_sdk_elasticbeanstalk::Config::builder()
-            .behavior_version(aws_sdk_elasticbeanstalk::config::BehaviorVersion::latest())
-            .region(aws_sdk_elasticbeanstalk::config::Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .credentials_provider(creds.clone())
-            .build(),
-    );
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(moto.endpoint())
-            .force_path_style(true)
-            .credentials_provider(creds)
-            .build(),
-    );
+    let eb = clients::beanstalk(&endpoint);
+    let s3 = clients::s3(&moto.endpoint());
     s3.create_bucket().bucket("bundles").send().await.unwrap();
     s3.put_object()
         .bucket("bundles")
@@ -1391,16 +1331,7 @@ async fn custom_domains_resolve_through_route53_records_alias_or_weighted() {
     bed.wait_for(a.environment_id().unwrap(), "Ready").await;
     bed.wait_for(b.environment_id().unwrap(), "Ready").await;
 
-    let route53 = aws_sdk_route53::Client::from_conf(
-        aws_sdk_route53::Config::builder()
-            .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
-            .region(aws_sdk_route53::config::Region::new("us-east-1"))
-            .endpoint_url(bed.moto.endpoint())
-            .credentials_provider(aws_sdk_route53::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    );
+    let route53 = clients::route53(&bed.moto.endpoint());
     let zone = route53
         .create_hosted_zone()
         .name("example.com")

@@ -11,6 +11,7 @@ use local_aws::lambda::{Function, Invocation};
 use local_aws::{JobResult, LocalAws};
 use serde_json::{json, Value};
 
+use crate::clients;
 use crate::moto::Moto;
 
 /// The bucket test bundles live in.
@@ -21,6 +22,7 @@ pub struct Bed {
     pub moto: Moto,
     pub eb: aws_sdk_elasticbeanstalk::Client,
     pub s3: aws_sdk_s3::Client,
+    pub route53: aws_sdk_route53::Client,
     /// How long "CodePipeline" waits before invoking a continuation (it does not re-invoke at once).
     pub continuation_pause: Duration,
 }
@@ -84,42 +86,55 @@ impl Driven {
     }
 }
 
-fn credentials() -> aws_sdk_elasticbeanstalk::config::Credentials {
-    aws_sdk_elasticbeanstalk::config::Credentials::new("testing", "testing", None, None, "test")
+/// moto, and local-aws taking bundles from moto's S3 and custom domains from moto's Route 53: the servers
+/// under every test bed, for a test that builds its own bed around them.
+pub async fn servers(options: Options) -> (LocalAws, Moto) {
+    let moto = Moto::start().await;
+    let local = LocalAws::start_with(
+        "127.0.0.1:0".parse().expect("addr"),
+        Options {
+            s3_endpoint: Some(moto.endpoint()),
+            route53_endpoint: Some(moto.endpoint()),
+            ..options
+        },
+    )
+    .await
+    .expect("start local-aws");
+    (local, moto)
+}
+
+/// Uploads `bundle` to `bucket` as `shop/<label>.zip` and registers it as version `label` of `shop`.
+pub async fn upload_version(
+    s3: &aws_sdk_s3::Client,
+    eb: &aws_sdk_elasticbeanstalk::Client,
+    bucket: &str,
+    label: &str,
+    bundle: Vec<u8>,
+) {
+    let key = format!("shop/{label}.zip");
+    s3.put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(bundle.into())
+        .send()
+        .await
+        .expect("upload bundle");
+    eb.create_application_version()
+        .application_name("shop")
+        .version_label(label)
+        .source_bundle(S3Location::builder().s3_bucket(bucket).s3_key(key).build())
+        .send()
+        .await
+        .expect("create version");
 }
 
 impl Bed {
-    /// moto + local-aws (bundles from moto's S3, custom domains through moto's Route 53), with the
-    /// bundle bucket and application `shop` created.
+    /// moto + local-aws (see [`servers`]), with the bundle bucket and application `shop` created.
     pub async fn start(options: Options) -> Bed {
-        let moto = Moto::start().await;
-        let local = LocalAws::start_with(
-            "127.0.0.1:0".parse().expect("addr"),
-            Options {
-                s3_endpoint: Some(moto.endpoint()),
-                route53_endpoint: Some(moto.endpoint()),
-                ..options
-            },
-        )
-        .await
-        .expect("start local-aws");
-        let eb = aws_sdk_elasticbeanstalk::Client::from_conf(
-            aws_sdk_elasticbeanstalk::Config::builder()
-                .behavior_version(aws_sdk_elasticbeanstalk::config::BehaviorVersion::latest())
-                .region(aws_sdk_elasticbeanstalk::config::Region::new("us-east-1"))
-                .endpoint_url(local.endpoint())
-                .credentials_provider(credentials())
-                .build(),
-        );
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::Config::builder()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .region(aws_sdk_s3::config::Region::new("us-east-1"))
-                .endpoint_url(moto.endpoint())
-                .force_path_style(true)
-                .credentials_provider(credentials())
-                .build(),
-        );
+        let (local, moto) = servers(options).await;
+        let eb = clients::beanstalk(&local.endpoint());
+        let s3 = clients::s3(&moto.endpoint());
+        let route53 = clients::route53(&moto.endpoint());
         s3.create_bucket()
             .bucket(BUNDLES)
             .send()
@@ -135,29 +150,14 @@ impl Bed {
             moto,
             eb,
             s3,
+            route53,
             continuation_pause: Duration::from_millis(250),
         }
     }
 
     /// Uploads `bundle` and registers it as version `label` of `shop`.
     pub async fn version(&self, label: &str, bundle: Vec<u8>) {
-        let key = format!("shop/{label}.zip");
-        self.s3
-            .put_object()
-            .bucket(BUNDLES)
-            .key(&key)
-            .body(bundle.into())
-            .send()
-            .await
-            .expect("upload bundle");
-        self.eb
-            .create_application_version()
-            .application_name("shop")
-            .version_label(label)
-            .source_bundle(S3Location::builder().s3_bucket(BUNDLES).s3_key(key).build())
-            .send()
-            .await
-            .expect("create version");
+        upload_version(&self.s3, &self.eb, BUNDLES, label, bundle).await;
     }
 
     /// An action's binary under a local Lambda Runtime API, its AWS calls landing on this bed.

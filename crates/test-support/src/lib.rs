@@ -3,6 +3,7 @@
 //! stops when its handle is dropped; every child process is killed on drop.
 
 pub mod bed;
+pub mod clients;
 pub mod moto;
 
 use std::path::PathBuf;

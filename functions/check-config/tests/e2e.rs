@@ -62,19 +62,6 @@ fn assert_failure(local: &LocalAws, event: &Value, kind: &str, message_part: &st
     );
 }
 
-async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
 fn small_zip() -> Vec<u8> {
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default();
@@ -89,7 +76,7 @@ fn small_zip() -> Vec<u8> {
 async fn reads_the_artifact_with_job_credentials_and_reports_variables() {
     let local = test_support::local_aws().await;
     let moto = Moto::start().await;
-    let s3 = s3_client(&moto.endpoint()).await;
+    let s3 = test_support::clients::s3(&moto.endpoint());
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
     s3.put_object()
         .bucket(BUCKET)
@@ -349,7 +336,7 @@ async fn wait_for_log(path: &Path, job: &str, message: &str) -> Value {
 async fn logs_are_json_lines_carrying_the_job_id_and_never_the_artifact_credentials() {
     let local = test_support::local_aws().await;
     let moto = Moto::start().await;
-    let s3 = s3_client(&moto.endpoint()).await;
+    let s3 = test_support::clients::s3(&moto.endpoint());
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
     s3.put_object()
         .bucket(BUCKET)

@@ -12,6 +12,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use local_aws::beanstalk::Options;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use test_support::clients;
 use test_support::lambda::{Function, Invocation};
 use test_support::moto::Moto;
 use test_support::{job_event, LocalAws};
@@ -38,37 +39,9 @@ async fn env() -> Env {
 }
 
 async fn env_with(options: Options) -> Env {
-    let moto = Moto::start().await;
-    let local = LocalAws::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            s3_endpoint: Some(moto.endpoint()),
-            ..options
-        },
-    )
-    .await
-    .unwrap();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(moto.endpoint())
-            .force_path_style(true)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    );
-    let eb = aws_sdk_elasticbeanstalk::Client::from_conf(
-        aws_sdk_elasticbeanstalk::Config::builder()
-            .behavior_version(aws_sdk_elasticbeanstalk::config::BehaviorVersion::latest())
-            .region(aws_sdk_elasticbeanstalk::config::Region::new("us-east-1"))
-            .endpoint_url(local.endpoint())
-            .credentials_provider(aws_sdk_elasticbeanstalk::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    );
+    let (local, moto) = test_support::bed::servers(options).await;
+    let s3 = clients::s3(&moto.endpoint());
+    let eb = clients::beanstalk(&local.endpoint());
     for bucket in [ARTIFACTS, BUNDLES] {
         s3.create_bucket().bucket(bucket).send().await.unwrap();
     }

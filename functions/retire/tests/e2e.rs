@@ -18,6 +18,7 @@ use local_aws::lambda::{Function, Invocation};
 use local_aws::proxy::CountingProxy;
 use local_aws::LocalAws;
 use serde_json::{json, Value};
+use test_support::clients;
 use test_support::moto::Moto;
 
 const STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
@@ -32,10 +33,6 @@ struct Bed {
     eb: aws_sdk_elasticbeanstalk::Client,
     s3: aws_sdk_s3::Client,
     route53: aws_sdk_route53::Client,
-}
-
-fn credentials() -> aws_sdk_elasticbeanstalk::config::Credentials {
-    aws_sdk_elasticbeanstalk::config::Credentials::new("testing", "testing", None, None, "test")
 }
 
 /// How one job ended after all its invocations.
@@ -85,42 +82,10 @@ impl Job {
 
 impl Bed {
     async fn start(options: Options) -> Bed {
-        let moto = Moto::start().await;
-        let local = LocalAws::start_with(
-            "127.0.0.1:0".parse().unwrap(),
-            Options {
-                s3_endpoint: Some(moto.endpoint()),
-                route53_endpoint: Some(moto.endpoint()),
-                ..options
-            },
-        )
-        .await
-        .unwrap();
-        let eb = aws_sdk_elasticbeanstalk::Client::from_conf(
-            aws_sdk_elasticbeanstalk::Config::builder()
-                .behavior_version(aws_sdk_elasticbeanstalk::config::BehaviorVersion::latest())
-                .region(aws_sdk_elasticbeanstalk::config::Region::new("us-east-1"))
-                .endpoint_url(local.endpoint())
-                .credentials_provider(credentials())
-                .build(),
-        );
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::Config::builder()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .region(aws_sdk_s3::config::Region::new("us-east-1"))
-                .endpoint_url(moto.endpoint())
-                .force_path_style(true)
-                .credentials_provider(credentials())
-                .build(),
-        );
-        let route53 = aws_sdk_route53::Client::from_conf(
-            aws_sdk_route53::Config::builder()
-                .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
-                .region(aws_sdk_route53::config::Region::new("us-east-1"))
-                .endpoint_url(moto.endpoint())
-                .credentials_provider(credentials())
-                .build(),
-        );
+        let (local, moto) = test_support::bed::servers(options).await;
+        let eb = clients::beanstalk(&local.endpoint());
+        let s3 = clients::s3(&moto.endpoint());
+        let route53 = clients::route53(&moto.endpoint());
         s3.create_bucket().bucket(BUNDLES).send().await.unwrap();
         eb.create_application()
             .application_name("shop")
@@ -629,7 +594,7 @@ async fn a_dry_run_reports_the_same_and_changes_nothing() {
     // The CLI's `beanswap retire --dry-run` calls the same function in-process.
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(credentials())
+        .credentials_provider(clients::credentials())
         .endpoint_url(bed.local.endpoint())
         .load()
         .await;

@@ -7,11 +7,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, S3Location};
+use aws_sdk_elasticbeanstalk::types::ConfigurationOptionSetting;
 use aws_sdk_elasticbeanstalk::Client;
 use local_aws::beanstalk::Options;
 use local_aws::LocalAws;
 use serde_json::{json, Value};
+use test_support::clients;
 use test_support::lambda::{Function, Invocation};
 use test_support::moto::Moto;
 
@@ -25,36 +26,9 @@ struct Bed {
 }
 
 async fn bed() -> Bed {
-    let moto = Moto::start().await;
-    let local = LocalAws::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            s3_endpoint: Some(moto.endpoint()),
-            ..Options::default()
-        },
-    )
-    .await
-    .unwrap();
-    let creds = aws_sdk_elasticbeanstalk::config::Credentials::new(
-        "testing", "testing", None, None, "test",
-    );
-    let eb = Client::from_conf(
-        aws_sdk_elasticbeanstalk::Config::builder()
-            .behavior_version(aws_sdk_elasticbeanstalk::config::BehaviorVersion::latest())
-            .region(aws_sdk_elasticbeanstalk::config::Region::new("us-east-1"))
-            .endpoint_url(local.endpoint())
-            .credentials_provider(creds.clone())
-            .build(),
-    );
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(moto.endpoint())
-            .force_path_style(true)
-            .credentials_provider(creds)
-            .build(),
-    );
+    let (local, moto) = test_support::bed::servers(Options::default()).await;
+    let eb = clients::beanstalk(&local.endpoint());
+    let s3 = clients::s3(&moto.endpoint());
     s3.create_bucket().bucket("bundles").send().await.unwrap();
     eb.create_application()
         .application_name("shop")
@@ -71,28 +45,8 @@ async fn bed() -> Bed {
 
 impl Bed {
     async fn version(&self, label: &str) {
-        let key = format!("shop/{label}.zip");
-        self.s3
-            .put_object()
-            .bucket("bundles")
-            .key(&key)
-            .body(test_support::app_bundle(label, &[]).into())
-            .send()
-            .await
-            .unwrap();
-        self.eb
-            .create_application_version()
-            .application_name("shop")
-            .version_label(label)
-            .source_bundle(
-                S3Location::builder()
-                    .s3_bucket("bundles")
-                    .s3_key(key)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        let bundle = test_support::app_bundle(label, &[]);
+        test_support::bed::upload_version(&self.s3, &self.eb, "bundles", label, bundle).await;
     }
 
     /// Launches an environment of `label` with app environment variables; returns (id, CNAME).

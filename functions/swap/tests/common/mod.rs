@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_elasticbeanstalk::types::{S3Location, Tag};
+use aws_sdk_elasticbeanstalk::types::Tag;
 use aws_sdk_route53::types::{
     AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType,
 };
 use local_aws::beanstalk::Options;
 use local_aws::LocalAws;
 use serde_json::{json, Value};
+use test_support::clients;
 use test_support::lambda::{Function, Invocation};
 use test_support::moto::Moto;
 
@@ -35,45 +36,10 @@ pub struct Bed {
 }
 
 pub async fn bed() -> Bed {
-    let moto = Moto::start().await;
-    let local = LocalAws::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            s3_endpoint: Some(moto.endpoint()),
-            route53_endpoint: Some(moto.endpoint()),
-            ..Options::default()
-        },
-    )
-    .await
-    .unwrap();
-    let creds = aws_sdk_elasticbeanstalk::config::Credentials::new(
-        "testing", "testing", None, None, "test",
-    );
-    let eb = aws_sdk_elasticbeanstalk::Client::from_conf(
-        aws_sdk_elasticbeanstalk::Config::builder()
-            .behavior_version(aws_sdk_elasticbeanstalk::config::BehaviorVersion::latest())
-            .region(aws_sdk_elasticbeanstalk::config::Region::new("us-east-1"))
-            .endpoint_url(local.endpoint())
-            .credentials_provider(creds.clone())
-            .build(),
-    );
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(moto.endpoint())
-            .force_path_style(true)
-            .credentials_provider(creds.clone())
-            .build(),
-    );
-    let r53 = aws_sdk_route53::Client::from_conf(
-        aws_sdk_route53::Config::builder()
-            .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
-            .region(aws_sdk_route53::config::Region::new("us-east-1"))
-            .endpoint_url(moto.endpoint())
-            .credentials_provider(creds)
-            .build(),
-    );
+    let (local, moto) = test_support::bed::servers(Options::default()).await;
+    let eb = clients::beanstalk(&local.endpoint());
+    let s3 = clients::s3(&moto.endpoint());
+    let r53 = clients::route53(&moto.endpoint());
     s3.create_bucket().bucket("bundles").send().await.unwrap();
     eb.create_application()
         .application_name("shop")
@@ -112,28 +78,8 @@ pub struct Env {
 impl Bed {
     /// An application version whose app answers `/version` with `serves`.
     pub async fn version(&self, label: &str, serves: &str) {
-        let key = format!("shop/{label}.zip");
-        self.s3
-            .put_object()
-            .bucket("bundles")
-            .key(&key)
-            .body(test_support::app_bundle(serves, &[]).into())
-            .send()
-            .await
-            .unwrap();
-        self.eb
-            .create_application_version()
-            .application_name("shop")
-            .version_label(label)
-            .source_bundle(
-                S3Location::builder()
-                    .s3_bucket("bundles")
-                    .s3_key(key)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        let bundle = test_support::app_bundle(serves, &[]);
+        test_support::bed::upload_version(&self.s3, &self.eb, "bundles", label, bundle).await;
     }
 
     /// Launches an environment as stage would (beanswap's tags) and waits until it is Ready and Green.
