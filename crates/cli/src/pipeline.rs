@@ -288,7 +288,7 @@ async fn ensure_bucket(s3: &aws_sdk_s3::Client) -> Result<(), PipelineError> {
         .map_err(|e| {
             PipelineError::Setup(format!(
                 "create the artifact bucket: {}",
-                aws_sdk_s3::error::DisplayErrorContext(&e)
+                beanswap_core::aws_error::describe(&e).1
             ))
         })
 }
@@ -333,7 +333,7 @@ impl Runner<'_> {
             .map_err(|e| {
                 format!(
                     "upload artifact {name}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                    beanswap_core::aws_error::describe(&e).1
                 )
             })?;
         self.artifacts.insert(name.to_string(), key);
@@ -354,7 +354,7 @@ impl Runner<'_> {
             .map_err(|e| {
                 format!(
                     "download artifact {name}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                    beanswap_core::aws_error::describe(&e).1
                 )
             })?;
         let bytes = object

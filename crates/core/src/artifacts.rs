@@ -7,7 +7,6 @@ use std::io::Cursor;
 
 use aws_config::SdkConfig;
 use aws_sdk_s3::config::Credentials;
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 
@@ -88,7 +87,7 @@ impl ArtifactStore {
             .key(&artifact.key)
             .send()
             .await
-            .map_err(|e| read_error(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| read_error(crate::aws_error::describe(&e).1))?;
         let size = object.content_length().unwrap_or(0).max(0) as u64;
         if size > max_bytes {
             return Err(ArtifactError::TooLarge {
@@ -137,7 +136,7 @@ impl ArtifactStore {
             name: artifact.name.clone(),
             bucket: artifact.bucket.clone(),
             key: artifact.key.clone(),
-            reason: DisplayErrorContext(&e).to_string(),
+            reason: crate::aws_error::describe(&e).1,
         })?;
         Ok(())
     }

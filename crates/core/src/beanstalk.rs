@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
-use aws_sdk_elasticbeanstalk::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata;
 use aws_sdk_elasticbeanstalk::primitives::DateTime;
 use aws_sdk_elasticbeanstalk::types::{EnvironmentDescription, EventDescription};
 use aws_sdk_elasticbeanstalk::Client;
@@ -42,11 +42,7 @@ impl BeanstalkError {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        let code = e.code().map(str::to_string);
-        let message = match (e.code(), e.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            _ => DisplayErrorContext(&e).to_string(),
-        };
+        let (code, message) = crate::aws_error::describe(&e);
         BeanstalkError {
             operation,
             code,

@@ -3,6 +3,7 @@
 //! No Lambda handler lives here and no CLI: functions under `functions/` and the `beanswap` CLI call in.
 
 pub mod artifacts;
+pub mod aws_error;
 pub mod beanstalk;
 pub mod bundle;
 pub mod http_check;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use aws_sdk_elasticbeanstalk::types::{ApplicationVersionDescription, S3Location, Tag};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use serde::{Deserialize, Serialize};
@@ -103,12 +103,7 @@ impl S3Error {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        let code = e.code().map(str::to_string);
-        let message = match (e.code(), e.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => code.to_string(),
-            _ => DisplayErrorContext(&e).to_string(),
-        };
+        let (code, message) = crate::aws_error::describe(&e);
         S3Error {
             operation,
             bucket: bucket.to_string(),

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_codepipeline::error::DisplayErrorContext;
 use aws_sdk_codepipeline::types::{ExecutionDetails, FailureDetails, FailureType};
 
 use crate::outcome::{limits, truncate, FailureKind};
@@ -85,7 +84,7 @@ impl Reporter {
                     .set_output_variables(variables)
                     .send()
                     .await
-                    .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+                    .map_err(|e| fail(crate::aws_error::describe(&e).1))?;
             }
             Report::Failure { kind, message } => {
                 let details = FailureDetails::builder()
@@ -99,7 +98,7 @@ impl Reporter {
                     .failure_details(details)
                     .send()
                     .await
-                    .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+                    .map_err(|e| fail(crate::aws_error::describe(&e).1))?;
             }
         }
         Ok(())

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use aws_sdk_route53::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_route53::error::ProvideErrorMetadata;
 use aws_sdk_route53::types::{
     AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord,
     ResourceRecordSet, RrType,
@@ -239,11 +239,7 @@ impl Route53Error {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        let code = e.code().map(str::to_string);
-        let message = match (e.code(), e.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            _ => DisplayErrorContext(&e).to_string(),
-        };
+        let (code, message) = crate::aws_error::describe(&e);
         Route53Error {
             operation,
             code,

@@ -504,14 +504,7 @@ pub async fn retire(
                         label: deletion.label.clone(),
                         bucket: bucket.clone(),
                         key: key.clone(),
-                        message: {
-                            use aws_sdk_s3::error::ProvideErrorMetadata;
-                            match (e.code(), e.message()) {
-                                (Some(c), Some(m)) => format!("{c}: {m}"),
-                                (Some(c), None) => c.to_string(),
-                                _ => aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-                            }
-                        },
+                        message: crate::aws_error::describe(&e).1,
                     })?;
             }
             clients
@@ -698,15 +691,12 @@ pub async fn record_targets(
             .send()
             .await
             .map_err(|e| {
-                use aws_sdk_route53::error::ProvideErrorMetadata;
+                let (code, message) = crate::aws_error::describe(&e);
                 RetireError::Route53 {
                     operation: "ListResourceRecordSets",
                     zone: zone.clone(),
-                    code: e.code().map(str::to_string),
-                    message: match (e.code(), e.message()) {
-                        (Some(c), Some(m)) => format!("{c}: {m}"),
-                        _ => aws_sdk_route53::error::DisplayErrorContext(&e).to_string(),
-                    },
+                    code,
+                    message,
                 }
             })?;
         for set in page.resource_record_sets() {
