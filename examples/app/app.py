@@ -4,7 +4,8 @@ It listens on $PORT (as Elastic Beanstalk's Procfile platforms require) and answ
   /         an HTML page naming its version
   /version  the version as plain text (the smoke-test and swap version checks read it)
   /health   the health check path: 200 "ok"
-  /api/info JSON: version, environment name, whether a database is configured
+  /api/info JSON: version, environment name, whether a database is configured, and where (or "no database
+            configured", as the local pipeline run has none)
 
 A few environment variables make it misbehave on purpose, so tests can prove failures are caught:
   HEALTH_STATUS  status code /health answers (default 200)
@@ -31,6 +32,17 @@ def read_version():
 
 
 VERSION = read_version()
+
+
+def database_status():
+    """Where the database is, from the environment properties the template sets (DATABASE_HOST and
+    DATABASE_PORT, or DATABASE_URL); the local pipeline run has no database and sets neither."""
+    host = os.environ.get("DATABASE_HOST")
+    if host:
+        return f"database at {host}:{os.environ.get('DATABASE_PORT', '5432')}"
+    if os.environ.get("DATABASE_URL"):
+        return "database at DATABASE_URL"
+    return "no database configured"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -64,12 +76,14 @@ class Handler(BaseHTTPRequestHandler):
                 "version": VERSION,
                 "environment": os.environ.get("ENVIRONMENT_NAME", ""),
                 "database": bool(os.environ.get("DATABASE_HOST") or os.environ.get("DATABASE_URL")),
+                "database_status": database_status(),
             }
             self.answer(200, json.dumps(info), "application/json")
         elif path == "/":
             self.answer(
                 200,
-                f"<!doctype html><title>shop {VERSION}</title><h1>shop</h1><p>version {VERSION}</p>\n",
+                f"<!doctype html><title>shop {VERSION}</title><h1>shop</h1><p>version {VERSION}</p>"
+                f"<p>{database_status()}</p>\n",
                 "text/html; charset=utf-8",
             )
         else:

@@ -100,10 +100,13 @@ pub async fn provision(stack: &Stack, eb: &aws_sdk_elasticbeanstalk::Client) -> 
             .template_name(stack.physical_id(&logical))
             .set_solution_stack_name(props.get("SolutionStackName").map(template::text))
             .set_platform_arn(props.get("PlatformArn").map(template::text));
+        // A setting whose value came from a resource not created here (the database) has none: left out.
         for o in props["OptionSettings"]
             .as_array()
             .cloned()
             .unwrap_or_default()
+            .into_iter()
+            .filter(|o| o.get("Value").is_some())
         {
             request = request.option_settings(
                 aws_sdk_elasticbeanstalk::types::ConfigurationOptionSetting::builder()
@@ -172,11 +175,17 @@ pub fn cloud_options(launch_delay: Duration) -> Options {
     }
 }
 
+/// What the template creates that the local run does not: no database runs here, so the app is told of
+/// none (no `DATABASE_HOST`) rather than given a host that does not exist.
+pub const NOT_CREATED_LOCALLY: &[&str] = &["AWS::RDS::DBInstance", "AWS::SecretsManager::Secret"];
+
 pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     ensure_binaries(&settings.root, &settings.bin_dir, ui)?;
     std::fs::create_dir_all(&settings.report_dir)
         .map_err(|e| format!("{}: {e}", settings.report_dir.display()))?;
-    let stack = Stack::load(&settings.template, &settings.parameters).map_err(|e| e.to_string())?;
+    let stack = Stack::load(&settings.template, &settings.parameters)
+        .map_err(|e| e.to_string())?
+        .without(NOT_CREATED_LOCALLY);
     let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
     let cloud = LocalCloud::start_using(
         &settings.root,

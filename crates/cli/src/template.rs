@@ -32,6 +32,9 @@ fn invalid(message: impl Into<String>) -> TemplateError {
 pub struct Stack {
     template: Value,
     parameters: BTreeMap<String, Value>,
+    /// Resource types nobody creates in this run: a `Ref` or `Fn::GetAtt` of one is AWS::NoValue, so what
+    /// depends on it is left out instead of pointing at something that does not exist.
+    absent: Vec<String>,
 }
 
 /// One pipeline action, its configuration evaluated.
@@ -111,7 +114,20 @@ impl Stack {
         Ok(Stack {
             template,
             parameters,
+            absent: vec![],
         })
+    }
+
+    /// Evaluates references to resources of these types as AWS::NoValue (see [`Stack::absent`]).
+    pub fn without(mut self, types: &[&str]) -> Self {
+        self.absent = types.iter().map(|t| t.to_string()).collect();
+        self
+    }
+
+    fn is_absent(&self, logical: &str) -> bool {
+        self.template["Resources"][logical]["Type"]
+            .as_str()
+            .is_some_and(|t| self.absent.iter().any(|a| a == t))
     }
 
     pub fn parameter(&self, name: &str) -> Option<&Value> {
@@ -262,6 +278,9 @@ impl Stack {
                     },
                     other => return Err(invalid(format!("Fn::GetAtt {other}"))),
                 };
+                if self.is_absent(&resource) {
+                    return Ok(None);
+                }
                 Ok(Some(Value::String(format!(
                     "{}.{attribute}",
                     self.physical_id(&resource)
@@ -292,6 +311,9 @@ impl Stack {
         }
         if let Some(v) = self.parameters.get(name) {
             return Ok(Some(v.clone()));
+        }
+        if self.is_absent(name) {
+            return Ok(None);
         }
         if let Some(resource) = self.template["Resources"].get(name) {
             // Resources whose Ref is a name they were given.
@@ -582,6 +604,41 @@ mod tests {
         assert_eq!(timeouts["stage"], Some(300), "{timeouts:?}");
         assert_eq!(timeouts["package"], Some(600), "{timeouts:?}");
         assert!(timeouts.values().all(Option::is_some), "{timeouts:?}");
+    }
+
+    #[test]
+    fn references_to_resources_left_out_of_the_run_are_no_value() {
+        let template = json!({
+            "Resources": {
+                "Database": {"Type": "AWS::RDS::DBInstance"},
+                "Secret": {"Type": "AWS::SecretsManager::Secret"},
+                "Bucket": {"Type": "AWS::S3::Bucket"},
+                "Settings": {"Type": "AWS::ElasticBeanstalk::ConfigurationTemplate", "Properties": {
+                    "OptionSettings": [
+                        {"OptionName": "DATABASE_HOST", "Value": {"Fn::GetAtt": ["Database", "Endpoint.Address"]}},
+                        {"OptionName": "DATABASE_SECRET_ARN", "Value": {"Ref": "Secret"}},
+                        {"OptionName": "STORAGE_BUCKET", "Value": {"Ref": "Bucket"}}
+                    ]
+                }}
+            }
+        });
+        let options = |stack: &Stack| {
+            stack
+                .resources_of("AWS::ElasticBeanstalk::ConfigurationTemplate")
+                .unwrap()[0]
+                .1["OptionSettings"]
+                .clone()
+        };
+        let full = Stack::new(template.clone(), &BTreeMap::new()).unwrap();
+        assert_eq!(
+            options(&full)[0]["Value"],
+            json!("beanswap-local-Database-LOCAL.Endpoint.Address")
+        );
+        let local = full.without(crate::run::NOT_CREATED_LOCALLY);
+        let options = options(&local);
+        assert_eq!(options[0].get("Value"), None, "{options}");
+        assert_eq!(options[1].get("Value"), None, "{options}");
+        assert_eq!(options[2]["Value"], json!("beanswap-local-Bucket-LOCAL"));
     }
 
     #[test]

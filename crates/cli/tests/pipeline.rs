@@ -184,6 +184,11 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
         second["SourceVariables.CommitId"],
         first["SourceVariables.CommitId"]
     );
+    // The template's first-environment settings reached the app, but not the database the local run
+    // does not create: the app is told of no database rather than of a host that does not exist.
+    let (_, info) = get(cloud.aws.router_addr(), PRODUCTION, "/api/info").await;
+    let info: serde_json::Value = serde_json::from_str(&info).expect("/api/info is JSON");
+    assert_eq!(info["database_status"], "no database configured", "{info}");
 
     // v1 was retired per the retire settings (keep 0): terminated, nothing kept.
     assert_eq!(&second["Retire.Terminated"], v1_env, "{report}");

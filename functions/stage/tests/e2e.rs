@@ -386,7 +386,12 @@ async fn a_saved_configuration_with_overrides_and_tags_makes_the_first_environme
         .await;
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&info.1).unwrap(),
-        serde_json::json!({"version": "v1", "environment": "overridden-by-stage", "database": true}),
+        serde_json::json!({
+            "version": "v1",
+            "environment": "overridden-by-stage",
+            "database": true,
+            "database_status": "database at db.internal:5432"
+        }),
         "{info:?}"
     );
 
