@@ -193,7 +193,51 @@ fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
             ]),
         ),
         ("every function reused from another stack", reuse),
+        ("every value that reaches UserParameters at its longest", longest(&base)),
     ]
+}
+
+/// Each parameter that reaches a UserParameters string at the longest its declaration allows (and the
+/// most smoke-test paths the SmokeTestPaths description promises), with every optional part switched on:
+/// no deployment the template accepts can then be refused by CodePipeline's 1000-character limit.
+fn longest(base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let template = template();
+    let max = |name: &str| {
+        template["Parameters"][name]["MaxLength"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} reaches UserParameters: give it a MaxLength"))
+            as usize
+    };
+    // Labels of 63 characters, dot-separated, ending in a TLD: a domain name of exactly MaxLength.
+    let mut domain = String::new();
+    while domain.len() + 64 + 4 <= max("DomainName") {
+        domain.push_str(&"d".repeat(63));
+        domain.push('.');
+    }
+    let tld_room = max("DomainName") - domain.len();
+    domain.push_str(&"d".repeat(tld_room.saturating_sub(4)));
+    domain.push_str(".com");
+    let path = |len: usize| format!("/{}", "p".repeat(len - 1));
+    let paths: Vec<String> = (0..6).map(|_| path(100)).collect();
+    let mut p = base.clone();
+    for (k, v) in [
+        ("ApplicationName", "a".repeat(max("ApplicationName"))),
+        (
+            "ProductionCnamePrefix",
+            "c".repeat(max("ProductionCnamePrefix")),
+        ),
+        ("HostedZoneId", format!("Z{}", "9".repeat(31))),
+        ("DomainName", domain),
+        ("SwapMode", "weighted".into()),
+        // Swap takes up to 10 ascending steps ending with 100: this is the longest such list.
+        ("WeightedSteps", "10,20,30,40,50,60,70,80,90,100".into()),
+        ("VersionPath", path(max("VersionPath"))),
+        ("SmokeTestPaths", paths.join(",")),
+        ("KeptEnvironmentInstances", "10".into()),
+    ] {
+        p.insert(k.to_string(), v);
+    }
+    p
 }
 
 /// The template with one parameter set: evaluates what CloudFormation would.
@@ -225,10 +269,18 @@ impl<'a> Stack<'a> {
             // would make this test check a deployment that cannot exist.
             if let Some(pattern) = decl["AllowedPattern"].as_str() {
                 let re = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
-                assert!(
-                    re.is_match(&raw),
-                    "example {name}={raw:?} does not match {pattern}"
-                );
+                // A list's pattern holds for each of its values.
+                let values: Vec<&str> = if decl["Type"] == "CommaDelimitedList" {
+                    raw.split(',').collect()
+                } else {
+                    vec![&raw]
+                };
+                for value in values {
+                    assert!(
+                        re.is_match(value),
+                        "example {name}={value:?} does not match {pattern}"
+                    );
+                }
             }
             let len = raw.chars().count() as u64;
             assert!(
@@ -1178,6 +1230,77 @@ fn every_function_role_allows_exactly_what_its_code_calls() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The operator policy is the one grant not derived from the code (Beanstalk acts with the caller's
+/// credentials on resources that do not exist yet): it stays the shape README's "Why stage and retire
+/// need more" describes, and only stage and retire get it.
+#[test]
+fn the_beanstalk_operator_policy_is_only_what_beanstalk_does_for_its_caller() {
+    let template = template();
+    let resources = template["Resources"].as_object().unwrap();
+    for (name, resource) in resources {
+        let attached = resource["Properties"]["ManagedPolicyArns"]
+            .as_array()
+            .is_some_and(|arns| {
+                arns.contains(&serde_json::json!({"Ref": "BeanstalkOperatorPolicy"}))
+            });
+        assert_eq!(
+            attached,
+            name == "StageFunctionRole" || name == "RetireFunctionRole",
+            "{name}: only stage and retire create and terminate environments"
+        );
+    }
+    let statements = template["Resources"]["BeanstalkOperatorPolicy"]["Properties"]
+        ["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    for statement in statements {
+        let sid = statement["Sid"].as_str().unwrap_or_default();
+        assert_eq!(statement["Effect"], "Allow", "{sid}");
+        let resources = serde_json::to_string(&statement["Resource"]).unwrap();
+        for action in actions_of(statement) {
+            let service = action.split(':').next().unwrap();
+            let scoped_to = match service {
+                // The environment's own resources, which cannot be named before Beanstalk creates them.
+                "autoscaling" | "elasticloadbalancing" | "ec2" => None,
+                "cloudwatch" | "logs" => {
+                    assert!(!action.ends_with('*'), "{sid}: {action} is not one call");
+                    None
+                }
+                "cloudformation" => Some(vec![":stack/awseb-*", ":stack/eb-*"]),
+                "s3" => Some(vec![
+                    ":s3:::elasticbeanstalk-${AWS::Region}-${AWS::AccountId}",
+                ]),
+                "iam" => Some(vec![":role/beanswap/eb/*", ":role/aws-service-role/*"]),
+                other => {
+                    panic!("{sid}: {action}: the operator policy has no business with {other}")
+                }
+            };
+            match scoped_to {
+                None => assert_eq!(statement["Resource"], "*", "{sid}: {action}"),
+                Some(allowed) => {
+                    assert_ne!(statement["Resource"], "*", "{sid}: {action} must be scoped");
+                    assert!(
+                        allowed.iter().any(|a| resources.contains(a)),
+                        "{sid}: {action} on {resources}, expected one of {allowed:?}"
+                    );
+                }
+            }
+            if action == "iam:PassRole" {
+                assert!(
+                    statement["Condition"]["StringEquals"]["iam:PassedToService"].is_array(),
+                    "{sid}: PassRole only to the listed services"
+                );
+            }
+            if action == "iam:CreateServiceLinkedRole" {
+                assert!(
+                    statement["Condition"]["StringEquals"]["iam:AWSServiceName"].is_array(),
+                    "{sid}: service-linked roles only for the listed services"
+                );
+            }
+        }
+    }
 }
 
 /// The variables the pipeline reads are checked against each function's `OUTPUT_VARIABLES`; this makes

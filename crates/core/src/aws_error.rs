@@ -51,9 +51,13 @@ mod tests {
 
     #[test]
     fn no_answer_shows_the_whole_chain() {
-        let e: SdkError<GetObjectError, ()> = SdkError::timeout_error("operation timed out after 3s");
+        let e: SdkError<GetObjectError, ()> =
+            SdkError::timeout_error("operation timed out after 3s");
         let (code, message) = describe(&e);
         assert_eq!(code, None);
-        assert!(message.contains("operation timed out after 3s"), "{message}");
+        assert!(
+            message.contains("operation timed out after 3s"),
+            "{message}"
+        );
     }
 }
