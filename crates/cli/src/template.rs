@@ -4,6 +4,10 @@
 //!
 //! Resources are not created: a `Ref` to a resource gives a physical id that still names the resource
 //! (`<stack>-<LogicalId>-LOCAL`), which is how a Lambda action's FunctionName leads to its binary.
+//!
+//! Given parameter values are checked as CloudFormation checks them before it creates anything (pattern,
+//! length, allowed values, number range), and [`Stack::broken_rules`] evaluates the template's Rules, so
+//! the template tests reason about deployments CloudFormation would accept, with this one evaluator.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -98,8 +102,14 @@ impl Stack {
                 (Some(v), _) => v.clone(),
                 (None, Some(Value::String(s))) => s.clone(),
                 (None, Some(Value::Number(n))) => n.to_string(),
-                _ => format!("local-{}", name.to_ascii_lowercase()),
+                // A placeholder is not checked: it stands for a value only a real account has.
+                _ => {
+                    let placeholder = format!("local-{}", name.to_ascii_lowercase());
+                    parameters.insert(name.clone(), Value::String(placeholder));
+                    continue;
+                }
             };
+            check_parameter(name, decl, &raw)?;
             let value = if decl["Type"] == "CommaDelimitedList" {
                 Value::Array(
                     raw.split(',')
@@ -154,6 +164,29 @@ impl Stack {
             .ok_or_else(|| invalid(format!("condition {name} is not declared")))?
             .clone();
         self.truth(&expr)
+    }
+
+    /// The template's Rules this parameter set breaks, as `<rule>: <AssertDescription>`; CloudFormation
+    /// refuses such a stack before creating anything.
+    pub fn broken_rules(&self) -> Result<Vec<String>, TemplateError> {
+        let mut broken = Vec::new();
+        let Some(rules) = self.template["Rules"].as_object() else {
+            return Ok(broken);
+        };
+        for (name, rule) in rules {
+            if let Some(condition) = rule.get("RuleCondition") {
+                if !self.truth(condition)? {
+                    continue;
+                }
+            }
+            for assertion in rule["Assertions"].as_array().into_iter().flatten() {
+                if !self.truth(&assertion["Assert"])? {
+                    let description = assertion["AssertDescription"].as_str().unwrap_or_default();
+                    broken.push(format!("{name}: {description}"));
+                }
+            }
+        }
+        Ok(broken)
     }
 
     fn truth(&self, expr: &Value) -> Result<bool, TemplateError> {
@@ -354,13 +387,25 @@ impl Stack {
                     Some(v) => self.eval(v)?,
                     None if name.contains('.') && !name.starts_with("AWS::") => {
                         let (resource, attribute) = name.split_once('.').unwrap_or((name, ""));
-                        Some(Value::String(format!(
-                            "{}.{attribute}",
-                            self.physical_id(resource)
-                        )))
+                        if self.template["Resources"].get(resource).is_none() {
+                            return Err(invalid(format!("${{{name}}}: no resource {resource}")));
+                        }
+                        if self.is_absent(resource) {
+                            None
+                        } else {
+                            Some(Value::String(format!(
+                                "{}.{attribute}",
+                                self.physical_id(resource)
+                            )))
+                        }
                     }
                     None => self.reference(name)?,
                 };
+                if let Some(Value::Array(_) | Value::Object(_)) = value {
+                    return Err(invalid(format!(
+                        "${{{name}}} in Fn::Sub is not a single value"
+                    )));
+                }
                 out.push_str(&value.map(|v| text(&v)).unwrap_or_default());
             }
             rest = &after[end + 1..];
@@ -502,6 +547,58 @@ pub fn text(v: &Value) -> String {
     }
 }
 
+/// CloudFormation's checks of one parameter value: the pattern (of each value, for a list), the length,
+/// the allowed values and, for a Number, the range.
+fn check_parameter(name: &str, decl: &Value, raw: &str) -> Result<(), TemplateError> {
+    let refuse = |why: String| {
+        let hint = decl["ConstraintDescription"]
+            .as_str()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        Err(invalid(format!("parameter {name}={raw:?}: {why}{hint}")))
+    };
+    let is_list = decl["Type"] == "CommaDelimitedList";
+    if let Some(pattern) = decl["AllowedPattern"].as_str() {
+        let re = regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| invalid(format!("parameter {name}: AllowedPattern {pattern}: {e}")))?;
+        let values: Vec<&str> = if is_list {
+            raw.split(',').map(str::trim).collect()
+        } else {
+            vec![raw]
+        };
+        if let Some(bad) = values.iter().find(|v| !re.is_match(v)) {
+            return refuse(format!("{bad:?} does not match {pattern}"));
+        }
+    }
+    let len = raw.chars().count() as u64;
+    if let Some(min) = decl["MinLength"].as_u64().filter(|min| len < *min) {
+        return refuse(format!("shorter than {min} characters"));
+    }
+    if let Some(max) = decl["MaxLength"].as_u64().filter(|max| len > *max) {
+        return refuse(format!("longer than {max} characters"));
+    }
+    if let Some(allowed) = decl["AllowedValues"].as_array() {
+        let listed = allowed
+            .iter()
+            .any(|a| a.as_str() == Some(raw) || (a.is_number() && a.as_f64() == raw.parse().ok()));
+        if !listed {
+            return refuse(format!("not one of {}", Value::Array(allowed.clone())));
+        }
+    }
+    if decl["Type"] == "Number" {
+        let Ok(number) = raw.parse::<f64>() else {
+            return refuse("not a number".into());
+        };
+        if let Some(min) = decl["MinValue"].as_f64().filter(|min| number < *min) {
+            return refuse(format!("less than {min}"));
+        }
+        if let Some(max) = decl["MaxValue"].as_f64().filter(|max| number > *max) {
+            return refuse(format!("more than {max}"));
+        }
+    }
+    Ok(())
+}
+
 /// Replaces `#{Namespace.Variable}` from `variables` (keyed `Namespace.Variable`); unknown references
 /// are an error naming them, as CodePipeline fails an action whose variables do not resolve.
 pub fn substitute_variables(
@@ -604,6 +701,53 @@ mod tests {
         assert_eq!(timeouts["stage"], Some(300), "{timeouts:?}");
         assert_eq!(timeouts["package"], Some(600), "{timeouts:?}");
         assert!(timeouts.values().all(Option::is_some), "{timeouts:?}");
+    }
+
+    #[test]
+    fn parameter_values_cloudformation_would_refuse_are_refused_naming_the_parameter() {
+        let template = json!({
+            "Parameters": {
+                "Domain": {"Type": "String", "Default": "", "MaxLength": 12,
+                           "AllowedPattern": "^$|^[a-z.]+$", "ConstraintDescription": "lower-case letters and dots"},
+                "Paths": {"Type": "CommaDelimitedList", "Default": "/", "AllowedPattern": "^/[a-z]*$"},
+                "Mode": {"Type": "String", "Default": "cname", "AllowedValues": ["cname", "route53"]},
+                "Keep": {"Type": "Number", "Default": 1, "MinValue": 0, "MaxValue": 5},
+                "Arn": {"Type": "String", "AllowedPattern": "^arn:.*$"}
+            }
+        });
+        let with = |name: &str, value: &str| {
+            Stack::new(
+                template.clone(),
+                &[(name.to_string(), value.to_string())].into(),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(with("Domain", "example.com"), Ok(()));
+        assert_eq!(with("Paths", "/,/health, /api"), Ok(()));
+        assert_eq!(with("Keep", "5"), Ok(()));
+        let refused = [
+            ("Domain", "Example.com", "does not match"),
+            ("Domain", "a.b.c.d.e.f.g.h", "longer than 12 characters"),
+            ("Paths", "/,health", "\"health\" does not match"),
+            ("Mode", "weighted", "not one of"),
+            ("Keep", "6", "more than 5"),
+            ("Keep", "-1", "less than 0"),
+            ("Keep", "two", "not a number"),
+        ];
+        for (name, value, why) in refused {
+            let err = with(name, value).unwrap_err();
+            assert!(
+                err.starts_with(&format!("parameter {name}=")) && err.contains(why),
+                "{name}={value}: {err}"
+            );
+        }
+        assert!(with("Domain", "UPPER")
+            .unwrap_err()
+            .ends_with("(lower-case letters and dots)"));
+        // A required parameter nobody gave gets an unchecked placeholder: the local run has no account.
+        let stack = Stack::new(template.clone(), &BTreeMap::new()).unwrap();
+        assert_eq!(stack.parameter("Arn"), Some(&json!("local-arn")));
     }
 
     #[test]

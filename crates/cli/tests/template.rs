@@ -18,8 +18,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use beanswap_cli::template::{Stack, ACCOUNT, REGION};
 use beanswap_core::UserParameters;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 type Parser = fn(&str) -> Result<(), String>;
 
@@ -113,10 +114,6 @@ fn template() -> Value {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
 }
-
-const REGION: &str = "eu-west-1";
-const ACCOUNT: &str = "123456789012";
-const STACK: &str = "shop-pipeline";
 
 /// Example values for the parameters that have no default.
 fn required_examples() -> BTreeMap<&'static str, &'static str> {
@@ -240,265 +237,10 @@ fn longest(base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     p
 }
 
-/// The template with one parameter set: evaluates what CloudFormation would.
-struct Stack<'a> {
-    template: &'a Value,
-    parameters: BTreeMap<String, Value>,
-}
-
-impl<'a> Stack<'a> {
-    fn new(template: &'a Value, given: &BTreeMap<String, String>) -> Self {
-        let declared = template["Parameters"].as_object().expect("Parameters");
-        for name in given.keys() {
-            assert!(
-                declared.contains_key(name),
-                "example parameter {name} is not in the template"
-            );
-        }
-        let mut parameters = BTreeMap::new();
-        for (name, decl) in declared {
-            let raw = match (given.get(name), decl.get("Default")) {
-                (Some(v), _) => v.clone(),
-                (None, Some(Value::String(s))) => s.clone(),
-                (None, Some(Value::Number(n))) => n.to_string(),
-                (None, other) => panic!(
-                    "parameter {name} has no default ({other:?}) and no example value in this test: add one to required_examples()"
-                ),
-            };
-            // The checks CloudFormation makes before anything is created: an example that fails them
-            // would make this test check a deployment that cannot exist.
-            if let Some(pattern) = decl["AllowedPattern"].as_str() {
-                let re = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
-                // A list's pattern holds for each of its values.
-                let values: Vec<&str> = if decl["Type"] == "CommaDelimitedList" {
-                    raw.split(',').collect()
-                } else {
-                    vec![&raw]
-                };
-                for value in values {
-                    assert!(
-                        re.is_match(value),
-                        "example {name}={value:?} does not match {pattern}"
-                    );
-                }
-            }
-            let len = raw.chars().count() as u64;
-            assert!(
-                decl["MinLength"].as_u64().is_none_or(|min| len >= min)
-                    && decl["MaxLength"].as_u64().is_none_or(|max| len <= max),
-                "example {name}={raw:?} has the wrong length"
-            );
-            if let Some(allowed) = decl["AllowedValues"].as_array() {
-                assert!(
-                    allowed.iter().any(|a| a.as_str() == Some(&raw)
-                        || (a.is_number() && a.as_f64() == raw.parse().ok())),
-                    "example {name}={raw:?} is not one of {allowed:?}"
-                );
-            }
-            let value = if decl["Type"] == "CommaDelimitedList" {
-                Value::Array(
-                    raw.split(',')
-                        .map(|s| Value::String(s.to_string()))
-                        .collect(),
-                )
-            } else {
-                Value::String(raw)
-            };
-            parameters.insert(name.clone(), value);
-        }
-        Stack {
-            template,
-            parameters,
-        }
-    }
-
-    fn resources(&self) -> &Map<String, Value> {
-        self.template["Resources"].as_object().expect("Resources")
-    }
-
-    /// The physical id CloudFormation would give a resource (what `Ref` returns for most types).
-    fn physical_id(&self, logical: &str) -> String {
-        format!("{STACK}-{logical}-1A2B3C4D5E6F")
-    }
-
-    fn condition(&self, name: &str) -> bool {
-        let expr = self.template["Conditions"]
-            .get(name)
-            .unwrap_or_else(|| panic!("condition {name} is not declared"));
-        self.truth(expr)
-    }
-
-    fn truth(&self, expr: &Value) -> bool {
-        let (key, arg) = single(expr).unwrap_or_else(|| panic!("not a condition: {expr}"));
-        match key {
-            "Condition" => self.condition(arg.as_str().expect("condition name")),
-            "Fn::Equals" => {
-                let args = arg.as_array().expect("Fn::Equals takes two values");
-                self.eval(&args[0]) == self.eval(&args[1])
-            }
-            "Fn::Not" => !self.truth(&arg[0]),
-            "Fn::And" => arg.as_array().unwrap().iter().all(|c| self.truth(c)),
-            "Fn::Or" => arg.as_array().unwrap().iter().any(|c| self.truth(c)),
-            other => panic!("{other} in a condition: teach this test about it"),
-        }
-    }
-
-    /// Resolves intrinsic functions; `None` is AWS::NoValue.
-    fn eval(&self, v: &Value) -> Option<Value> {
-        match v {
-            Value::Array(items) => Some(Value::Array(
-                items.iter().filter_map(|i| self.eval(i)).collect(),
-            )),
-            Value::Object(map) => {
-                if let Some((key, arg)) =
-                    single(v).filter(|(k, _)| k == &"Ref" || k.starts_with("Fn::"))
-                {
-                    return self.intrinsic(key, arg);
-                }
-                Some(Value::Object(
-                    map.iter()
-                        .filter_map(|(k, v)| self.eval(v).map(|v| (k.clone(), v)))
-                        .collect(),
-                ))
-            }
-            other => Some(other.clone()),
-        }
-    }
-
-    fn intrinsic(&self, key: &str, arg: &Value) -> Option<Value> {
-        match key {
-            "Ref" => self.reference(arg.as_str().expect("Ref takes a name")),
-            "Fn::If" => {
-                let args = arg.as_array().expect("Fn::If takes three values");
-                let cond = args[0].as_str().expect("Fn::If condition name");
-                self.eval(&args[if self.condition(cond) { 1 } else { 2 }])
-            }
-            "Fn::Sub" => {
-                let (text, vars) = match arg {
-                    Value::String(s) => (s.as_str(), Map::new()),
-                    Value::Array(a) => (
-                        a[0].as_str().expect("Fn::Sub text"),
-                        a[1].as_object().expect("Fn::Sub variables").clone(),
-                    ),
-                    other => panic!("Fn::Sub {other}"),
-                };
-                Some(Value::String(self.substitute(text, &vars)))
-            }
-            "Fn::Join" => {
-                let args = arg
-                    .as_array()
-                    .expect("Fn::Join takes a separator and a list");
-                let sep = args[0].as_str().expect("Fn::Join separator");
-                let list = self.eval(&args[1]).expect("Fn::Join list");
-                let parts: Vec<String> = list
-                    .as_array()
-                    .expect("Fn::Join list")
-                    .iter()
-                    .map(|p| p.as_str().expect("Fn::Join part").to_string())
-                    .collect();
-                Some(Value::String(parts.join(sep)))
-            }
-            "Fn::GetAtt" => {
-                let args = arg.as_array().expect("Fn::GetAtt takes two values");
-                Some(Value::String(format!(
-                    "{}.{}",
-                    self.physical_id(args[0].as_str().unwrap()),
-                    args[1].as_str().unwrap()
-                )))
-            }
-            other => panic!("{other} where the pipeline is evaluated: teach this test about it"),
-        }
-    }
-
-    fn reference(&self, name: &str) -> Option<Value> {
-        let pseudo = match name {
-            "AWS::NoValue" => return None,
-            "AWS::Region" => Some(REGION),
-            "AWS::AccountId" => Some(ACCOUNT),
-            "AWS::Partition" => Some("aws"),
-            "AWS::StackName" => Some(STACK),
-            "AWS::URLSuffix" => Some("amazonaws.com"),
-            _ => None,
-        };
-        if let Some(p) = pseudo {
-            return Some(Value::String(p.to_string()));
-        }
-        if let Some(v) = self.parameters.get(name) {
-            return Some(v.clone());
-        }
-        assert!(
-            self.resources().contains_key(name),
-            "Ref {name}: neither a parameter nor a resource"
-        );
-        Some(Value::String(self.physical_id(name)))
-    }
-
-    fn substitute(&self, text: &str, vars: &Map<String, Value>) -> String {
-        let mut out = String::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let end = after
-                .find('}')
-                .unwrap_or_else(|| panic!("unclosed ${{ in {text}"));
-            let name = &after[..end];
-            if let Some(literal) = name.strip_prefix('!') {
-                out.push_str("${");
-                out.push_str(literal);
-                out.push('}');
-            } else {
-                let value = match vars.get(name) {
-                    Some(v) => self.eval(v),
-                    None if name.contains('.') && !name.starts_with("AWS::") => {
-                        let (res, attr) = name.split_once('.').unwrap();
-                        assert!(
-                            self.resources().contains_key(res),
-                            "${{{name}}}: no resource {res}"
-                        );
-                        Some(Value::String(format!("{}.{attr}", self.physical_id(res))))
-                    }
-                    None => self.reference(name),
-                };
-                match value {
-                    Some(Value::String(s)) => out.push_str(&s),
-                    other => panic!("${{{name}}} in Fn::Sub is {other:?}, not a string"),
-                }
-            }
-            rest = &after[end + 1..];
-        }
-        out.push_str(rest);
-        out
-    }
-
-    /// The template's Rules: which of them this parameter set breaks.
-    fn broken_rules(&self) -> Vec<String> {
-        let mut broken = Vec::new();
-        let Some(rules) = self.template["Rules"].as_object() else {
-            return broken;
-        };
-        for (name, rule) in rules {
-            if let Some(cond) = rule.get("RuleCondition") {
-                if !self.truth(cond) {
-                    continue;
-                }
-            }
-            for assertion in rule["Assertions"].as_array().expect("Assertions") {
-                if !self.truth(&assertion["Assert"]) {
-                    broken.push(format!("{name}: {}", assertion["AssertDescription"]));
-                }
-            }
-        }
-        broken
-    }
-}
-
-fn single(v: &Value) -> Option<(&str, &Value)> {
-    let map = v.as_object()?;
-    if map.len() != 1 {
-        return None;
-    }
-    map.iter().next().map(|(k, v)| (k.as_str(), v))
+/// The template with one parameter set, evaluated as CloudFormation would by the same evaluator the
+/// local pipeline run uses; a parameter value CloudFormation would refuse fails the test here.
+fn stack(template: &Value, parameters: &BTreeMap<String, String>) -> Stack {
+    Stack::new(template.clone(), parameters).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `#{Namespace.Variable}` references in a string.
@@ -562,15 +304,16 @@ struct Producer {
 
 fn check_pipeline(scenario: &str, stack: &Stack) -> Vec<String> {
     let mut problems = Vec::new();
-    let pipelines: Vec<&String> = stack
-        .resources()
+    let resources = stack.resources();
+    let pipelines: Vec<&String> = resources
         .iter()
         .filter(|(_, r)| r["Type"] == "AWS::CodePipeline::Pipeline")
         .map(|(k, _)| k)
         .collect();
     assert_eq!(pipelines.len(), 1, "one pipeline per template");
     let stages = stack
-        .eval(&stack.resources()[pipelines[0]]["Properties"]["Stages"])
+        .eval(&resources[pipelines[0]]["Properties"]["Stages"])
+        .unwrap()
         .expect("Stages");
 
     // Which beanswap function a FunctionName denotes: a created one by its physical id, a reused one by
@@ -578,10 +321,15 @@ fn check_pipeline(scenario: &str, stack: &Stack) -> Vec<String> {
     let mut by_name: BTreeMap<String, &'static Function> = BTreeMap::new();
     for f in FUNCTIONS {
         let resource = format!("{}Function", camel(f.name));
-        if stack.condition(&format!("Create{}Function", camel(f.name))) {
+        if stack
+            .condition(&format!("Create{}Function", camel(f.name)))
+            .unwrap()
+        {
             by_name.insert(stack.physical_id(&resource), f);
         } else {
-            let arn = &stack.parameters[&format!("Existing{}FunctionArn", camel(f.name))];
+            let arn = stack
+                .parameter(&format!("Existing{}FunctionArn", camel(f.name)))
+                .unwrap();
             by_name.insert(arn.as_str().unwrap().to_string(), f);
         }
     }
@@ -702,8 +450,8 @@ fn every_lambda_action_is_accepted_by_its_function_and_reads_only_variables_that
     let template = template();
     let mut problems = Vec::new();
     for (scenario, parameters) in scenarios() {
-        let stack = Stack::new(&template, &parameters);
-        let broken = stack.broken_rules();
+        let stack = stack(&template, &parameters);
+        let broken = stack.broken_rules().unwrap();
         assert!(
             broken.is_empty(),
             "scenario {scenario:?} is not a valid deployment: {broken:#?}"
@@ -773,7 +521,7 @@ fn a_domain_with_a_cname_swap_is_refused_by_the_template_rules() {
     let (_, mut parameters) = scenarios().remove(0);
     parameters.insert("HostedZoneId".into(), "Z0123456789ABCDEFGHIJ".into());
     parameters.insert("DomainName".into(), "www.example.com".into());
-    let broken = Stack::new(&template, &parameters).broken_rules();
+    let broken = stack(&template, &parameters).broken_rules().unwrap();
     assert!(
         broken
             .iter()
@@ -782,7 +530,7 @@ fn a_domain_with_a_cname_swap_is_refused_by_the_template_rules() {
     );
     let (_, mut parameters) = scenarios().remove(0);
     parameters.remove("StageFunctionSha256");
-    let broken = Stack::new(&template, &parameters).broken_rules();
+    let broken = stack(&template, &parameters).broken_rules().unwrap();
     assert!(
         broken.iter().any(|b| b.starts_with("StageFunctionCode")),
         "{broken:?}"
