@@ -71,19 +71,11 @@ impl Bed {
 
     /// Polls until the environment reaches `status` (a poll, not a sleep: done as soon as it is).
     async fn wait_for(&self, id: &str, status: &str) -> EnvironmentDescription {
-        let started = Instant::now();
-        loop {
-            let env = self.env(id).await;
-            if env.status().map(|s| s.as_str()) == Some(status) {
-                return env;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{id} never reached {status}: {env:?}\nevents: {:?}",
-                self.messages(id).await
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let timeout = Duration::from_secs(30);
+        test_support::bed::wait_for_environment(&self.eb, id, timeout, |e| {
+            e.status().map(|s| s.as_str()) == Some(status)
+        })
+        .await
     }
 
     async fn messages(&self, id: &str) -> Vec<String> {

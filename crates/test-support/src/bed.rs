@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aws_sdk_elasticbeanstalk::types::S3Location;
+use aws_sdk_elasticbeanstalk::types::{EnvironmentDescription, S3Location};
 use local_aws::beanstalk::Options;
 use local_aws::lambda::{Function, Invocation};
 use local_aws::{JobResult, LocalAws};
@@ -126,6 +126,50 @@ pub async fn upload_version(
         .send()
         .await
         .expect("create version");
+}
+
+/// Polls an environment (by id) until `done` holds, at most `timeout`; a timeout fails the test with the
+/// environment's last description and its events, which usually say why.
+pub async fn wait_for_environment(
+    eb: &aws_sdk_elasticbeanstalk::Client,
+    id: &str,
+    timeout: Duration,
+    done: impl Fn(&EnvironmentDescription) -> bool,
+) -> EnvironmentDescription {
+    let started = Instant::now();
+    loop {
+        let out = eb
+            .describe_environments()
+            .environment_ids(id)
+            .send()
+            .await
+            .expect("describe environments");
+        let env = out.environments().first().cloned().unwrap_or_else(|| {
+            panic!("no environment {id}");
+        });
+        if done(&env) {
+            return env;
+        }
+        if started.elapsed() > timeout {
+            let events = eb
+                .describe_events()
+                .environment_id(id)
+                .send()
+                .await
+                .map(|out| {
+                    out.events()
+                        .iter()
+                        .map(|e| {
+                            let severity = e.severity().map(|s| s.as_str()).unwrap_or_default();
+                            format!("{severity} {}", e.message().unwrap_or_default())
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            panic!("environment {id} never got there in {timeout:?}: {env:?}\nevents: {events:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 impl Bed {

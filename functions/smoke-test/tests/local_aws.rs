@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_elasticbeanstalk::types::ConfigurationOptionSetting;
 use aws_sdk_elasticbeanstalk::Client;
@@ -77,25 +77,10 @@ impl Bed {
 
     /// Polls until the environment is Ready.
     async fn ready(&self, id: &str) {
-        let started = Instant::now();
-        loop {
-            let out = self
-                .eb
-                .describe_environments()
-                .environment_ids(id)
-                .send()
-                .await
-                .unwrap();
-            let env = &out.environments()[0];
-            if env.status().map(|s| s.as_str()) == Some("Ready") {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{id} never became Ready: {env:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        test_support::bed::wait_for_environment(&self.eb, id, Duration::from_secs(30), |e| {
+            e.status().map(|s| s.as_str()) == Some("Ready")
+        })
+        .await;
     }
 
     /// UserParameters reaching `cname` through the router, plus `extra`.

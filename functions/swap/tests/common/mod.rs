@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_elasticbeanstalk::types::Tag;
+use aws_sdk_elasticbeanstalk::types::{EnvironmentDescription, Tag};
 use aws_sdk_route53::types::{
     AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType,
 };
@@ -66,6 +66,24 @@ pub async fn bed() -> Bed {
     }
 }
 
+impl From<&EnvironmentDescription> for Env {
+    fn from(e: &EnvironmentDescription) -> Env {
+        Env {
+            id: e.environment_id().unwrap_or_default().to_string(),
+            name: e.environment_name().unwrap_or_default().to_string(),
+            cname: e.cname().unwrap_or_default().to_string(),
+            status: e
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            health: e
+                .health()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// One environment's description, as the SDK sees it.
 pub struct Env {
     pub id: String,
@@ -108,46 +126,16 @@ impl Bed {
     }
 
     pub async fn env(&self, id: &str) -> Env {
-        let out = self
-            .eb
-            .describe_environments()
-            .environment_ids(id)
-            .send()
-            .await
-            .unwrap();
-        let e = &out.environments()[0];
-        Env {
-            id: id.to_string(),
-            name: e.environment_name().unwrap_or_default().to_string(),
-            cname: e.cname().unwrap_or_default().to_string(),
-            status: e
-                .status()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            health: e
-                .health()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-        }
+        self.wait_until(id, |_| true).await
     }
 
     /// Polls (no fixed sleep) until the environment satisfies `done`.
     pub async fn wait_until(&self, id: &str, done: impl Fn(&Env) -> bool) -> Env {
-        let started = Instant::now();
-        loop {
-            let env = self.env(id).await;
-            if done(&env) {
-                return env;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(40),
-                "{id} ({}) never got there: status {} health {}",
-                env.name,
-                env.status,
-                env.health
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let timeout = Duration::from_secs(40);
+        let e =
+            test_support::bed::wait_for_environment(&self.eb, id, timeout, |e| done(&Env::from(e)))
+                .await;
+        Env::from(&e)
     }
 
     /// Whether swap marked the environment out of service (retire's grace period counts from the tag).
