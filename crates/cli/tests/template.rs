@@ -980,6 +980,54 @@ fn every_function_role_allows_exactly_what_its_code_calls() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// Which hosted zones the swap and retire roles may touch: none without a domain, the stack's own zone
+/// with one, and any zone only when the stack says its functions serve other pipelines' domains.
+#[test]
+fn route53_access_is_the_stacks_zone_or_any_zone_only_when_asked() {
+    let template = template();
+    let (_, base) = scenarios().remove(0);
+    let zones = |pairs: &[(&str, &str)], role: &str| -> Vec<String> {
+        let mut parameters = base.clone();
+        for (k, v) in pairs {
+            parameters.insert(k.to_string(), v.to_string());
+        }
+        let stack = stack(&template, &parameters);
+        assert_eq!(stack.broken_rules().unwrap(), Vec::<String>::new());
+        let policies = stack
+            .eval(&template["Resources"][role]["Properties"]["Policies"])
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        for policy in policies.as_array().unwrap() {
+            for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+                let actions = actions_of(statement);
+                if actions.iter().any(|a| a.contains("ResourceRecordSets")) {
+                    out.push(statement["Resource"].as_str().unwrap().to_string());
+                }
+            }
+        }
+        out
+    };
+    let domain = [
+        ("HostedZoneId", "Z0123456789ABCDEFGHIJ"),
+        ("DomainName", "www.example.com"),
+        ("SwapMode", "route53"),
+    ];
+    for role in ["SwapFunctionRole", "RetireFunctionRole"] {
+        assert_eq!(zones(&[], role), Vec::<String>::new(), "{role}");
+        assert_eq!(
+            zones(&domain, role),
+            ["arn:aws:route53:::hostedzone/Z0123456789ABCDEFGHIJ"],
+            "{role}"
+        );
+        assert_eq!(
+            zones(&[("FunctionHostedZoneScope", "*")], role),
+            ["arn:aws:route53:::hostedzone/*"],
+            "{role}"
+        );
+    }
+}
+
 /// The operator policy is the one grant not derived from the code (Beanstalk acts with the caller's
 /// credentials on resources that do not exist yet): it stays the shape README's "Why stage and retire
 /// need more" describes, and only stage and retire get it.
