@@ -113,7 +113,9 @@ impl Environment {
         format!("http://{}/", self.cname)
     }
 
-    fn from_sdk(e: &EnvironmentDescription) -> Self {
+    /// From the SDK's description; also what tests compare against, so they read environments as the
+    /// actions do.
+    pub fn from_sdk(e: &EnvironmentDescription) -> Self {
         Environment {
             id: e.environment_id().unwrap_or_default().to_string(),
             name: e.environment_name().unwrap_or_default().to_string(),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_elasticbeanstalk::types::{EnvironmentDescription, Tag};
+use aws_sdk_elasticbeanstalk::types::Tag;
 use aws_sdk_route53::types::{
     AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType,
 };
@@ -66,32 +66,8 @@ pub async fn bed() -> Bed {
     }
 }
 
-impl From<&EnvironmentDescription> for Env {
-    fn from(e: &EnvironmentDescription) -> Env {
-        Env {
-            id: e.environment_id().unwrap_or_default().to_string(),
-            name: e.environment_name().unwrap_or_default().to_string(),
-            cname: e.cname().unwrap_or_default().to_string(),
-            status: e
-                .status()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            health: e
-                .health()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-        }
-    }
-}
-
-/// One environment's description, as the SDK sees it.
-pub struct Env {
-    pub id: String,
-    pub name: String,
-    pub cname: String,
-    pub status: String,
-    pub health: String,
-}
+/// One environment, read as the actions read it.
+pub type Env = beanswap_core::beanstalk::Environment;
 
 impl Bed {
     /// An application version whose app answers `/version` with `serves`.
@@ -132,10 +108,11 @@ impl Bed {
     /// Polls (no fixed sleep) until the environment satisfies `done`.
     pub async fn wait_until(&self, id: &str, done: impl Fn(&Env) -> bool) -> Env {
         let timeout = Duration::from_secs(40);
-        let e =
-            test_support::bed::wait_for_environment(&self.eb, id, timeout, |e| done(&Env::from(e)))
-                .await;
-        Env::from(&e)
+        let e = test_support::bed::wait_for_environment(&self.eb, id, timeout, |e| {
+            done(&Env::from_sdk(e))
+        })
+        .await;
+        Env::from_sdk(&e)
     }
 
     /// Whether swap marked the environment out of service (retire's grace period counts from the tag).
