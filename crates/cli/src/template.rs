@@ -553,7 +553,7 @@ fn check_parameter(name: &str, decl: &Value, raw: &str) -> Result<(), TemplateEr
     let refuse = |why: String| {
         let hint = decl["ConstraintDescription"]
             .as_str()
-            .map(|c| format!(" ({c})"))
+            .map(|c| format!(". Expected: {c}"))
             .unwrap_or_default();
         Err(invalid(format!("parameter {name}={raw:?}: {why}{hint}")))
     };
@@ -567,7 +567,13 @@ fn check_parameter(name: &str, decl: &Value, raw: &str) -> Result<(), TemplateEr
             vec![raw]
         };
         if let Some(bad) = values.iter().find(|v| !re.is_match(v)) {
-            return refuse(format!("{bad:?} does not match {pattern}"));
+            // In a list, say which value; a single value was just named.
+            let which = if is_list {
+                format!("{bad:?} ")
+            } else {
+                String::new()
+            };
+            return refuse(format!("{which}does not match {pattern}"));
         }
     }
     let len = raw.chars().count() as u64;
@@ -744,7 +750,7 @@ mod tests {
         }
         assert!(with("Domain", "UPPER")
             .unwrap_err()
-            .ends_with("(lower-case letters and dots)"));
+            .ends_with(". Expected: lower-case letters and dots"));
         // A required parameter nobody gave gets an unchecked placeholder: the local run has no account.
         let stack = Stack::new(template.clone(), &BTreeMap::new()).unwrap();
         assert_eq!(stack.parameter("Arn"), Some(&json!("local-arn")));
