@@ -128,7 +128,7 @@ impl Stack {
         })
     }
 
-    /// Evaluates references to resources of these types as AWS::NoValue (see [`Stack::absent`]).
+    /// Evaluates references to resources of these types as AWS::NoValue: what depends on them is left out.
     pub fn without(mut self, types: &[&str]) -> Self {
         self.absent = types.iter().map(|t| t.to_string()).collect();
         self
