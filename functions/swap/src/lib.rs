@@ -226,6 +226,25 @@ impl Params {
         Duration::from_secs(self.timeout_seconds)
     }
 
+    /// Shrinks the waits, in proportion, until the worst case of one invocation fits in `left`: the move
+    /// (`timeout_seconds`), the version check and the move back (`timeout_seconds` again). A function cut
+    /// off by Lambda's timeout would leave production moved but neither verified nor moved back.
+    fn within(mut self, left: Option<Duration>) -> Self {
+        let Some(left) = left else { return self };
+        let verify = self.verify.as_ref().map_or(0, |v| v.timeout_seconds);
+        let worst = 2 * self.timeout_seconds + verify;
+        let left = left.as_secs();
+        if worst <= left {
+            return self;
+        }
+        let scale = |seconds: u64| (seconds * left / worst).max(1);
+        self.timeout_seconds = scale(self.timeout_seconds);
+        if let Some(v) = self.verify.as_mut() {
+            v.timeout_seconds = scale(v.timeout_seconds);
+        }
+        self
+    }
+
     fn steps(&self) -> Vec<u8> {
         self.steps.clone().unwrap_or_else(|| DEFAULT_STEPS.to_vec())
     }
@@ -253,6 +272,9 @@ impl Params {
         })
     }
 }
+
+/// Kept back from Lambda's deadline for the last calls and the report.
+const LAMBDA_RESERVE: Duration = Duration::from_secs(15);
 
 /// The swap action.
 pub struct SwapAction<V> {
@@ -296,10 +318,11 @@ impl<V: Verify + 'static> Action for SwapAction<V> {
 
     async fn run(
         &self,
-        _job: &Job,
+        job: &Job,
         params: Params,
         state: Option<Shift>,
     ) -> Result<Outcome<Shift>, ActionError> {
+        let params = params.within(job.time_left(LAMBDA_RESERVE));
         match (params.mode, state) {
             (Mode::Weighted, Some(shift)) => self.weighted_continue(&params, shift).await,
             (Mode::Weighted, None) => self.weighted_start(&params).await,
@@ -789,6 +812,25 @@ mod tests {
         ] {
             parse::<Params>(Some(raw)).unwrap_or_else(|e| panic!("{raw}: {e}"));
         }
+    }
+
+    #[test]
+    fn the_waits_shrink_to_fit_the_invocation_move_back_included() {
+        let raw = r#"{"application":"shop","staged_environment":"b","production_cname":"p","verify":{"path":"/version"}}"#;
+        let params = || parse::<Params>(Some(raw)).unwrap();
+        // Defaults: 300 s for the move, 120 s for the check, 300 s for the move back: 720 s.
+        let roomy = params().within(Some(Duration::from_secs(885)));
+        assert_eq!(roomy.timeout_seconds, 300);
+        assert_eq!(roomy.verify.as_ref().unwrap().timeout_seconds, 120);
+        assert_eq!(params().within(None).timeout_seconds, 300);
+        // A 300 s function: the same proportions, and all of it fits.
+        let tight = params().within(Some(Duration::from_secs(285)));
+        let verify = tight.verify.as_ref().unwrap().timeout_seconds;
+        assert_eq!((tight.timeout_seconds, verify), (118, 47));
+        assert!(2 * tight.timeout_seconds + verify <= 285);
+        // Out of time: every wait still gets a second, so the calls are made and the failure reported.
+        let spent = params().within(Some(Duration::ZERO));
+        assert_eq!(spent.timeout_seconds, 1);
     }
 
     #[test]
