@@ -23,6 +23,8 @@ pub enum ArtifactError {
         bucket: String,
         key: String,
         reason: String,
+        /// S3's error code, when S3 answered (AccessDenied is the pipeline's setup, not the build's).
+        code: Option<String>,
     },
     #[error("artifact `{name}` is {size} bytes; the limit is {max} bytes")]
     TooLarge { name: String, size: u64, max: u64 },
@@ -34,6 +36,7 @@ pub enum ArtifactError {
         bucket: String,
         key: String,
         reason: String,
+        code: Option<String>,
     },
 }
 
@@ -74,11 +77,12 @@ impl ArtifactStore {
         artifact: &Artifact,
         max_bytes: u64,
     ) -> Result<Vec<u8>, ArtifactError> {
-        let read_error = |reason: String| ArtifactError::Read {
+        let read_error = |(code, reason): (Option<String>, String)| ArtifactError::Read {
             name: artifact.name.clone(),
             bucket: artifact.bucket.clone(),
             key: artifact.key.clone(),
             reason,
+            code,
         };
         let object = self
             .s3
@@ -87,7 +91,7 @@ impl ArtifactStore {
             .key(&artifact.key)
             .send()
             .await
-            .map_err(|e| read_error(crate::aws_error::describe(&e).1))?;
+            .map_err(|e| read_error(crate::aws_error::describe(&e)))?;
         let size = object.content_length().unwrap_or(0).max(0) as u64;
         if size > max_bytes {
             return Err(ArtifactError::TooLarge {
@@ -100,7 +104,7 @@ impl ArtifactStore {
             .body
             .collect()
             .await
-            .map_err(|e| read_error(e.to_string()))?
+            .map_err(|e| read_error((None, e.to_string())))?
             .into_bytes();
         Ok(bytes.to_vec())
     }
@@ -132,11 +136,15 @@ impl ArtifactStore {
                 .server_side_encryption(ServerSideEncryption::AwsKms)
                 .ssekms_key_id(key);
         }
-        put.send().await.map_err(|e| ArtifactError::Write {
-            name: artifact.name.clone(),
-            bucket: artifact.bucket.clone(),
-            key: artifact.key.clone(),
-            reason: crate::aws_error::describe(&e).1,
+        put.send().await.map_err(|e| {
+            let (code, reason) = crate::aws_error::describe(&e);
+            ArtifactError::Write {
+                name: artifact.name.clone(),
+                bucket: artifact.bucket.clone(),
+                key: artifact.key.clone(),
+                reason,
+                code,
+            }
         })?;
         Ok(())
     }

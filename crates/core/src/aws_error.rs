@@ -22,6 +22,24 @@ where
     (code, message)
 }
 
+/// Whether an AWS error code means the caller lacks a permission (a role's policy, a bucket policy, a
+/// KMS key), whatever the service calls it: such a failure is the pipeline's setup, and CodePipeline is
+/// told so with PermissionError.
+pub fn is_permission_denied(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "AccessDenied"
+                | "AccessDeniedException"
+                | "AllAccessDisabled"
+                | "Forbidden"
+                | "InsufficientPrivilegesException"
+                | "UnauthorizedOperation"
+                | "KMS.AccessDeniedException"
+        )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

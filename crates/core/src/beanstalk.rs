@@ -49,15 +49,28 @@ impl BeanstalkError {
             message,
         }
     }
+
+    /// Beanstalk's answer to an operation on an environment that is busy (Launching, Updating,
+    /// Terminating): the same code as a bad parameter, told apart by its message.
+    pub fn is_invalid_state(&self) -> bool {
+        self.code.as_deref() == Some("InvalidParameterValue")
+            && self.message.contains("invalid state")
+    }
 }
 
 impl From<BeanstalkError> for ActionError {
     fn from(e: BeanstalkError) -> Self {
-        // A parameter Beanstalk refuses is almost always the pipeline's configuration.
         match e.code.as_deref() {
-            Some("InvalidParameterValue" | "InsufficientPrivilegesException") => {
-                ActionError::config(e.to_string())
+            code if crate::aws_error::is_permission_denied(code) => {
+                ActionError::new(crate::FailureKind::PermissionError, e.to_string())
             }
+            // "Environment ... is in an invalid state for this operation. Must be Ready.": a moment's
+            // state of the environment (someone else is updating it), not the pipeline's setup.
+            Some("InvalidParameterValue") if e.is_invalid_state() => {
+                ActionError::failed(e.to_string())
+            }
+            // Any other parameter Beanstalk refuses is almost always the pipeline's configuration.
+            Some("InvalidParameterValue") => ActionError::config(e.to_string()),
             _ => ActionError::failed(e.to_string()),
         }
     }
@@ -189,6 +202,11 @@ impl Beanstalk {
         }
     }
 
+    /// Around a client built elsewhere (tests aim theirs at local-aws).
+    pub fn from_client(client: Client) -> Self {
+        Beanstalk { client }
+    }
+
     /// The SDK client, for calls this module does not wrap.
     pub fn client(&self) -> &Client {
         &self.client
@@ -296,26 +314,40 @@ impl Beanstalk {
             .find(|e| !e.is_terminated() && e.holds_cname(production_cname)))
     }
 
-    /// Events of one environment at or after `since`, oldest first, at most `max`.
+    /// Events of one environment, oldest first: with `since`, every event at or after it, read `max`
+    /// (at most 1000) per page, following NextToken (Beanstalk returns the newest page first, so stopping
+    /// after one page would skip the oldest events of a burst, and a cursor moved past them would never
+    /// see them); without `since`, the newest `max`.
     pub async fn events_since(
         &self,
         environment_id: &str,
         since: Option<SystemTime>,
         max: i32,
     ) -> Result<Vec<Event>, BeanstalkError> {
-        let mut request = self
-            .client
-            .describe_events()
-            .environment_id(environment_id)
-            .max_records(max.clamp(1, 1000));
-        if let Some(since) = since {
-            request = request.start_time(DateTime::from(since));
+        /// Far beyond any burst between two polls; only a misbehaving endpoint repeats tokens forever.
+        const MAX_PAGES: usize = 50;
+        let mut events: Vec<Event> = vec![];
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut request = self
+                .client
+                .describe_events()
+                .environment_id(environment_id)
+                .max_records(max.clamp(1, 1000))
+                .set_next_token(token.take());
+            if let Some(since) = since {
+                request = request.start_time(DateTime::from(since));
+            }
+            let page = request
+                .send()
+                .await
+                .map_err(|e| BeanstalkError::from_sdk("DescribeEvents", e))?;
+            events.extend(page.events().iter().filter_map(Event::from_sdk));
+            token = page.next_token().map(str::to_string);
+            if since.is_none() || token.is_none() {
+                break;
+            }
         }
-        let page = request
-            .send()
-            .await
-            .map_err(|e| BeanstalkError::from_sdk("DescribeEvents", e))?;
-        let mut events: Vec<Event> = page.events().iter().filter_map(Event::from_sdk).collect();
         events.reverse();
         Ok(events)
     }
@@ -616,6 +648,43 @@ pub fn poll_delay(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn beanstalks_refusals_reach_the_pipeline_as_whose_fault_they_are() {
+        let refused = |code: &str, message: &str| {
+            ActionError::from(BeanstalkError {
+                operation: "CreateEnvironment",
+                code: Some(code.into()),
+                message: format!("{code}: {message}"),
+            })
+            .kind
+        };
+        assert_eq!(
+            refused(
+                "InsufficientPrivilegesException",
+                "not authorized to perform elasticbeanstalk:CreateEnvironment"
+            ),
+            crate::FailureKind::PermissionError
+        );
+        assert_eq!(
+            refused(
+                "InvalidParameterValue",
+                "No Application Version named 'v9' found."
+            ),
+            crate::FailureKind::ConfigurationError
+        );
+        assert_eq!(
+            refused(
+                "InvalidParameterValue",
+                "Environment named shop-a is in an invalid state for this operation. Must be Ready."
+            ),
+            crate::FailureKind::JobFailed
+        );
+        assert_eq!(
+            refused("Throttling", "Rate exceeded"),
+            crate::FailureKind::JobFailed
+        );
+    }
 
     fn env(cname: &str) -> Environment {
         Environment {

@@ -124,10 +124,7 @@ impl S3Error {
     }
 
     fn is_access_denied(&self) -> bool {
-        matches!(
-            self.code.as_deref(),
-            Some("AccessDenied" | "AllAccessDisabled" | "Forbidden")
-        )
+        crate::aws_error::is_permission_denied(self.code.as_deref())
     }
 }
 
@@ -187,7 +184,9 @@ impl From<PackageError> for ActionError {
                 FailureKind::ConfigurationError
             }
             PackageError::Beanstalk(b) => match b.code.as_deref() {
-                Some("InsufficientPrivilegesException") => FailureKind::PermissionError,
+                code if crate::aws_error::is_permission_denied(code) => {
+                    FailureKind::PermissionError
+                }
                 Some("InvalidParameterValue" | "S3LocationNotInServiceRegionException") => {
                     FailureKind::ConfigurationError
                 }

@@ -262,7 +262,7 @@ impl From<Route53Error> for ActionError {
             Some("NoSuchHostedZone" | "InvalidChangeBatch" | "InvalidInput") => {
                 FailureKind::ConfigurationError
             }
-            Some("AccessDenied" | "AccessDeniedException") => FailureKind::PermissionError,
+            code if crate::aws_error::is_permission_denied(code) => FailureKind::PermissionError,
             _ => FailureKind::JobFailed,
         };
         ActionError::new(kind, e.to_string())

@@ -72,7 +72,12 @@ impl From<StateError> for ActionError {
 }
 impl From<ArtifactError> for ActionError {
     fn from(e: ArtifactError) -> Self {
-        let kind = match e {
+        let kind = match &e {
+            ArtifactError::Read { code, .. } | ArtifactError::Write { code, .. }
+                if crate::aws_error::is_permission_denied(code.as_deref()) =>
+            {
+                FailureKind::PermissionError
+            }
             ArtifactError::Read { .. } | ArtifactError::Write { .. } => FailureKind::JobFailed,
             ArtifactError::TooLarge { .. } | ArtifactError::NotZip { .. } => {
                 FailureKind::ConfigurationError
@@ -316,4 +321,27 @@ where
         }
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_artifact_s3_refuses_to_hand_over_is_a_permission_error() {
+        let read = |code: Option<&str>| ArtifactError::Read {
+            name: "BuildOutput".into(),
+            bucket: "artifacts".into(),
+            key: "p/BuildOutpu/abc".into(),
+            reason: "...".into(),
+            code: code.map(str::to_string),
+        };
+        let kind = |e: ArtifactError| ActionError::from(e).kind;
+        assert_eq!(
+            kind(read(Some("AccessDenied"))),
+            FailureKind::PermissionError
+        );
+        assert_eq!(kind(read(Some("NoSuchKey"))), FailureKind::JobFailed);
+        assert_eq!(kind(read(None)), FailureKind::JobFailed);
+    }
 }

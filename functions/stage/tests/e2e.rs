@@ -691,3 +691,46 @@ async fn bad_parameters_and_name_collisions_are_configuration_errors() {
         run.failure()
     );
 }
+
+/// Stage's event cursor reads every event since it, page by page. Beanstalk answers newest first, so one
+/// page would hold only the newest events of a burst, and a cursor moved past them would never see the
+/// older ones (an ERROR among them).
+#[tokio::test]
+async fn events_since_a_cursor_are_read_in_full_page_by_page() {
+    let bed = Bed::start(Options::default()).await;
+    bed.version("v1", test_support::app_bundle("v1", &[])).await;
+    let created = bed
+        .eb
+        .create_environment()
+        .application_name("shop")
+        .environment_name("shop-events")
+        .version_label("v1")
+        .solution_stack_name(STACK)
+        .send()
+        .await
+        .unwrap();
+    let id = created.environment_id().unwrap().to_string();
+    test_support::bed::wait_for_environment(&bed.eb, &id, Duration::from_secs(30), |e| {
+        e.status().map(|s| s.as_str()) == Some("Ready")
+    })
+    .await;
+    let eb = beanswap_core::beanstalk::Beanstalk::from_client(bed.eb.clone());
+    let epoch = Some(std::time::UNIX_EPOCH);
+    let all = eb.events_since(&id, epoch, 1000).await.unwrap();
+    assert!(all.len() >= 3, "a launch tells more than that: {all:?}");
+    assert!(
+        all.windows(2).all(|w| w[0].date <= w[1].date),
+        "oldest first"
+    );
+    let before = bed.local.call_counts();
+    let paged = eb.events_since(&id, epoch, 1).await.unwrap();
+    assert_eq!(paged, all);
+    assert_eq!(
+        eb_calls_since(&bed, &before),
+        calls(&[("DescribeEvents", all.len() as u64)]),
+        "one page per event"
+    );
+    // Without a cursor: the newest only, one page.
+    let newest = eb.events_since(&id, None, 1).await.unwrap();
+    assert_eq!(newest, all[all.len() - 1..]);
+}

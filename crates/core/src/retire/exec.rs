@@ -169,7 +169,7 @@ impl From<RetireError> for ActionError {
             RetireError::Terminate { ref source, .. }
             | RetireError::ScaleDown { ref source, .. }
             | RetireError::DeleteVersion { ref source, .. }
-                if source.code.as_deref() == Some("InsufficientPrivilegesException") =>
+                if crate::aws_error::is_permission_denied(source.code.as_deref()) =>
             {
                 ActionError::new(crate::FailureKind::PermissionError, e.to_string())
             }
@@ -459,7 +459,7 @@ pub async fn retire(
                     }
                 }
                 // Lost a race with another change: report it, never force it.
-                Err(e) if is_invalid_state(&e) => {
+                Err(e) if e.is_invalid_state() => {
                     plan.envs[i].decision =
                         Decision::Skip(SkipReason::ChangedState("not Ready".into()))
                 }
@@ -535,10 +535,6 @@ pub async fn retire(
     }
     report.progress = progress;
     Ok(report)
-}
-
-fn is_invalid_state(e: &BeanstalkError) -> bool {
-    e.code.as_deref() == Some("InvalidParameterValue") && e.message.contains("invalid state")
 }
 
 /// Every environment of the application with its tags.
