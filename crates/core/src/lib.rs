@@ -1,6 +1,6 @@
 //! beanswap-core: the CodePipeline job protocol and the deploy logic every beanswap action shares.
 //!
-//! No Lambda handler lives here and no CLI: functions under `functions/` and the `beanswap` CLI call in.
+//! No Lambda here (beanswap-lambda is every function's `main`) and no CLI: both call in.
 
 pub mod artifacts;
 pub mod aws_error;

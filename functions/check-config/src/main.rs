@@ -7,6 +7,6 @@
 use check_config::action;
 
 #[tokio::main]
-async fn main() -> Result<(), beanswap_core::runner::LambdaError> {
-    beanswap_core::runner::run_lambda(action::CheckConfig::new).await
+async fn main() -> Result<(), beanswap_lambda::Error> {
+    beanswap_lambda::run(action::CheckConfig::new).await
 }

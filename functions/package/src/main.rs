@@ -2,6 +2,6 @@
 //! library for the action and its UserParameters).
 
 #[tokio::main]
-async fn main() -> Result<(), beanswap_core::runner::LambdaError> {
-    beanswap_core::runner::run_lambda(package::Package::new).await
+async fn main() -> Result<(), beanswap_lambda::Error> {
+    beanswap_lambda::run(package::Package::new).await
 }

@@ -1,6 +1,6 @@
 //! retire as a Lambda: see the library for the action.
 
 #[tokio::main]
-async fn main() -> Result<(), beanswap_core::runner::LambdaError> {
-    beanswap_core::runner::run_lambda(retire::Retire::new).await
+async fn main() -> Result<(), beanswap_lambda::Error> {
+    beanswap_lambda::run(retire::Retire::new).await
 }

@@ -4,6 +4,6 @@
 #![recursion_limit = "256"]
 
 #[tokio::main]
-async fn main() -> Result<(), beanswap_core::runner::LambdaError> {
-    beanswap_core::runner::run_lambda(stage::Stage::new).await
+async fn main() -> Result<(), beanswap_lambda::Error> {
+    beanswap_lambda::run(stage::Stage::new).await
 }
