@@ -1,4 +1,5 @@
-//! What every function does with one event (beanswap-lambda feeds it from Lambda): event in, exactly one report out.
+//! What every function does with one event (beanswap-lambda feeds it from Lambda): event in, exactly
+//! one report out.
 //!
 //! Whatever happens inside an action (a bad event, bad UserParameters, an AWS error, a panic, running out
 //! of Lambda time) ends in PutJobSuccessResult or PutJobFailureResult, because a Lambda action that does not
