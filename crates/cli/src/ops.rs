@@ -142,40 +142,22 @@ pub async fn swap(
     staged: &str,
     min_health: &str,
 ) -> Result<String, String> {
-    use beanswap_core::swap::ops::Swapper;
-    let swapper = Swapper::new(config);
-    let to = swapper
-        .staged(application, staged)
+    use beanswap_core::swap::ops::{Moved, Swapper};
+    let moved = Swapper::new(config)
+        .move_cname(
+            application,
+            production,
+            staged,
+            min_health,
+            Duration::from_secs(300),
+        )
         .await
         .map_err(|e| e.to_string())?;
-    let from = swapper
-        .live_by_cname(application, production)
-        .await
-        .map_err(|e| e.to_string())?;
-    if from.id == to.id {
-        return Ok(format!(
-            "{} already serves {production}; nothing to do\n",
-            to.name
-        ));
-    }
-    swapper
-        .preconditions(&to, &from, application, min_health)
-        .await
-        .map_err(|e| e.to_string())?;
-    swapper
-        .prepare(&from, &to)
-        .await
-        .map_err(|e| e.to_string())?;
-    let now = swapper
-        .swap_cnames(&from, &to, production, Duration::from_secs(300))
-        .await
-        .map_err(|e| e.to_string())?;
-    swapper
-        .handed_over(&from, &to)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(format!(
-        "{} now serves {} (was {}); `beanswap rollback` moves it back\n",
-        now.name, now.cname, from.name
-    ))
+    Ok(match moved {
+        Moved::Already(env) => format!("{} already serves {production}; nothing to do\n", env.name),
+        Moved::Swapped { live, previous } => format!(
+            "{} now serves {} (was {}); `beanswap rollback` moves it back\n",
+            live.name, live.cname, previous.name
+        ),
+    })
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use beanswap_core::beanstalk::Environment;
-use beanswap_core::swap::ops::{now_unix, rollback, RollbackRequest, Swapper};
+use beanswap_core::swap::ops::{now_unix, rollback, Moved, RollbackRequest, Swapper};
 use beanswap_core::swap::{
     bake_left, next_step, serving_environment, share_of, simple_record, validate_steps,
     weighted_records, Check, Domain, Mode, RecordType, Shift, SwapError, Verify, DEFAULT_STEPS,
@@ -418,21 +418,23 @@ impl<V: Verify> SwapAction<V> {
 
     async fn cname(&self, params: &Params) -> Result<Outcome<Shift>, ActionError> {
         let sw = &self.swapper;
-        let app = &params.application;
         let production = params.production_cname.clone().unwrap_or_default();
-        let staged = sw.staged(app, params.staged_name()).await?;
-        let live = sw.live_by_cname(app, &production).await?;
-        if live.id == staged.id {
-            return self.already_done(params, &staged, &staged.cname).await;
-        }
-        sw.preconditions(&staged, &live, app, &params.min_health)
+        let moved = sw
+            .move_cname(
+                &params.application,
+                &production,
+                params.staged_name(),
+                &params.min_health,
+                params.timeout(),
+            )
             .await?;
-        sw.prepare(&live, &staged).await?;
-        let now_live = sw
-            .swap_cnames(&live, &staged, &production, params.timeout())
-            .await?;
-        sw.handed_over(&live, &staged).await?;
-        let host = now_live.cname.clone();
+        let (staged, live) = match moved {
+            Moved::Already(staged) => {
+                return self.already_done(params, &staged, &staged.cname).await
+            }
+            Moved::Swapped { live, previous } => (live, previous),
+        };
+        let host = staged.cname.clone();
         match self.verified(params.check(&host, &staged)).await {
             Ok(note) => done(
                 format!(
@@ -444,12 +446,9 @@ impl<V: Verify> SwapAction<V> {
                 Mode::Cname,
             ),
             Err(seen) => {
-                let back = async {
-                    sw.swap_cnames(&staged, &live, &production, params.timeout())
-                        .await?;
-                    sw.handed_over(&staged, &live).await
-                }
-                .await;
+                let back = sw
+                    .move_cname_back(&staged, &live, &production, params.timeout())
+                    .await;
                 Err(ActionError::failed(match back {
                     Ok(()) => format!(
                         "verification failed after the CNAME swap: {seen}. Swapped back: `{}` serves `{host}` again and `{}` is out of service",

@@ -26,6 +26,19 @@ pub fn now_unix() -> u64 {
         .unwrap_or_default()
 }
 
+/// What [`Swapper::move_cname`] did.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // made once per swap: boxing would only add indirection
+pub enum Moved {
+    /// The staged environment already held production (an earlier invocation moved it): nothing changed.
+    Already(Environment),
+    /// Production moved: `live` (the staged environment, as it reads now) from `previous`.
+    Swapped {
+        live: Environment,
+        previous: Environment,
+    },
+}
+
 /// The clients a swap needs, built once per cold start.
 #[derive(Clone, Debug)]
 pub struct Swapper {
@@ -148,6 +161,49 @@ impl Swapper {
             .remove_tags(&to.arn, &[TAG_OUT_OF_SERVICE_SINCE])
             .await?;
         Ok(())
+    }
+
+    /// The `cname` move, as the swap action and `beanswap swap` make it: the staged environment and the
+    /// one holding `production`, the preconditions, `beanswap:previous-environment` on the staged one,
+    /// SwapEnvironmentCNAMEs until it shows, the old one tagged out of service. What is verified after,
+    /// and whether to move back, is the caller's.
+    pub async fn move_cname(
+        &self,
+        application: &str,
+        production: &str,
+        staged: &str,
+        min_health: &str,
+        timeout: Duration,
+    ) -> Result<Moved, SwapError> {
+        let staged = self.staged(application, staged).await?;
+        let live = self.live_by_cname(application, production).await?;
+        if live.id == staged.id {
+            return Ok(Moved::Already(staged));
+        }
+        self.preconditions(&staged, &live, application, min_health)
+            .await?;
+        self.prepare(&live, &staged).await?;
+        let now_live = self
+            .swap_cnames(&live, &staged, production, timeout)
+            .await?;
+        self.handed_over(&live, &staged).await?;
+        Ok(Moved::Swapped {
+            live: now_live,
+            previous: live,
+        })
+    }
+
+    /// Undoes [`Swapper::move_cname`]: production back on `previous`, `live` out of service again.
+    pub async fn move_cname_back(
+        &self,
+        live: &Environment,
+        previous: &Environment,
+        production: &str,
+        timeout: Duration,
+    ) -> Result<(), SwapError> {
+        self.swap_cnames(live, previous, production, timeout)
+            .await?;
+        self.handed_over(live, previous).await
     }
 
     /// SwapEnvironmentCNAMEs, then polls until DescribeEnvironments shows `production` on `to`.
