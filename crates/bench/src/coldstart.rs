@@ -187,7 +187,9 @@ pub async fn run(config: &Config, work: &Path) -> Table {
     table.note(format!(
         "binaries from {} (host build on this machine; Lambda runs the arm64 build of the same code); \
          each run starts a fresh process, one untimed run first warms the page cache; the job is a \
-         configuration error, so each side does its init plus one PutJobFailureResult",
+         configuration error, so each side does its init plus one PutJobFailureResult; the Python handler \
+         creates all four clients (CodePipeline, Elastic Beanstalk, S3, Route 53), each of ours the ones it \
+         uses: retire creates the same four, so its row is the like-for-like one",
         config.bin_dir.display()
     ));
     table

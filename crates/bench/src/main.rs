@@ -40,7 +40,7 @@ struct Args {
     /// Where `cargo lambda build` left the zips (default: target/lambda).
     #[arg(long)]
     lambda_dir: Option<PathBuf>,
-    /// Size of the bundle for memory and throughput, in MiB (default 300, 8 with --short).
+    /// Size of the bundle for memory and throughput, in MB of 10^6 bytes (default 300, 8 with --short).
     #[arg(long)]
     bundle_mb: Option<u64>,
     /// Simulated launch delay of a Beanstalk environment (default 5m, 1s with --short).
@@ -73,6 +73,11 @@ pub struct Config {
 
 pub fn progress(message: &str) {
     eprintln!("bench: {message}");
+}
+
+/// Peak RSS as /proc reports it (KiB) in the goals' MB (10^6 bytes).
+fn kib_to_mb(kib: u64) -> f64 {
+    (kib * 1024) as f64 / 1e6
 }
 
 fn machine() -> String {
@@ -212,20 +217,20 @@ async fn run(args: Args, root: PathBuf) -> ExitCode {
     if wants(3) {
         let mut t = Table::new(
             "3. Memory: peak RSS (VmHWM) of each function process",
-            &["function", "workload", "peak RSS MiB", "goal MiB"],
+            &["function", "workload", "peak RSS MB", "goal MB"],
         );
         let package_goal = match &package_run {
             Some(Ok(p)) => {
-                let peak = p.peak_kib.map(|k| k as f64 / 1024.0);
+                let peak = p.peak_kib.map(kib_to_mb);
                 t.row(vec![
                     "package".into(),
-                    format!("{} MiB bundle to flatten", table::mib(p.bundle_bytes)),
+                    format!("{} MB bundle to flatten", table::mb(p.bundle_bytes)),
                     peak.map(|p| format!("{p:.1}")).unwrap_or("not read".into()),
                     "128".into(),
                 ]);
                 let label = format!(
-                    "package under 128 MiB on a {} MiB bundle",
-                    table::mib(p.bundle_bytes)
+                    "package under 128 MB on a {} MB bundle",
+                    table::mb(p.bundle_bytes)
                 );
                 match peak {
                     Some(peak) => (label, Verdict::of(peak < 128.0)),
@@ -234,9 +239,9 @@ async fn run(args: Args, root: PathBuf) -> ExitCode {
             }
             Some(Err(e)) => {
                 t.note(format!("package on a big bundle not measured: {e}"));
-                ("package under 128 MiB".into(), Verdict::Missing)
+                ("package under 128 MB".into(), Verdict::Missing)
             }
-            None => ("package under 128 MiB".into(), Verdict::Missing),
+            None => ("package under 128 MB".into(), Verdict::Missing),
         };
         let others = match &demo {
             Some(d) => deploy::memory_rows(&mut t, d),
@@ -244,14 +249,22 @@ async fn run(args: Args, root: PathBuf) -> ExitCode {
         };
         t.goal(package_goal.0, package_goal.1);
         match others {
-            Some(kib) => t.goal(
+            Some((kib, unseen)) if unseen.is_empty() => t.goal(
                 format!(
-                    "every other function under 40 MiB on a normal run (largest: {:.1} MiB)",
-                    kib as f64 / 1024.0
+                    "every other function under 40 MB on a normal run (largest: {:.1} MB)",
+                    kib_to_mb(kib)
                 ),
-                Verdict::of(kib > 0 && (kib as f64) / 1024.0 < 40.0),
+                Verdict::of(kib > 0 && kib_to_mb(kib) < 40.0),
             ),
-            None => t.goal("every other function under 40 MiB", Verdict::Missing),
+            // A function never seen running is not under the limit, it is unmeasured.
+            Some((_, unseen)) => t.goal(
+                format!(
+                    "every other function under 40 MB ({} never seen running)",
+                    unseen.join(", ")
+                ),
+                Verdict::Missing,
+            ),
+            None => t.goal("every other function under 40 MB", Verdict::Missing),
         }
         t.note(format!(
             "binaries from {}; package's peak is read from /proc/<pid>/status after its job was reported; \
@@ -261,9 +274,9 @@ async fn run(args: Args, root: PathBuf) -> ExitCode {
         tables.push((3, t));
     }
     if wants(5) {
-        let reaction = deploy::reaction(&config).await;
+        let reactions = deploy::reaction(&config).await;
         if let Some(d) = &demo {
-            tables.push((5, deploy::calls_table(&config, d, &reaction)));
+            tables.push((5, deploy::calls_table(&config, d, &reactions)));
         }
     }
     if wants(6) {

@@ -14,7 +14,7 @@ use test_support::bed::{Bed, BUNDLES};
 use zip::write::SimpleFileOptions;
 use zip::CompressionMethod;
 
-use crate::table::{mib, Table, Verdict, MIB};
+use crate::table::{self, Table, Verdict, MB, MIB};
 use crate::Config;
 
 const ARTIFACTS: &str = "codepipeline-artifacts";
@@ -289,7 +289,7 @@ fn which(tool: &str) -> Option<std::path::PathBuf> {
 pub async fn run(config: &Config, work: &Path) -> (Table, Result<PackageRun, String>) {
     let mut table = Table::new(
         "4. Packaging throughput: a bundle under one top-level folder (needs flattening), same local S3",
-        &["how", "seconds", "MB/s", "bundle MiB"],
+        &["how", "seconds", "MB/s", "bundle MB"],
     );
     let result = run_inner(config, work, &mut table).await;
     if let Err(e) = &result {
@@ -304,11 +304,11 @@ pub async fn run(config: &Config, work: &Path) -> (Table, Result<PackageRun, Str
 
 async fn run_inner(config: &Config, work: &Path, table: &mut Table) -> Result<PackageRun, String> {
     crate::progress(&format!(
-        "packaging: writing a {} MiB bundle",
+        "packaging: writing a {} MB bundle",
         config.bundle_mb
     ));
     let path = work.join("bundle.zip");
-    let bytes = write_bundle(&path, config.bundle_mb * MIB)?;
+    let bytes = write_bundle(&path, config.bundle_mb * MB)?;
     let bed = Bed::start(Options::default()).await;
     bed.s3
         .create_bucket()
@@ -330,15 +330,15 @@ async fn run_inner(config: &Config, work: &Path, table: &mut Table) -> Result<Pa
         .await
         .map_err(|e| format!("upload the bundle: {e}"))?;
     let _ = std::fs::remove_file(&path);
-    let mb = bytes as f64 / 1e6;
+    let megabytes = bytes as f64 / 1e6;
 
     crate::progress("packaging: the package function");
     let ours = package(config, &bed, key, bytes).await?;
     table.row(vec![
         "beanswap package (download, check, flatten, multipart upload, register)".into(),
         format!("{:.2}", ours.seconds),
-        format!("{:.1}", mb / ours.seconds),
-        mib(bytes),
+        format!("{:.1}", megabytes / ours.seconds),
+        table::mb(bytes),
     ]);
     crate::progress("packaging: unzip + zip -r + aws s3 cp");
     match baseline(config, &bed, key, work).await {
@@ -355,8 +355,8 @@ async fn run_inner(config: &Config, work: &Path, table: &mut Table) -> Result<Pa
             table.row(vec![
                 "AWS CLI + unzip + zip -r, total".into(),
                 format!("{total:.2}"),
-                format!("{:.1}", mb / total),
-                mib(bytes),
+                format!("{:.1}", megabytes / total),
+                table::mb(bytes),
             ]);
             table.goal(
                 format!(

@@ -114,8 +114,11 @@ pub fn ms(d: std::time::Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
-pub fn mib(bytes: u64) -> String {
-    format!("{:.2}", bytes as f64 / MIB as f64)
+pub const MIB: u64 = 1024 * 1024;
+
+/// Megabytes as the goals are stated: 10^6 bytes.
+pub fn mb(bytes: u64) -> String {
+    format!("{:.2}", bytes as f64 / MB as f64)
 }
 
-pub const MIB: u64 = 1024 * 1024;
+pub const MB: u64 = 1_000_000;

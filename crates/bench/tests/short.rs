@@ -13,15 +13,42 @@ fn goal<'a>(output: &'a str, starts_with: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no goal line `{starts_with}` in:\n{output}"))
 }
 
+/// The first bytes of an aarch64 ELF executable: what point 2 reads to refuse a stale host-built zip.
+fn arm64_elf_header() -> Vec<u8> {
+    let mut head = vec![0u8; 64];
+    head[..4].copy_from_slice(b"\x7fELF");
+    head[4] = 2; // 64-bit
+    head[5] = 1; // little endian
+    head[6] = 1; // ELF version
+    head[16] = 2; // an executable
+    head[18] = 0xb7; // EM_AARCH64
+    head
+}
+
 #[test]
 fn the_short_benchmark_runs_every_point_and_its_goals_hold() {
     let binary = Path::new(env!("CARGO_BIN_EXE_beanswap-bench"));
     let bin_dir = binary
         .parent()
         .expect("the bench binary sits in a directory");
+    // CI builds no Lambda zips (that takes cargo-lambda and zig): stand-ins with an arm64 `bootstrap`
+    // let point 2 read, check and judge every zip as it does the real ones.
+    let zips = tempfile::tempdir().expect("temp dir");
+    for function in beanswap_cli::run::FUNCTIONS {
+        let dir = zips.path().join(function);
+        std::fs::create_dir_all(&dir).expect("zip dir");
+        let file = std::fs::File::create(dir.join("bootstrap.zip")).expect("zip file");
+        let mut zip = zip::ZipWriter::new(file);
+        zip.start_file("bootstrap", zip::write::SimpleFileOptions::default())
+            .expect("zip entry");
+        std::io::Write::write_all(&mut zip, &arm64_elf_header()).expect("zip write");
+        zip.finish().expect("zip finish");
+    }
     let out = Command::new(binary)
         .args(["--short", "--bin-dir"])
         .arg(bin_dir)
+        .arg("--lambda-dir")
+        .arg(zips.path())
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .output()
         .expect("beanswap-bench runs");
@@ -43,8 +70,9 @@ fn the_short_benchmark_runs_every_point_and_its_goals_hold() {
     }
     for (which, verdict) in [
         ("zero failed requests (0 failed)", "PASS"),
-        ("package under 128 MiB", "PASS"),
-        ("every other function under 40 MiB", "PASS"),
+        ("package under 128 MB", "PASS"),
+        ("every other function under 40 MB", "PASS"),
+        ("every zip under 6 MB", "PASS"),
         ("package faster than the scripted alternative", "PASS"),
         ("no loss of reaction time to failure", "PASS"),
     ] {

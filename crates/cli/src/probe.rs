@@ -3,9 +3,12 @@
 //! (there is nothing to take down yet); every one after does.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A request that has not answered by then is a failure.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One request's fate.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +39,8 @@ pub struct Summary {
 pub struct Probe {
     samples: Arc<Mutex<Vec<Sample>>>,
     stop: Arc<AtomicBool>,
+    /// Requests sent and not yet recorded.
+    in_flight: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
     pub started: Instant,
 }
@@ -45,22 +50,29 @@ impl Probe {
     pub fn start(router: SocketAddr, host: String, path: String, rate: u32) -> Probe {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+            .timeout(REQUEST_TIMEOUT)
             .build()
             .unwrap_or_default();
         let url = format!("http://{router}{path}");
         let task = {
-            let (samples, stop) = (samples.clone(), stop.clone());
+            let (samples, stop, in_flight) = (samples.clone(), stop.clone(), in_flight.clone());
             tokio::spawn(async move {
                 let mut tick =
                     tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
-                    let (http, url, host, samples) =
-                        (http.clone(), url.clone(), host.clone(), samples.clone());
+                    let (http, url, host, samples, in_flight) = (
+                        http.clone(),
+                        url.clone(),
+                        host.clone(),
+                        samples.clone(),
+                        in_flight.clone(),
+                    );
+                    in_flight.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
                         let at = started.elapsed();
                         let sent = Instant::now();
@@ -84,6 +96,7 @@ impl Probe {
                         if let Ok(mut s) = samples.lock() {
                             s.push(sample);
                         }
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
             })
@@ -91,6 +104,7 @@ impl Probe {
         Probe {
             samples,
             stop,
+            in_flight,
             task,
             started,
         }
@@ -106,12 +120,21 @@ impl Probe {
         summarize(&self.samples())
     }
 
-    /// Stops sending and waits for requests in flight (at most a few seconds).
+    /// Stops sending and waits for every request in flight to end (each ends within its timeout), so a
+    /// request hanging at the very end is counted as the failure it is.
     pub async fn stop(self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
-        let Probe { samples, task, .. } = self;
+        let Probe {
+            samples,
+            task,
+            in_flight,
+            ..
+        } = self;
         let _ = task.await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let waiting = Instant::now();
+        while in_flight.load(Ordering::SeqCst) > 0 && waiting.elapsed() < REQUEST_TIMEOUT * 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let mut s = samples.lock().map(|s| s.clone()).unwrap_or_default();
         s.sort_by_key(|x| x.at);
         s
