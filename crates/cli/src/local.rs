@@ -184,6 +184,15 @@ impl LocalCloud {
         )
     }
 
+    /// moto's Route 53, through the counting proxy like S3.
+    pub fn route53(&self, config: &aws_config::SdkConfig) -> aws_sdk_route53::Client {
+        aws_sdk_route53::Client::from_conf(
+            aws_sdk_route53::config::Builder::from(config)
+                .endpoint_url(self.proxy.endpoint())
+                .build(),
+        )
+    }
+
     pub fn beanstalk(&self, config: &aws_config::SdkConfig) -> aws_sdk_elasticbeanstalk::Client {
         beanstalk_client(config, &self.aws.endpoint())
     }

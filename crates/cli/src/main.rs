@@ -166,6 +166,10 @@ struct RunArgs {
     /// Use this running moto_server (S3, Route 53, e.g. http://127.0.0.1:5000) instead of starting one.
     #[arg(long)]
     moto_url: Option<String>,
+    /// Serve production on this custom domain (e.g. www.shop.test) through Route 53 on moto: a hosted
+    /// zone for its parent, HostedZoneId/DomainName set, SwapMode route53 unless weighted is asked for.
+    #[arg(long)]
+    domain: Option<String>,
 }
 
 /// `http://127.0.0.1:PORT` (or just `127.0.0.1:PORT`) as the address it names.
@@ -382,6 +386,7 @@ async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, 
                 .zip(args.router_url)
                 .map(|(endpoint, router)| RunningLocalAws { endpoint, router }),
         },
+        domain: args.domain,
     };
     // Ctrl-C (or SIGTERM, SIGHUP) ends the run; dropping it stops local-aws, moto and every app they
     // started, which a plain exit would leave running.

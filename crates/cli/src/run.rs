@@ -60,6 +60,8 @@ pub struct Settings {
     pub continuation_pause: Duration,
     /// Servers already running to use instead of starting moto and local-aws.
     pub endpoints: Endpoints,
+    /// Serve production on this custom domain through Route 53 (see [`serve_domain`]).
+    pub domain: Option<String>,
 }
 
 /// What a whole run (one or more deployments) measured.
@@ -175,6 +177,45 @@ pub fn cloud_options(launch_delay: Duration) -> Options {
     }
 }
 
+/// Production on a custom domain, as the template sets it up on AWS: a hosted zone for the domain's
+/// parent in moto's Route 53 (AWS accounts have theirs already), and the parameters HostedZoneId and
+/// DomainName pointing at it, with SwapMode route53 unless `weighted` was asked for. Swap then creates
+/// the domain's record on the first deployment and moves it on every later one; the router resolves the
+/// domain through those records, as DNS would.
+pub async fn serve_domain(
+    route53: &aws_sdk_route53::Client,
+    domain: &str,
+    parameters: &mut BTreeMap<String, String>,
+) -> Result<(), String> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let zone = match domain.split_once('.') {
+        Some((_, parent)) if parent.contains('.') => parent.to_string(),
+        _ => domain.clone(),
+    };
+    let created = route53
+        .create_hosted_zone()
+        .name(&zone)
+        .caller_reference(format!("beanswap-local-{}", uuid::Uuid::new_v4()))
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "create the hosted zone {zone}: {}",
+                beanswap_core::aws_error::describe(&e).1
+            )
+        })?;
+    let id = created
+        .hosted_zone()
+        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
+        .ok_or_else(|| format!("create the hosted zone {zone}: no zone in the answer"))?;
+    parameters.insert("HostedZoneId".into(), id);
+    parameters.insert("DomainName".into(), domain);
+    if parameters.get("SwapMode").map(String::as_str) != Some("weighted") {
+        parameters.insert("SwapMode".into(), "route53".into());
+    }
+    Ok(())
+}
+
 /// What the template creates that the local run does not: no database runs here, so the app is told of
 /// none (no `DATABASE_HOST`) rather than given a host that does not exist.
 pub const NOT_CREATED_LOCALLY: &[&str] = &["AWS::RDS::DBInstance", "AWS::SecretsManager::Secret"];
@@ -183,10 +224,9 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     ensure_binaries(&settings.root, &settings.bin_dir, ui)?;
     std::fs::create_dir_all(&settings.report_dir)
         .map_err(|e| format!("{}: {e}", settings.report_dir.display()))?;
-    let stack = Stack::load(&settings.template, &settings.parameters)
-        .map_err(|e| e.to_string())?
-        .without(NOT_CREATED_LOCALLY);
-    let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
+    // Checked before anything starts: a parameter CloudFormation would refuse ends the run at once.
+    let mut parameters = settings.parameters.clone();
+    Stack::load(&settings.template, &parameters).map_err(|e| e.to_string())?;
     let cloud = LocalCloud::start_using(
         &settings.root,
         cloud_options(settings.launch_delay),
@@ -205,15 +245,32 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         given(settings.endpoints.moto.is_some()),
     ));
     let config = cloud.sdk_config().await;
+    if let Some(domain) = &settings.domain {
+        serve_domain(&cloud.route53(&config), domain, &mut parameters).await?;
+        ui.line(&format!(
+            "production domain: {} (hosted zone {} in moto's Route 53)",
+            parameters["DomainName"], parameters["HostedZoneId"]
+        ));
+    }
+    let stack = Stack::load(&settings.template, &parameters)
+        .map_err(|e| e.to_string())?
+        .without(NOT_CREATED_LOCALLY);
+    let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
     let eb = cloud.beanstalk(&config);
     provision(&stack, &eb).await?;
 
-    let production = settings
-        .parameters
+    let production = parameters
         .get("ProductionCnamePrefix")
         .cloned()
         .unwrap_or_else(|| "shop-prod".into());
-    let host = format!("{production}.{}.elasticbeanstalk.com", template::REGION);
+    let domain = parameters
+        .get("DomainName")
+        .filter(|d| !d.is_empty())
+        .cloned();
+    // What users reach: the custom domain when there is one, else the production CNAME.
+    let host = domain
+        .clone()
+        .unwrap_or_else(|| format!("{production}.{}.elasticbeanstalk.com", template::REGION));
     let epoch = Instant::now();
     let probe = Probe::start(
         cloud.aws.router_addr(),
@@ -239,11 +296,7 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
             continuation_pause: settings.continuation_pause,
             action_timeout: Duration::from_secs(1800),
             log_dir: settings.report_dir.clone(),
-            domain: settings
-                .parameters
-                .get("DomainName")
-                .filter(|d| !d.is_empty())
-                .cloned(),
+            domain: domain.clone(),
         };
         let result = pipeline::run(&cloud, &options, ui, epoch).await;
         let failed = result.failure.is_some();

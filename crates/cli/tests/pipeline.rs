@@ -66,6 +66,7 @@ fn settings(sources: Vec<PathBuf>, extra: &[(&str, &str)], report: &Path) -> Set
         report_dir: report.to_path_buf(),
         continuation_pause: Duration::from_millis(200),
         endpoints: Endpoints::default(),
+        domain: None,
     }
 }
 
@@ -143,6 +144,73 @@ async fn get(router: SocketAddr, host: &str, path: &str) -> (u16, String) {
         .await
         .unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// With a custom domain the whole pipeline runs as it does on AWS with one: the hosted zone in moto's
+/// Route 53, swap creating the domain's record on the first deployment and moving it on the second,
+/// retire reading it to know production, and users (the probe) reaching production by the domain only.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_custom_domain_route53_carries_production_from_v1_to_v2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start().await;
+    let v1 = root().join("examples/app");
+    let v2 = run::changed_copy(&v1, tmp.path(), "v2\n").unwrap();
+    let ui = Ui { json: true };
+    let mut settings = settings(vec![v1, v2], &[], tmp.path());
+    settings.endpoints = cloud.endpoints();
+    settings.domain = Some("www.shop.test".into());
+    let outcome = run::run(&settings, &ui).await.unwrap();
+    let report = &outcome.report;
+    for r in &outcome.runs {
+        assert!(r.failure.is_none(), "{:?}\n{report}", r.failure);
+    }
+    assert_eq!(outcome.probe.failures, 0, "{report}");
+    assert!(outcome.probe.requests > 20, "{report}");
+    let (first, second) = (&outcome.runs[0].variables, &outcome.runs[1].variables);
+    assert_eq!(first["Swap.Mode"], "route53");
+    assert_eq!(second["Swap.Mode"], "route53");
+    assert_eq!(
+        second["Swap.PreviousEnvironmentName"], first["Stage.EnvironmentName"],
+        "{report}"
+    );
+    // The domain serves v2; the record is an alias to v2's environment.
+    let (status, body) = get(cloud.aws.router_addr(), "www.shop.test", "/version").await;
+    assert_eq!(
+        (status, body.trim()),
+        (200, second["SourceVariables.CommitId"].as_str())
+    );
+    let route53 = test_support::clients::route53(&cloud.moto.endpoint());
+    let zones = route53.list_hosted_zones().send().await.unwrap();
+    let zone = zones
+        .hosted_zones()
+        .iter()
+        .find(|z| z.name() == "shop.test.")
+        .expect("the local run made the domain's zone");
+    let records = route53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone.id())
+        .send()
+        .await
+        .unwrap();
+    let alias = records
+        .resource_record_sets()
+        .iter()
+        .find(|r| r.name() == "www.shop.test.")
+        .and_then(|r| r.alias_target())
+        .expect("an alias record for the domain");
+    assert_eq!(
+        alias.dns_name().trim_end_matches('.'),
+        second["Stage.Cname"],
+        "the domain points at v2's environment"
+    );
+    // Route 53 was really used: by swap (records, changes) and retire (reading production).
+    let route53_calls: u64 = outcome
+        .calls
+        .iter()
+        .filter(|(op, _)| op.starts_with("Route53."))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(route53_calls >= 4, "{:?}", outcome.calls);
 }
 
 #[tokio::test(flavor = "multi_thread")]
