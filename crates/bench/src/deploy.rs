@@ -55,18 +55,6 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     let root = &config.root;
     let v1 = root.join("examples/app");
     let v2 = beanswap_cli::run::changed_copy(&v1, work, "second release\n")?;
-    let stack = Stack::load(
-        &root.join("pipeline-template.json"),
-        &beanswap_cli::run::local_parameters(),
-    )
-    .map_err(|e| e.to_string())?;
-    let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
-    let functions: BTreeMap<String, String> = pipeline_def
-        .stages
-        .iter()
-        .flat_map(|s| s.actions.iter())
-        .filter_map(|a| Some((a.name.clone(), a.function.clone()?)))
-        .collect();
     let ui = Ui { json: false };
     crate::progress(&format!(
         "deployments: local cloud with a {} launch delay",
@@ -80,6 +68,24 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     .await
     .map_err(|e| e.to_string())?;
     let sdk = cloud.sdk_config().await;
+    let mut parameters = beanswap_cli::run::local_parameters();
+    if let Some(domain) = &config.domain {
+        beanswap_cli::run::serve_domain(&cloud.route53(&sdk), domain, &mut parameters).await?;
+    }
+    let stack = Stack::load(&root.join("pipeline-template.json"), &parameters)
+        .map_err(|e| e.to_string())?
+        .without(beanswap_cli::run::NOT_CREATED_LOCALLY);
+    let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
+    let functions: BTreeMap<String, String> = pipeline_def
+        .stages
+        .iter()
+        .flat_map(|s| s.actions.iter())
+        .filter_map(|a| Some((a.name.clone(), a.function.clone()?)))
+        .collect();
+    let domain = parameters
+        .get("DomainName")
+        .filter(|d| !d.is_empty())
+        .cloned();
     beanswap_cli::run::provision(&stack, &cloud.beanstalk(&sdk)).await?;
     // Beanstalk's own bucket, which package defaults to: AWS creates it on an account's first use of
     // Beanstalk (CreateStorageLocation); the local cloud has none until someone does.
@@ -98,7 +104,10 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
             .collect(),
         Duration::from_millis(20),
     );
-    let production = format!("shop-prod.{}.elasticbeanstalk.com", template::REGION);
+    // Users reach production by the custom domain when there is one.
+    let production = domain
+        .clone()
+        .unwrap_or_else(|| format!("shop-prod.{}.elasticbeanstalk.com", template::REGION));
     let epoch = Instant::now();
     let probe = Probe::start(
         cloud.aws.router_addr(),
@@ -120,7 +129,7 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
             json: false,
             continuation_pause: config.continuation_pause,
             action_timeout: Duration::from_secs(1800),
-            domain: None,
+            domain: domain.clone(),
             log_dir: std::env::temp_dir(),
         };
         let run = pipeline::run(&cloud, &options, &ui, epoch).await;
@@ -152,6 +161,14 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
         samples,
         peaks_kib,
     })
+}
+
+/// How production moves in this run.
+fn swap_mode(config: &Config) -> String {
+    match &config.domain {
+        Some(domain) => format!("route53 swap of {domain}"),
+        None => "Beanstalk CNAME swap".into(),
+    }
 }
 
 fn service(operation: &str) -> &str {
@@ -207,8 +224,9 @@ pub fn calls_table(
     header.extend(["total", "waited s"]);
     let mut table = Table::new(
         &format!(
-            "5. API calls per deployment (launch delay {}, measured on local-aws + moto)",
-            humantime::format_duration(config.launch_delay)
+            "5. API calls per deployment (launch delay {}, {}, measured on local-aws + moto)",
+            humantime::format_duration(config.launch_delay),
+            swap_mode(config)
         ),
         &header,
     );
@@ -338,8 +356,9 @@ pub fn calls_table(
 pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table {
     let mut table = Table::new(
         &format!(
-            "6. Downtime: a steady {} req/s on the production URL through the deployments",
-            config.probe_rate
+            "6. Downtime: a steady {} req/s on the production URL through the deployments ({})",
+            config.probe_rate,
+            swap_mode(config)
         ),
         &["window", "requests", "failed", "max latency ms", "swaps"],
     );

@@ -52,6 +52,10 @@ struct Args {
     /// How long "CodePipeline" waits before invoking a continuation (default 1s, 200ms with --short).
     #[arg(long, value_parser = humantime::parse_duration)]
     continuation_pause: Option<Duration>,
+    /// Serve production on this custom domain through Route 53 (as `beanswap demo --domain`), so points 5
+    /// and 6 measure route53 swaps; the Beanstalk CNAME swap without it.
+    #[arg(long)]
+    domain: Option<String>,
     /// Only these points (e.g. `--only 1,2`); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
@@ -69,6 +73,7 @@ pub struct Config {
     pub reaction_launch: Duration,
     pub probe_rate: u32,
     pub continuation_pause: Duration,
+    pub domain: Option<String>,
 }
 
 pub fn progress(message: &str) {
@@ -178,6 +183,7 @@ async fn run(args: Args, root: PathBuf) -> ExitCode {
         } else {
             Duration::from_secs(1)
         }),
+        domain: args.domain.clone(),
     };
     let wants = |n: u8| args.only.is_empty() || args.only.contains(&n);
 

@@ -49,6 +49,8 @@ fn the_short_benchmark_runs_every_point_and_its_goals_hold() {
         .arg(bin_dir)
         .arg("--lambda-dir")
         .arg(zips.path())
+        // Through Route 53, so every service of point 5 is exercised (the CLI's tests cover CNAME swaps).
+        .args(["--domain", "www.shop.test"])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .output()
         .expect("beanswap-bench runs");
@@ -90,11 +92,25 @@ fn the_short_benchmark_runs_every_point_and_its_goals_hold() {
         .filter(|l| l.starts_with("| ") && l.trim_end().ends_with("yes |"))
         .count();
     assert!(reported >= 7, "{stdout}");
-    // The v1 -> v2 deployment's calls were counted, by service.
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("| #2 v1 -> v2") && l.contains("beanswap (measured)")),
-        "{stdout}"
-    );
+    // The v1 -> v2 deployment's calls were counted, by service, Route 53's among them.
+    let measured = stdout
+        .lines()
+        .find(|l| l.starts_with("| #2 v1 -> v2") && l.contains("beanswap (measured)"))
+        .unwrap_or_else(|| panic!("no measured v1 -> v2 row:\n{stdout}"));
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("| deployment") && l.contains("Route53"))
+        .unwrap_or_else(|| panic!("no calls header:\n{stdout}"));
+    let column = header
+        .split('|')
+        .position(|c| c.trim() == "Route53")
+        .unwrap();
+    let route53: u64 = measured
+        .split('|')
+        .nth(column)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(route53 > 0, "{measured}");
 }
