@@ -804,12 +804,28 @@ fn empty_calls(text: &str) -> BTreeSet<String> {
     re.captures_iter(text).map(|c| c[1].to_string()).collect()
 }
 
+/// The triple rustc builds for by default: the platform whose dependencies the build downloaded.
+fn host_triple() -> String {
+    let out = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap_or_else(|| panic!("no `host:` line in `rustc -vV`: {text}"))
+        .to_string()
+}
+
 /// Every operation of the AWS SDK crates the functions use, read from their sources (`src/client/<op>.rs`)
-/// as `cargo metadata` locates them.
+/// as `cargo metadata` locates them. Filtered to the host platform: offline, cargo has only the packages
+/// the build downloaded, and a fresh machine lacks other platforms' (Windows-only crates, for one).
 fn sdk_operations() -> BTreeSet<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let host = host_triple();
     let out = std::process::Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        .args(["--filter-platform", &host])
         .current_dir(root())
         .output()
         .unwrap();
