@@ -2,8 +2,10 @@
 //! flattening (everything under one top-level folder), against `aws s3 cp` + `unzip` + `zip -r` +
 //! `aws s3 cp` + `aws elasticbeanstalk create-application-version` on the same bundle, same local S3.
 
-use std::io::Write;
+use std::cell::Cell;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -64,13 +66,47 @@ fn text(rng: &mut Rng, size: usize) -> Vec<u8> {
     out
 }
 
-/// A bundle of about `bytes` under one top-level folder, as `zip -r` of a build directory gives it:
-/// a Procfile, half the size as source-like files (Deflated, 64 KiB each before compression... and
-/// far more of them), half as already-compressed assets (Stored, 4 MiB each).
+/// The file a bundle is written to, remembering how far into it the writes reached: how much
+/// text compresses to is only known once it is written, and the bundle must still come out at its size.
+struct Reach<W> {
+    inner: W,
+    position: u64,
+    furthest: Rc<Cell<u64>>,
+}
+
+impl<W: Write> Write for Reach<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.position += n as u64;
+        self.furthest.set(self.furthest.get().max(self.position));
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Seek> Seek for Reach<W> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.position = self.inner.seek(to)?;
+        Ok(self.position)
+    }
+}
+
+/// A bundle of at least `bytes` (past it by the zip's central directory) under one top-level folder,
+/// as `zip -r` of a build directory gives it: a Procfile, half the size as source-like files
+/// (Deflated, 256 KiB each before compression), the rest as already-compressed assets (Stored, up to
+/// 4 MiB each, the last one cut to land on the size).
 pub fn write_bundle(path: &Path, bytes: u64) -> Result<u64, String> {
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     let file = std::fs::File::create(path).map_err(|e| err(&e))?;
-    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let written = Rc::new(Cell::new(0));
+    let mut zip = zip::ZipWriter::new(Reach {
+        inner: std::io::BufWriter::new(file),
+        position: 0,
+        furthest: Rc::clone(&written),
+    });
     let deflated = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
     let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -78,25 +114,23 @@ pub fn write_bundle(path: &Path, bytes: u64) -> Result<u64, String> {
         .map_err(|e| err(&e))?;
     zip.write_all(b"web: python app.py\n")
         .map_err(|e| err(&e))?;
-    let mut written: u64 = 0;
     let mut i = 0;
-    // Source files: text compresses about 4:1, so write four times the half share uncompressed.
-    while written < bytes / 2 {
+    while written.get() < bytes / 2 {
         let body = text(&mut rng, 256 * 1024);
         zip.start_file(format!("{TOP}src/module_{i:05}.py"), deflated)
             .map_err(|e| err(&e))?;
         zip.write_all(&body).map_err(|e| err(&e))?;
-        written += body.len() as u64 / 4;
         i += 1;
     }
     let mut block = vec![0u8; (4 * MIB) as usize];
     let mut j = 0;
-    while written < bytes {
-        rng.fill(&mut block);
+    while written.get() < bytes {
+        let left = usize::try_from(bytes - written.get()).unwrap_or(usize::MAX);
+        let block = &mut block[..left.min(4 * MIB as usize)];
+        rng.fill(block);
         zip.start_file(format!("{TOP}static/asset_{j:04}.bin"), stored)
             .map_err(|e| err(&e))?;
-        zip.write_all(&block).map_err(|e| err(&e))?;
-        written += block.len() as u64;
+        zip.write_all(block).map_err(|e| err(&e))?;
         j += 1;
     }
     zip.finish().map_err(|e| err(&e))?;
@@ -381,4 +415,38 @@ async fn run_inner(config: &Config, work: &Path, table: &mut Table) -> Result<Pa
         ours.summary.lines().next().unwrap_or_default()
     ));
     Ok(ours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundle_comes_out_at_its_size_with_everything_under_one_folder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bundle.zip");
+        let asked = 4 * MB;
+        let bytes = write_bundle(&path, asked).expect("bundle written");
+        // At least the size asked, past it by no more than the central directory and a header.
+        assert!(bytes >= asked, "{bytes} < {asked}");
+        assert!(bytes < asked + asked / 100, "{bytes} is far past {asked}");
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(&path).expect("open")).expect("zip");
+        let names: Vec<String> = zip.file_names().map(str::to_string).collect();
+        assert!(names.iter().all(|n| n.starts_with(TOP)), "{names:?}");
+        assert!(
+            names.iter().any(|n| n.ends_with(".py")) && names.iter().any(|n| n.ends_with(".bin"))
+        );
+        let mut stored = 0;
+        for i in 0..zip.len() {
+            let entry = zip.by_index(i).expect("entry");
+            if entry.compression() == CompressionMethod::Stored {
+                stored += entry.compressed_size();
+            }
+        }
+        // The incompressible half really is about half.
+        assert!(
+            stored > asked * 2 / 5 && stored < asked * 3 / 5,
+            "stored {stored} of {bytes}"
+        );
+    }
 }
