@@ -360,7 +360,13 @@ pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table 
             config.probe_rate,
             swap_mode(config)
         ),
-        &["window", "requests", "failed", "max latency ms", "swaps"],
+        &[
+            "window",
+            "requests",
+            "failed",
+            "max latency ms",
+            "swap actions",
+        ],
     );
     let demo = match demo {
         Ok(d) => d,
