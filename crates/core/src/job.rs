@@ -99,13 +99,23 @@ impl fmt::Debug for ArtifactCredentials {
     }
 }
 
+/// `root` and the path serde_path_to_error found below it, as a person would write it: its path of the
+/// object itself is `.`, which would read `CodePipeline.job..`.
+fn field_path(root: &str, below: &str) -> String {
+    match below.trim_start_matches('.') {
+        "" => root.to_string(),
+        rest if rest.starts_with('[') => format!("{root}{rest}"),
+        rest => format!("{root}.{rest}"),
+    }
+}
+
 impl Job {
     /// Parses and validates a Lambda payload.
     pub fn from_event(event: &serde_json::Value) -> Result<Self, EventError> {
         let raw = event.get("CodePipeline.job").ok_or(EventError::NotAJob)?;
         let wire: wire::Job =
             serde_path_to_error::deserialize(raw).map_err(|e| EventError::Malformed {
-                path: format!("CodePipeline.job.{}", e.path()),
+                path: field_path("CodePipeline.job", &e.path().to_string()),
                 reason: e.inner().to_string(),
             })?;
         Self::validate(wire)
@@ -381,7 +391,10 @@ mod tests {
 
         let cases: Vec<(serde_json::Value, &str)> = vec![
             (json!({"Records": []}), "no \"CodePipeline.job\" object"),
-            (no_data, "missing field `data`"),
+            (
+                no_data,
+                "malformed at `CodePipeline.job`: missing field `data`",
+            ),
             (
                 bad_artifact,
                 "CodePipeline.job.data.inputArtifacts[0].location.s3Location.bucketName",
@@ -394,7 +407,18 @@ mod tests {
         for (event, expected) in cases {
             let err = Job::from_event(&event).unwrap_err().to_string();
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+            assert!(!err.contains(".."), "a path reads as words: {err}");
         }
+    }
+
+    #[test]
+    fn field_paths_read_as_written() {
+        assert_eq!(field_path("CodePipeline.job", "."), "CodePipeline.job");
+        assert_eq!(
+            field_path("CodePipeline.job", "data.x"),
+            "CodePipeline.job.data.x"
+        );
+        assert_eq!(field_path("CodePipeline.job", "[0]"), "CodePipeline.job[0]");
     }
 
     #[test]

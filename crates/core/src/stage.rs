@@ -237,7 +237,12 @@ pub fn from_millis(ms: u64) -> SystemTime {
 }
 
 /// The result of staging, for output variables.
-fn succeeded(env: &Environment, live: Option<&str>, note: &str) -> Outcome<State> {
+fn succeeded(env: &Environment, live: Option<&str>) -> Outcome<State> {
+    let note = if live == Some(env.name.as_str()) {
+        "; it already serves production, so there is nothing to swap"
+    } else {
+        ""
+    };
     Outcome::succeeded(format!(
         "{} is Ready and {} with version {} at {}{note}",
         env.name,
@@ -277,28 +282,32 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
                 existing.name, plan.version_label
             )));
         }
-        if live.as_ref().is_some_and(|l| l.id == existing.id) {
-            return Ok(succeeded(
-                existing,
-                Some(&existing.name),
-                "; this version already serves production, nothing to stage",
-            ));
-        }
+        // It holds production when an earlier invocation launched the first environment on the
+        // production CNAME, or when this version is already live. Either way it is judged like an
+        // environment this invocation created: polled until it is Ready with the health gate, or its
+        // launch fails (a retry after a crash, or a Retry pressed after a Red verdict, must never
+        // pass an environment that is still Launching, or Red, off as staged).
+        let holds_production = live.as_ref().is_some_and(|l| l.id == existing.id);
         // The earlier invocation, cloning the live configuration, made the configuration template
         // before CreateEnvironment and may have died before deleting it: remember it so the end of
         // staging deletes it like any clone's (cleanup tolerates its absence).
-        let template = (live.is_some() && plan.clone_live).then(|| clone_template_name(plan));
+        let template = (live.is_some() && plan.clone_live && !holds_production)
+            .then(|| clone_template_name(plan));
         return Ok(Outcome::InProgress {
             summary: format!(
-                "{} for version {} already exists (an earlier invocation created it); waiting for it",
-                existing.name, plan.version_label
+                "{} for version {} already exists (an earlier invocation created it{}); it is {} / {}, checking it like a new launch",
+                existing.name,
+                plan.version_label,
+                if holds_production { ", and it holds production" } else { "" },
+                existing.status,
+                existing.health
             ),
             percent: 10,
             state: State {
                 env_id: existing.id.clone(),
                 env_name: existing.name.clone(),
                 live: live.map(|l| l.name),
-                cursor_ms: existing.created.map(millis).unwrap_or_else(|| millis(started)),
+                cursor_ms: adopted_cursor(existing, &tags, plan, started),
                 started_ms: millis(started),
                 attempt: 0,
                 template,
@@ -435,6 +444,28 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
     })
 }
 
+/// Where an adopted environment's events are read from. An environment this pipeline execution made
+/// (a Lambda retry, or Retry pressed on the failed action: both keep the execution id) is judged on
+/// every event since its creation, so an ERROR the earlier invocation saw fails this one too. One an
+/// earlier execution made (the version is being staged again, perhaps long after) is judged on what
+/// happens from now: its launch's events are history, not this deployment's.
+fn adopted_cursor(
+    existing: &Environment,
+    tags: &BTreeMap<String, String>,
+    plan: &Plan,
+    now: SystemTime,
+) -> u64 {
+    let made_by_another_execution =
+        match (&plan.pipeline_execution, tags.get(TAG_PIPELINE_EXECUTION)) {
+            (Some(ours), Some(theirs)) => ours != theirs,
+            _ => false,
+        };
+    match existing.created {
+        Some(created) if !made_by_another_execution => millis(created),
+        _ => millis(now).saturating_sub(1000),
+    }
+}
+
 /// The configuration template a clone is launched from: one per new environment, deleted once
 /// staging ends.
 fn clone_template_name(plan: &Plan) -> String {
@@ -490,7 +521,7 @@ pub async fn resume(
             match assess(&env, &events, &plan.health, elapsed, plan.timeout) {
                 Verdict::Healthy => {
                     cleanup_template(eb, plan, &state).await;
-                    return Ok(succeeded(&env, state.live.as_deref(), ""));
+                    return Ok(succeeded(&env, state.live.as_deref()));
                 }
                 Verdict::Failed(reason) => {
                     return Err(fail(eb, plan, &state, &env, &reason).await);
@@ -709,6 +740,50 @@ mod tests {
                 env.status, env.health
             );
         }
+    }
+
+    #[test]
+    fn an_adopted_environment_is_judged_on_this_executions_events_only() {
+        let created = UNIX_EPOCH + Duration::from_secs(1_000);
+        let now = UNIX_EPOCH + Duration::from_secs(5_000);
+        let existing = Environment {
+            created: Some(created),
+            ..env("Launching", "Grey")
+        };
+        let plan = |execution: Option<&str>| Plan {
+            application: "shop".into(),
+            version_label: "v2".into(),
+            production_cname: Some("shop-prod".into()),
+            production_environment: None,
+            environment_name: "shop-abc".into(),
+            first_source: None,
+            clone_live: true,
+            option_settings: vec![],
+            tags: BTreeMap::new(),
+            pipeline_execution: execution.map(str::to_string),
+            health: "Green".into(),
+            timeout: Duration::from_secs(1800),
+            on_failure: OnFailure::Keep,
+            poll_budget: Duration::from_secs(120),
+        };
+        let tagged = |execution: &str| {
+            BTreeMap::from([(TAG_PIPELINE_EXECUTION.to_string(), execution.to_string())])
+        };
+        // Made by this execution (a retry): every event since its creation counts.
+        assert_eq!(
+            adopted_cursor(&existing, &tagged("exec-1"), &plan(Some("exec-1")), now),
+            millis(created)
+        );
+        // Unknown execution: the conservative reading, since creation.
+        assert_eq!(
+            adopted_cursor(&existing, &BTreeMap::new(), &plan(None), now),
+            millis(created)
+        );
+        // Made by an earlier execution: its launch is history; judged from now.
+        assert_eq!(
+            adopted_cursor(&existing, &tagged("exec-0"), &plan(Some("exec-1")), now),
+            millis(now) - 1000
+        );
     }
 
     #[test]

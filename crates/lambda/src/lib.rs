@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use beanswap_core::report::Reporter;
+use beanswap_core::report::{ReportError, Reporter};
 use beanswap_core::runner::{Action, Runner};
-use lambda_runtime::{service_fn, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 
 /// lambda_runtime's error type, so functions need no direct dependency on it.
 pub use lambda_runtime::Error;
@@ -71,6 +71,16 @@ pub fn init_logging() {
     let _ = result;
 }
 
+/// What Lambda records for an invocation whose job could not be reported (the runner reports every
+/// other failure to CodePipeline itself). lambda_runtime's default names the error by its Rust type
+/// (`beanswap_core::report::ReportError`), which tells a person reading the Lambda console nothing.
+pub fn diagnostic(e: ReportError) -> Diagnostic {
+    Diagnostic {
+        error_type: "JobNotReported".into(),
+        error_message: e.to_string(),
+    }
+}
+
 /// The whole `main` of a function: logging, SDK config and clients once per cold start, then the Lambda
 /// event loop. `make` builds the action from the shared SDK config.
 pub async fn run<A, F>(make: F) -> Result<(), Error>
@@ -90,8 +100,30 @@ where
                 .handle(event.payload, deadline)
                 .await
                 .map(|_| serde_json::Value::Null)
-                .map_err(lambda_runtime::Error::from)
+                .map_err(diagnostic)
         }
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreported_job_reads_as_words_in_lambdas_console() {
+        let d = diagnostic(ReportError {
+            job_id: "11111111-abcd-1111-abcd-111111abcdef".into(),
+            reason: "AccessDeniedException: not authorized".into(),
+        });
+        assert_eq!(d.error_type, "JobNotReported");
+        assert!(!d.error_type.contains("::"));
+        assert!(
+            d.error_message
+                .contains("could not report job 11111111-abcd-1111-abcd-111111abcdef")
+                && d.error_message.contains("not authorized"),
+            "{}",
+            d.error_message
+        );
+    }
 }

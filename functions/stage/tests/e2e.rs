@@ -734,3 +734,92 @@ async fn events_since_a_cursor_are_read_in_full_page_by_page() {
     let newest = eb.events_since(&id, None, 1).await.unwrap();
     assert_eq!(newest, all[all.len() - 1..]);
 }
+
+/// Invokes the function once with a fresh job (no continuation token), as a Lambda retry of the first
+/// invocation or a Retry pressed in CodePipeline does, and returns what it reported.
+async fn invoke_once(bed: &Bed, f: &mut Function, user_parameters: &str) -> serde_json::Value {
+    let event = test_support::job_event(user_parameters);
+    let id = event["CodePipeline.job"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    f.invoke(event).await.unwrap();
+    bed.local
+        .job_results()
+        .into_iter()
+        .find(|r| r.job_id == id)
+        .unwrap_or_else(|| panic!("job {id} reported nothing"))
+        .request
+}
+
+/// A first deployment's environment holds the production CNAME from the moment it is created. A retry
+/// that finds it still Launching must wait for it like a new launch, never call it staged (issue 16.1).
+#[tokio::test]
+async fn a_retry_adopting_a_first_environment_that_is_still_launching_waits_for_it() {
+    let bed = Bed::start(Options {
+        launch_delay: Duration::from_secs(3),
+        ..Options::default()
+    })
+    .await;
+    let mut f = function(&bed).await;
+    bed.version("v1", test_support::app_bundle("v1", &[])).await;
+    let first = invoke_once(&bed, &mut f, &params("v1", "")).await;
+    assert!(first["continuationToken"].is_string(), "{first}");
+    let name = environment_name("{app}-{id}", "shop", "v1");
+    assert_eq!(
+        describe(&bed, &name).await.status().unwrap().as_str(),
+        "Launching"
+    );
+
+    // The retry: same parameters, no token. It must hand over, not succeed.
+    let retry = invoke_once(&bed, &mut f, &params("v1", "")).await;
+    assert!(
+        retry["continuationToken"].is_string(),
+        "a Launching environment was reported as staged: {retry}"
+    );
+    let summary = retry["executionDetails"]["summary"].as_str().unwrap();
+    assert!(summary.contains("Launching"), "{summary}");
+    assert!(!summary.contains("Ready"), "{summary}");
+
+    // Driven to its end, it succeeds once the launch is really Ready and Green.
+    let run = bed.drive(&mut f, &params("v1", ""), 50).await;
+    assert!(run.succeeded(), "{:?}", run.last().request);
+    assert!(
+        run.summary().contains("is Ready and Green"),
+        "{}",
+        run.summary()
+    );
+    assert_eq!(
+        describe(&bed, &name).await.status().unwrap().as_str(),
+        "Ready"
+    );
+}
+
+/// A first deployment that failed on Red health leaves its environment on the production CNAME. A retry
+/// must fail the same way, not report the broken environment as staged (issue 16.1).
+#[tokio::test]
+async fn a_retry_after_a_red_first_deployment_fails_again() {
+    let bed = Bed::start(Options::default()).await;
+    let mut f = function(&bed).await;
+    bed.version(
+        "broken",
+        test_support::app_bundle(
+            "broken",
+            &[(
+                "Procfile",
+                "web: echo 'no module named shopdb' >&2; exit 1\n",
+            )],
+        ),
+    )
+    .await;
+    let p = params("broken", "");
+    let run = bed.drive(&mut f, &p, 50).await;
+    assert_eq!(run.failure_type(), "JobFailed");
+    let run = bed.drive(&mut f, &p, 50).await;
+    let message = run.failure();
+    assert!(
+        message.contains("Staging version broken failed"),
+        "{message}"
+    );
+    assert!(message.contains("no module named shopdb"), "{message}");
+}
