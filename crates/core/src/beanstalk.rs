@@ -13,7 +13,7 @@ use aws_sdk_elasticbeanstalk::primitives::DateTime;
 use aws_sdk_elasticbeanstalk::types::{EnvironmentDescription, EventDescription};
 use aws_sdk_elasticbeanstalk::Client;
 
-use crate::runner::ActionError;
+use crate::aws_error::{AwsError, HttpStatus, Service};
 
 /// Tags beanswap puts on the environments it creates; retire only ever considers environments with them.
 pub const TAG_APPLICATION: &str = "beanswap:application";
@@ -23,57 +23,15 @@ pub const TAG_VERSION: &str = "beanswap:version";
 /// counts from it.
 pub const TAG_OUT_OF_SERVICE_SINCE: &str = "beanswap:out-of-service-since";
 
-/// A failed Beanstalk call, worded for a pipeline console.
-#[derive(Debug, thiserror::Error)]
-#[error("Elastic Beanstalk {operation} failed: {message}")]
-pub struct BeanstalkError {
-    pub operation: &'static str,
-    /// The AWS error code (`InvalidParameterValue`, `Throttling`, ...), when AWS gave one.
-    pub code: Option<String>,
-    pub message: String,
-}
-
-impl BeanstalkError {
-    fn from_sdk<E, R>(
-        operation: &'static str,
-        e: aws_sdk_elasticbeanstalk::error::SdkError<E, R>,
-    ) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
-        let (code, message) = crate::aws_error::describe(&e);
-        BeanstalkError {
-            operation,
-            code,
-            message,
-        }
-    }
-
-    /// Beanstalk's answer to an operation on an environment that is busy (Launching, Updating,
-    /// Terminating): the same code as a bad parameter, told apart by its message.
-    pub fn is_invalid_state(&self) -> bool {
-        self.code.as_deref() == Some("InvalidParameterValue")
-            && self.message.contains("invalid state")
-    }
-}
-
-impl From<BeanstalkError> for ActionError {
-    fn from(e: BeanstalkError) -> Self {
-        match e.code.as_deref() {
-            code if crate::aws_error::is_permission_denied(code) => {
-                ActionError::new(crate::FailureKind::PermissionError, e.to_string())
-            }
-            // "Environment ... is in an invalid state for this operation. Must be Ready.": a moment's
-            // state of the environment (someone else is updating it), not the pipeline's setup.
-            Some("InvalidParameterValue") if e.is_invalid_state() => {
-                ActionError::failed(e.to_string())
-            }
-            // Any other parameter Beanstalk refuses is almost always the pipeline's configuration.
-            Some("InvalidParameterValue") => ActionError::config(e.to_string()),
-            _ => ActionError::failed(e.to_string()),
-        }
-    }
+fn eb_error<E, R>(
+    operation: &'static str,
+    e: aws_sdk_elasticbeanstalk::error::SdkError<E, R>,
+) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
+{
+    AwsError::from_sdk(Service::ElasticBeanstalk, operation, e)
 }
 
 /// An environment, reduced to what the actions decide on.
@@ -217,7 +175,7 @@ impl Beanstalk {
     async fn live_descriptions(
         &self,
         application: &str,
-    ) -> Result<Vec<EnvironmentDescription>, BeanstalkError> {
+    ) -> Result<Vec<EnvironmentDescription>, AwsError> {
         let mut out: Vec<EnvironmentDescription> = vec![];
         let mut token: Option<String> = None;
         loop {
@@ -229,7 +187,7 @@ impl Beanstalk {
                 .set_next_token(token.clone())
                 .send()
                 .await
-                .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
+                .map_err(|e| eb_error("DescribeEnvironments", e))?;
             out.extend(page.environments().iter().cloned());
             token = page.next_token().map(str::to_string);
             if token.is_none() {
@@ -241,10 +199,7 @@ impl Beanstalk {
     }
 
     /// The application's environments that are not terminated, following every page.
-    pub async fn environments(
-        &self,
-        application: &str,
-    ) -> Result<Vec<Environment>, BeanstalkError> {
+    pub async fn environments(&self, application: &str) -> Result<Vec<Environment>, AwsError> {
         Ok(self
             .live_descriptions(application)
             .await?
@@ -254,7 +209,7 @@ impl Beanstalk {
     }
 
     /// An environment by id, terminated ones included (to see a launch that ended in Terminated).
-    pub async fn environment(&self, id: &str) -> Result<Option<Environment>, BeanstalkError> {
+    pub async fn environment(&self, id: &str) -> Result<Option<Environment>, AwsError> {
         Ok(self
             .description_by_id(id)
             .await?
@@ -266,7 +221,7 @@ impl Beanstalk {
     async fn description_by_id(
         &self,
         id: &str,
-    ) -> Result<Option<EnvironmentDescription>, BeanstalkError> {
+    ) -> Result<Option<EnvironmentDescription>, AwsError> {
         let page = self
             .client
             .describe_environments()
@@ -274,7 +229,7 @@ impl Beanstalk {
             .include_deleted(true)
             .send()
             .await
-            .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
+            .map_err(|e| eb_error("DescribeEnvironments", e))?;
         Ok(page.environments().first().cloned())
     }
 
@@ -283,7 +238,7 @@ impl Beanstalk {
         &self,
         application: &str,
         name: &str,
-    ) -> Result<Option<Environment>, BeanstalkError> {
+    ) -> Result<Option<Environment>, AwsError> {
         let page = self
             .client
             .describe_environments()
@@ -292,7 +247,7 @@ impl Beanstalk {
             .include_deleted(false)
             .send()
             .await
-            .map_err(|e| BeanstalkError::from_sdk("DescribeEnvironments", e))?;
+            .map_err(|e| eb_error("DescribeEnvironments", e))?;
         Ok(page
             .environments()
             .iter()
@@ -306,7 +261,7 @@ impl Beanstalk {
         &self,
         application: &str,
         production_cname: &str,
-    ) -> Result<Option<Environment>, BeanstalkError> {
+    ) -> Result<Option<Environment>, AwsError> {
         Ok(self
             .environments(application)
             .await?
@@ -323,7 +278,7 @@ impl Beanstalk {
         environment_id: &str,
         since: Option<SystemTime>,
         max: i32,
-    ) -> Result<Vec<Event>, BeanstalkError> {
+    ) -> Result<Vec<Event>, AwsError> {
         /// Far beyond any burst between two polls; only a misbehaving endpoint repeats tokens forever.
         const MAX_PAGES: usize = 50;
         let mut events: Vec<Event> = vec![];
@@ -341,7 +296,7 @@ impl Beanstalk {
             let page = request
                 .send()
                 .await
-                .map_err(|e| BeanstalkError::from_sdk("DescribeEvents", e))?;
+                .map_err(|e| eb_error("DescribeEvents", e))?;
             events.extend(page.events().iter().filter_map(Event::from_sdk));
             token = page.next_token().map(str::to_string);
             if since.is_none() || token.is_none() {
@@ -352,14 +307,14 @@ impl Beanstalk {
         Ok(events)
     }
 
-    pub async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, BeanstalkError> {
+    pub async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
         let out = self
             .client
             .list_tags_for_resource()
             .resource_arn(arn)
             .send()
             .await
-            .map_err(|e| BeanstalkError::from_sdk("ListTagsForResource", e))?;
+            .map_err(|e| eb_error("ListTagsForResource", e))?;
         Ok(out
             .resource_tags()
             .iter()
@@ -372,7 +327,7 @@ impl Beanstalk {
             .collect())
     }
 
-    pub async fn set_tags(&self, arn: &str, tags: &[(&str, String)]) -> Result<(), BeanstalkError> {
+    pub async fn set_tags(&self, arn: &str, tags: &[(&str, String)]) -> Result<(), AwsError> {
         let mut request = self.client.update_tags_for_resource().resource_arn(arn);
         for (key, value) in tags {
             request = request.tags_to_add(
@@ -385,12 +340,12 @@ impl Beanstalk {
         request
             .send()
             .await
-            .map_err(|e| BeanstalkError::from_sdk("UpdateTagsForResource", e))?;
+            .map_err(|e| eb_error("UpdateTagsForResource", e))?;
         Ok(())
     }
 
     /// Removes tags by key (keys the resource does not have are ignored by Beanstalk).
-    pub async fn remove_tags(&self, arn: &str, keys: &[&str]) -> Result<(), BeanstalkError> {
+    pub async fn remove_tags(&self, arn: &str, keys: &[&str]) -> Result<(), AwsError> {
         let mut request = self.client.update_tags_for_resource().resource_arn(arn);
         for key in keys {
             request = request.tags_to_remove(*key);
@@ -398,44 +353,40 @@ impl Beanstalk {
         request
             .send()
             .await
-            .map_err(|e| BeanstalkError::from_sdk("UpdateTagsForResource", e))?;
+            .map_err(|e| eb_error("UpdateTagsForResource", e))?;
         Ok(())
     }
 
     /// Whether `prefix` is free to become a new environment's CNAME.
-    pub async fn cname_available(&self, prefix: &str) -> Result<bool, BeanstalkError> {
+    pub async fn cname_available(&self, prefix: &str) -> Result<bool, AwsError> {
         let out = self
             .client
             .check_dns_availability()
             .cname_prefix(prefix)
             .send()
             .await
-            .map_err(|e| BeanstalkError::from_sdk("CheckDNSAvailability", e))?;
+            .map_err(|e| eb_error("CheckDNSAvailability", e))?;
         Ok(out.available().unwrap_or(false))
     }
 
-    pub async fn swap_cnames(
-        &self,
-        source_id: &str,
-        destination_id: &str,
-    ) -> Result<(), BeanstalkError> {
+    pub async fn swap_cnames(&self, source_id: &str, destination_id: &str) -> Result<(), AwsError> {
         self.client
             .swap_environment_cnames()
             .source_environment_id(source_id)
             .destination_environment_id(destination_id)
             .send()
             .await
-            .map_err(|e| BeanstalkError::from_sdk("SwapEnvironmentCNAMEs", e))?;
+            .map_err(|e| eb_error("SwapEnvironmentCNAMEs", e))?;
         Ok(())
     }
 
-    pub async fn terminate(&self, id: &str) -> Result<(), BeanstalkError> {
+    pub async fn terminate(&self, id: &str) -> Result<(), AwsError> {
         self.client
             .terminate_environment()
             .environment_id(id)
             .send()
             .await
-            .map_err(|e| BeanstalkError::from_sdk("TerminateEnvironment", e))?;
+            .map_err(|e| eb_error("TerminateEnvironment", e))?;
         Ok(())
     }
 
@@ -443,12 +394,12 @@ impl Beanstalk {
     pub fn error<E, R>(
         operation: &'static str,
         e: aws_sdk_elasticbeanstalk::error::SdkError<E, R>,
-    ) -> BeanstalkError
+    ) -> AwsError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
     {
-        BeanstalkError::from_sdk(operation, e)
+        eb_error(operation, e)
     }
 }
 
@@ -489,7 +440,7 @@ impl Beanstalk {
     pub async fn environments_detailed(
         &self,
         application: &str,
-    ) -> Result<Vec<EnvironmentDetails>, BeanstalkError> {
+    ) -> Result<Vec<EnvironmentDetails>, AwsError> {
         Ok(self
             .live_descriptions(application)
             .await?
@@ -502,7 +453,7 @@ impl Beanstalk {
     pub async fn environment_detailed(
         &self,
         id: &str,
-    ) -> Result<Option<EnvironmentDetails>, BeanstalkError> {
+    ) -> Result<Option<EnvironmentDetails>, AwsError> {
         Ok(self
             .description_by_id(id)
             .await?
@@ -516,7 +467,7 @@ impl Beanstalk {
         &self,
         application: &str,
         page_size: i32,
-    ) -> Result<Vec<ApplicationVersion>, BeanstalkError> {
+    ) -> Result<Vec<ApplicationVersion>, AwsError> {
         let mut out = vec![];
         let mut token: Option<String> = None;
         loop {
@@ -528,7 +479,7 @@ impl Beanstalk {
                 .set_next_token(token.clone())
                 .send()
                 .await
-                .map_err(|e| BeanstalkError::from_sdk("DescribeApplicationVersions", e))?;
+                .map_err(|e| eb_error("DescribeApplicationVersions", e))?;
             out.extend(page.application_versions().iter().map(|v| {
                 ApplicationVersion {
                     label: v.version_label().unwrap_or_default().to_string(),
@@ -555,7 +506,7 @@ impl Beanstalk {
         &self,
         application: &str,
         label: &str,
-    ) -> Result<(), BeanstalkError> {
+    ) -> Result<(), AwsError> {
         self.client
             .delete_application_version()
             .application_name(application)
@@ -563,7 +514,7 @@ impl Beanstalk {
             .delete_source_bundle(false)
             .send()
             .await
-            .map_err(|e| BeanstalkError::from_sdk("DeleteApplicationVersion", e))?;
+            .map_err(|e| eb_error("DeleteApplicationVersion", e))?;
         Ok(())
     }
 
@@ -572,7 +523,7 @@ impl Beanstalk {
         &self,
         application: &str,
         environment_name: &str,
-    ) -> Result<BTreeMap<(String, String), String>, BeanstalkError> {
+    ) -> Result<BTreeMap<(String, String), String>, AwsError> {
         let out = self
             .client
             .describe_configuration_settings()
@@ -580,7 +531,7 @@ impl Beanstalk {
             .environment_name(environment_name)
             .send()
             .await
-            .map_err(|e| BeanstalkError::from_sdk("DescribeConfigurationSettings", e))?;
+            .map_err(|e| eb_error("DescribeConfigurationSettings", e))?;
         Ok(out
             .configuration_settings()
             .iter()
@@ -599,7 +550,7 @@ impl Beanstalk {
         &self,
         id: &str,
         settings: &[(&str, &str, String)],
-    ) -> Result<(), BeanstalkError> {
+    ) -> Result<(), AwsError> {
         let mut request = self.client.update_environment().environment_id(id);
         for (namespace, option, value) in settings {
             request = request.option_settings(
@@ -613,7 +564,7 @@ impl Beanstalk {
         request
             .send()
             .await
-            .map_err(|e| BeanstalkError::from_sdk("UpdateEnvironment", e))?;
+            .map_err(|e| eb_error("UpdateEnvironment", e))?;
         Ok(())
     }
 }
@@ -648,43 +599,6 @@ pub fn poll_delay(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn beanstalks_refusals_reach_the_pipeline_as_whose_fault_they_are() {
-        let refused = |code: &str, message: &str| {
-            ActionError::from(BeanstalkError {
-                operation: "CreateEnvironment",
-                code: Some(code.into()),
-                message: format!("{code}: {message}"),
-            })
-            .kind
-        };
-        assert_eq!(
-            refused(
-                "InsufficientPrivilegesException",
-                "not authorized to perform elasticbeanstalk:CreateEnvironment"
-            ),
-            crate::FailureKind::PermissionError
-        );
-        assert_eq!(
-            refused(
-                "InvalidParameterValue",
-                "No Application Version named 'v9' found."
-            ),
-            crate::FailureKind::ConfigurationError
-        );
-        assert_eq!(
-            refused(
-                "InvalidParameterValue",
-                "Environment named shop-a is in an invalid state for this operation. Must be Ready."
-            ),
-            crate::FailureKind::JobFailed
-        );
-        assert_eq!(
-            refused("Throttling", "Rate exceeded"),
-            crate::FailureKind::JobFailed
-        );
-    }
 
     fn env(cname: &str) -> Environment {
         Environment {

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use aws_sdk_elasticbeanstalk::types::{ApplicationVersionDescription, S3Location, Tag};
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use serde::{Deserialize, Serialize};
@@ -21,7 +20,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::artifacts::ArtifactStore;
-use crate::beanstalk::{poll_delay, Beanstalk, BeanstalkError};
+use crate::aws_error::{AwsError, ErrorClass, HttpStatus, Service};
+use crate::beanstalk::{poll_delay, Beanstalk};
 use crate::bundle::{self, BundleError, Limits, Normalise, Plan, Spool, Spooled, Written};
 use crate::job::{Artifact, Job};
 use crate::outcome::{truncate, FailureKind, Outcome};
@@ -81,51 +81,23 @@ pub struct State {
     pub polls: u32,
 }
 
-/// A failed S3 call, naming the object and the AWS error code.
-#[derive(Debug, thiserror::Error)]
-#[error("S3 {operation} on s3://{bucket}/{key} failed: {message}")]
-pub struct S3Error {
-    pub operation: &'static str,
-    pub bucket: String,
-    pub key: String,
-    pub code: Option<String>,
-    pub message: String,
+/// A failed S3 call on s3://bucket/key.
+fn s3_error<E, R>(
+    operation: &'static str,
+    bucket: &str,
+    key: &str,
+    e: aws_sdk_s3::error::SdkError<E, R>,
+) -> AwsError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
+{
+    AwsError::from_sdk(Service::S3, operation, e).on(format!("s3://{bucket}/{key}"))
 }
 
-impl S3Error {
-    fn from_sdk<E, R>(
-        operation: &'static str,
-        bucket: &str,
-        key: &str,
-        e: aws_sdk_s3::error::SdkError<E, R>,
-    ) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
-        let (code, message) = crate::aws_error::describe(&e);
-        S3Error {
-            operation,
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            code,
-            message,
-        }
-    }
-
-    fn other(operation: &'static str, bucket: &str, key: &str, message: String) -> Self {
-        S3Error {
-            operation,
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            code: None,
-            message,
-        }
-    }
-
-    fn is_access_denied(&self) -> bool {
-        crate::aws_error::is_permission_denied(self.code.as_deref())
-    }
+/// An S3 call that broke off without an AWS answer (a body stream that ended early).
+fn s3_other(operation: &'static str, bucket: &str, key: &str, message: String) -> AwsError {
+    AwsError::other(Service::S3, operation, message).on(format!("s3://{bucket}/{key}"))
 }
 
 /// Why packaging stopped.
@@ -140,9 +112,7 @@ pub enum PackageError {
         source: BundleError,
     },
     #[error(transparent)]
-    S3(#[from] S3Error),
-    #[error(transparent)]
-    Beanstalk(#[from] BeanstalkError),
+    Aws(#[from] AwsError),
     #[error(transparent)]
     LabelConflict(Box<LabelConflict>),
     #[error("Elastic Beanstalk refused to create version `{label}` of `{application}` because the account is at its application version limit ({message}).{pruned} Run the retire action with version pruning to delete old versions, or set UserParameters `prune_keep` so package prunes this application's oldest unused versions itself")]
@@ -172,6 +142,9 @@ pub enum PackageError {
 
 impl From<PackageError> for ActionError {
     fn from(e: PackageError) -> Self {
+        if let PackageError::Aws(aws) = e {
+            return aws.into();
+        }
         let kind = match &e {
             PackageError::Config(_) | PackageError::LabelConflict(_) => {
                 FailureKind::ConfigurationError
@@ -179,19 +152,6 @@ impl From<PackageError> for ActionError {
             PackageError::Bundle { source, .. } if source.is_bundle_fault() => {
                 FailureKind::ConfigurationError
             }
-            PackageError::S3(s3) if s3.is_access_denied() => FailureKind::PermissionError,
-            PackageError::S3(s3) if s3.code.as_deref() == Some("NoSuchBucket") => {
-                FailureKind::ConfigurationError
-            }
-            PackageError::Beanstalk(b) => match b.code.as_deref() {
-                code if crate::aws_error::is_permission_denied(code) => {
-                    FailureKind::PermissionError
-                }
-                Some("InvalidParameterValue" | "S3LocationNotInServiceRegionException") => {
-                    FailureKind::ConfigurationError
-                }
-                _ => FailureKind::JobFailed,
-            },
             _ => FailureKind::JobFailed,
         };
         ActionError::new(kind, e.to_string())
@@ -490,7 +450,7 @@ impl Packager {
             sha256: &sha256,
         };
         let stored = match self.store(artifact, &spooled, &plan, &target).await {
-            Err(PackageError::S3(e))
+            Err(PackageError::Aws(e))
                 if e.code.as_deref() == Some("NoSuchBucket") && settings.bucket.is_none() =>
             {
                 // Beanstalk's own bucket is made on first use of Beanstalk in a region; make it now.
@@ -500,7 +460,7 @@ impl Packager {
                 ));
                 self.store(artifact, &spooled, &plan, &target).await?
             }
-            Err(PackageError::S3(e)) if e.code.as_deref() == Some("NoSuchBucket") => {
+            Err(PackageError::Aws(e)) if e.code.as_deref() == Some("NoSuchBucket") => {
                 return Err(PackageError::Config(format!(
                     "{e}: the bucket in UserParameters field `bucket` does not exist"
                 )))
@@ -526,7 +486,7 @@ impl Packager {
             .await
         {
             Ok(v) => v,
-            Err(PackageError::Beanstalk(e)) if already_exists(&e) => {
+            Err(PackageError::Aws(e)) if already_exists(&e) => {
                 // Another invocation of this job created it meanwhile.
                 match self.version(&settings.application, &label).await? {
                     Some(existing) => {
@@ -534,7 +494,7 @@ impl Packager {
                             .existing(settings, &label, &existing, &sha256, notes)
                             .await
                     }
-                    None => return Err(PackageError::Beanstalk(e)),
+                    None => return Err(PackageError::Aws(e)),
                 }
             }
             Err(e) => return Err(e),
@@ -581,7 +541,7 @@ impl Packager {
             Ok(()) => Ok(Stored::Copied),
             // The function's role may not read the artifact bucket (only the job's credentials can):
             // send the spooled copy instead.
-            Err(e) if e.is_access_denied() => {
+            Err(e) if e.class() == ErrorClass::PermissionDenied => {
                 tracing::info!(error = %e, "CopyObject refused; uploading the spooled bundle");
                 let s = spooled.clone();
                 self.upload(bucket, key, sha256, move |out| {
@@ -603,7 +563,7 @@ impl Packager {
     async fn create_storage_location(
         &self,
         bucket: &str,
-        missing: S3Error,
+        missing: AwsError,
     ) -> Result<(), PackageError> {
         let hint = "create it or set UserParameters field `bucket`";
         match self
@@ -724,15 +684,41 @@ impl Packager {
     ) -> Result<Outcome<State>, PackageError> {
         let started = Instant::now();
         loop {
-            let version = self
-                .version(&settings.application, &state.label)
-                .await?
-                .ok_or_else(|| {
-                    PackageError::Internal(format!(
-                        "version `{}` of `{}` disappeared while it was being processed",
-                        state.label, settings.application
-                    ))
-                })?;
+            let polled = match self.version(&settings.application, &state.label).await {
+                Err(PackageError::Aws(e)) => crate::aws_error::unless_transient(Err(e))?,
+                other => Some(other?),
+            };
+            let Some(version) = polled else {
+                if now_secs().saturating_sub(state.since) > settings.process_timeout.as_secs() {
+                    return Err(PackageError::ProcessingTimeout {
+                        application: settings.application.clone(),
+                        label: state.label,
+                        status: "unknown (Elastic Beanstalk throttled the last poll)".into(),
+                        minutes: settings.process_timeout.as_secs() / 60,
+                    });
+                }
+                state.polls += 1;
+                let delay = poll_delay(state.polls);
+                if started.elapsed() + delay > budget {
+                    let summary = format!(
+                        "version `{}`: Elastic Beanstalk asked us to slow down; still waiting for it to be processed",
+                        state.label
+                    );
+                    return Ok(Outcome::InProgress {
+                        state,
+                        summary,
+                        percent: 50,
+                    });
+                }
+                tokio::time::sleep(delay).await;
+                continue;
+            };
+            let version = version.ok_or_else(|| {
+                PackageError::Internal(format!(
+                    "version `{}` of `{}` disappeared while it was being processed",
+                    state.label, settings.application
+                ))
+            })?;
             let status = status_of(&version);
             state.polls += 1;
             match status.as_str() {
@@ -853,7 +839,7 @@ impl Packager {
             .key(key)
             .send()
             .await
-            .map_err(|e| S3Error::from_sdk("GetObject", bucket, key, e))?;
+            .map_err(|e| s3_error("GetObject", bucket, key, e))?;
         let declared = object.content_length().unwrap_or(0).max(0) as u64;
         if declared > max {
             return Ok(Err(BundleError::TooLarge {
@@ -869,7 +855,7 @@ impl Packager {
             .body
             .try_next()
             .await
-            .map_err(|e| S3Error::other("GetObject", bucket, key, e.to_string()))?
+            .map_err(|e| s3_other("GetObject", bucket, key, e.to_string()))?
         {
             if let Err(e) = spool.push(&chunk) {
                 return Ok(Err(e));
@@ -911,7 +897,7 @@ impl Packager {
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
                 return Ok(None)
             }
-            Err(e) => return Err(S3Error::from_sdk("HeadObject", bucket, key, e).into()),
+            Err(e) => return Err(s3_error("HeadObject", bucket, key, e).into()),
         }
         let mut object = self
             .s3
@@ -920,13 +906,13 @@ impl Packager {
             .key(key)
             .send()
             .await
-            .map_err(|e| S3Error::from_sdk("GetObject", bucket, key, e))?;
+            .map_err(|e| s3_error("GetObject", bucket, key, e))?;
         let mut hasher = Sha256::new();
         while let Some(chunk) = object
             .body
             .try_next()
             .await
-            .map_err(|e| S3Error::other("GetObject", bucket, key, e.to_string()))?
+            .map_err(|e| s3_other("GetObject", bucket, key, e.to_string()))?
         {
             hasher.update(&chunk);
         }
@@ -940,7 +926,7 @@ impl Packager {
         bucket: &str,
         key: &str,
         sha256: &str,
-    ) -> Result<(), S3Error> {
+    ) -> Result<(), AwsError> {
         self.s3
             .copy_object()
             .copy_source(copy_source(&artifact.bucket, &artifact.key))
@@ -951,7 +937,7 @@ impl Packager {
             .content_type("application/zip")
             .send()
             .await
-            .map_err(|e| S3Error::from_sdk("CopyObject", bucket, key, e))?;
+            .map_err(|e| s3_error("CopyObject", bucket, key, e))?;
         Ok(())
     }
 
@@ -1005,7 +991,7 @@ impl Packager {
                     .body(ByteStream::from(first.unwrap_or_default()))
                     .send()
                     .await
-                    .map_err(|e| S3Error::from_sdk("PutObject", bucket, key, e))?;
+                    .map_err(|e| s3_error("PutObject", bucket, key, e))?;
                 return Ok(Stored::Uploaded(written));
             }
         };
@@ -1018,7 +1004,7 @@ impl Packager {
             .content_type("application/zip")
             .send()
             .await
-            .map_err(|e| S3Error::from_sdk("CreateMultipartUpload", bucket, key, e))?
+            .map_err(|e| s3_error("CreateMultipartUpload", bucket, key, e))?
             .upload_id()
             .unwrap_or_default()
             .to_string();
@@ -1038,7 +1024,7 @@ impl Packager {
                     .body(ByteStream::from(body))
                     .send()
                     .await
-                    .map_err(|e| S3Error::from_sdk("UploadPart", bucket, key, e))?;
+                    .map_err(|e| s3_error("UploadPart", bucket, key, e))?;
                 completed.push(
                     CompletedPart::builder()
                         .part_number(number)
@@ -1081,7 +1067,7 @@ impl Packager {
             )
             .send()
             .await
-            .map_err(|e| S3Error::from_sdk("CompleteMultipartUpload", bucket, key, e))?;
+            .map_err(|e| s3_error("CompleteMultipartUpload", bucket, key, e))?;
         Ok(Stored::Uploaded(completed.1))
     }
 
@@ -1245,7 +1231,7 @@ fn some(items: &[String]) -> String {
     out
 }
 
-fn already_exists(e: &BeanstalkError) -> bool {
+fn already_exists(e: &AwsError) -> bool {
     e.code.as_deref() == Some("InvalidParameterValue") && e.message.contains("already exists")
 }
 
@@ -1430,13 +1416,9 @@ mod tests {
     #[test]
     fn failures_are_classified_for_codepipeline() {
         let s3 = |code: &str| {
-            PackageError::S3(S3Error {
-                operation: "PutObject",
-                bucket: "b".into(),
-                key: "k".into(),
-                code: Some(code.into()),
-                message: format!("{code}: no"),
-            })
+            PackageError::Aws(
+                AwsError::answered(Service::S3, "PutObject", code, "no").on("s3://b/k"),
+            )
         };
         let cases = [
             (
@@ -1449,7 +1431,11 @@ mod tests {
                 FailureKind::ConfigurationError,
                 "NoSuchBucket",
             ),
-            (s3("InternalError"), FailureKind::JobFailed, "InternalError"),
+            (
+                s3("InternalError"),
+                FailureKind::SystemUnavailable,
+                "InternalError",
+            ),
             (
                 PackageError::Bundle {
                     artifact: "artifact `Build` (s3://a/k)".into(),
@@ -1459,11 +1445,12 @@ mod tests {
                 "artifact `Build` (s3://a/k): the bundle has no files",
             ),
             (
-                PackageError::Beanstalk(BeanstalkError {
-                    operation: "CreateApplicationVersion",
-                    code: Some("InsufficientPrivilegesException".into()),
-                    message: "denied".into(),
-                }),
+                PackageError::Aws(AwsError::answered(
+                    Service::ElasticBeanstalk,
+                    "CreateApplicationVersion",
+                    "InsufficientPrivilegesException",
+                    "denied",
+                )),
                 FailureKind::PermissionError,
                 "CreateApplicationVersion",
             ),

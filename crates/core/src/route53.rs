@@ -14,8 +14,7 @@ use aws_sdk_route53::types::{
 };
 use aws_sdk_route53::Client;
 
-use crate::outcome::FailureKind;
-use crate::runner::ActionError;
+use crate::aws_error::{AwsError, HttpStatus, Service};
 
 /// Route 53 hosted zone id of each region's Elastic Beanstalk environment CNAMEs
 /// (`<prefix>.<region>.elasticbeanstalk.com`), the `HostedZoneId` an alias record to an environment needs.
@@ -135,7 +134,7 @@ impl Record {
         }
     }
 
-    fn to_sdk(&self) -> Result<ResourceRecordSet, Route53Error> {
+    fn to_sdk(&self) -> Result<ResourceRecordSet, AwsError> {
         let mut set = ResourceRecordSet::builder()
             .name(&self.name)
             .r#type(self.rr_type())
@@ -148,17 +147,16 @@ impl Record {
                     .dns_name(dns_name)
                     .evaluate_target_health(false)
                     .build()
-                    .map_err(|e| Route53Error::build("AliasTarget", e))?,
+                    .map_err(|e| unbuildable("AliasTarget", e))?,
             ),
             Pointer::Cname { value, ttl } => set.ttl(*ttl).resource_records(
                 ResourceRecord::builder()
                     .value(value)
                     .build()
-                    .map_err(|e| Route53Error::build("ResourceRecord", e))?,
+                    .map_err(|e| unbuildable("ResourceRecord", e))?,
             ),
         };
-        set.build()
-            .map_err(|e| Route53Error::build("ResourceRecordSet", e))
+        set.build().map_err(|e| unbuildable("ResourceRecordSet", e))
     }
 
     fn from_sdk(set: &ResourceRecordSet) -> Option<Record> {
@@ -193,7 +191,7 @@ pub struct Existing {
 
 impl Existing {
     /// For tests and planning without a live zone.
-    pub fn new(record: Record) -> Result<Existing, Route53Error> {
+    pub fn new(record: Record) -> Result<Existing, AwsError> {
         let raw = record.to_sdk()?;
         Ok(Existing { record, raw })
     }
@@ -224,49 +222,21 @@ pub fn changes_to(existing: &[Existing], desired: &[Record]) -> Vec<Planned> {
     out
 }
 
-/// A failed Route 53 call, worded for a pipeline console.
-#[derive(Debug, thiserror::Error)]
-#[error("Route 53 {operation} failed: {message}")]
-pub struct Route53Error {
-    pub operation: &'static str,
-    pub code: Option<String>,
-    pub message: String,
+fn r53_error<E, R>(operation: &'static str, e: aws_sdk_route53::error::SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
+{
+    AwsError::from_sdk(Service::Route53, operation, e)
 }
 
-impl Route53Error {
-    fn from_sdk<E, R>(operation: &'static str, e: aws_sdk_route53::error::SdkError<E, R>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
-        let (code, message) = crate::aws_error::describe(&e);
-        Route53Error {
-            operation,
-            code,
-            message,
-        }
-    }
-
-    fn build(what: &'static str, e: impl std::fmt::Display) -> Self {
-        Route53Error {
-            operation: "ChangeResourceRecordSets",
-            code: None,
-            message: format!("could not build {what}: {e}"),
-        }
-    }
-}
-
-impl From<Route53Error> for ActionError {
-    fn from(e: Route53Error) -> Self {
-        let kind = match e.code.as_deref() {
-            Some("NoSuchHostedZone" | "InvalidChangeBatch" | "InvalidInput") => {
-                FailureKind::ConfigurationError
-            }
-            code if crate::aws_error::is_permission_denied(code) => FailureKind::PermissionError,
-            _ => FailureKind::JobFailed,
-        };
-        ActionError::new(kind, e.to_string())
-    }
+/// A change that could not even be built (a value the SDK's builders refuse).
+fn unbuildable(what: &'static str, e: impl std::fmt::Display) -> AwsError {
+    AwsError::other(
+        Service::Route53,
+        "ChangeResourceRecordSets",
+        format!("could not build {what}: {e}"),
+    )
 }
 
 /// The Route 53 calls swap makes.
@@ -283,7 +253,7 @@ impl Route53 {
     }
 
     /// The A (alias) and CNAME records named exactly `name` in the zone, weighted ones included.
-    pub async fn records(&self, zone: &str, name: &str) -> Result<Vec<Existing>, Route53Error> {
+    pub async fn records(&self, zone: &str, name: &str) -> Result<Vec<Existing>, AwsError> {
         let wanted = fqdn(name);
         let mut out = vec![];
         let mut start: Option<(String, RrType, Option<String>)> =
@@ -298,7 +268,7 @@ impl Route53 {
                 .set_start_record_identifier(start_id)
                 .send()
                 .await
-                .map_err(|e| Route53Error::from_sdk("ListResourceRecordSets", e))?;
+                .map_err(|e| r53_error("ListResourceRecordSets", e))?;
             let mut past = false;
             for set in page.resource_record_sets() {
                 if fqdn(set.name()) != wanted {
@@ -332,7 +302,7 @@ impl Route53 {
         existing: &[Existing],
         planned: &[Planned],
         comment: &str,
-    ) -> Result<String, Route53Error> {
+    ) -> Result<String, AwsError> {
         let mut batch = ChangeBatch::builder().comment(comment);
         for p in planned {
             let (action, set) = match p {
@@ -351,12 +321,10 @@ impl Route53 {
                     .action(action)
                     .resource_record_set(set)
                     .build()
-                    .map_err(|e| Route53Error::build("Change", e))?,
+                    .map_err(|e| unbuildable("Change", e))?,
             );
         }
-        let batch = batch
-            .build()
-            .map_err(|e| Route53Error::build("ChangeBatch", e))?;
+        let batch = batch.build().map_err(|e| unbuildable("ChangeBatch", e))?;
         let out = self
             .client
             .change_resource_record_sets()
@@ -364,7 +332,7 @@ impl Route53 {
             .change_batch(batch)
             .send()
             .await
-            .map_err(|e| Route53Error::from_sdk("ChangeResourceRecordSets", e))?;
+            .map_err(|e| r53_error("ChangeResourceRecordSets", e))?;
         Ok(out
             .change_info()
             .map(|c| c.id().to_string())
@@ -372,27 +340,23 @@ impl Route53 {
     }
 
     /// Whether the change has reached every Route 53 name server.
-    pub async fn in_sync(&self, change_id: &str) -> Result<bool, Route53Error> {
+    pub async fn in_sync(&self, change_id: &str) -> Result<bool, AwsError> {
         let out = self
             .client
             .get_change()
             .id(change_id.trim_start_matches("/change/"))
             .send()
             .await
-            .map_err(|e| Route53Error::from_sdk("GetChange", e))?;
+            .map_err(|e| r53_error("GetChange", e))?;
         Ok(out.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync))
     }
 
     /// Polls GetChange with backoff until INSYNC or `timeout`; `false` when it is still PENDING then.
-    pub async fn wait_in_sync(
-        &self,
-        change_id: &str,
-        timeout: Duration,
-    ) -> Result<bool, Route53Error> {
+    pub async fn wait_in_sync(&self, change_id: &str, timeout: Duration) -> Result<bool, AwsError> {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
-            if self.in_sync(change_id).await? {
+            if crate::aws_error::unless_transient(self.in_sync(change_id).await)? == Some(true) {
                 return Ok(true);
             }
             if started.elapsed() >= timeout {

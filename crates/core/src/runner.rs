@@ -15,6 +15,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tracing::{error, info, warn, Instrument};
 
 use crate::artifacts::ArtifactError;
+use crate::aws_error::AwsError;
 use crate::job::{EventError, Job};
 use crate::outcome::{
     check_variables, decode_state, encode_state, FailureKind, Outcome, StateError,
@@ -25,12 +26,15 @@ use crate::report::{Report, ReportError, Reporter};
 /// Time kept back from the Lambda deadline to send the report after an action overruns.
 const REPORT_RESERVE: Duration = Duration::from_secs(10);
 
-/// Why an action stopped; carries how CodePipeline should classify it.
+/// Why an action stopped; carries how CodePipeline should classify it, and the AWS error behind it when
+/// there was one (so a caller that is waiting anyway can tell transient trouble from a verdict).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ActionError {
     pub kind: FailureKind,
     pub message: String,
+    #[source]
+    pub aws: Option<Box<AwsError>>,
 }
 
 impl ActionError {
@@ -38,6 +42,7 @@ impl ActionError {
         ActionError {
             kind,
             message: message.into(),
+            aws: None,
         }
     }
     /// The deployment went wrong.
@@ -47,6 +52,11 @@ impl ActionError {
     /// The pipeline is set up wrong.
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(FailureKind::ConfigurationError, message)
+    }
+    /// Trouble that passes by itself (throttling, AWS unavailable, a busy environment): an action that
+    /// can wait hands over with a continuation token instead of failing.
+    pub fn is_transient(&self) -> bool {
+        self.aws.as_ref().is_some_and(|e| e.is_transient())
     }
 }
 

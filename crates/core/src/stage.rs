@@ -108,6 +108,17 @@ pub struct State {
     pub status: String,
     #[serde(rename = "h", default, skip_serializing_if = "String::is_empty")]
     pub health: String,
+    /// The last transient AWS trouble a poll met (throttling), shown in the progress summary; cleared
+    /// by the next poll that gets through.
+    #[serde(rename = "x", default, skip_serializing_if = "String::is_empty")]
+    pub transient: String,
+}
+
+impl State {
+    /// Whether the environment exists (or was adopted): otherwise staging has still to begin.
+    pub fn begun(&self) -> bool {
+        !self.env_id.is_empty()
+    }
 }
 
 /// The longest an event-free wait goes without reading the environment's status: Beanstalk announces
@@ -255,6 +266,57 @@ fn succeeded(env: &Environment, live: Option<&str>) -> Outcome<State> {
     .with_variable("Cname", env.cname.clone())
     .with_variable("Url", env.url())
     .with_variable("LiveEnvironmentName", live.unwrap_or_default().to_string())
+}
+
+/// One invocation of the stage action: begins (finds production, creates or adopts the environment)
+/// when nothing has begun yet, then polls until a verdict or the poll budget is spent.
+///
+/// Transient AWS trouble (throttling, AWS unavailable) is never a verdict while staging can wait: a
+/// begin that meets it hands over with a token that begins again (begin is idempotent: it adopts what
+/// an earlier attempt created), and a poll that meets it is skipped with backoff. Only the staging
+/// timeout ends the wait.
+pub async fn run(
+    eb: &Beanstalk,
+    plan: &Plan,
+    state: Option<State>,
+) -> Result<Outcome<State>, ActionError> {
+    let state = match state {
+        Some(state) if state.begun() => state,
+        earlier => match begin(eb, plan).await {
+            Ok(Outcome::InProgress { state, .. }) => state,
+            Ok(other) => return Ok(other),
+            Err(e) if e.is_transient() => {
+                let mut state = earlier.unwrap_or_else(|| State {
+                    started_ms: millis(SystemTime::now()),
+                    ..State::default()
+                });
+                let elapsed = from_millis(state.started_ms).elapsed().unwrap_or_default();
+                if elapsed >= plan.timeout {
+                    return Err(ActionError::new(
+                        e.kind,
+                        format!(
+                            "Staging version {} could not begin within {}: AWS kept refusing for a moment ({})",
+                            plan.version_label,
+                            humantime::format_duration(Duration::from_secs(plan.timeout.as_secs())),
+                            e.message
+                        ),
+                    ));
+                }
+                state.attempt += 1;
+                state.transient = e.message.clone();
+                return Ok(Outcome::InProgress {
+                    summary: format!(
+                        "Waiting to begin staging version {}: {} (trying again)",
+                        plan.version_label, e.message
+                    ),
+                    percent: 1,
+                    state,
+                });
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    resume(eb, plan, state).await
 }
 
 /// The first invocation: find production, then create (or adopt) the new environment.
@@ -496,9 +558,10 @@ pub async fn resume(
     let invocation_began = std::time::Instant::now();
     let mut seen: Vec<Event> = vec![];
     loop {
-        let events = eb
+        let polled = eb
             .events_since(&state.env_id, Some(from_millis(state.cursor_ms)), 100)
-            .await?;
+            .await;
+        let events: Vec<Event> = skip_transient(polled, &mut state)?.unwrap_or_default();
         if let Some(last) = events.last() {
             state.cursor_ms = millis(last.date) + 1;
         }
@@ -508,8 +571,30 @@ pub async fn resume(
         let status_due = !events.is_empty()
             || now_ms.saturating_sub(state.status_checked_ms) >= STATUS_EVERY.as_millis() as u64
             || elapsed >= plan.timeout;
-        if status_due {
-            let env = eb.environment(&state.env_id).await?.ok_or_else(|| {
+        let read = if status_due {
+            let read = skip_transient(eb.environment(&state.env_id).await, &mut state)?;
+            if read.is_none() {
+                // Skipped: the events that made it due are consumed, so keep it due for the next poll.
+                state.status_checked_ms = 0;
+            }
+            read
+        } else {
+            None
+        };
+        if status_due && read.is_none() && elapsed >= plan.timeout {
+            return Err(ActionError::new(
+                crate::FailureKind::SystemUnavailable,
+                format!(
+                    "Staging version {}: {} could not be read at the timeout ({}): {}",
+                    plan.version_label,
+                    state.env_name,
+                    humantime::format_duration(Duration::from_secs(plan.timeout.as_secs())),
+                    state.transient
+                ),
+            ));
+        }
+        if let Some(env) = read {
+            let env = env.ok_or_else(|| {
                 ActionError::failed(format!(
                     "environment {} ({}) no longer exists",
                     state.env_name, state.env_id
@@ -546,9 +631,14 @@ pub async fn resume(
             } else {
                 event_lines(&seen, 8)
             };
+            let trouble = if state.transient.is_empty() {
+                String::new()
+            } else {
+                format!(" (AWS: {}; waiting it out)", state.transient)
+            };
             return Ok(Outcome::InProgress {
                 summary: format!(
-                    "{} is {} / {} after {}s\n{latest}",
+                    "{} is {} / {} after {}s{trouble}\n{latest}",
                     state.env_name,
                     or_unknown(&state.status),
                     or_unknown(&state.health),
@@ -560,6 +650,22 @@ pub async fn resume(
         }
         tokio::time::sleep(delay).await;
     }
+}
+
+/// [`crate::aws_error::unless_transient`], noting the trouble in the state for the progress summary
+/// (and clearing the note once a poll gets through).
+fn skip_transient<T>(
+    answer: Result<T, crate::aws_error::AwsError>,
+    state: &mut State,
+) -> Result<Option<T>, ActionError> {
+    if let Err(e) = &answer {
+        state.transient = crate::outcome::truncate(&e.message, 200);
+    }
+    let value = crate::aws_error::unless_transient(answer)?;
+    if value.is_some() {
+        state.transient.clear();
+    }
+    Ok(value)
 }
 
 fn or_unknown(s: &str) -> &str {
@@ -832,9 +938,10 @@ mod tests {
             status_checked_ms: u64::MAX / 2,
             status: "Launching".into(),
             health: "Grey".into(),
+            transient: "x".repeat(200),
         };
         let token = crate::outcome::encode_state(&state).unwrap();
-        assert!(token.len() < 400, "{token}");
+        assert!(token.len() < 600, "{token}");
         assert_eq!(
             crate::outcome::decode_state::<State>(&token).unwrap(),
             state

@@ -206,17 +206,22 @@ impl Bed {
 
     /// An action's binary under a local Lambda Runtime API, its AWS calls landing on this bed.
     pub async fn function(&self, binary: &Path) -> Function {
-        crate::lambda::start(
-            binary,
-            &[
-                ("AWS_ENDPOINT_URL_CODEPIPELINE", self.local.endpoint()),
-                ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", self.local.endpoint()),
-                ("AWS_ENDPOINT_URL_S3", self.moto.endpoint()),
-                ("AWS_ENDPOINT_URL_ROUTE_53", self.moto.endpoint()),
-                ("AWS_MAX_ATTEMPTS", "4".to_string()),
-            ],
-        )
-        .await
+        self.function_with_env(binary, &[]).await
+    }
+
+    /// [`Bed::function`] with more environment variables, or others in place of the bed's (e.g.
+    /// `AWS_MAX_ATTEMPTS=1`, so every throttled call reaches the action instead of the SDK's retries).
+    pub async fn function_with_env(&self, binary: &Path, extra: &[(&str, String)]) -> Function {
+        let mut env: Vec<(&str, String)> = vec![
+            ("AWS_ENDPOINT_URL_CODEPIPELINE", self.local.endpoint()),
+            ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", self.local.endpoint()),
+            ("AWS_ENDPOINT_URL_S3", self.moto.endpoint()),
+            ("AWS_ENDPOINT_URL_ROUTE_53", self.moto.endpoint()),
+            ("AWS_MAX_ATTEMPTS", "4".to_string()),
+        ];
+        env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        env.extend(extra.iter().cloned());
+        crate::lambda::start(binary, &env).await
     }
 
     /// Runs one job to its end: invokes, and while the action answers with a continuation token,

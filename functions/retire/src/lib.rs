@@ -12,7 +12,7 @@ use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParamete
 use serde::Deserialize;
 
 /// The output variables, set on the final success only: comma-separated names, or empty.
-pub const OUTPUT_VARIABLES: &[&str] = &["Terminated", "Kept", "PrunedVersions"];
+pub use exec::OUTPUT_VARIABLES;
 
 /// UserParameters of retire.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -217,34 +217,7 @@ impl Action for Retire {
         params: Params,
         state: Option<Progress>,
     ) -> Result<Outcome<Progress>, ActionError> {
-        let settings = params.settings();
-        // Boxed: the whole retire future inline makes the runner's future too deep for the compiler.
-        let report = Box::pin(exec::retire(
-            &self.clients,
-            &settings,
-            state,
-            SystemTime::now(),
-        ))
-        .await?;
-        let summary = report.summary();
-        if !report.done {
-            return Ok(Outcome::InProgress {
-                percent: report.percent(),
-                state: report.progress,
-                summary,
-            });
-        }
-        let values = [report.terminated(), report.kept(), report.pruned()];
-        let (terminated, kept, pruned) = if report.dry_run {
-            // Nothing was terminated or pruned; the summary says what would have been.
-            (String::new(), values[1].clone(), String::new())
-        } else {
-            (values[0].clone(), values[1].clone(), values[2].clone())
-        };
-        Ok(Outcome::succeeded(summary)
-            .with_variable(OUTPUT_VARIABLES[0], terminated)
-            .with_variable(OUTPUT_VARIABLES[1], kept)
-            .with_variable(OUTPUT_VARIABLES[2], pruned))
+        exec::run(&self.clients, &params.settings(), state, SystemTime::now()).await
     }
 }
 

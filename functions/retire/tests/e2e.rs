@@ -104,16 +104,21 @@ impl Bed {
     }
 
     async fn function(&self) -> Function {
-        test_support::lambda::start(
-            Path::new(env!("CARGO_BIN_EXE_retire")),
-            &[
-                ("AWS_ENDPOINT_URL_CODEPIPELINE", self.local.endpoint()),
-                ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", self.local.endpoint()),
-                ("AWS_ENDPOINT_URL_S3", self.proxy.endpoint()),
-                ("AWS_ENDPOINT_URL_ROUTE_53", self.proxy.endpoint()),
-            ],
-        )
-        .await
+        self.function_with_attempts(None).await
+    }
+
+    /// The function with `AWS_MAX_ATTEMPTS` set, e.g. 1: every throttled call then reaches retire.
+    async fn function_with_attempts(&self, attempts: Option<u32>) -> Function {
+        let mut env = vec![
+            ("AWS_ENDPOINT_URL_CODEPIPELINE", self.local.endpoint()),
+            ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", self.local.endpoint()),
+            ("AWS_ENDPOINT_URL_S3", self.proxy.endpoint()),
+            ("AWS_ENDPOINT_URL_ROUTE_53", self.proxy.endpoint()),
+        ];
+        if let Some(n) = attempts {
+            env.push(("AWS_MAX_ATTEMPTS", n.to_string()));
+        }
+        test_support::lambda::start(Path::new(env!("CARGO_BIN_EXE_retire")), &env).await
     }
 
     /// A version whose bundle is `bundle` at `shop/<key>.zip`.
@@ -958,4 +963,59 @@ async fn a_candidate_that_took_production_after_planning_is_not_terminated() {
         .await
         .unwrap();
     assert_eq!(served.text().await.unwrap(), "v2\n");
+}
+
+/// Throttling with the SDK's retries off: retire hands over with a continuation token and tries again,
+/// and the job still ends terminating exactly the old environment (issue 16.4).
+#[tokio::test]
+async fn throttling_is_waited_out_not_reported() {
+    let bed = Bed::start(Options::default()).await;
+    bed.version("v1").await;
+    bed.version("v2").await;
+    let app = Some("shop");
+    let live = bed.launch("shop-live", PROD, "v2", app, None).await;
+    let old = bed
+        .launch("shop-old", "shop-old", "v1", app, hours(2))
+        .await;
+    bed.wait_all(&[&live, &old], &["Ready"]).await;
+    // A burst of throttling: the first calls of each operation retire makes on the way to a
+    // termination are refused, in turn (each invocation that meets one hands over and tries again).
+    bed.local.set_faults(Faults {
+        throttle: [
+            "DescribeEnvironments",
+            "ListTagsForResource",
+            "TerminateEnvironment",
+        ]
+        .iter()
+        .map(|op| Throttle {
+            operation: op.to_string(),
+            first: Some(2),
+            fraction: None,
+        })
+        .collect(),
+        ..Faults::default()
+    });
+    let mut function = bed.function_with_attempts(Some(1)).await;
+    let params =
+        r#"{"application":"shop","production_cname":"shop-prod","keep":0,"grace_minutes":10}"#;
+    let job = bed
+        .drive(&mut function, params, Duration::from_millis(20), 30)
+        .await;
+    assert!(job.succeeded(), "{}", job.last());
+    assert_eq!(
+        job.variables()["Terminated"],
+        "shop-old",
+        "{}",
+        job.summary()
+    );
+    assert!(
+        job.results.iter().any(|r| r["executionDetails"]["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Throttling")),
+        "the throttling reached retire and was waited out: {:?}",
+        job.results
+    );
+    bed.local.set_faults(Faults::default());
+    assert_eq!(bed.status(&live).await, "Ready");
 }

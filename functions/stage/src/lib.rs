@@ -261,15 +261,6 @@ impl Action for Stage {
         if let Some(left) = job.time_left(LAMBDA_RESERVE) {
             plan.poll_budget = plan.poll_budget.min(left);
         }
-        match state {
-            None => match stage::begin(&self.beanstalk, &plan).await? {
-                // Poll right away: a fast launch (or an adopted environment) finishes in one invocation.
-                Outcome::InProgress { state, .. } => {
-                    stage::resume(&self.beanstalk, &plan, state).await
-                }
-                other => Ok(other),
-            },
-            Some(state) => stage::resume(&self.beanstalk, &plan, state).await,
-        }
+        stage::run(&self.beanstalk, &plan, state).await
     }
 }

@@ -624,10 +624,18 @@ async fn a_launch_slower_than_the_timeout_fails_and_is_kept_for_inspection() {
     assert!(message.contains("kept for inspection"), "{message}");
 }
 
+/// Throttling on every second call of every operation stage makes, with the SDK's own retries off
+/// (one attempt): each throttled call reaches the action, which waits it out with backoff and
+/// continuation tokens instead of failing the deployment (issue 16.4).
 #[tokio::test]
 async fn throttling_on_every_second_call_still_stages() {
     let bed = Bed::start(Options::default()).await;
-    let mut f = function(&bed).await;
+    let mut f = bed
+        .function_with_env(
+            Path::new(env!("CARGO_BIN_EXE_stage")),
+            &[("AWS_MAX_ATTEMPTS", "1".to_string())],
+        )
+        .await;
     let operations = [
         "DescribeEnvironments",
         "DescribeEvents",
@@ -653,6 +661,26 @@ async fn throttling_on_every_second_call_still_stages() {
         run.variable("Cname"),
         "shop-prod.us-east-1.elasticbeanstalk.com"
     );
+    let throttled = bed.local.call_counts();
+    assert!(
+        run.results
+            .iter()
+            .any(|r| r.request["executionDetails"]["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Throttling")),
+        "the throttling reached the action and was reported while waiting: {throttled:?}"
+    );
+    // Still one environment: a begin retried after throttling adopts what an earlier one created.
+    bed.local.set_faults(Faults::default());
+    let environments = bed
+        .eb
+        .describe_environments()
+        .application_name("shop")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(environments.environments().len(), 1, "{throttled:?}");
 }
 
 #[tokio::test]

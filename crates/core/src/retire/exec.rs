@@ -11,7 +11,8 @@ use super::{
     format_time, live_by, live_targets, plan, plan_pruning, versions_in_use, Decision, EnvFacts,
     Plan, PlanError, Policy, PrunePlan, RecordTarget, SinceBasis, SkipReason,
 };
-use crate::beanstalk::{Beanstalk, BeanstalkError};
+use crate::aws_error::{failure_kind, AwsError, Service};
+use crate::beanstalk::Beanstalk;
 use crate::runner::ActionError;
 
 /// Application versions asked for per DescribeApplicationVersions call.
@@ -111,16 +112,9 @@ fn is_zero(n: &usize) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum RetireError {
     #[error(transparent)]
-    Beanstalk(#[from] BeanstalkError),
+    Aws(#[from] AwsError),
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error("Route 53 {operation} on hosted zone {zone} failed: {message}")]
-    Route53 {
-        operation: &'static str,
-        zone: String,
-        code: Option<String>,
-        message: String,
-    },
     #[error("hosted zone {zone} has no A, AAAA or CNAME record named `{domain}`; check `domain` and `hosted_zone_id`")]
     RecordMissing { zone: String, domain: String },
     #[error(
@@ -128,53 +122,105 @@ pub enum RetireError {
     )]
     Terminate {
         name: String,
-        source: BeanstalkError,
+        source: AwsError,
         /// Environments this job terminated before the failure, or `none`.
         terminated: String,
     },
     #[error("could not scale down kept environment {name}: {source}")]
-    ScaleDown {
-        name: String,
-        source: BeanstalkError,
-    },
+    ScaleDown { name: String, source: AwsError },
     #[error("could not delete application version `{label}`: {source}")]
-    DeleteVersion {
-        label: String,
-        source: BeanstalkError,
-    },
-    #[error("could not delete source bundle s3://{bucket}/{key} of application version `{label}` (the version is kept): {message}")]
-    DeleteBundle {
-        label: String,
-        bucket: String,
-        key: String,
-        message: String,
-    },
+    DeleteVersion { label: String, source: AwsError },
+    #[error("could not delete the source bundle of application version `{label}` (the version is kept): {source}")]
+    DeleteBundle { label: String, source: AwsError },
 }
+
+impl RetireError {
+    /// The AWS error behind it, when there is one.
+    pub fn aws(&self) -> Option<&AwsError> {
+        match self {
+            RetireError::Aws(source)
+            | RetireError::Terminate { source, .. }
+            | RetireError::ScaleDown { source, .. }
+            | RetireError::DeleteVersion { source, .. }
+            | RetireError::DeleteBundle { source, .. } => Some(source),
+            RetireError::Plan(_) | RetireError::RecordMissing { .. } => None,
+        }
+    }
+}
+
+/// How long past the grace period retire keeps waiting out transient AWS trouble before it reports it.
+pub const TRANSIENT_PATIENCE: Duration = Duration::from_secs(15 * 60);
+
+/// One invocation of the retire action, as its Lambda and `beanswap run` make it: [`retire`], then
+/// the outcome. Every invocation plans afresh from what AWS shows (terminations already made are seen
+/// as such), so transient AWS trouble (throttling, AWS unavailable, an environment busy for a moment)
+/// ends this invocation with a continuation token carrying the progress so far, and the next one
+/// tries again, for at most the grace period plus [`TRANSIENT_PATIENCE`].
+pub async fn run(
+    clients: &Clients,
+    settings: &Settings,
+    state: Option<Progress>,
+    now: SystemTime,
+) -> Result<crate::Outcome<Progress>, ActionError> {
+    let report = match Box::pin(retire(clients, settings, state.clone(), now)).await {
+        Ok(report) => report,
+        Err(e) => {
+            let transient = e.aws().is_some_and(AwsError::is_transient);
+            let progress = state.unwrap_or_else(|| Progress {
+                started: unix(now),
+                ..Progress::default()
+            });
+            let waited = Duration::from_secs(unix(now).saturating_sub(progress.started));
+            if transient && waited < settings.grace + TRANSIENT_PATIENCE {
+                return Ok(crate::Outcome::InProgress {
+                    summary: format!("AWS refused for a moment, trying again shortly: {e}"),
+                    percent: 1,
+                    state: progress,
+                });
+            }
+            return Err(e.into());
+        }
+    };
+    let summary = report.summary();
+    if !report.done {
+        return Ok(crate::Outcome::InProgress {
+            percent: report.percent(),
+            state: report.progress,
+            summary,
+        });
+    }
+    let values = [report.terminated(), report.kept(), report.pruned()];
+    let (terminated, kept, pruned) = if report.dry_run {
+        // Nothing was terminated or pruned; the summary says what would have been.
+        (String::new(), values[1].clone(), String::new())
+    } else {
+        (values[0].clone(), values[1].clone(), values[2].clone())
+    };
+    Ok(crate::Outcome::succeeded(summary)
+        .with_variable(OUTPUT_VARIABLES[0], terminated)
+        .with_variable(OUTPUT_VARIABLES[1], kept)
+        .with_variable(OUTPUT_VARIABLES[2], pruned))
+}
+
+/// The output variables a final success sets.
+pub const OUTPUT_VARIABLES: &[&str] = &["Terminated", "Kept", "PrunedVersions"];
 
 impl From<RetireError> for ActionError {
     fn from(e: RetireError) -> Self {
-        match e {
-            RetireError::Beanstalk(b) => b.into(),
-            RetireError::Plan(_) | RetireError::RecordMissing { .. } => {
-                ActionError::config(e.to_string())
-            }
-            RetireError::Route53 { ref code, .. }
-                if matches!(code.as_deref(), Some("NoSuchHostedZone" | "InvalidInput")) =>
-            {
-                ActionError::config(e.to_string())
-            }
-            RetireError::DeleteBundle { ref message, .. } if message.contains("AccessDenied") => {
-                ActionError::new(crate::FailureKind::PermissionError, e.to_string())
-            }
-            RetireError::Terminate { ref source, .. }
-            | RetireError::ScaleDown { ref source, .. }
-            | RetireError::DeleteVersion { ref source, .. }
-                if crate::aws_error::is_permission_denied(source.code.as_deref()) =>
-            {
-                ActionError::new(crate::FailureKind::PermissionError, e.to_string())
-            }
-            _ => ActionError::failed(e.to_string()),
+        if let RetireError::Aws(aws) = e {
+            return aws.into();
         }
+        let kind = match &e {
+            RetireError::Plan(_) | RetireError::RecordMissing { .. } => {
+                crate::FailureKind::ConfigurationError
+            }
+            RetireError::Aws(source)
+            | RetireError::Terminate { source, .. }
+            | RetireError::ScaleDown { source, .. }
+            | RetireError::DeleteVersion { source, .. }
+            | RetireError::DeleteBundle { source, .. } => failure_kind(source.class()),
+        };
+        ActionError::new(kind, e.to_string())
     }
 }
 
@@ -459,7 +505,7 @@ pub async fn retire(
                     }
                 }
                 // Lost a race with another change: report it, never force it.
-                Err(e) if e.is_invalid_state() => {
+                Err(e) if e.is_busy() => {
                     plan.envs[i].decision =
                         Decision::Skip(SkipReason::ChangedState("not Ready".into()))
                 }
@@ -502,9 +548,8 @@ pub async fn retire(
                     .await
                     .map_err(|e| RetireError::DeleteBundle {
                         label: deletion.label.clone(),
-                        bucket: bucket.clone(),
-                        key: key.clone(),
-                        message: crate::aws_error::describe(&e).1,
+                        source: AwsError::from_sdk(Service::S3, "DeleteObject", e)
+                            .on(format!("s3://{bucket}/{key}")),
                     })?;
             }
             clients
@@ -687,13 +732,8 @@ pub async fn record_targets(
             .send()
             .await
             .map_err(|e| {
-                let (code, message) = crate::aws_error::describe(&e);
-                RetireError::Route53 {
-                    operation: "ListResourceRecordSets",
-                    zone: zone.clone(),
-                    code,
-                    message,
-                }
+                AwsError::from_sdk(Service::Route53, "ListResourceRecordSets", e)
+                    .on(format!("hosted zone {zone}"))
             })?;
         for set in page.resource_record_sets() {
             if super::normalize_host(set.name()) != domain
@@ -835,10 +875,13 @@ mod tests {
 
     #[test]
     fn errors_are_classified_for_the_pipeline() {
-        let beanstalk = |code: &str| BeanstalkError {
-            operation: "TerminateEnvironment",
-            code: Some(code.into()),
-            message: format!("{code}: no"),
+        let beanstalk = |code: &str| {
+            AwsError::answered(
+                Service::ElasticBeanstalk,
+                "TerminateEnvironment",
+                code,
+                "no",
+            )
         };
         let cases: Vec<(RetireError, crate::FailureKind)> = vec![
             (
@@ -862,16 +905,27 @@ mod tests {
                     source: beanstalk("Throttling"),
                     terminated: "b".into(),
                 },
-                crate::FailureKind::JobFailed,
+                crate::FailureKind::SystemUnavailable,
             ),
             (
-                RetireError::Route53 {
-                    operation: "ListResourceRecordSets",
-                    zone: "Z".into(),
-                    code: Some("NoSuchHostedZone".into()),
-                    message: "gone".into(),
-                },
+                RetireError::Aws(
+                    AwsError::answered(
+                        Service::Route53,
+                        "ListResourceRecordSets",
+                        "NoSuchHostedZone",
+                        "gone",
+                    )
+                    .on("hosted zone Z"),
+                ),
                 crate::FailureKind::ConfigurationError,
+            ),
+            (
+                RetireError::DeleteBundle {
+                    label: "v1".into(),
+                    source: AwsError::answered(Service::S3, "DeleteObject", "AccessDenied", "no")
+                        .on("s3://b/k"),
+                },
+                crate::FailureKind::PermissionError,
             ),
         ];
         for (e, kind) in cases {

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::beanstalk::{health_passes, BeanstalkError, Environment};
-use crate::route53::{beanstalk_hosted_zone_id, region_of_cname, Pointer, Record, Route53Error};
+use crate::aws_error::AwsError;
+use crate::beanstalk::{health_passes, Environment};
+use crate::route53::{beanstalk_hosted_zone_id, region_of_cname, Pointer, Record};
 use crate::runner::ActionError;
 
 /// On the environment that took over production: the one it took over from. Rollback returns there.
@@ -132,16 +133,13 @@ pub enum SwapError {
         seconds: u64,
     },
     #[error(transparent)]
-    Beanstalk(#[from] BeanstalkError),
-    #[error(transparent)]
-    Route53(#[from] Route53Error),
+    Aws(#[from] AwsError),
 }
 
 impl From<SwapError> for ActionError {
     fn from(e: SwapError) -> Self {
         match e {
-            SwapError::Beanstalk(e) => e.into(),
-            SwapError::Route53(e) => e.into(),
+            SwapError::Aws(e) => e.into(),
             e @ SwapError::UnknownRegion { .. } => ActionError::config(e.to_string()),
             e => ActionError::failed(e.to_string()),
         }

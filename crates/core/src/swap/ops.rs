@@ -218,8 +218,8 @@ impl Swapper {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
-            let now = self.eb.environment(&to.id).await?;
-            if let Some(env) = now.filter(|e| e.holds_cname(production)) {
+            let now = crate::aws_error::unless_transient(self.eb.environment(&to.id).await)?;
+            if let Some(env) = now.flatten().filter(|e| e.holds_cname(production)) {
                 return Ok(env);
             }
             if started.elapsed() >= timeout {
