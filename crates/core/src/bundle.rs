@@ -58,7 +58,8 @@ impl Default for Limits {
 /// Which normalisations may be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Normalise {
-    /// Move everything up when all files sit in one top-level folder.
+    /// Move everything up when all files sit in one top-level folder, or in a chain of folders each
+    /// holding nothing but the next (`outer/inner/`): out of the deepest folder that holds everything.
     pub flatten: bool,
     /// Drop `__MACOSX/` and `.DS_Store` entries that macOS's Finder adds.
     pub drop_os_metadata: bool,
@@ -361,7 +362,8 @@ pub struct PlannedEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub entries: Vec<PlannedEntry>,
-    /// The top-level folder everything was moved out of.
+    /// The folder everything was moved up out of: a top-level folder (`shop`) or a chain of folders each
+    /// holding nothing but the next (`outer/inner`), `/` separated without a trailing `/`.
     pub flattened: Option<String>,
     /// Entries left out as OS metadata.
     pub dropped: Vec<String>,
@@ -383,8 +385,13 @@ impl Plan {
     pub fn changes(&self) -> Vec<String> {
         let mut out = vec![];
         if let Some(folder) = &self.flattened {
+            let under = if folder.contains('/') {
+                format!("the folders `{folder}/`, each holding nothing but the next")
+            } else {
+                format!("the top-level folder `{folder}/`")
+            };
             out.push(format!(
-                "flattened: every file sat under the top-level folder `{folder}/`, which Elastic Beanstalk would not look into; moved its contents to the root"
+                "flattened: every file sat under {under}, which Elastic Beanstalk would not look into; moved everything up out of `{folder}/` to the root"
             ));
         }
         if !self.dropped.is_empty() {
@@ -970,19 +977,20 @@ fn plan(seen: Vec<Seen>, total: u64, normalise: &Normalise) -> Result<Plan, Bund
     if !kept.iter().any(|(s, _)| s.kind != Kind::Dir) {
         return Err(BundleError::Empty);
     }
-    let flattened = if normalise.flatten {
-        single_top_folder(&kept)
+    let chain = if normalise.flatten {
+        folder_chain(&kept)
     } else {
-        None
+        vec![]
     };
-    let strip = usize::from(flattened.is_some());
+    let strip = chain.len();
+    let flattened = (!chain.is_empty()).then(|| chain.join("/"));
     let mut entries = vec![];
     let mut backslash_names = 0;
     let mut files = 0;
     for (s, parts) in kept {
-        let rest = &parts[strip..];
+        let rest = parts.get(strip..).unwrap_or_default();
         if rest.is_empty() {
-            // The flattened folder itself.
+            // A folder of the flattened chain itself.
             continue;
         }
         let mut name = rest.join("/");
@@ -1026,13 +1034,36 @@ fn plan(seen: Vec<Seen>, total: u64, normalise: &Normalise) -> Result<Plan, Bund
     })
 }
 
-/// The one folder every entry sits in, when there is one and it is not meaningful at the root.
-fn single_top_folder(kept: &[(Seen, Vec<String>)]) -> Option<String> {
-    let first = kept.first()?.1.first()?.clone();
-    let all_inside = kept.iter().all(|(s, parts)| {
-        parts.first() == Some(&first) && (parts.len() >= 2 || s.kind == Kind::Dir)
-    });
-    (all_inside && !MEANINGFUL_ROOT_FOLDERS.contains(&first.as_str())).then_some(first)
+/// The chain of folders every entry sits in, each holding nothing but the next (`outer/inner/...` with
+/// nothing else at any level): Elastic Beanstalk looks for the app at the root, so everything is moved up
+/// out of the deepest folder that still holds everything. Empty when the root holds more than one thing.
+/// The chain stops before a folder that means something at the root (`.ebextensions`, `WEB-INF`, ...),
+/// which must stay a folder.
+fn folder_chain(kept: &[(Seen, Vec<String>)]) -> Vec<String> {
+    let mut chain: Vec<String> = vec![];
+    loop {
+        let depth = chain.len();
+        // The next folder: named by any entry below this depth (a file needs at least depth + 2 parts).
+        let Some(next) = kept
+            .iter()
+            .find(|(s, parts)| {
+                parts.len() > depth + 1 || (s.kind == Kind::Dir && parts.len() > depth)
+            })
+            .map(|(_, parts)| parts[depth].clone())
+        else {
+            return chain;
+        };
+        let holds_everything = kept.iter().all(|(s, parts)| {
+            // A folder of the chain itself, or an entry inside `next` (`next/` itself is a folder).
+            (s.kind == Kind::Dir && parts.len() <= depth)
+                || (parts.get(depth) == Some(&next)
+                    && (parts.len() > depth + 1 || s.kind == Kind::Dir))
+        });
+        if !holds_everything || MEANINGFUL_ROOT_FOLDERS.contains(&next.as_str()) {
+            return chain;
+        }
+        chain.push(next);
+    }
 }
 
 /// No entry may lie inside a file or symlink (`lib` and `lib/x.py`), in any letter case (see
@@ -1903,6 +1934,57 @@ mod tests {
                 entry_point: Some("index.php"),
             },
             Case {
+                what: "a chain of single folders",
+                bundle: zip_of(&[
+                    E::Dir("outer/"),
+                    E::Dir("outer/inner/"),
+                    E::File("outer/inner/Procfile", b"web: x"),
+                    E::File("outer/inner/src/app.py", b""),
+                ]),
+                flattened: Some("outer/inner"),
+                names: vec!["Procfile", "src/app.py"],
+                dropped: 0,
+                entry_point: Some("Procfile"),
+            },
+            Case {
+                what: "a chain without folder entries, in Windows' separators",
+                bundle: zip_of(&[
+                    E::File("a\\b\\c\\index.php", b""),
+                    E::File("a\\b\\c\\lib\\x.php", b""),
+                ]),
+                flattened: Some("a/b/c"),
+                names: vec!["index.php", "lib/x.php"],
+                dropped: 0,
+                entry_point: Some("index.php"),
+            },
+            Case {
+                what: "a chain that stops where a folder holds something else",
+                bundle: zip_of(&[
+                    E::File("outer/inner/app.py", b""),
+                    E::File("outer/README", b""),
+                ]),
+                flattened: Some("outer"),
+                names: vec!["inner/app.py", "README"],
+                dropped: 0,
+                entry_point: None,
+            },
+            Case {
+                what: "an empty folder beside the chain",
+                bundle: zip_of(&[E::File("outer/inner/Procfile", b""), E::Dir("outer/logs/")]),
+                flattened: Some("outer"),
+                names: vec!["inner/Procfile", "logs/"],
+                dropped: 0,
+                entry_point: None,
+            },
+            Case {
+                what: "a chain that stops before a folder meaningful at the root",
+                bundle: zip_of(&[E::File("outer/.ebextensions/a.config", b"")]),
+                flattened: Some("outer"),
+                names: vec![".ebextensions/a.config"],
+                dropped: 0,
+                entry_point: None,
+            },
+            Case {
                 what: "only .ebextensions",
                 bundle: zip_of(&[E::File(".ebextensions/a.config", b"")]),
                 flattened: None,
@@ -1994,6 +2076,40 @@ mod tests {
         let err = check(&bundle).unwrap_err().to_string();
         assert!(
             err.contains("symlink `shop/data` points to `../shared`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_summary_says_which_folders_were_flattened() {
+        let one = check(&zip_of(&[E::File("shop/Procfile", b"web: x")])).unwrap();
+        assert!(
+            one.changes()[0].contains(
+                "every file sat under the top-level folder `shop/`, which Elastic Beanstalk would not look into; moved everything up out of `shop/` to the root"
+            ),
+            "{:?}",
+            one.changes()
+        );
+        let chain = check(&zip_of(&[E::File("outer/inner/Procfile", b"web: x")])).unwrap();
+        assert!(
+            chain.changes()[0].contains(
+                "every file sat under the folders `outer/inner/`, each holding nothing but the next, which Elastic Beanstalk would not look into; moved everything up out of `outer/inner/` to the root"
+            ),
+            "{:?}",
+            chain.changes()
+        );
+    }
+
+    #[test]
+    fn a_symlink_that_escapes_only_after_flattening_a_chain_is_refused() {
+        // Inside the zip `data` points to `outer/shared`; once `outer/inner/` is flattened, out of the root.
+        let bundle = zip_of(&[
+            E::File("outer/inner/Procfile", b"web: x"),
+            E::Link("outer/inner/data", "../shared"),
+        ]);
+        let err = check(&bundle).unwrap_err().to_string();
+        assert!(
+            err.contains("symlink `outer/inner/data` points to `../shared`, outside the bundle"),
             "{err}"
         );
     }

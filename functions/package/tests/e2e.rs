@@ -340,6 +340,10 @@ async fn a_nested_top_level_folder_is_flattened_and_uploaded() {
         text.contains("flattened: every file sat under the top-level folder `shop-1.0/`"),
         "{text}"
     );
+    assert!(
+        text.contains("moved everything up out of `shop-1.0/` to the root"),
+        "{text}"
+    );
     assert!(text.contains("dropped 2 macOS metadata entries"), "{text}");
     assert!(
         text.contains("warning: no Procfile or known entry point"),
