@@ -6,8 +6,12 @@
 //! CRC-checked, never stored), and when it has to change it is rewritten entry by entry with the
 //! compressed data copied raw into any [`Write`] ([`write_normalised`]), e.g. a multipart upload.
 //! Memory stays at a few buffers plus the zip's central directory, whatever the bundle's size.
+//!
+//! Entries are listed from the central directory record by record ([`central_directory`]), not through
+//! the zip library's map of names, so a repeated name cannot hide an entry from the checks.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 
@@ -54,7 +58,8 @@ impl Default for Limits {
 /// Which normalisations may be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Normalise {
-    /// Move everything up when all files sit in one top-level folder.
+    /// Move everything up when all files sit in one top-level folder, or in a chain of folders each
+    /// holding nothing but the next (`outer/inner/`): out of the deepest folder that holds everything.
     pub flatten: bool,
     /// Drop `__MACOSX/` and `.DS_Store` entries that macOS's Finder adds.
     pub drop_os_metadata: bool,
@@ -87,8 +92,24 @@ pub enum BundleError {
         "entry `{entry}` {reason}: it would be unpacked outside the application folder (zip slip)"
     )]
     UnsafePath { entry: String, reason: &'static str },
-    #[error("entry `{entry}` appears more than once in the bundle")]
-    Duplicate { entry: String },
+    /// Two entries that would be unpacked to the same place. Both are named by their raw names and their
+    /// numbers in the central directory (counted from 1), because identical names alone do not say which
+    /// records they are.
+    #[error(
+        "entries `{first}` (number {n1} in the zip) and `{second}` (number {n2}) {clash}",
+        n1 = .first_index + 1,
+        n2 = .second_index + 1
+    )]
+    Duplicate {
+        first: String,
+        first_index: usize,
+        second: String,
+        second_index: usize,
+        clash: Clash,
+    },
+    /// The central directory cannot be listed unambiguously, so some entry might escape inspection.
+    #[error("the bundle's list of entries (the zip's central directory) {fault}; refusing a zip whose contents depend on which program unpacks it")]
+    Directory { fault: DirectoryFault },
     #[error("symlink `{entry}` points to `{target}`, outside the bundle")]
     SymlinkEscapes { entry: String, target: String },
     #[error("entry `{entry}` goes through symlink `{link}`; entries and symlink targets may not pass through a symlink")]
@@ -130,6 +151,100 @@ impl BundleError {
     /// Whether the bundle itself is at fault (as opposed to this machine's disk).
     pub fn is_bundle_fault(&self) -> bool {
         !matches!(self, BundleError::Io { .. })
+    }
+}
+
+/// How two entries of a bundle collide.
+///
+/// Every entry of a bundle must unpack to a path of its own: when two land on the same path `unzip` keeps
+/// one of them, and which one depends on the unzip program and its options, so the entry that was inspected
+/// need not be the one that ships (a zip bomb or a symlink to `/etc/passwd` followed by a harmless entry of
+/// the same name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clash {
+    /// Byte for byte the same name (as decoded: two records the zip library files under one name).
+    SameName,
+    /// The same path once `\` is read as a separator and `.` and empty parts are dropped (`a\b` and
+    /// `a/b`, `x` and `./x`). `\` counts whatever `fix_backslashes` says, as in [`check_path`]: some unzip
+    /// programs honour it (Info-ZIP's unzip does for zips made on Windows), so the two may meet on disk.
+    SamePath,
+    /// A file (or symlink) and a folder with the same path (`a` and `a/`).
+    FileAndFolder,
+    /// The same path but for letter case, ASCII or Unicode (`Config.py` and `config.py`, `Ä` and `ä`),
+    /// compared with Unicode lowercasing.
+    ///
+    /// Refused on purpose although Elastic Beanstalk unpacks on Linux, whose file systems keep both: the
+    /// bundle is often built, unpacked or inspected on macOS or Windows, whose default file systems are
+    /// case-insensitive and keep only one of the two, so the same bundle would mean different things in
+    /// different places. An app that needs both names is better off renaming one. (Unicode normalisation,
+    /// `é` composed vs decomposed, which macOS also treats as one name, is not compared.)
+    Case,
+    /// The second entry lies inside the first, which is a file or symlink, not a folder (`lib` and
+    /// `lib/x.py`, in any letter case): it cannot be unpacked, or is unpacked through a symlink.
+    InsideFile,
+}
+
+impl fmt::Display for Clash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Clash::SameName => "have the same name: unzip would unpack one over the other, and which one is kept depends on the unzip program, so the entry checked may not be the one shipped",
+            Clash::SamePath => "name the same path once `\\` is read as a folder separator and `.` and empty parts are dropped: unzip would unpack one over the other",
+            Clash::FileAndFolder => "are a file and a folder at the same path: they cannot both be unpacked",
+            Clash::Case => "differ only in letter case: macOS and Windows file systems treat them as one file, so wherever the bundle is built or unpacked on one of those, one entry silently replaces the other",
+            Clash::InsideFile => "clash: the second lies inside the first, which is not a folder, so it cannot be unpacked as it is",
+        })
+    }
+}
+
+/// Why the central directory (the zip's list of entries) cannot be trusted to list every entry once.
+///
+/// The bundle's entries are listed twice, by beanswap (see [`central_directory`]) and by the zip library
+/// that reads their contents; any difference means one reader sees an entry the other does not, and an
+/// unzip on an instance could unpack an entry nobody inspected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectoryFault {
+    /// No end-of-central-directory record in the last 64 KiB.
+    NoEndRecord,
+    /// The zip says it spans several disks (a split archive).
+    Split,
+    /// The ZIP64 end record the locator points at is not there.
+    NoZip64EndRecord { offset: u64 },
+    /// The records run out (reach the end record or the end of the file) before the count does.
+    Truncated { index: usize },
+    /// A record does not start with the central directory header signature.
+    BadRecord { index: usize, offset: u64 },
+    /// The records counted by the end record do not reach it: something sits between them and the end
+    /// record (more records, which a reader that walks signatures would find and unpack).
+    Size {
+        count: usize,
+        expected_end: u64,
+        actual_end: u64,
+    },
+    /// The zip library starts the central directory elsewhere (the zip has more than one plausible end record).
+    Start { ours: u64, library: u64 },
+    /// The zip library counts another number of entries.
+    Count { ours: usize, library: usize },
+    /// The zip library's entry at this index is another record or has another name.
+    Entry {
+        index: usize,
+        ours: String,
+        library: String,
+    },
+}
+
+impl fmt::Display for DirectoryFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DirectoryFault::NoEndRecord => write!(f, "has no end record in the file's last 64 KiB"),
+            DirectoryFault::Split => write!(f, "says the zip is split across several disks"),
+            DirectoryFault::NoZip64EndRecord { offset } => write!(f, "points to a ZIP64 end record at byte {offset}, and there is none there"),
+            DirectoryFault::Truncated { index } => write!(f, "runs out before the record of entry number {}, which its end record counts", index + 1),
+            DirectoryFault::BadRecord { index, offset } => write!(f, "has no valid record for entry number {} at byte {offset}", index + 1),
+            DirectoryFault::Size { count, expected_end, actual_end } => write!(f, "does not end where the next record begins: the entries its end record counts ({count}) end at byte {actual_end}, not {expected_end} (bytes in between can hold entries that a reader walking the list would unpack)"),
+            DirectoryFault::Start { ours, library } => write!(f, "starts at byte {ours} by its last end record but at byte {library} for the zip library (the zip has more than one end record)"),
+            DirectoryFault::Count { ours, library } => write!(f, "holds {ours} entries but the zip library sees {library}"),
+            DirectoryFault::Entry { index, ours, library } => write!(f, "names entry number {} `{ours}`, the zip library `{library}`", index + 1),
+        }
     }
 }
 
@@ -247,7 +362,8 @@ pub struct PlannedEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub entries: Vec<PlannedEntry>,
-    /// The top-level folder everything was moved out of.
+    /// The folder everything was moved up out of: a top-level folder (`shop`) or a chain of folders each
+    /// holding nothing but the next (`outer/inner`), `/` separated without a trailing `/`.
     pub flattened: Option<String>,
     /// Entries left out as OS metadata.
     pub dropped: Vec<String>,
@@ -269,8 +385,13 @@ impl Plan {
     pub fn changes(&self) -> Vec<String> {
         let mut out = vec![];
         if let Some(folder) = &self.flattened {
+            let under = if folder.contains('/') {
+                format!("the folders `{folder}/`, each holding nothing but the next")
+            } else {
+                format!("the top-level folder `{folder}/`")
+            };
             out.push(format!(
-                "flattened: every file sat under the top-level folder `{folder}/`, which Elastic Beanstalk would not look into; moved its contents to the root"
+                "flattened: every file sat under {under}, which Elastic Beanstalk would not look into; moved everything up out of `{folder}/` to the root"
             ));
         }
         if !self.dropped.is_empty() {
@@ -395,6 +516,251 @@ fn is_os_metadata(parts: &[&str]) -> bool {
     parts.first() == Some(&"__MACOSX") || parts.last() == Some(&".DS_Store")
 }
 
+/// One record of the central directory, as read by [`central_directory`].
+#[derive(Debug)]
+struct Record {
+    /// Where the record starts in the file: the zip library's entry at the same index must start there too.
+    offset: u64,
+    /// The name as the zip library and Info-ZIP's unzip read it: the Info-ZIP Unicode Path extra field
+    /// when there is one, else the header's bytes as UTF-8 (general purpose flag bit 11) or as CP437.
+    name: String,
+}
+
+const EOCD_SIGNATURE: u32 = 0x0605_4b50;
+const EOCD_LEN: usize = 22;
+const ZIP64_LOCATOR_SIGNATURE: u32 = 0x0706_4b50;
+const ZIP64_LOCATOR_LEN: usize = 20;
+const ZIP64_EOCD_SIGNATURE: u32 = 0x0606_4b50;
+const ZIP64_EOCD_LEN: usize = 56;
+const CENTRAL_SIGNATURE: u32 = 0x0201_4b50;
+const CENTRAL_LEN: usize = 46;
+/// Info-ZIP Unicode Path extra field: a UTF-8 name that replaces the header's.
+const UNICODE_PATH_FIELD: u16 = 0x7075;
+/// General purpose flag bit 11: the name is UTF-8.
+const FLAG_UTF8: u16 = 1 << 11;
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes([
+        b[at],
+        b[at + 1],
+        b[at + 2],
+        b[at + 3],
+        b[at + 4],
+        b[at + 5],
+        b[at + 6],
+        b[at + 7],
+    ])
+}
+
+/// Every record of the central directory, in order, read from the bytes without the zip library.
+///
+/// Why: `zip::ZipArchive` files its entries in a map keyed by name, so of two records with the same name it
+/// keeps one (the later record's data at the earlier one's index) and `len()` counts names, not records: the
+/// other entry is never inspected, yet unzip may unpack it. Reading the records here lets [`check_names`]
+/// see every one; [`inspect`] then checks that the library's entry `i` is record `i`, so entries are
+/// inspected by their index in the central directory and none is missed.
+///
+/// The end record is the last `PK\5\6` signature whose comment fits in the file (ZIP64's end record when
+/// its locator precedes it and the 32-bit fields are saturated, as the zip library does); the records it
+/// counts must fill the central directory exactly, so nothing hides between them and the end record.
+/// `archive_offset` is the zip library's count of bytes prepended to the zip (a self-extracting stub).
+fn central_directory(
+    reader: &mut (impl Read + Seek),
+    file_len: u64,
+    archive_offset: u64,
+    max_entries: usize,
+) -> Result<(u64, Vec<Record>), BundleError> {
+    let fault = |fault| BundleError::Directory { fault };
+    let tail_len = file_len.min((EOCD_LEN + usize::from(u16::MAX)) as u64);
+    let tail_start = file_len - tail_len;
+    let mut tail = vec![0u8; tail_len as usize];
+    reader
+        .seek(SeekFrom::Start(tail_start))
+        .map_err(io_error("seek"))?;
+    reader.read_exact(&mut tail).map_err(io_error("read"))?;
+    let at = (0..=tail.len().saturating_sub(EOCD_LEN))
+        .rev()
+        .find(|&p| {
+            p + EOCD_LEN <= tail.len()
+                && le32(&tail, p) == EOCD_SIGNATURE
+                && p + EOCD_LEN + usize::from(le16(&tail, p + 20)) <= tail.len()
+        })
+        .ok_or(fault(DirectoryFault::NoEndRecord))?;
+    let eocd = &tail[at..at + EOCD_LEN];
+    let eocd_offset = tail_start + at as u64;
+    let (disk, cd_disk) = (le16(eocd, 4), le16(eocd, 6));
+    let (on_disk, total) = (le16(eocd, 8), le16(eocd, 10));
+    let (cd_size, cd_offset) = (le32(eocd, 12), le32(eocd, 16));
+    let saturated =
+        on_disk == u16::MAX || total == u16::MAX || cd_size == u32::MAX || cd_offset == u32::MAX;
+    let locator = at
+        .checked_sub(ZIP64_LOCATOR_LEN)
+        .map(|l| &tail[l..l + ZIP64_LOCATOR_LEN])
+        .filter(|l| le32(l, 0) == ZIP64_LOCATOR_SIGNATURE);
+    // The central directory ends where the next structure starts: ZIP64's end record, or the end record.
+    let (count, cd_start, cd_end) = match locator {
+        Some(locator) if saturated => {
+            let offset = le64(locator, 8).saturating_add(archive_offset);
+            let mut record = [0u8; ZIP64_EOCD_LEN];
+            let read = reader
+                .seek(SeekFrom::Start(offset))
+                .and_then(|_| reader.read_exact(&mut record));
+            if read.is_err() || le32(&record, 0) != ZIP64_EOCD_SIGNATURE {
+                return Err(fault(DirectoryFault::NoZip64EndRecord { offset }));
+            }
+            let (disk, cd_disk) = (le32(&record, 16), le32(&record, 20));
+            let (on_disk, total) = (le64(&record, 24), le64(&record, 32));
+            if disk != 0 || cd_disk != 0 || on_disk != total || le32(locator, 16) > 1 {
+                return Err(fault(DirectoryFault::Split));
+            }
+            (
+                total,
+                le64(&record, 48).saturating_add(archive_offset),
+                offset,
+            )
+        }
+        _ => {
+            if disk != 0 || cd_disk != 0 || on_disk != total {
+                return Err(fault(DirectoryFault::Split));
+            }
+            let start = u64::from(cd_offset) + archive_offset;
+            (u64::from(total), start, eocd_offset)
+        }
+    };
+    if count > max_entries as u64 {
+        return Err(BundleError::TooManyEntries {
+            count: usize::try_from(count).unwrap_or(usize::MAX),
+            max: max_entries,
+        });
+    }
+    let count = count as usize;
+    reader
+        .seek(SeekFrom::Start(cd_start))
+        .map_err(io_error("seek"))?;
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
+    let mut records = Vec::with_capacity(count);
+    let mut offset = cd_start;
+    let mut header = [0u8; CENTRAL_LEN];
+    for index in 0..count {
+        let truncated = |e: io::Error| match e.kind() {
+            io::ErrorKind::UnexpectedEof => fault(DirectoryFault::Truncated { index }),
+            _ => io_error("read")(e),
+        };
+        if offset >= cd_end {
+            return Err(fault(DirectoryFault::Truncated { index }));
+        }
+        reader.read_exact(&mut header).map_err(truncated)?;
+        if le32(&header, 0) != CENTRAL_SIGNATURE {
+            return Err(fault(DirectoryFault::BadRecord { index, offset }));
+        }
+        let flags = le16(&header, 8);
+        let name_len = usize::from(le16(&header, 28));
+        let extra_len = usize::from(le16(&header, 30));
+        let comment_len = usize::from(le16(&header, 32));
+        let mut variable = vec![0u8; name_len + extra_len + comment_len];
+        reader.read_exact(&mut variable).map_err(truncated)?;
+        let (raw_name, extra) = variable[..name_len + extra_len].split_at(name_len);
+        records.push(Record {
+            offset,
+            name: decode_name(raw_name, flags, extra),
+        });
+        offset += (CENTRAL_LEN + variable.len()) as u64;
+    }
+    if offset != cd_end {
+        return Err(fault(DirectoryFault::Size {
+            count,
+            expected_end: cd_end,
+            actual_end: offset,
+        }));
+    }
+    Ok((cd_start, records))
+}
+
+/// An entry's name as the zip library decodes it (Info-ZIP's unzip reads the Unicode Path field too).
+fn decode_name(raw: &[u8], flags: u16, extra: &[u8]) -> String {
+    let mut unicode = None;
+    let mut at = 0;
+    while at + 4 <= extra.len() {
+        let (id, len) = (le16(extra, at), usize::from(le16(extra, at + 2)));
+        let Some(data) = extra.get(at + 4..at + 4 + len) else {
+            break;
+        };
+        // Version (1 byte), CRC-32 of the header's name (4 bytes; the zip library refuses the zip when it
+        // does not match, so it need not be checked again here), then the UTF-8 name.
+        if id == UNICODE_PATH_FIELD && data.len() >= 5 {
+            unicode = Some(&data[5..]);
+        }
+        at += 4 + len;
+    }
+    match unicode {
+        Some(name) => String::from_utf8_lossy(name).into_owned(),
+        None if flags & FLAG_UTF8 != 0 => String::from_utf8_lossy(raw).into_owned(),
+        None => raw.iter().map(|&b| cp437(b)).collect(),
+    }
+}
+
+/// IBM code page 437 above ASCII: the encoding of zip names without the UTF-8 flag (APPNOTE appendix D).
+const CP437_HIGH: &str = "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u{a0}";
+
+fn cp437(b: u8) -> char {
+    match b {
+        0..=0x7f => char::from(b),
+        _ => CP437_HIGH
+            .chars()
+            .nth(usize::from(b - 0x80))
+            .unwrap_or(char::REPLACEMENT_CHARACTER),
+    }
+}
+
+/// Where an entry unpacks to, for comparing entries: `\` read as a separator (see [`Clash::SamePath`]),
+/// `.` and empty parts dropped, letter case folded (see [`Clash::Case`]).
+fn path_key(name: &str) -> String {
+    components(name, true).join("/").to_lowercase()
+}
+
+fn is_folder_name(name: &str) -> bool {
+    name.ends_with('/') || name.ends_with('\\')
+}
+
+/// Checks every record's path ([`check_path`]) and refuses any two that would unpack to the same place.
+fn check_names(records: &[Record]) -> Result<(), BundleError> {
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(records.len());
+    for (index, record) in records.iter().enumerate() {
+        check_path(&record.name)?;
+        let key = path_key(&record.name);
+        if let Some(&first) = seen.get(&key) {
+            let (a, b) = (&records[first].name, &record.name);
+            let exact = |n: &str| components(n, true).join("/");
+            let clash = if a == b {
+                Clash::SameName
+            } else if exact(a) != exact(b) {
+                Clash::Case
+            } else if is_folder_name(a) != is_folder_name(b) {
+                Clash::FileAndFolder
+            } else {
+                Clash::SamePath
+            };
+            return Err(BundleError::Duplicate {
+                first: a.clone(),
+                first_index: first,
+                second: b.clone(),
+                second_index: index,
+                clash,
+            });
+        }
+        seen.insert(key, index);
+    }
+    Ok(())
+}
+
 /// One entry as read from the central directory and checked.
 struct Seen {
     index: usize,
@@ -419,23 +785,43 @@ pub fn inspect(
         });
     }
     let mut archive = bundle.archive()?;
-    if archive.len() > limits.max_entries {
-        return Err(BundleError::TooManyEntries {
-            count: archive.len(),
-            max: limits.max_entries,
-        });
+    let (cd_start, records) = central_directory(
+        &mut bundle.reader()?,
+        bundle.size,
+        archive.offset(),
+        limits.max_entries,
+    )?;
+    check_names(&records)?;
+    // From here on the library's entry `i` is record `i`: every entry is inspected by its index.
+    let directory = |fault| BundleError::Directory { fault };
+    if cd_start != archive.central_directory_start() {
+        return Err(directory(DirectoryFault::Start {
+            ours: cd_start,
+            library: archive.central_directory_start(),
+        }));
     }
-    let mut seen: Vec<Seen> = Vec::with_capacity(archive.len());
-    let mut names = HashSet::new();
+    if archive.len() != records.len() {
+        return Err(directory(DirectoryFault::Count {
+            ours: records.len(),
+            library: archive.len(),
+        }));
+    }
+    let mut seen: Vec<Seen> = Vec::with_capacity(records.len());
     let mut total: u64 = 0;
-    for index in 0..archive.len() {
+    for (index, record) in records.iter().enumerate() {
         let entry = archive
             .by_index_raw(index)
             .map_err(|e| BundleError::NotZip {
                 reason: format!("entry #{index}: {e}"),
             })?;
+        if entry.central_header_start() != record.offset || entry.name() != record.name {
+            return Err(directory(DirectoryFault::Entry {
+                index,
+                ours: record.name.clone(),
+                library: entry.name().to_string(),
+            }));
+        }
         let name = entry.name().to_string();
-        check_path(&name)?;
         let dir_name = name.ends_with('/') || (normalise.fix_backslashes && name.ends_with('\\'));
         let kind = if entry.is_symlink() {
             Kind::Symlink
@@ -444,10 +830,6 @@ pub fn inspect(
         } else {
             Kind::File
         };
-        let key = components(&name, true).join("/");
-        if !names.insert(key) {
-            return Err(BundleError::Duplicate { entry: name });
-        }
         if entry.encrypted() {
             return Err(BundleError::Encrypted { entry: name });
         }
@@ -595,19 +977,20 @@ fn plan(seen: Vec<Seen>, total: u64, normalise: &Normalise) -> Result<Plan, Bund
     if !kept.iter().any(|(s, _)| s.kind != Kind::Dir) {
         return Err(BundleError::Empty);
     }
-    let flattened = if normalise.flatten {
-        single_top_folder(&kept)
+    let chain = if normalise.flatten {
+        folder_chain(&kept)
     } else {
-        None
+        vec![]
     };
-    let strip = usize::from(flattened.is_some());
+    let strip = chain.len();
+    let flattened = (!chain.is_empty()).then(|| chain.join("/"));
     let mut entries = vec![];
     let mut backslash_names = 0;
     let mut files = 0;
     for (s, parts) in kept {
-        let rest = &parts[strip..];
+        let rest = parts.get(strip..).unwrap_or_default();
         if rest.is_empty() {
-            // The flattened folder itself.
+            // A folder of the flattened chain itself.
             continue;
         }
         let mut name = rest.join("/");
@@ -629,6 +1012,7 @@ fn plan(seen: Vec<Seen>, total: u64, normalise: &Normalise) -> Result<Plan, Bund
         });
     }
     check_symlinks(&entries)?;
+    check_nesting(&entries)?;
     let root_files: Vec<&str> = entries
         .iter()
         .filter(|e| e.kind != Kind::Dir && !e.name.contains('/'))
@@ -650,13 +1034,61 @@ fn plan(seen: Vec<Seen>, total: u64, normalise: &Normalise) -> Result<Plan, Bund
     })
 }
 
-/// The one folder every entry sits in, when there is one and it is not meaningful at the root.
-fn single_top_folder(kept: &[(Seen, Vec<String>)]) -> Option<String> {
-    let first = kept.first()?.1.first()?.clone();
-    let all_inside = kept.iter().all(|(s, parts)| {
-        parts.first() == Some(&first) && (parts.len() >= 2 || s.kind == Kind::Dir)
-    });
-    (all_inside && !MEANINGFUL_ROOT_FOLDERS.contains(&first.as_str())).then_some(first)
+/// The chain of folders every entry sits in, each holding nothing but the next (`outer/inner/...` with
+/// nothing else at any level): Elastic Beanstalk looks for the app at the root, so everything is moved up
+/// out of the deepest folder that still holds everything. Empty when the root holds more than one thing.
+/// The chain stops before a folder that means something at the root (`.ebextensions`, `WEB-INF`, ...),
+/// which must stay a folder.
+fn folder_chain(kept: &[(Seen, Vec<String>)]) -> Vec<String> {
+    let mut chain: Vec<String> = vec![];
+    loop {
+        let depth = chain.len();
+        // The next folder: named by any entry below this depth (a file needs at least depth + 2 parts).
+        let Some(next) = kept
+            .iter()
+            .find(|(s, parts)| {
+                parts.len() > depth + 1 || (s.kind == Kind::Dir && parts.len() > depth)
+            })
+            .map(|(_, parts)| parts[depth].clone())
+        else {
+            return chain;
+        };
+        let holds_everything = kept.iter().all(|(s, parts)| {
+            // A folder of the chain itself, or an entry inside `next` (`next/` itself is a folder).
+            (s.kind == Kind::Dir && parts.len() <= depth)
+                || (parts.get(depth) == Some(&next)
+                    && (parts.len() > depth + 1 || s.kind == Kind::Dir))
+        });
+        if !holds_everything || MEANINGFUL_ROOT_FOLDERS.contains(&next.as_str()) {
+            return chain;
+        }
+        chain.push(next);
+    }
+}
+
+/// No entry may lie inside a file or symlink (`lib` and `lib/x.py`), in any letter case (see
+/// [`Clash::Case`]): such a bundle cannot be unpacked as it is. Runs after [`check_symlinks`], which names
+/// the exact-case symlink case in its own words.
+fn check_nesting(entries: &[PlannedEntry]) -> Result<(), BundleError> {
+    let not_folders: HashMap<String, &PlannedEntry> = entries
+        .iter()
+        .filter(|e| e.kind != Kind::Dir)
+        .map(|e| (path_key(&e.name), e))
+        .collect();
+    for entry in entries {
+        let key = path_key(&entry.name);
+        let mut parents = key.match_indices('/').map(|(at, _)| &key[..at]);
+        if let Some(parent) = parents.find_map(|p| not_folders.get(p)) {
+            return Err(BundleError::Duplicate {
+                first: parent.original.clone(),
+                first_index: parent.index,
+                second: entry.original.clone(),
+                second_index: entry.index,
+                clash: Clash::InsideFile,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Symlinks must resolve inside the (final) bundle without passing through another symlink, and no
@@ -958,6 +1390,343 @@ mod tests {
 
     const PROCFILE: E = E::File("Procfile", b"web: python app.py\n");
 
+    /// CRC-32 (IEEE), for zips written byte by byte.
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// An entry for [`raw_zip`]: whatever names and fields a test needs, which `ZipWriter` would refuse
+    /// (it will not write two entries of the same name).
+    struct Raw {
+        name: Vec<u8>,
+        /// 0 stored, 8 deflated.
+        method: u16,
+        /// As stored in the zip (compressed when deflated).
+        data: Vec<u8>,
+        crc: u32,
+        size: u32,
+        /// Unix mode, as `zip` (3 = Unix) writes it in the external attributes.
+        mode: u32,
+        /// Extra fields of the central directory record only.
+        central_extra: Vec<u8>,
+    }
+
+    fn raw_file(name: &str, body: &[u8]) -> Raw {
+        Raw {
+            name: name.as_bytes().to_vec(),
+            method: 0,
+            data: body.to_vec(),
+            crc: crc32(body),
+            size: body.len() as u32,
+            mode: 0o100644,
+            central_extra: vec![],
+        }
+    }
+
+    fn raw_link(name: &str, target: &str) -> Raw {
+        Raw {
+            mode: 0o120777,
+            ..raw_file(name, target.as_bytes())
+        }
+    }
+
+    /// Deflated by the zip crate, then taken out of its zip raw.
+    fn raw_deflated(name: &str, body: Vec<u8>) -> Raw {
+        let bytes = zip_of(&[E::Deflated("x", body)]);
+        let mut archive = ZipArchive::new(Cursor::new(bytes)).unwrap();
+        let mut entry = archive.by_index_raw(0).unwrap();
+        let (crc, size) = (entry.crc32(), entry.size() as u32);
+        let mut data = vec![];
+        entry.read_to_end(&mut data).unwrap();
+        Raw {
+            method: 8,
+            data,
+            crc,
+            size,
+            ..raw_file(name, b"")
+        }
+    }
+
+    /// A zip written byte by byte (APPNOTE 4.3): local headers and data, the central directory, then the
+    /// end record, ZIP64's end record and locator first when `zip64`.
+    fn raw_zip(entries: &[Raw], zip64: bool) -> Vec<u8> {
+        fn put(out: &mut Vec<u8>, fields: &[&[u8]]) {
+            for f in fields {
+                out.extend_from_slice(f);
+            }
+        }
+        let (mut out, mut central) = (vec![], vec![]);
+        // 1980-01-01 00:00.
+        let (time, date) = (0u16.to_le_bytes(), 0x21u16.to_le_bytes());
+        for e in entries {
+            let offset = out.len() as u32;
+            let common: [&[u8]; 8] = [
+                &0u16.to_le_bytes(),
+                &e.method.to_le_bytes(),
+                &time,
+                &date,
+                &e.crc.to_le_bytes(),
+                &(e.data.len() as u32).to_le_bytes(),
+                &e.size.to_le_bytes(),
+                &(e.name.len() as u16).to_le_bytes(),
+            ];
+            put(
+                &mut out,
+                &[&0x0403_4b50u32.to_le_bytes(), &20u16.to_le_bytes()],
+            );
+            put(&mut out, &common);
+            put(&mut out, &[&0u16.to_le_bytes(), &e.name, &e.data]);
+            put(
+                &mut central,
+                &[
+                    &0x0201_4b50u32.to_le_bytes(),
+                    &(0x0300u16 | 20).to_le_bytes(),
+                    &20u16.to_le_bytes(),
+                ],
+            );
+            put(&mut central, &common);
+            put(
+                &mut central,
+                &[
+                    &(e.central_extra.len() as u16).to_le_bytes(),
+                    &0u16.to_le_bytes(),
+                    &0u16.to_le_bytes(),
+                    &0u16.to_le_bytes(),
+                    &(e.mode << 16).to_le_bytes(),
+                    &offset.to_le_bytes(),
+                    &e.name,
+                    &e.central_extra,
+                ],
+            );
+        }
+        let (start, size, count) = (out.len() as u64, central.len() as u64, entries.len() as u64);
+        out.extend_from_slice(&central);
+        if zip64 {
+            let record = out.len() as u64;
+            put(
+                &mut out,
+                &[
+                    &0x0606_4b50u32.to_le_bytes(),
+                    &44u64.to_le_bytes(),
+                    &(0x0300u16 | 45).to_le_bytes(),
+                    &45u16.to_le_bytes(),
+                    &0u32.to_le_bytes(),
+                    &0u32.to_le_bytes(),
+                    &count.to_le_bytes(),
+                    &count.to_le_bytes(),
+                    &size.to_le_bytes(),
+                    &start.to_le_bytes(),
+                    &0x0706_4b50u32.to_le_bytes(),
+                    &0u32.to_le_bytes(),
+                    &record.to_le_bytes(),
+                    &1u32.to_le_bytes(),
+                ],
+            );
+        }
+        let (count, size, start) = if zip64 {
+            (u16::MAX, u32::MAX, u32::MAX)
+        } else {
+            (count as u16, size as u32, start as u32)
+        };
+        put(
+            &mut out,
+            &[
+                &0x0605_4b50u32.to_le_bytes(),
+                &0u16.to_le_bytes(),
+                &0u16.to_le_bytes(),
+                &count.to_le_bytes(),
+                &count.to_le_bytes(),
+                &size.to_le_bytes(),
+                &start.to_le_bytes(),
+                &0u16.to_le_bytes(),
+            ],
+        );
+        out
+    }
+
+    fn raw_procfile() -> Raw {
+        raw_file("Procfile", b"web: python app.py\n")
+    }
+
+    /// The error's text, after checking it is a [`BundleError::Duplicate`].
+    fn duplicate(bytes: &[u8]) -> String {
+        let err = check(bytes).map(|p| format!("{p:?}")).unwrap_err();
+        assert!(matches!(err, BundleError::Duplicate { .. }), "{err:?}");
+        err.to_string()
+    }
+
+    #[test]
+    fn raw_zips_read_back_as_written() {
+        for zip64 in [false, true] {
+            let bytes = raw_zip(
+                &[
+                    raw_procfile(),
+                    raw_deflated("app.py", b"print(1)\n".repeat(100)),
+                    raw_link("current", "app.py"),
+                ],
+                zip64,
+            );
+            let plan = check(&bytes).unwrap_or_else(|e| panic!("zip64 {zip64}: {e}"));
+            assert_eq!(names(&plan), ["Procfile", "app.py", "current"]);
+            assert_eq!(plan.entries[2].kind, Kind::Symlink);
+            assert_eq!(plan.files, 3);
+        }
+    }
+
+    #[test]
+    fn a_repeated_name_is_refused_however_the_zip_library_lists_it() {
+        let zeros = vec![0u8; 8 * 1024 * 1024];
+        // The zip library files both records under one name and sees only the second: a small, harmless
+        // entry that hides the first from every check unless the central directory is read record by record.
+        let cases: Vec<(&str, Vec<Raw>, &str)> = vec![
+            (
+                "a ratio bomb, then a small entry of the same name",
+                vec![
+                    raw_procfile(),
+                    raw_deflated("data.bin", zeros),
+                    raw_file("data.bin", b"small"),
+                ],
+                "entries `data.bin` (number 2 in the zip) and `data.bin` (number 3) have the same name",
+            ),
+            (
+                "a symlink out of the bundle, then a file of the same name",
+                vec![
+                    raw_procfile(),
+                    raw_link("passwd", "/etc/passwd"),
+                    raw_file("passwd", b"root:x:0:0::/root:/bin/sh\n"),
+                ],
+                "entries `passwd` (number 2 in the zip) and `passwd` (number 3) have the same name",
+            ),
+            (
+                "two copies of the entry point",
+                vec![raw_procfile(), raw_file("Procfile", b"web: ./other\n")],
+                "entries `Procfile` (number 1 in the zip) and `Procfile` (number 2) have the same name",
+            ),
+            (
+                "a name given by the Info-ZIP Unicode Path field, as unzip and the zip library read it",
+                vec![
+                    raw_procfile(),
+                    raw_file("app.py", b"1"),
+                    Raw {
+                        central_extra: [
+                            &0x7075u16.to_le_bytes()[..],
+                            &11u16.to_le_bytes(),
+                            &[1],
+                            &crc32(b"xyz.py").to_le_bytes(),
+                            b"app.py",
+                        ]
+                        .concat(),
+                        ..raw_file("xyz.py", b"2")
+                    },
+                ],
+                "entries `app.py` (number 2 in the zip) and `app.py` (number 3) have the same name",
+            ),
+        ];
+        for (what, entries, expected) in cases {
+            let err = duplicate(&raw_zip(&entries, false));
+            assert!(
+                err.contains(expected),
+                "{what}: expected {expected:?} in {err:?}"
+            );
+            assert!(
+                err.contains("depends on the unzip program"),
+                "{what}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_that_unpack_to_one_path_are_refused_naming_both() {
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "backslash",
+                zip_of(&[PROCFILE, E::File("conf\\app.ini", b"1"), E::File("conf/app.ini", b"2")]),
+                "entries `conf\\app.ini` (number 2 in the zip) and `conf/app.ini` (number 3) name the same path once `\\` is read as a folder separator",
+            ),
+            (
+                "ASCII case",
+                zip_of(&[PROCFILE, E::File("Config.py", b"1"), E::File("config.py", b"2")]),
+                "entries `Config.py` (number 2 in the zip) and `config.py` (number 3) differ only in letter case",
+            ),
+            (
+                "Unicode case, in a folder",
+                zip_of(&[PROCFILE, E::File("Ärger/a", b"1"), E::File("ärger/a", b"2")]),
+                "entries `Ärger/a` (number 2 in the zip) and `ärger/a` (number 3) differ only in letter case",
+            ),
+            (
+                "file and folder",
+                zip_of(&[PROCFILE, E::File("static", b"1"), E::Dir("static/")]),
+                "entries `static` (number 2 in the zip) and `static/` (number 3) are a file and a folder at the same path",
+            ),
+            (
+                "an entry inside a file",
+                zip_of(&[PROCFILE, E::File("lib", b"1"), E::File("lib/x.py", b"2")]),
+                "entries `lib` (number 2 in the zip) and `lib/x.py` (number 3) clash: the second lies inside the first, which is not a folder",
+            ),
+            (
+                "an entry inside a file of another case",
+                zip_of(&[PROCFILE, E::File("Lib", b"1"), E::File("lib/x.py", b"2")]),
+                "entries `Lib` (number 2 in the zip) and `lib/x.py` (number 3) clash",
+            ),
+        ];
+        for (what, bytes, expected) in cases {
+            let err = duplicate(&bytes);
+            assert!(
+                err.contains(expected),
+                "{what}: expected {expected:?} in {err:?}"
+            );
+        }
+        // Turning `fix_backslashes` off does not make `a\b` and `a/b` two paths: some unzips still read `\`
+        // as a separator.
+        let bytes = zip_of(&[PROCFILE, E::File("a\\b", b"1"), E::File("a/b", b"2")]);
+        let off = Normalise {
+            fix_backslashes: false,
+            ..Normalise::default()
+        };
+        let err = inspect(&spooled(&bytes), &Limits::default(), &off).unwrap_err();
+        assert!(err.to_string().contains("name the same path"), "{err}");
+    }
+
+    #[test]
+    fn every_record_of_the_central_directory_is_listed() {
+        // Names without the UTF-8 flag are CP437, decoded as the zip library decodes them (every
+        // entry's name is compared with the library's, so a difference would refuse the bundle).
+        let mut high = raw_file("x", b"");
+        high.name = (0x80..=0xffu8).filter(|b| *b != b'/').collect();
+        let bytes = raw_zip(&[raw_procfile(), high], false);
+        let plan = check(&bytes).unwrap();
+        let library = ZipArchive::new(Cursor::new(&bytes)).unwrap();
+        assert_eq!(plan.entries[1].name, library.name_for_index(1).unwrap());
+        assert!(plan.entries[1].name.starts_with("ÇüéâäàåçêëèïîìÄÅ"));
+
+        // A zip behind a self-extracting stub is read where it starts.
+        let stub = [b"#!/bin/sh\nexit 0\n".repeat(10), zip_of(&[PROCFILE])].concat();
+        assert_eq!(names(&check(&stub).unwrap()), ["Procfile"]);
+
+        // One record more than the end record counts: the zip library never sees it, another reader might.
+        let mut hidden = raw_zip(&[raw_procfile(), raw_link("passwd", "/etc/passwd")], false);
+        let end = hidden.len() - 22;
+        hidden[end + 8..end + 12].copy_from_slice(&[1, 0, 1, 0]);
+        let err = check(&hidden).unwrap_err();
+        assert!(matches!(err, BundleError::Directory { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("the entries its end record counts (1) end at byte"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn refuses_unsafe_bundles_naming_the_entry() {
         let zeros = vec![0u8; 8 * 1024 * 1024];
@@ -1014,7 +1783,7 @@ mod tests {
             (
                 "duplicate",
                 zip_of(&[PROCFILE, E::File("x", b"1"), E::File("./x", b"2")]),
-                "entry `./x` appears more than once",
+                "entries `x` (number 2 in the zip) and `./x` (number 3) name the same path",
             ),
             (
                 "ratio",
@@ -1165,6 +1934,57 @@ mod tests {
                 entry_point: Some("index.php"),
             },
             Case {
+                what: "a chain of single folders",
+                bundle: zip_of(&[
+                    E::Dir("outer/"),
+                    E::Dir("outer/inner/"),
+                    E::File("outer/inner/Procfile", b"web: x"),
+                    E::File("outer/inner/src/app.py", b""),
+                ]),
+                flattened: Some("outer/inner"),
+                names: vec!["Procfile", "src/app.py"],
+                dropped: 0,
+                entry_point: Some("Procfile"),
+            },
+            Case {
+                what: "a chain without folder entries, in Windows' separators",
+                bundle: zip_of(&[
+                    E::File("a\\b\\c\\index.php", b""),
+                    E::File("a\\b\\c\\lib\\x.php", b""),
+                ]),
+                flattened: Some("a/b/c"),
+                names: vec!["index.php", "lib/x.php"],
+                dropped: 0,
+                entry_point: Some("index.php"),
+            },
+            Case {
+                what: "a chain that stops where a folder holds something else",
+                bundle: zip_of(&[
+                    E::File("outer/inner/app.py", b""),
+                    E::File("outer/README", b""),
+                ]),
+                flattened: Some("outer"),
+                names: vec!["inner/app.py", "README"],
+                dropped: 0,
+                entry_point: None,
+            },
+            Case {
+                what: "an empty folder beside the chain",
+                bundle: zip_of(&[E::File("outer/inner/Procfile", b""), E::Dir("outer/logs/")]),
+                flattened: Some("outer"),
+                names: vec!["inner/Procfile", "logs/"],
+                dropped: 0,
+                entry_point: None,
+            },
+            Case {
+                what: "a chain that stops before a folder meaningful at the root",
+                bundle: zip_of(&[E::File("outer/.ebextensions/a.config", b"")]),
+                flattened: Some("outer"),
+                names: vec![".ebextensions/a.config"],
+                dropped: 0,
+                entry_point: None,
+            },
+            Case {
                 what: "only .ebextensions",
                 bundle: zip_of(&[E::File(".ebextensions/a.config", b"")]),
                 flattened: None,
@@ -1261,6 +2081,40 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_says_which_folders_were_flattened() {
+        let one = check(&zip_of(&[E::File("shop/Procfile", b"web: x")])).unwrap();
+        assert!(
+            one.changes()[0].contains(
+                "every file sat under the top-level folder `shop/`, which Elastic Beanstalk would not look into; moved everything up out of `shop/` to the root"
+            ),
+            "{:?}",
+            one.changes()
+        );
+        let chain = check(&zip_of(&[E::File("outer/inner/Procfile", b"web: x")])).unwrap();
+        assert!(
+            chain.changes()[0].contains(
+                "every file sat under the folders `outer/inner/`, each holding nothing but the next, which Elastic Beanstalk would not look into; moved everything up out of `outer/inner/` to the root"
+            ),
+            "{:?}",
+            chain.changes()
+        );
+    }
+
+    #[test]
+    fn a_symlink_that_escapes_only_after_flattening_a_chain_is_refused() {
+        // Inside the zip `data` points to `outer/shared`; once `outer/inner/` is flattened, out of the root.
+        let bundle = zip_of(&[
+            E::File("outer/inner/Procfile", b"web: x"),
+            E::Link("outer/inner/data", "../shared"),
+        ]);
+        let err = check(&bundle).unwrap_err().to_string();
+        assert!(
+            err.contains("symlink `outer/inner/data` points to `../shared`, outside the bundle"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn rewriting_streams_a_valid_deterministic_zip() {
         let bundle = zip_of(&[
             E::Dir("shop/"),
@@ -1285,6 +2139,11 @@ mod tests {
         assert!(!replan.needs_rewrite(), "{replan:?}");
         assert_eq!(names(&replan), ["Procfile", "app.py", "current"]);
         let mut archive = ZipArchive::new(Cursor::new(out)).unwrap();
+        // The summary's count is what ships: every entry of the written zip but folders.
+        let shipped = (0..archive.len())
+            .filter(|&i| !archive.by_index_raw(i).unwrap().is_dir())
+            .count();
+        assert_eq!((plan.files, replan.files, shipped), (3, 3, 3));
         let mut app = String::new();
         archive
             .by_name("app.py")

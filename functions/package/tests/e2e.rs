@@ -200,6 +200,24 @@ fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
+/// `bytes` with the name `from` (in its local header and its central directory record) replaced by `to`,
+/// of the same length: how a test gets a zip with two entries of one name, which `ZipWriter` refuses to
+/// write.
+fn renamed(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at: Vec<usize> = bytes
+        .windows(from.len())
+        .enumerate()
+        .filter(|(_, w)| *w == from)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 2, "a local header and a central directory record");
+    for i in at {
+        bytes[i..i + from.len()].copy_from_slice(to);
+    }
+    bytes
+}
+
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -320,6 +338,10 @@ async fn a_nested_top_level_folder_is_flattened_and_uploaded() {
     let text = summary(&body);
     assert!(
         text.contains("flattened: every file sat under the top-level folder `shop-1.0/`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("moved everything up out of `shop-1.0/` to the root"),
         "{text}"
     );
     assert!(text.contains("dropped 2 macOS metadata entries"), "{text}");
@@ -459,6 +481,43 @@ async fn unsafe_or_broken_bundles_fail_naming_the_cause_and_create_nothing() {
         .await
         .iter()
         .all(|(k, _)| k.starts_with("nobody/")));
+}
+
+#[tokio::test]
+async fn a_repeated_entry_name_is_refused_naming_both_entries() {
+    let mut env = env().await;
+    // A ratio bomb, then a small entry of the same name: a zip reader that files entries by name sees only
+    // the small one, and unzip on an instance may unpack the bomb.
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("Procfile", SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(b"web: ./app\n").unwrap();
+    let deflated = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    w.start_file("data/zeros.bin", deflated).unwrap();
+    let zeros = vec![0u8; 1024 * 1024];
+    for _ in 0..64 {
+        w.write_all(&zeros).unwrap();
+    }
+    w.start_file("data/zeros.biN", SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(b"small").unwrap();
+    let bundle = renamed(
+        w.finish().unwrap().into_inner(),
+        b"data/zeros.biN",
+        b"data/zeros.bin",
+    );
+    env.put(KEY, bundle).await;
+    env.fails(
+        &event(r#"{"application":"shop","create_application":true}"#, KEY),
+        "ConfigurationError",
+        &[
+            &format!("artifact `BuildOutput` (s3://{ARTIFACTS}/{KEY})"),
+            "entries `data/zeros.bin` (number 2 in the zip) and `data/zeros.bin` (number 3) have the same name",
+        ],
+    )
+    .await;
+    assert_eq!(env.calls("CreateApplicationVersion"), 0);
+    assert!(env.bundle_objects().await.is_empty(), "nothing stored");
 }
 
 #[tokio::test]
