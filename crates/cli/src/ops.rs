@@ -143,7 +143,8 @@ pub async fn swap(
     min_health: &str,
 ) -> Result<String, String> {
     use beanswap_core::swap::ops::{Moved, Swapper};
-    let moved = Swapper::new(config)
+    let swapper = Swapper::new(config);
+    let moved = swapper
         .move_cname(
             application,
             production,
@@ -155,9 +156,17 @@ pub async fn swap(
         .map_err(|e| e.to_string())?;
     Ok(match moved {
         Moved::Already(env) => format!("{} already serves {production}; nothing to do\n", env.name),
-        Moved::Swapped { live, previous } => format!(
-            "{} now serves {} (was {}); `beanswap rollback` moves it back\n",
-            live.name, live.cname, previous.name
-        ),
+        Moved::Swapped { live, previous } => {
+            swapper.handed_over(&previous).await.map_err(|e| {
+                format!(
+                    "{} now serves {} (was {}), but {e}",
+                    live.name, live.cname, previous.name
+                )
+            })?;
+            format!(
+                "{} now serves {} (was {}); `beanswap rollback` moves it back\n",
+                live.name, live.cname, previous.name
+            )
+        }
     })
 }

@@ -327,15 +327,28 @@ impl Beanstalk {
             .collect())
     }
 
-    pub async fn set_tags(&self, arn: &str, tags: &[(&str, String)]) -> Result<(), AwsError> {
+    /// One UpdateTagsForResource: adds (or overwrites) `add` and removes `remove` (keys the resource
+    /// does not have are ignored by Beanstalk). On an environment this is an environment update: it is
+    /// Updating for a while afterwards and refuses operations that need Ready, a second tag change
+    /// included (FIDELITY.md), so every change to one environment's tags is made in one call.
+    /// AWS authorises it as elasticbeanstalk:AddTags and/or elasticbeanstalk:RemoveTags.
+    pub async fn retag(
+        &self,
+        arn: &str,
+        add: &[(&str, String)],
+        remove: &[&str],
+    ) -> Result<(), AwsError> {
         let mut request = self.client.update_tags_for_resource().resource_arn(arn);
-        for (key, value) in tags {
+        for (key, value) in add {
             request = request.tags_to_add(
                 aws_sdk_elasticbeanstalk::types::Tag::builder()
                     .key(*key)
                     .value(value)
                     .build(),
             );
+        }
+        for key in remove {
+            request = request.tags_to_remove(*key);
         }
         request
             .send()
@@ -344,17 +357,32 @@ impl Beanstalk {
         Ok(())
     }
 
-    /// Removes tags by key (keys the resource does not have are ignored by Beanstalk).
-    pub async fn remove_tags(&self, arn: &str, keys: &[&str]) -> Result<(), AwsError> {
-        let mut request = self.client.update_tags_for_resource().resource_arn(arn);
-        for key in keys {
-            request = request.tags_to_remove(*key);
+    /// Polls the environment until it is Ready (or terminated, or `timeout` passes), skipping polls
+    /// AWS throttles: what every write that can make an environment busy (a tag change, an update) is
+    /// followed by before an operation that needs Ready.
+    pub async fn wait_ready(
+        &self,
+        env: &Environment,
+        timeout: Duration,
+    ) -> Result<Environment, AwsError> {
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        let mut last = env.clone();
+        loop {
+            if let Some(now) = crate::aws_error::unless_transient(self.environment(&env.id).await)?
+            {
+                match now {
+                    Some(e) if e.is_ready() || e.is_terminated() => return Ok(e),
+                    Some(e) => last = e,
+                    None => return Ok(last),
+                }
+            }
+            if started.elapsed() >= timeout {
+                return Ok(last);
+            }
+            tokio::time::sleep(poll_delay(attempt).min(Duration::from_secs(5))).await;
+            attempt += 1;
         }
-        request
-            .send()
-            .await
-            .map_err(|e| eb_error("UpdateTagsForResource", e))?;
-        Ok(())
     }
 
     /// Whether `prefix` is free to become a new environment's CNAME.

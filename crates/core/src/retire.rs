@@ -98,6 +98,12 @@ pub enum Decision {
     Wait {
         until: SystemTime,
     },
+    /// Due, but busy for a moment (Updating: a tag change or an update someone started): looked at
+    /// again at `until`, while the job's patience lasts; never forced.
+    Busy {
+        status: String,
+        until: SystemTime,
+    },
     Skip(SkipReason),
 }
 
@@ -131,7 +137,7 @@ impl Plan {
         self.with(|d| matches!(d, Decision::Live { .. }))
     }
     pub fn waiting(&self) -> impl Iterator<Item = &EnvPlan> {
-        self.with(|d| matches!(d, Decision::Wait { .. }))
+        self.with(|d| matches!(d, Decision::Wait { .. } | Decision::Busy { .. }))
     }
     pub fn skipped(&self) -> impl Iterator<Item = &EnvPlan> {
         self.with(|d| matches!(d, Decision::Skip(_)))
@@ -141,7 +147,7 @@ impl Plan {
         self.envs
             .iter()
             .filter_map(|e| match e.decision {
-                Decision::Wait { until } => Some(until),
+                Decision::Wait { until } | Decision::Busy { until, .. } => Some(until),
                 _ => None,
             })
             .max()
@@ -159,7 +165,13 @@ pub struct Policy<'a> {
     pub keep: usize,
     pub grace: Duration,
     pub now: SystemTime,
+    /// Until when a due environment that is busy for a moment (Updating) is waited for rather than
+    /// skipped; `None` never waits (a dry run, `beanswap retire`).
+    pub busy_patience: Option<SystemTime>,
 }
+
+/// How soon a busy environment is looked at again.
+pub const BUSY_RECHECK: Duration = Duration::from_secs(10);
 
 /// Why there is no plan.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -349,14 +361,21 @@ pub fn plan(facts: &[EnvFacts], policy: &Policy) -> Result<Plan, PlanError> {
         let f = &facts[i];
         envs[i].decision = if rank < policy.keep {
             Decision::Keep
-        } else if !f.env.is_ready() {
-            Decision::Skip(SkipReason::Transitional(f.env.status.clone()))
         } else {
             let until = since + policy.grace;
-            if policy.now >= until {
-                Decision::Terminate
-            } else {
+            let busy =
+                f.env.status == "Updating" && policy.busy_patience.is_some_and(|p| policy.now < p);
+            if policy.now < until {
                 Decision::Wait { until }
+            } else if busy {
+                Decision::Busy {
+                    status: f.env.status.clone(),
+                    until: policy.now + BUSY_RECHECK,
+                }
+            } else if !f.env.is_ready() {
+                Decision::Skip(SkipReason::Transitional(f.env.status.clone()))
+            } else {
+                Decision::Terminate
             }
         };
     }
@@ -568,6 +587,7 @@ mod tests {
             keep,
             grace: Duration::from_secs(grace_min * 60),
             now: now(),
+            busy_patience: None,
         };
         plan(&facts, &policy)
             .unwrap()
@@ -575,6 +595,36 @@ mod tests {
             .into_iter()
             .map(|p| (p.name, p.decision))
             .collect()
+    }
+
+    /// A due environment that is busy for a moment (the swap's tag change on it) is looked at again
+    /// soon while the job's patience lasts, and only then reported as skipped; never forced.
+    #[test]
+    fn a_busy_environment_is_waited_for_then_skipped() {
+        let envs = [e("p", PROD), e("a", "shop-a").out(300).status("Updating")];
+        let facts: Vec<EnvFacts> = envs.iter().map(E::facts).collect();
+        let mut policy = Policy {
+            application: "shop",
+            production_cname: PROD,
+            record_targets: &[],
+            keep: 0,
+            grace: Duration::from_secs(600),
+            now: now(),
+            busy_patience: Some(now() + Duration::from_secs(60)),
+        };
+        let decision = |policy: &Policy| plan(&facts, policy).unwrap().envs[1].decision.clone();
+        assert_eq!(
+            decision(&policy),
+            Decision::Busy {
+                status: "Updating".into(),
+                until: now() + BUSY_RECHECK
+            }
+        );
+        policy.busy_patience = Some(now());
+        assert_eq!(
+            decision(&policy),
+            Decision::Skip(SkipReason::Transitional("Updating".into()))
+        );
     }
 
     fn live() -> Decision {
@@ -723,6 +773,7 @@ mod tests {
             keep: 0,
             grace: Duration::ZERO,
             now: now(),
+            busy_patience: None,
         };
         let err = plan(&facts, &policy).unwrap_err().to_string();
         assert!(
@@ -743,6 +794,7 @@ mod tests {
             keep: 0,
             grace: Duration::ZERO,
             now: now(),
+            busy_patience: None,
         };
         let err = plan(&facts, &policy).unwrap_err().to_string();
         assert!(
@@ -779,6 +831,7 @@ mod tests {
             keep: 0,
             grace: Duration::from_secs(600),
             now: now(),
+            busy_patience: None,
         };
         let p = plan(&facts, &policy).unwrap();
         assert_eq!(p.envs[1].since, Some((at(3), SinceBasis::LastUpdate)));

@@ -64,6 +64,9 @@ impl Runtime {
                 Effect::Launch { env_id, generation } => rt.launch(&env_id, generation).await,
                 Effect::Update { env_id, generation } => rt.update(&env_id, generation).await,
                 Effect::Terminate { env_id, generation } => rt.terminate(&env_id, generation).await,
+                Effect::UpdateTags { env_id, generation } => {
+                    rt.update_tags(&env_id, generation).await
+                }
                 Effect::ProcessVersion { application, label } => {
                     rt.process_version(&application, &label).await
                 }
@@ -238,6 +241,25 @@ impl Runtime {
                     e.health_status = "Severe";
                 });
             }
+        }
+    }
+
+    /// A tag change: the environment's stack is updated with the new tags (the app keeps running and
+    /// serving, as on AWS), then it is Ready again with the health it had.
+    async fn update_tags(self: Arc<Self>, env_id: &str, generation: u64) {
+        tokio::time::sleep(self.options().update_delay).await;
+        let back = self.set(env_id, generation, |e| {
+            if e.status == "Updating" {
+                e.status = "Ready";
+            }
+        });
+        if back {
+            self.event(
+                env_id,
+                Severity::Info,
+                "Environment update completed successfully.",
+            );
+            self.monitor(env_id.to_string(), generation);
         }
     }
 

@@ -376,6 +376,53 @@ async fn an_environment_launches_runs_its_bundle_swaps_and_terminates() {
         .send()
         .await
         .unwrap();
+    // A tag change on an environment is an environment update (FIDELITY.md): Updating, and operations
+    // that need Ready (another tag change, a CNAME swap, a termination) are refused until it is over.
+    assert_eq!(
+        bed.env(&green_id).await.status().unwrap().as_str(),
+        "Updating"
+    );
+    let refused = bed
+        .eb
+        .update_tags_for_resource()
+        .resource_arn(&arn)
+        .tags_to_add(Tag::builder().key("again").value("1").build())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.as_service_error().and_then(|e| e.meta().message()),
+        Some("Environment named shop-green is in an invalid state for this operation. Must be Ready.")
+    );
+    let refused = bed
+        .eb
+        .terminate_environment()
+        .environment_id(&green_id)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("invalid state for this operation. Must be Ready."),
+        "{refused:?}"
+    );
+    bed.wait_for(&green_id, "Ready").await;
+    let events = bed
+        .eb
+        .describe_events()
+        .environment_id(&green_id)
+        .max_records(5)
+        .send()
+        .await
+        .unwrap();
+    let messages: Vec<_> = events.events().iter().filter_map(|e| e.message()).collect();
+    assert_eq!(
+        messages[..2],
+        [
+            "Environment update completed successfully.",
+            "Environment update is starting."
+        ],
+        "{messages:?}"
+    );
     let tags = bed
         .eb
         .list_tags_for_resource()

@@ -353,19 +353,26 @@ impl<V: Verify> SwapAction<V> {
         staged: &Environment,
         host: &str,
     ) -> Result<Outcome<Shift>, ActionError> {
-        let previous = self.swapper.previous_of(staged).await?.unwrap_or_default();
+        let previous = self.swapper.previous_of(staged).await?;
+        // Without the tag a swap writes before it moves anything, nothing was ever moved to it: it
+        // is the first environment, which stage launched on the production CNAME itself.
+        let how = match &previous {
+            Some(from) => format!("an earlier invocation moved it there from `{from}`"),
+            None => "it was launched on the production CNAME as the first environment, so there was nothing to move".to_string(),
+        };
+        let previous = previous.unwrap_or_default();
         let note = self
             .verified(params.check(host, staged))
             .await
             .map_err(|seen| {
                 ActionError::failed(format!(
-                    "`{}` already serves production (an earlier invocation moved it; nothing was changed now), but the version check failed: {seen}",
+                    "`{}` already serves production ({how}; nothing was changed now), but the version check failed: {seen}",
                     staged.name
                 ))
             })?;
         done(
             format!(
-                "`{}` already serves production (moved by an earlier invocation); nothing changed; {note}",
+                "`{}` already serves production ({how}); nothing changed; {note}",
                 staged.name
             ),
             &staged.name,
@@ -436,15 +443,18 @@ impl<V: Verify> SwapAction<V> {
         };
         let host = staged.cname.clone();
         match self.verified(params.check(&host, &staged)).await {
-            Ok(note) => done(
-                format!(
-                    "swapped CNAMEs: `{}` now serves `{host}` (was `{}`); {note}",
-                    staged.name, live.name
-                ),
-                &staged.name,
-                &live.name,
-                Mode::Cname,
-            ),
+            Ok(note) => {
+                sw.handed_over(&live).await?;
+                done(
+                    format!(
+                        "swapped CNAMEs: `{}` now serves `{host}` (was `{}`); {note}",
+                        staged.name, live.name
+                    ),
+                    &staged.name,
+                    &live.name,
+                    Mode::Cname,
+                )
+            }
             Err(seen) => {
                 let back = sw
                     .move_cname_back(&staged, &live, &production, params.timeout())
@@ -521,9 +531,10 @@ impl<V: Verify> SwapAction<V> {
         if view.staged_share >= 100 || live.id == staged.id {
             return self.already_done(params, staged, &domain.name).await;
         }
+        let staged = &sw.ready(staged, params.timeout()).await?;
         sw.preconditions(staged, live, &params.application, &params.min_health)
             .await?;
-        sw.prepare(live, staged).await?;
+        let staged = &sw.prepare(live, staged, params.timeout()).await?;
         sw.point(
             &domain,
             &[simple_record(&domain, staged)?],
@@ -531,17 +542,19 @@ impl<V: Verify> SwapAction<V> {
             params.timeout(),
         )
         .await?;
-        sw.handed_over(live, staged).await?;
         match self.verified(params.check(&domain.name, staged)).await {
-            Ok(note) => done(
-                format!(
-                    "`{}` now points at `{}` (was `{}`), in sync; {note}",
-                    domain.name, staged.name, live.name
-                ),
-                &staged.name,
-                &live.name,
-                Mode::Route53,
-            ),
+            Ok(note) => {
+                sw.handed_over(live).await?;
+                done(
+                    format!(
+                        "`{}` now points at `{}` (was `{}`), in sync; {note}",
+                        domain.name, staged.name, live.name
+                    ),
+                    &staged.name,
+                    &live.name,
+                    Mode::Route53,
+                )
+            }
             Err(seen) => {
                 let previous: Vec<_> = before.into_iter().map(|e| e.record).collect();
                 let back = async {
@@ -562,7 +575,7 @@ impl<V: Verify> SwapAction<V> {
                         )
                         .await?;
                     }
-                    sw.handed_over(staged, live).await
+                    sw.handed_over(staged).await
                 }
                 .await;
                 Err(ActionError::failed(match back {
@@ -592,9 +605,10 @@ impl<V: Verify> SwapAction<V> {
         if view.staged_share >= 100 || live.id == staged.id {
             return self.already_done(params, staged, &domain.name).await;
         }
+        let staged = &sw.ready(staged, params.timeout()).await?;
         sw.preconditions(staged, live, &params.application, &params.min_health)
             .await?;
-        sw.prepare(live, staged).await?;
+        let staged = &sw.prepare(live, staged, params.timeout()).await?;
         let steps = params.steps();
         let percent = next_step(&steps, view.staged_share).unwrap_or(100);
         self.shift_to(params, &domain, live, staged, percent).await
@@ -636,20 +650,22 @@ impl<V: Verify> SwapAction<V> {
                 },
             });
         }
-        sw.handed_over(old, new).await?;
         match self.verified(params.check(&domain.name, new)).await {
-            Ok(note) => done(
-                format!(
-                    "all of `{}` on `{}` (was `{}`), in steps {:?}; {note}",
-                    domain.name,
-                    new.name,
-                    old.name,
-                    params.steps()
-                ),
-                &new.name,
-                &old.name,
-                Mode::Weighted,
-            ),
+            Ok(note) => {
+                sw.handed_over(old).await?;
+                done(
+                    format!(
+                        "all of `{}` on `{}` (was `{}`), in steps {:?}; {note}",
+                        domain.name,
+                        new.name,
+                        old.name,
+                        params.steps()
+                    ),
+                    &new.name,
+                    &old.name,
+                    Mode::Weighted,
+                )
+            }
             Err(seen) => Err(self
                 .shift_back(
                     params,
@@ -680,7 +696,7 @@ impl<V: Verify> SwapAction<V> {
                 params.timeout(),
             )
             .await?;
-            sw.handed_over(new, old).await
+            sw.handed_over(new).await
         }
         .await;
         ActionError::failed(match back {

@@ -121,13 +121,36 @@ async fn a_cname_swap_under_load_loses_no_request_and_is_not_undone_by_a_second_
     assert_eq!(report.succeeded()["LiveEnvironmentName"], "shop-b");
     assert_eq!(report.succeeded()["PreviousEnvironmentName"], "shop-a");
     assert!(
-        report.summary().contains("already serves production"),
+        report.summary().contains(
+            "already serves production (an earlier invocation moved it there from `shop-a`)"
+        ),
         "{}",
         report.summary()
     );
     assert_eq!(bed.swaps(), 1);
     assert_eq!(bed.env(&b.id).await.cname, PROD);
     assert_eq!(bed.get(PROD, "/version").await, (200, "v2\n".into()));
+}
+
+/// The first deployment: stage launched the only environment on the production CNAME, so swap has
+/// nothing to move, and says so instead of claiming an earlier invocation moved it (issue 16.7).
+#[tokio::test]
+async fn the_first_deployments_swap_says_nothing_was_moved() {
+    let mut bed = bed().await;
+    bed.version("v1", "v1").await;
+    bed.launch("shop-a", "shop-prod", "v1").await;
+    let report = bed
+        .invoke(&job_event(&params("shop-a", json!({}), &bed.resolve())))
+        .await;
+    assert_eq!(report.succeeded()["LiveEnvironmentName"], "shop-a");
+    assert_eq!(report.succeeded()["PreviousEnvironmentName"], "");
+    let summary = report.summary();
+    assert!(
+        summary.contains("launched on the production CNAME as the first environment"),
+        "{summary}"
+    );
+    assert!(!summary.contains("earlier invocation"), "{summary}");
+    assert_eq!(bed.swaps(), 0);
 }
 
 #[tokio::test]
@@ -261,7 +284,9 @@ async fn rollback_returns_production_to_the_previous_environment_once() {
     assert_eq!(bed.swaps(), 2);
     assert_eq!(bed.get(PROD, "/version").await, (200, "v1\n".into()));
 
-    // The previous environment is gone (retired): a rollback says so and changes nothing.
+    // The previous environment is gone (retired): a rollback says so and changes nothing. (Its
+    // out-of-service tag made it busy for a moment: as on AWS, it can be terminated once Ready.)
+    bed.wait_until(&b.id, |e| e.status == "Ready").await;
     bed.eb
         .terminate_environment()
         .environment_id(&b.id)

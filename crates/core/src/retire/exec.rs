@@ -350,6 +350,10 @@ impl RetireReport {
                     e.name,
                     format_time(until)
                 )),
+                Decision::Busy { ref status, .. } => Some(format!(
+                    "{} ({status}: busy for a moment, terminated once it is Ready)",
+                    e.name
+                )),
                 _ => None,
             })
             .collect();
@@ -452,6 +456,9 @@ pub async fn retire(
         keep: settings.keep,
         grace: settings.grace,
         now,
+        busy_patience: (!settings.dry_run).then(|| {
+            UNIX_EPOCH + Duration::from_secs(progress.started) + settings.grace + TRANSIENT_PATIENCE
+        }),
     };
     let mut plan = plan(&facts, &policy)?;
     let mut report = RetireReport {
@@ -505,9 +512,15 @@ pub async fn retire(
                     }
                 }
                 // Lost a race with another change: report it, never force it.
+                // Busy for a moment: looked at again while the job's patience lasts, never forced.
                 Err(e) if e.is_busy() => {
-                    plan.envs[i].decision =
-                        Decision::Skip(SkipReason::ChangedState("not Ready".into()))
+                    plan.envs[i].decision = match policy.busy_patience {
+                        Some(patience) if now < patience => Decision::Busy {
+                            status: "not Ready".into(),
+                            until: now + super::BUSY_RECHECK,
+                        },
+                        _ => Decision::Skip(SkipReason::ChangedState("not Ready".into())),
+                    }
                 }
                 Err(source) => {
                     return Err(RetireError::Terminate {

@@ -365,7 +365,9 @@ pub fn rollback_target<'a>(
                 live.name
             ))
         })?;
-    if !target.is_ready() {
+    // Updating is a moment's business (the tag change that marked it out of service, minutes ago):
+    // the caller waits for Ready before moving production. Anything else is not a place to return to.
+    if !target.is_ready() && target.status != "Updating" {
         return Err(SwapError::NoRollbackTarget(format!(
             "the previous environment `{name}` is {}, not Ready; production stays on `{}`",
             target.status, live.name

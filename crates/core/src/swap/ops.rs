@@ -142,31 +142,66 @@ impl Swapper {
             .cloned())
     }
 
-    /// Before moving traffic: `to` remembers where it came from, so a rollback (and a re-invocation)
-    /// knows; written first, so an interruption leaves it behind too.
-    pub async fn prepare(&self, from: &Environment, to: &Environment) -> Result<(), SwapError> {
-        self.eb
-            .set_tags(&to.arn, &[(TAG_PREVIOUS_ENVIRONMENT, from.name.clone())])
-            .await?;
-        Ok(())
+    /// Waits (within `timeout`) until `env` is Ready: an environment busy for a moment (a tag change,
+    /// an update someone else started) is waited out, never a verdict. What it is after the wait is
+    /// returned; the caller's preconditions judge it.
+    pub async fn ready(
+        &self,
+        env: &Environment,
+        timeout: Duration,
+    ) -> Result<Environment, SwapError> {
+        if env.is_ready() {
+            return Ok(env.clone());
+        }
+        Ok(self.eb.wait_ready(env, timeout).await?)
     }
 
-    /// After moving traffic from `from` to `to`: `from` is out of service since now (retire's grace
-    /// period counts from it); `to` serves, so it carries no such tag.
-    pub async fn handed_over(&self, from: &Environment, to: &Environment) -> Result<(), SwapError> {
+    /// Before moving traffic: `to` remembers where it came from (so a rollback and a re-invocation
+    /// know) and loses any out-of-service mark, in one tag change, and the move waits until the tag
+    /// change has made `to` Ready again (Beanstalk applies tags as an environment update; a CNAME swap
+    /// or a second tag change meanwhile is refused with "invalid state ... Must be Ready").
+    pub async fn prepare(
+        &self,
+        from: &Environment,
+        to: &Environment,
+        timeout: Duration,
+    ) -> Result<Environment, SwapError> {
         self.eb
-            .set_tags(&from.arn, &[(TAG_OUT_OF_SERVICE_SINCE, now_rfc3339())])
+            .retag(
+                &to.arn,
+                &[(TAG_PREVIOUS_ENVIRONMENT, from.name.clone())],
+                &[TAG_OUT_OF_SERVICE_SINCE],
+            )
             .await?;
+        let to = self.eb.wait_ready(to, timeout).await?;
+        if !to.is_ready() {
+            return Err(SwapError::NotReady {
+                role: "staged",
+                name: to.name.clone(),
+                status: format!(
+                    "{} (still, {}s after its tags changed)",
+                    to.status,
+                    timeout.as_secs()
+                ),
+            });
+        }
+        Ok(to)
+    }
+
+    /// After production moved from `from` (and the move was verified): `from` is out of service since
+    /// now; retire's grace period counts from it. Written after the move, so nothing that moves
+    /// production waits on it.
+    pub async fn handed_over(&self, from: &Environment) -> Result<(), SwapError> {
         self.eb
-            .remove_tags(&to.arn, &[TAG_OUT_OF_SERVICE_SINCE])
+            .retag(&from.arn, &[(TAG_OUT_OF_SERVICE_SINCE, now_rfc3339())], &[])
             .await?;
         Ok(())
     }
 
     /// The `cname` move, as the swap action and `beanswap swap` make it: the staged environment and the
-    /// one holding `production`, the preconditions, `beanswap:previous-environment` on the staged one,
-    /// SwapEnvironmentCNAMEs until it shows, the old one tagged out of service. What is verified after,
-    /// and whether to move back, is the caller's.
+    /// one holding `production`, each waited for until Ready, the preconditions, the staged one's tags
+    /// (then Ready again), SwapEnvironmentCNAMEs until it shows. What is verified after, whether to move
+    /// back, and marking the old one out of service ([`Swapper::handed_over`]) are the caller's.
     pub async fn move_cname(
         &self,
         application: &str,
@@ -180,20 +215,22 @@ impl Swapper {
         if live.id == staged.id {
             return Ok(Moved::Already(staged));
         }
+        let staged = self.ready(&staged, timeout).await?;
+        let live = self.ready(&live, timeout).await?;
         self.preconditions(&staged, &live, application, min_health)
             .await?;
-        self.prepare(&live, &staged).await?;
+        let staged = self.prepare(&live, &staged, timeout).await?;
         let now_live = self
             .swap_cnames(&live, &staged, production, timeout)
             .await?;
-        self.handed_over(&live, &staged).await?;
         Ok(Moved::Swapped {
             live: now_live,
             previous: live,
         })
     }
 
-    /// Undoes [`Swapper::move_cname`]: production back on `previous`, `live` out of service again.
+    /// Undoes [`Swapper::move_cname`]: production back on `previous`; `live` is then marked out of
+    /// service (after the move back, best effort: the move is what matters).
     pub async fn move_cname_back(
         &self,
         live: &Environment,
@@ -201,9 +238,14 @@ impl Swapper {
         production: &str,
         timeout: Duration,
     ) -> Result<(), SwapError> {
-        self.swap_cnames(live, previous, production, timeout)
+        let live = self.ready(live, timeout).await?;
+        let previous = self.ready(previous, timeout).await?;
+        self.swap_cnames(&live, &previous, production, timeout)
             .await?;
-        self.handed_over(live, previous).await
+        if let Err(e) = self.handed_over(&live).await {
+            tracing::warn!(error = %e, environment = %live.name, "could not mark the environment moved away from as out of service");
+        }
+        Ok(())
     }
 
     /// SwapEnvironmentCNAMEs, then polls until DescribeEnvironments shows `production` on `to`.
@@ -354,6 +396,19 @@ pub async fn rollback(
         &environments,
     )?
     .clone();
+    // Either may be busy for a moment (the swap's own tag change on the old live one, minutes ago):
+    // waited out, since a CNAME swap needs both Ready.
+    let live = swapper.ready(&live, request.timeout).await?;
+    let target = swapper.ready(&target, request.timeout).await?;
+    if !target.is_ready() {
+        return Err(SwapError::NoRollbackTarget(format!(
+            "the previous environment `{}` is still {} after {}s, not Ready; production stays on `{}`",
+            target.name,
+            target.status,
+            request.timeout.as_secs(),
+            live.name
+        )));
+    }
     let mut restored = target.clone();
     let how = match (&request.domain, records) {
         (Some(domain), Some(records)) => {
@@ -399,14 +454,17 @@ pub async fn rollback(
             format!("CNAME swap: `{}` holds `{production}` again", target.name)
         }
     };
-    swapper.handed_over(&live, &target).await?;
+    // Production has moved back; now the tags say so, one change per environment. The restored one's
+    // tags are what makes a repeated rollback a no-op, so that change waits out a busy environment.
+    swapper.handed_over(&live).await?;
+    let restored_env = swapper.ready(&target, request.timeout).await?;
     swapper
         .eb
-        .remove_tags(&target.arn, &[TAG_PREVIOUS_ENVIRONMENT])
-        .await?;
-    swapper
-        .eb
-        .set_tags(&target.arn, &[(TAG_RESTORED_FROM, live.name.clone())])
+        .retag(
+            &restored_env.arn,
+            &[(TAG_RESTORED_FROM, live.name.clone())],
+            &[TAG_PREVIOUS_ENVIRONMENT, TAG_OUT_OF_SERVICE_SINCE],
+        )
         .await?;
     Ok(RolledBack {
         summary: format!(

@@ -208,6 +208,12 @@ pub enum Effect {
         env_id: String,
         generation: u64,
     },
+    /// A tag change applied to the environment's resources: Updating for the update delay, then Ready
+    /// again (FIDELITY.md, "Tag changes are environment updates").
+    UpdateTags {
+        env_id: String,
+        generation: u64,
+    },
     /// Validate a version's bundle (`Process=true`): Processing -> Processed or Failed.
     ProcessVersion {
         application: String,
@@ -335,7 +341,7 @@ pub fn handle(
         "CheckDNSAvailability" => plain(environments::check_dns(store, p)),
         "DescribeEnvironmentResources" => plain(environments::resources(store, p)),
         "DescribeEvents" => plain(events::describe(store, p)),
-        "UpdateTagsForResource" => templates::update_tags(store, p).map(|()| (None, vec![])),
+        "UpdateTagsForResource" => templates::update_tags(store, request).map(|e| (None, e)),
         "ListTagsForResource" => plain(templates::list_tags(store, p)),
         other => Err(QueryError::new(
             400,

@@ -8,6 +8,7 @@ use super::{
     application_arn, environment_arn, option_settings, tags, template_arn, version_arn, OptionKey,
     Store, Template,
 };
+use crate::beanstalk::{Effect, Request, Severity};
 use crate::query::{Params, QueryError, Xml};
 
 pub fn create_template(store: &mut Store, p: &Params) -> Result<String, QueryError> {
@@ -249,8 +250,30 @@ fn existing_arn<'a>(store: &Store, p: &'a Params) -> Result<&'a str, QueryError>
     Ok(arn)
 }
 
-pub fn update_tags(store: &mut Store, p: &Params) -> Result<(), QueryError> {
+/// UpdateTagsForResource. On an environment it is an environment update, as on AWS: Elastic Beanstalk
+/// applies the tags to the environment's resources (its CloudFormation stack), the environment is
+/// Updating meanwhile, and operations that need Ready are refused until it is Ready again. Sources
+/// (FIDELITY.md): the Terraform AWS provider waits for Ready after tagging because the next
+/// UpdateEnvironment failed with "... is in an invalid state for this operation. Must be Ready."
+/// (hashicorp/terraform-provider-aws PR #36074, issues #31575 and #32284); Cloud Custodian's tests note
+/// that "changing tags on an EB Env performs an update to the environment, which can take 60+ seconds"
+/// (cloud-custodian PR #1873).
+pub fn update_tags(store: &mut Store, request: &Request) -> Result<Vec<Effect>, QueryError> {
+    let p = request.params;
     let arn = existing_arn(store, p)?.to_string();
+    let environment = store
+        .environments
+        .values()
+        .find(|e| e.is_live() && environment_arn(&e.application, &e.name) == arn)
+        .cloned();
+    if let Some(env) = &environment {
+        if env.status != "Ready" {
+            return Err(QueryError::invalid(format!(
+                "Environment named {} is in an invalid state for this operation. Must be Ready.",
+                env.name
+            )));
+        }
+    }
     let add = tags(p, "TagsToAdd");
     let remove = p.list("TagsToRemove");
     if let Some(reserved) = add
@@ -276,7 +299,25 @@ pub fn update_tags(store: &mut Store, p: &Params) -> Result<(), QueryError> {
         ));
     }
     store.tags.insert(arn, updated);
-    Ok(())
+    let Some(env) = environment else {
+        return Ok(vec![]);
+    };
+    let generation = env.generation + 1;
+    if let Some(e) = store.environments.get_mut(&env.id) {
+        e.status = "Updating";
+        e.generation = generation;
+        e.updated = SystemTime::now();
+    }
+    store.env_event(
+        &env.id,
+        Severity::Info,
+        "Environment update is starting.",
+        Some(request.request_id),
+    );
+    Ok(vec![Effect::UpdateTags {
+        env_id: env.id,
+        generation,
+    }])
 }
 
 pub fn list_tags(store: &Store, p: &Params) -> Result<String, QueryError> {
