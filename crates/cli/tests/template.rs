@@ -11,7 +11,8 @@
 //!   namespace, in an earlier stage, really sets (for a beanswap function: its crate's `OUTPUT_VARIABLES`).
 //!
 //! It also checks that each crate's `OUTPUT_VARIABLES` are names its code passes to `with_variable`, and
-//! that each function's IAM role allows exactly the actions of the AWS SDK operations its code calls.
+//! that each function's IAM role allows exactly the IAM actions AWS checks for the AWS SDK operations its
+//! code calls, as `iam-operations.json` (next to this file, each row with its source) maps them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -674,10 +675,6 @@ const GRANTS: &[Grants] = &[
         job_calls: &["get_object"],
         extra: &[
             (
-                "elasticbeanstalk:AddTags",
-                "CreateApplicationVersion carries tags",
-            ),
-            (
                 "s3:ListBucket",
                 "HeadObject of a missing bundle answers 404, not 403",
             ),
@@ -708,7 +705,7 @@ const GRANTS: &[Grants] = &[
             ("elasticbeanstalk", "check_dns_availability"),
         ],
         job_calls: &[],
-        extra: &[("elasticbeanstalk:AddTags", "CreateEnvironment carries tags")],
+        extra: &[],
     },
     Grants {
         function: "smoke-test",
@@ -760,32 +757,126 @@ const GRANTS: &[Grants] = &[
     },
 ];
 
-/// The IAM actions an SDK operation needs.
-fn iam_actions(service: &str, op: &str) -> Vec<String> {
-    let pascal = |op: &str| -> String {
-        op.split('_')
-            .map(|w| {
-                let mut c = w.chars();
-                c.next()
-                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                    .unwrap_or_default()
-            })
+/// One row of `iam-operations.json`: the IAM actions AWS checks for one API operation.
+struct OperationRow {
+    service: String,
+    /// As in the service model: `UpdateTagsForResource`.
+    operation: String,
+    /// Checked on every call.
+    actions: Vec<String>,
+    /// Request parameter (as in the service model) -> actions checked only when a request carries it.
+    with: BTreeMap<String, Vec<String>>,
+    /// The public page the row is taken from.
+    source: String,
+}
+
+/// `crates/cli/tests/iam-operations.json`: data, not code, so the local cloud can enforce the same table.
+fn operation_table() -> Vec<OperationRow> {
+    let path = root().join("crates/cli/tests/iam-operations.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let table: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("{path:?}: {v} is not a list"))
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
             .collect()
     };
-    let names: Vec<String> = match (service, op) {
-        ("s3", "get_object" | "head_object") => vec!["GetObject".into()],
-        ("s3", "put_object" | "create_multipart_upload" | "upload_part")
-        | ("s3", "complete_multipart_upload") => vec!["PutObject".into()],
-        // Writes the target, reads the source.
-        ("s3", "copy_object") => vec!["PutObject".into(), "GetObject".into()],
-        ("elasticbeanstalk", "swap_environment_cnames") => vec!["SwapEnvironmentCNAMEs".into()],
-        ("elasticbeanstalk", "check_dns_availability") => vec!["CheckDNSAvailability".into()],
-        _ => vec![pascal(op)],
-    };
-    names
-        .into_iter()
-        .map(|n| format!("{service}:{n}"))
+    table["operations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path:?}: no `operations` list"))
+        .iter()
+        .map(|row| OperationRow {
+            service: row["service"].as_str().unwrap_or_default().to_string(),
+            operation: row["operation"].as_str().unwrap_or_default().to_string(),
+            actions: strings(&row["actions"]),
+            with: row["with"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), strings(v))).collect())
+                .unwrap_or_default(),
+            source: row["source"].as_str().unwrap_or_default().to_string(),
+        })
         .collect()
+}
+
+/// `UpdateTagsForResource` and `update_tags_for_resource` both -> `updatetagsforresource`.
+fn squash(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// `TagsToAdd` -> `tags_to_add`: a model member as the SDK's builder method names it.
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+fn operation_row<'a>(table: &'a [OperationRow], service: &str, op: &str) -> &'a OperationRow {
+    table
+        .iter()
+        .find(|r| r.service == service && squash(&r.operation) == squash(op))
+        .unwrap_or_else(|| {
+            panic!(
+                "{service} {op} has no row in crates/cli/tests/iam-operations.json: add the actions AWS \
+                 checks for it, with the page that says so (never assume an action of the same name)"
+            )
+        })
+}
+
+/// The builder methods called on requests of SDK operation `op` in a source text: the chain that starts
+/// at `.op()` up to its `;`, and when that chain is kept in a variable (`let mut request = client.op()`),
+/// every `request.method(` after it in the same function.
+fn request_methods(text: &str, op: &str) -> BTreeSet<String> {
+    let method = regex::Regex::new(r"\.\s*([a-z_][a-z0-9_]*)\s*\(").unwrap();
+    let binding = regex::Regex::new(r"let\s+(?:mut\s+)?([a-z_][a-z0-9_]*)\s*=").unwrap();
+    let next_fn = regex::Regex::new(r"\n\s*(?:pub(?:\([a-z]+\))?\s+)?(?:async\s+)?fn\s").unwrap();
+    let mut out = BTreeSet::new();
+    for (at, _) in text.match_indices(&format!(".{op}()")) {
+        let end = text[at..].find(';').map_or(text.len(), |e| at + e);
+        out.extend(
+            method
+                .captures_iter(&text[at..end])
+                .map(|c| c[1].to_string()),
+        );
+        let start = text[..at].rfind([';', '{', '}']).map_or(0, |s| s + 1);
+        if let Some(name) = binding.captures(&text[start..at]).map(|c| c[1].to_string()) {
+            let rest = &text[end..];
+            let rest = &rest[..next_fn.find(rest).map_or(rest.len(), |m| m.start())];
+            let uses =
+                regex::Regex::new(&format!(r"\b{name}\s*\.\s*([a-z_][a-z0-9_]*)\s*\(")).unwrap();
+            out.extend(uses.captures_iter(rest).map(|c| c[1].to_string()));
+        }
+    }
+    out
+}
+
+/// The request parameters of `row` that change its authorisation and that the code sets.
+fn parameters_set(row: &OperationRow, op: &str, texts: &[String]) -> BTreeSet<String> {
+    let methods: BTreeSet<String> = texts.iter().flat_map(|t| request_methods(t, op)).collect();
+    row.with
+        .keys()
+        .filter(|p| methods.contains(&snake(p)) || methods.contains(&format!("set_{}", snake(p))))
+        .cloned()
+        .collect()
+}
+
+/// The IAM actions AWS checks for `op` called with the parameters the code sets (`texts`: the sources
+/// that may call it).
+fn iam_actions(table: &[OperationRow], service: &str, op: &str, texts: &[String]) -> Vec<String> {
+    let row = operation_row(table, service, op);
+    let mut actions = row.actions.clone();
+    for p in parameters_set(row, op, texts) {
+        actions.extend(row.with[&p].iter().cloned());
+    }
+    actions
 }
 
 fn rust_sources(path: &Path, out: &mut Vec<PathBuf>) {
@@ -899,6 +990,7 @@ fn actions_of(statement: &Value) -> Vec<String> {
 fn every_function_role_allows_exactly_what_its_code_calls() {
     let template = template();
     let universe = sdk_operations();
+    let table = operation_table();
     let mut problems = Vec::new();
     let shared: Vec<PathBuf> = ["beanstalk.rs", "route53.rs", "report.rs", "artifacts.rs"]
         .iter()
@@ -951,10 +1043,15 @@ fn every_function_role_allows_exactly_what_its_code_calls() {
             .flat_map(actions_of)
             .filter(|a| !a.starts_with("logs:"))
             .collect();
+        let texts: Vec<String> = own_files
+            .iter()
+            .chain(&shared)
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect();
         let expected: BTreeSet<String> = g
             .calls
             .iter()
-            .flat_map(|(svc, op)| iam_actions(svc, op))
+            .flat_map(|(svc, op)| iam_actions(&table, svc, op, &texts))
             .chain(g.extra.iter().map(|(a, _)| a.to_string()))
             .collect();
         for a in granted.difference(&expected) {
@@ -994,6 +1091,102 @@ fn every_function_role_allows_exactly_what_its_code_calls() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The operation table is data another test bed will enforce too: every row names the page it comes
+/// from, names a real operation of the SDK the functions use, and says only what AWS checks; every
+/// operation a function calls has a row.
+#[test]
+fn the_operation_table_is_sourced_and_names_real_operations() {
+    let table = operation_table();
+    let universe: BTreeSet<String> = sdk_operations().iter().map(|o| squash(o)).collect();
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for row in &table {
+        let at = format!("{} {}", row.service, row.operation);
+        if !seen.insert((row.service.clone(), squash(&row.operation))) {
+            problems.push(format!("{at}: two rows"));
+        }
+        if !universe.contains(&squash(&row.operation)) {
+            problems.push(format!(
+                "{at}: not an operation of the SDK crates the functions use"
+            ));
+        }
+        if !row.source.contains("https://docs.aws.amazon.com/") {
+            problems.push(format!(
+                "{at}: the source must name the AWS page it is taken from"
+            ));
+        }
+        if row.actions.is_empty() && row.with.is_empty() {
+            problems.push(format!("{at}: no action at all"));
+        }
+        for a in row.actions.iter().chain(row.with.values().flatten()) {
+            let valid = a
+                .split_once(':')
+                .is_some_and(|(svc, name)| !svc.is_empty() && !name.is_empty() && !a.contains('*'));
+            if !valid {
+                problems.push(format!("{at}: {a:?} is not one IAM action"));
+            }
+        }
+    }
+    for g in GRANTS {
+        for (svc, op) in g.calls {
+            if !table
+                .iter()
+                .any(|r| r.service == *svc && squash(&r.operation) == squash(op))
+            {
+                problems.push(format!("{}: {svc} {op} has no row", g.function));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The actions that are not named after their operation (what the same-name guess got wrong).
+    let tags = operation_row(&table, "elasticbeanstalk", "update_tags_for_resource");
+    assert!(
+        tags.actions.is_empty(),
+        "no elasticbeanstalk:UpdateTagsForResource action exists"
+    );
+    assert_eq!(tags.with["TagsToAdd"], ["elasticbeanstalk:AddTags"]);
+    assert_eq!(tags.with["TagsToRemove"], ["elasticbeanstalk:RemoveTags"]);
+    assert_eq!(
+        operation_row(&table, "s3", "head_object").actions,
+        ["s3:GetObject"]
+    );
+    assert_eq!(
+        operation_row(&table, "s3", "upload_part").actions,
+        ["s3:PutObject"]
+    );
+}
+
+/// Which request parameters the code sets is read from its builder chains; these are the calls whose
+/// authorisation depends on them.
+#[test]
+fn request_parameters_are_read_from_the_builders() {
+    let table = operation_table();
+    let source = |p: &str| vec![std::fs::read_to_string(root().join(p)).unwrap()];
+    let set = |svc: &str, op: &str, texts: &[String]| {
+        parameters_set(operation_row(&table, svc, op), op, texts)
+    };
+    let beanstalk = source("crates/core/src/beanstalk.rs");
+    assert_eq!(
+        set("elasticbeanstalk", "update_tags_for_resource", &beanstalk),
+        BTreeSet::from(["TagsToAdd".to_string(), "TagsToRemove".to_string()])
+    );
+    let stage = source("crates/core/src/stage.rs");
+    assert_eq!(
+        set("elasticbeanstalk", "create_environment", &stage),
+        BTreeSet::from(["Tags".to_string()])
+    );
+    assert_eq!(
+        set("elasticbeanstalk", "create_configuration_template", &stage),
+        BTreeSet::new(),
+        "the clone of the live configuration is made without tags"
+    );
+    let package = source("crates/core/src/package.rs");
+    assert_eq!(
+        set("elasticbeanstalk", "create_application_version", &package),
+        BTreeSet::from(["Tags".to_string()])
+    );
 }
 
 /// Which hosted zones the swap and retire roles may touch: none without a domain, the stack's own zone
