@@ -1308,6 +1308,79 @@ fn the_beanstalk_operator_policy_is_only_what_beanstalk_does_for_its_caller() {
     }
 }
 
+/// The first environment's option settings under one parameter set: (namespace, option) -> value.
+fn first_environment_options(stack: &Stack) -> BTreeMap<(String, String), String> {
+    let templates = stack
+        .resources_of("AWS::ElasticBeanstalk::ConfigurationTemplate")
+        .unwrap();
+    assert_eq!(templates.len(), 1, "one FirstEnvironmentTemplate");
+    let mut out = BTreeMap::new();
+    for o in templates[0].1["OptionSettings"].as_array().unwrap() {
+        let key = (
+            o["Namespace"].as_str().unwrap().to_string(),
+            o["OptionName"].as_str().unwrap().to_string(),
+        );
+        let value = beanswap_cli::template::text(&o["Value"]);
+        assert!(
+            out.insert(key.clone(), value).is_none(),
+            "{key:?} is set twice"
+        );
+    }
+    out
+}
+
+/// Managed platform updates need a role to run as: Beanstalk's "General options for all environments"
+/// (aws:elasticbeanstalk:managedactions,
+/// https://docs.aws.amazon.com/elasticbeanstalk/latest/dg/command-options-general.html) take it in
+/// ServiceRoleForManagedUpdates, either the environment's own service role or the managed-updates
+/// service-linked role, and ManagedActionsEnabled=true needs a PreferredStartTime and an UpdateLevel. The
+/// environment's service role is used, and it carries AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy
+/// ("Managing Elastic Beanstalk service roles",
+/// https://docs.aws.amazon.com/elasticbeanstalk/latest/dg/iam-servicerole.html).
+#[test]
+fn managed_platform_updates_run_as_the_environments_service_role() {
+    let template = template();
+    for (scenario, parameters) in scenarios() {
+        let options = first_environment_options(&stack(&template, &parameters));
+        let get = |ns: &str, name: &str| options.get(&(ns.to_string(), name.to_string()));
+        if get(
+            "aws:elasticbeanstalk:managedactions",
+            "ManagedActionsEnabled",
+        )
+        .is_none_or(|v| v != "true")
+        {
+            continue;
+        }
+        let service_role = get("aws:elasticbeanstalk:environment", "ServiceRole");
+        assert!(service_role.is_some(), "[{scenario}] no ServiceRole");
+        assert_eq!(
+            get("aws:elasticbeanstalk:managedactions", "ServiceRoleForManagedUpdates"),
+            service_role,
+            "[{scenario}] managed updates need ServiceRoleForManagedUpdates: the environment's service role"
+        );
+        assert!(
+            get("aws:elasticbeanstalk:managedactions", "PreferredStartTime").is_some(),
+            "[{scenario}] managed updates need a PreferredStartTime"
+        );
+        assert!(
+            get(
+                "aws:elasticbeanstalk:managedactions:platformupdate",
+                "UpdateLevel"
+            )
+            .is_some(),
+            "[{scenario}] managed updates need an UpdateLevel"
+        );
+    }
+    let policies = serde_json::to_string(
+        &template["Resources"]["ServiceRole"]["Properties"]["ManagedPolicyArns"],
+    )
+    .unwrap();
+    assert!(
+        policies.contains(":iam::aws:policy/AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy"),
+        "the role that runs managed updates carries AWS's policy for them: {policies}"
+    );
+}
+
 /// The variables the pipeline reads are checked against each function's `OUTPUT_VARIABLES`; this makes
 /// sure those lists are what the code really sets: every name is passed to `with_variable` in the
 /// function's own sources (by literal, or as `OUTPUT_VARIABLES[i]`).
