@@ -134,9 +134,9 @@ fn reused_arn(name: &str) -> String {
     format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:shared-beanswap-{name}")
 }
 
-/// The parameter sets the pipeline is checked under: each is a real deployment (the template's Rules
-/// must accept it).
-fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
+/// The smallest parameter set of a real deployment: the required values, a platform and every function
+/// created here.
+fn base_parameters() -> BTreeMap<String, String> {
     let mut base: BTreeMap<String, String> = required_examples()
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -148,6 +148,13 @@ fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
     for f in FUNCTIONS {
         base.insert(format!("{}FunctionSha256", camel(f.name)), "ab".repeat(32));
     }
+    base
+}
+
+/// The parameter sets the pipeline is checked under: each is a real deployment (the template's Rules
+/// must accept it).
+fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
+    let base = base_parameters();
     let with = |pairs: &[(&str, &str)]| {
         let mut p = base.clone();
         for (k, v) in pairs {
@@ -195,9 +202,43 @@ fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
     ]
 }
 
-/// Each parameter that reaches a UserParameters string at the longest its declaration allows (and the
-/// most smoke-test paths the SmokeTestPaths description promises), with every optional part switched on:
-/// no deployment the template accepts can then be refused by CodePipeline's 1000-character limit.
+/// A SmokeTestPaths value of `n` paths, as long as its declaration could allow: each path at most 100
+/// characters (what its pattern admits), all of them within its MaxLength when it has one.
+fn smoke_test_paths(template: &Value, n: usize) -> String {
+    let budget = template["Parameters"]["SmokeTestPaths"]["MaxLength"]
+        .as_u64()
+        .map_or(usize::MAX, |m| m as usize);
+    let mut left = (100 * n).min(budget.saturating_sub(n - 1));
+    let mut paths = Vec::new();
+    for i in 0..n {
+        let len = (left / (n - i)).clamp(1, 100);
+        left = left.saturating_sub(len);
+        paths.push(format!("/{}", "p".repeat(len - 1)));
+    }
+    paths.join(",")
+}
+
+/// Whether CloudFormation accepts `value` for SmokeTestPaths (its declaration alone, checked by the
+/// evaluator the other tests use).
+fn accepts_smoke_test_paths(template: &Value, value: &str) -> bool {
+    let declaration = serde_json::json!({"Parameters": {
+        "SmokeTestPaths": template["Parameters"]["SmokeTestPaths"].clone()
+    }});
+    let given = BTreeMap::from([("SmokeTestPaths".to_string(), value.to_string())]);
+    Stack::new(declaration, &given).is_ok()
+}
+
+/// The most smoke-test paths CloudFormation accepts at their longest (up to 50).
+fn most_smoke_test_paths(template: &Value) -> usize {
+    (1..=50)
+        .rev()
+        .find(|n| accepts_smoke_test_paths(template, &smoke_test_paths(template, *n)))
+        .expect("SmokeTestPaths accepts no value of the longest kind")
+}
+
+/// Each parameter that reaches a UserParameters string at the longest its declaration allows (and as
+/// many smoke-test paths as CloudFormation accepts), with every optional part switched on: no deployment
+/// the template accepts can then be refused by CodePipeline's 1000-character limit.
 fn longest(base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let template = template();
     let max = |name: &str| {
@@ -216,7 +257,6 @@ fn longest(base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     domain.push_str(&"d".repeat(tld_room.saturating_sub(4)));
     domain.push_str(".com");
     let path = |len: usize| format!("/{}", "p".repeat(len - 1));
-    let paths: Vec<String> = (0..6).map(|_| path(100)).collect();
     let mut p = base.clone();
     for (k, v) in [
         ("ApplicationName", "a".repeat(max("ApplicationName"))),
@@ -230,11 +270,12 @@ fn longest(base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         // Swap takes up to 10 ascending steps ending with 100: this is the longest such list.
         ("WeightedSteps", "10,20,30,40,50,60,70,80,90,100".into()),
         ("VersionPath", path(max("VersionPath"))),
-        ("SmokeTestPaths", paths.join(",")),
         ("KeptEnvironmentInstances", "10".into()),
     ] {
         p.insert(k.to_string(), v);
     }
+    let paths = smoke_test_paths(&template, most_smoke_test_paths(&template));
+    p.insert("SmokeTestPaths".into(), paths);
     p
 }
 
@@ -460,6 +501,34 @@ fn every_lambda_action_is_accepted_by_its_function_and_reads_only_variables_that
         problems.extend(check_pipeline(scenario, &stack));
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// SmokeTestPaths is copied into smoke-test's UserParameters, so the parameter itself must be bounded:
+/// whatever number of paths CloudFormation accepts, each at its longest, the action still fits
+/// CodePipeline's 1000 characters (and smoke-test's parser). Without a bound, seven paths of 100
+/// characters broke the pipeline at deployment.
+#[test]
+fn every_smoke_test_paths_value_cloudformation_accepts_fits_the_action() {
+    let template = template();
+    let worst = longest(&base_parameters());
+    let mut accepted = Vec::new();
+    let mut problems = Vec::new();
+    for n in 1..=50 {
+        let paths = smoke_test_paths(&template, n);
+        if !accepts_smoke_test_paths(&template, &paths) {
+            continue;
+        }
+        accepted.push(n);
+        let mut parameters = worst.clone();
+        parameters.insert("SmokeTestPaths".into(), paths);
+        let stack = stack(&template, &parameters);
+        problems.extend(check_pipeline(&format!("{n} smoke-test paths"), &stack));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(
+        accepted.len() >= 5,
+        "SmokeTestPaths should take several paths: {accepted:?}"
+    );
 }
 
 #[test]
