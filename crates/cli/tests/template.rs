@@ -531,6 +531,54 @@ fn every_smoke_test_paths_value_cloudformation_accepts_fits_the_action() {
     );
 }
 
+/// CloudFormation's Rules compare only strings (Fn::Equals, Fn::Contains, Fn::EachMemberIn and the like;
+/// no rule function compares numbers: "Rule functions", CloudFormation Template Reference,
+/// https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/intrinsic-function-reference-rules.html), so the
+/// order of MinInstances and MaxInstances, and of the scale-down and scale-up CPU thresholds, is checked by
+/// check-config, the pipeline's first action, which the stack's creation already starts: the template
+/// passes the values and check-config refuses them in the wrong order, before any environment exists.
+#[test]
+fn scaling_settings_in_the_wrong_order_stop_the_pipeline_at_check_config() {
+    let template = template();
+    let check_config_with = |pairs: &[(&str, &str)]| -> Result<(), String> {
+        let mut parameters = base_parameters();
+        for (k, v) in pairs {
+            parameters.insert(k.to_string(), v.to_string());
+        }
+        let stack = stack(&template, &parameters);
+        assert_eq!(stack.broken_rules().unwrap(), Vec::<String>::new());
+        let pipeline = stack.pipeline().unwrap();
+        let action = pipeline
+            .stages
+            .iter()
+            .flat_map(|s| &s.actions)
+            .find(|a| a.function.as_deref() == Some("check-config"))
+            .expect("a check-config action");
+        let raw = action.configuration["UserParameters"].as_str().unwrap();
+        parse_with::<check_config::Params>(&substitute_variables(raw))
+    };
+    for pairs in [
+        vec![],
+        vec![("MinInstances", "3"), ("MaxInstances", "3")],
+        vec![("ScaleDownCpuPercent", "0"), ("ScaleUpCpuPercent", "1")],
+    ] {
+        assert_eq!(check_config_with(&pairs), Ok(()), "{pairs:?}");
+    }
+    for (pairs, field) in [
+        (
+            [("MinInstances", "4"), ("MaxInstances", "2")],
+            "scaling.max_instances",
+        ),
+        (
+            [("ScaleDownCpuPercent", "70"), ("ScaleUpCpuPercent", "70")],
+            "scaling.scale_down_cpu_percent",
+        ),
+    ] {
+        let err = check_config_with(&pairs).expect_err(&format!("{pairs:?} is accepted"));
+        assert!(err.contains(field), "{pairs:?}: {err}");
+    }
+}
+
 #[test]
 fn the_template_deploys_exactly_the_functions_in_the_table() {
     let template = template();
