@@ -1498,6 +1498,123 @@ fn managed_platform_updates_run_as_the_environments_service_role() {
     );
 }
 
+/// With a certificate, port 80 must not keep serving the domain in plain HTTP. Beanstalk's option
+/// settings cannot express a redirect (listener rules there only forward to a process), so the redirect is
+/// the documented .ebextensions listener rule in examples/app, and the stack switches it on by setting the
+/// custom option it reads to the domain. The environments' own names are never redirected: the pipeline's
+/// smoke test and swap's checks request them, and no certificate covers them.
+#[test]
+fn with_a_certificate_port_80_redirects_the_domain_to_https() {
+    let template = template();
+    let option = (
+        "aws:elasticbeanstalk:customoption".to_string(),
+        "HttpsRedirectHost".to_string(),
+    );
+    let certificate =
+        "arn:aws:acm:eu-west-1:123456789012:certificate/5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b";
+    let with = |pairs: &[(&str, &str)]| {
+        let mut parameters = base_parameters();
+        for (k, v) in pairs {
+            parameters.insert(k.to_string(), v.to_string());
+        }
+        let stack = stack(&template, &parameters);
+        assert_eq!(stack.broken_rules().unwrap(), Vec::<String>::new());
+        first_environment_options(&stack)
+    };
+    let domain = [
+        ("HostedZoneId", "Z0123456789ABCDEFGHIJ"),
+        ("DomainName", "www.example.com"),
+        ("SwapMode", "route53"),
+    ];
+    let https = with(&[
+        domain[0],
+        domain[1],
+        domain[2],
+        ("CertificateArn", certificate),
+    ]);
+    let get = |options: &BTreeMap<(String, String), String>, ns: &str, name: &str| {
+        options.get(&(ns.to_string(), name.to_string())).cloned()
+    };
+    assert_eq!(
+        get(&https, "aws:elbv2:listener:443", "Protocol").as_deref(),
+        Some("HTTPS")
+    );
+    assert_eq!(
+        get(&https, "aws:elbv2:listener:443", "SSLCertificateArns").as_deref(),
+        Some(certificate)
+    );
+    assert_eq!(
+        https.get(&option).map(String::as_str),
+        Some("www.example.com"),
+        "with a certificate, the domain is redirected to HTTPS"
+    );
+    assert_eq!(with(&domain).get(&option), None, "no HTTPS, no redirect");
+    assert_eq!(with(&[]).get(&option), None);
+
+    // The rule the option drives, in the bundle examples/app ships.
+    let path = root().join("examples/app/.ebextensions/https-redirect.config");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let config: Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let rules: Vec<&Value> = config["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule")
+        .collect();
+    assert_eq!(rules.len(), 1, "{config}");
+    let rule = &rules[0]["Properties"];
+    assert_eq!(
+        rule["ListenerArn"],
+        serde_json::json!({"Ref": "AWSEBV2LoadBalancerListener"}),
+        "the port 80 listener Beanstalk creates"
+    );
+    assert_eq!(
+        rule["Actions"],
+        serde_json::json!([{"Type": "redirect", "RedirectConfig": {
+            "Protocol": "HTTPS", "Port": "443", "Host": "#{host}", "Path": "/#{path}",
+            "Query": "#{query}", "StatusCode": "HTTP_301"
+        }}])
+    );
+    let conditions = rule["Conditions"].as_array().unwrap();
+    assert_eq!(conditions.len(), 1, "{conditions:?}");
+    assert_eq!(conditions[0]["Field"], "host-header");
+    let values = conditions[0]["HostHeaderConfig"]["Values"]
+        .as_array()
+        .unwrap();
+    assert_eq!(values.len(), 1);
+    let setting = &values[0]["Fn::GetOptionSetting"];
+    assert_eq!(setting["Namespace"], option.0.as_str());
+    assert_eq!(setting["OptionName"], option.1.as_str());
+    // Until the stack sets the option, the rule matches a name that cannot arrive (RFC 2606's .invalid).
+    assert!(
+        setting["DefaultValue"]
+            .as_str()
+            .is_some_and(|d| d.ends_with(".invalid")),
+        "{setting}"
+    );
+    // And the app's build ships it.
+    let buildspec: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("examples/app/buildspec.yml")).unwrap(),
+    )
+    .unwrap();
+    let mut globs = globset::GlobSetBuilder::new();
+    for pattern in buildspec["artifacts"]["files"].as_array().unwrap() {
+        globs.add(
+            globset::GlobBuilder::new(pattern.as_str().unwrap())
+                .literal_separator(true)
+                .build()
+                .unwrap(),
+        );
+    }
+    assert!(
+        globs
+            .build()
+            .unwrap()
+            .is_match(".ebextensions/https-redirect.config"),
+        "examples/app/buildspec.yml does not put the redirect into the bundle"
+    );
+}
+
 /// The variables the pipeline reads are checked against each function's `OUTPUT_VARIABLES`; this makes
 /// sure those lists are what the code really sets: every name is passed to `with_variable` in the
 /// function's own sources (by literal, or as `OUTPUT_VARIABLES[i]`).
