@@ -1354,9 +1354,89 @@ fn route53_access_is_the_stacks_zone_or_any_zone_only_when_asked() {
     }
 }
 
-/// The operator policy is the one grant not derived from the code (Beanstalk acts with the caller's
-/// credentials on resources that do not exist yet): it stays the shape README's "Why stage and retire
-/// need more" describes, and only stage and retire get it.
+/// The write actions AWS's own Beanstalk policies grant, outside `elasticbeanstalk:*`, for the services the
+/// operator policy uses (patterns as AWS writes them). AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy
+/// (v7, https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy.html)
+/// is what Beanstalk needs to replace an environment's instances; creating an environment also creates its
+/// load balancer, target group and listeners, which AdministratorAccess-AWSElasticBeanstalk
+/// (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AdministratorAccess-AWSElasticBeanstalk.html)
+/// grants on awseb-*/eb-* resources. The operator policy may not allow a write neither of them does.
+const AWS_BEANSTALK_WRITES: &[&str] = &[
+    // Both policies.
+    "cloudformation:*",
+    "ec2:AuthorizeSecurityGroup*",
+    "ec2:RevokeSecurityGroup*",
+    "ec2:CreateSecurityGroup",
+    "ec2:DeleteSecurityGroup",
+    "ec2:CreateLaunchTemplate*",
+    "ec2:DeleteLaunchTemplate*",
+    "ec2:CreateTags",
+    "ec2:RunInstances",
+    "ec2:TerminateInstances",
+    "cloudwatch:PutMetricAlarm",
+    "logs:CreateLogGroup",
+    "logs:DeleteLogGroup",
+    "logs:PutRetentionPolicy",
+    "s3:DeleteObject",
+    "s3:PutObject",
+    "s3:PutObjectAcl",
+    "s3:PutObjectVersionAcl",
+    "s3:PutBucketPolicy",
+    "iam:PassRole",
+    // AdministratorAccess-AWSElasticBeanstalk: autoscaling:* and elasticloadbalancing:* on awseb-*/eb-*
+    // groups and load balancers, alarms removed with them, service-linked roles.
+    "autoscaling:*",
+    "elasticloadbalancing:*",
+    "cloudwatch:DeleteAlarms",
+    "iam:CreateServiceLinkedRole",
+];
+
+/// Writes that no statement can scope below `*` (with the reason README repeats): security groups and
+/// launch templates are named by ids Beanstalk's stack has not created yet, and AWS's own policies grant
+/// them on `*` too. The security groups beanswap's stacks own are kept out by a Deny.
+const EC2_WRITES_ON_ANY_RESOURCE: &[&str] = &[
+    "ec2:CreateSecurityGroup",
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:AuthorizeSecurityGroupEgress",
+    "ec2:RevokeSecurityGroupIngress",
+    "ec2:RevokeSecurityGroupEgress",
+    "ec2:DeleteSecurityGroup",
+    "ec2:CreateLaunchTemplate",
+    "ec2:CreateLaunchTemplateVersion",
+    "ec2:DeleteLaunchTemplate",
+    "ec2:DeleteLaunchTemplateVersions",
+];
+
+/// An IAM action pattern (`*` anywhere) matches an action.
+fn action_matches(pattern: &str, action: &str) -> bool {
+    let re = format!("^{}$", regex::escape(pattern).replace("\\*", ".*"));
+    regex::Regex::new(&re).unwrap().is_match(action)
+}
+
+/// Reads change nothing: `Describe*`, `Get*` and `List*` actions.
+fn is_read(action: &str) -> bool {
+    let name = action.split_once(':').map_or(action, |(_, n)| n);
+    ["Describe", "Get", "List"]
+        .iter()
+        .any(|verb| name.starts_with(verb))
+}
+
+fn resources_of(statement: &Value) -> Vec<String> {
+    match &statement["Resource"] {
+        Value::String(r) => vec![r.clone()],
+        Value::Array(rs) => rs.iter().map(|r| r.as_str().unwrap().to_string()).collect(),
+        other => panic!("Resource {other}"),
+    }
+}
+
+/// The operator policy is the one grant not derived from the code: what Elastic Beanstalk does with the
+/// caller's credentials when stage and retire create, update and terminate environments. It keeps the
+/// shape of AWS's own AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy and grants no write that AWS's
+/// Beanstalk policies do not: resources named awseb-*/eb-* wherever the service allows naming them,
+/// RunInstances only from a launch template, TerminateInstances only for instances of awseb-*/eb-* stacks,
+/// S3 object and bucket-policy actions on Beanstalk's bucket in this region only, never a whole service.
+/// The few writes that cannot be scoped are listed, and a Deny keeps them off every security group a
+/// beanswap stack made (the database's above all). Only stage and retire get it.
 #[test]
 fn the_beanstalk_operator_policy_is_only_what_beanstalk_does_for_its_caller() {
     let template = template();
@@ -1373,56 +1453,222 @@ fn the_beanstalk_operator_policy_is_only_what_beanstalk_does_for_its_caller() {
             "{name}: only stage and retire create and terminate environments"
         );
     }
-    let statements = template["Resources"]["BeanstalkOperatorPolicy"]["Properties"]
-        ["PolicyDocument"]["Statement"]
-        .as_array()
+    // Evaluated: ARNs with this stack's partition, region and account.
+    let stack = stack(&template, &base_parameters());
+    let document = stack
+        .eval(&template["Resources"]["BeanstalkOperatorPolicy"]["Properties"]["PolicyDocument"])
+        .unwrap()
         .unwrap();
-    for statement in statements {
-        let sid = statement["Sid"].as_str().unwrap_or_default();
+    let arn = |service: &str, rest: &str| format!("arn:aws:{service}:{REGION}:{ACCOUNT}:{rest}");
+    let bucket = format!("arn:aws:s3:::elasticbeanstalk-{REGION}-{ACCOUNT}");
+    let beanstalk_stacks = [
+        arn("cloudformation", "stack/awseb-e-*"),
+        arn("cloudformation", "stack/eb-*"),
+    ];
+    let mut problems = Vec::new();
+    let mut allowed = BTreeSet::new();
+    let mut denied = Vec::new();
+    for statement in document["Statement"].as_array().unwrap() {
+        let sid = statement["Sid"].as_str().unwrap_or_default().to_string();
+        let actions = actions_of(statement);
+        let on = resources_of(statement);
+        if statement["Effect"] == "Deny" {
+            denied.push(statement.clone());
+            continue;
+        }
         assert_eq!(statement["Effect"], "Allow", "{sid}");
-        let resources = serde_json::to_string(&statement["Resource"]).unwrap();
-        for action in actions_of(statement) {
-            let service = action.split(':').next().unwrap();
-            let scoped_to = match service {
-                // The environment's own resources, which cannot be named before Beanstalk creates them.
-                "autoscaling" | "elasticloadbalancing" | "ec2" => None,
-                "cloudwatch" | "logs" => {
-                    assert!(!action.ends_with('*'), "{sid}: {action} is not one call");
-                    None
-                }
-                "cloudformation" => Some(vec![":stack/awseb-*", ":stack/eb-*"]),
-                "s3" => Some(vec![
-                    ":s3:::elasticbeanstalk-${AWS::Region}-${AWS::AccountId}",
-                ]),
-                "iam" => Some(vec![":role/beanswap/eb/*", ":role/aws-service-role/*"]),
-                other => {
-                    panic!("{sid}: {action}: the operator policy has no business with {other}")
-                }
+        let any_resource = on.iter().any(|r| r == "*");
+        for action in &actions {
+            allowed.insert(action.clone());
+            let (service, name) = action.split_once(':').unwrap();
+            let mut problem = |why: String| problems.push(format!("{sid}: {action}: {why}"));
+            if name == "*" && service != "cloudformation" {
+                problem("a whole service".into());
+            }
+            if name.contains('*') && name != "*" && !is_read(action) {
+                problem("a wildcard that is not Describe*/Get*/List*".into());
+            }
+            if !is_read(action)
+                && !AWS_BEANSTALK_WRITES
+                    .iter()
+                    .any(|p| action_matches(p, action))
+            {
+                problem("no AWS Beanstalk policy grants this write".into());
+            }
+            if is_read(action) && service != "iam" {
+                continue; // Reads may be on "*"; IAM reads are scoped below like the rest of IAM.
+            }
+            let all_like = |patterns: &[&str]| {
+                !any_resource
+                    && on
+                        .iter()
+                        .all(|r| patterns.iter().any(|p| action_matches(p, r)))
             };
-            match scoped_to {
-                None => assert_eq!(statement["Resource"], "*", "{sid}: {action}"),
-                Some(allowed) => {
-                    assert_ne!(statement["Resource"], "*", "{sid}: {action} must be scoped");
-                    assert!(
-                        allowed.iter().any(|a| resources.contains(a)),
-                        "{sid}: {action} on {resources}, expected one of {allowed:?}"
-                    );
+            match service {
+                "cloudformation" => {
+                    if !all_like(&[
+                        &arn("cloudformation", "stack/awseb-*"),
+                        &arn("cloudformation", "stack/eb-*"),
+                    ]) {
+                        problem(format!("on {on:?}: only Beanstalk's stacks"));
+                    }
                 }
-            }
-            if action == "iam:PassRole" {
-                assert!(
-                    statement["Condition"]["StringEquals"]["iam:PassedToService"].is_array(),
-                    "{sid}: PassRole only to the listed services"
-                );
-            }
-            if action == "iam:CreateServiceLinkedRole" {
-                assert!(
-                    statement["Condition"]["StringEquals"]["iam:AWSServiceName"].is_array(),
-                    "{sid}: service-linked roles only for the listed services"
-                );
+                "autoscaling" => {
+                    if !all_like(&[
+                        &arn(
+                            "autoscaling",
+                            "autoScalingGroup:*:autoScalingGroupName/awseb-e-*",
+                        ),
+                        &arn(
+                            "autoscaling",
+                            "autoScalingGroup:*:autoScalingGroupName/eb-*",
+                        ),
+                        &arn(
+                            "autoscaling",
+                            "launchConfiguration:*:launchConfigurationName/awseb-e-*",
+                        ),
+                        &arn(
+                            "autoscaling",
+                            "launchConfiguration:*:launchConfigurationName/eb-*",
+                        ),
+                    ]) {
+                        problem(format!("on {on:?}: only awseb-e-*/eb-* groups"));
+                    }
+                }
+                "elasticloadbalancing" => {
+                    let kinds = [
+                        "loadbalancer/app/",
+                        "targetgroup/",
+                        "listener/app/",
+                        "listener-rule/app/",
+                    ];
+                    let scoped = !any_resource
+                        && on.iter().all(|r| {
+                            kinds.iter().any(|k| {
+                                [
+                                    arn("elasticloadbalancing", &format!("{k}awseb-")),
+                                    arn("elasticloadbalancing", &format!("{k}eb-")),
+                                ]
+                                .iter()
+                                .any(|prefix| r.starts_with(prefix))
+                            })
+                        });
+                    if !scoped {
+                        problem(format!("on {on:?}: only awseb-*/eb-* load balancers"));
+                    }
+                }
+                "cloudwatch" => {
+                    if !all_like(&[
+                        &arn("cloudwatch", "alarm:awseb-*"),
+                        &arn("cloudwatch", "alarm:eb-*"),
+                    ]) {
+                        problem(format!("on {on:?}: only Beanstalk's alarms"));
+                    }
+                }
+                "logs" => {
+                    if !all_like(&[&arn("logs", "log-group:/aws/elasticbeanstalk/*")]) {
+                        problem(format!("on {on:?}: only Beanstalk's log groups"));
+                    }
+                }
+                "s3" => {
+                    let object = name.contains("Object");
+                    let wanted = if object {
+                        format!("{bucket}/*")
+                    } else {
+                        bucket.clone()
+                    };
+                    if on != [wanted.clone()] {
+                        problem(format!("on {on:?}: only {wanted}"));
+                    }
+                }
+                "iam" => {
+                    let scope = [
+                        format!("arn:aws:iam::{ACCOUNT}:role/beanswap/eb/*"),
+                        format!("arn:aws:iam::{ACCOUNT}:instance-profile/beanswap/eb/*"),
+                        format!("arn:aws:iam::{ACCOUNT}:role/aws-service-role/*"),
+                    ];
+                    if !all_like(&scope.iter().map(String::as_str).collect::<Vec<_>>()) {
+                        problem(format!("on {on:?}: only the environments' roles"));
+                    }
+                    if action == "iam:PassRole"
+                        && !statement["Condition"]["StringEquals"]["iam:PassedToService"].is_array()
+                    {
+                        problem("PassRole only to the listed services".into());
+                    }
+                    if action == "iam:CreateServiceLinkedRole"
+                        && !statement["Condition"]["StringEquals"]["iam:AWSServiceName"].is_array()
+                    {
+                        problem("service-linked roles only for the listed services".into());
+                    }
+                }
+                "ec2" => match action.as_str() {
+                    "ec2:RunInstances" => {
+                        let template_arn = &statement["Condition"]["ArnLike"]["ec2:LaunchTemplate"];
+                        if template_arn != &Value::String(arn("ec2", "launch-template/*")) {
+                            problem("only with a launch template (Condition ArnLike ec2:LaunchTemplate)".into());
+                        }
+                    }
+                    "ec2:TerminateInstances" => {
+                        let stacks = &statement["Condition"]["StringLike"]
+                            ["ec2:ResourceTag/aws:cloudformation:stack-id"];
+                        if on != [arn("ec2", "instance/*")]
+                            || stacks != &serde_json::json!(beanstalk_stacks)
+                        {
+                            problem(format!(
+                                "only instances of Beanstalk's stacks, got {on:?} {stacks}"
+                            ));
+                        }
+                    }
+                    "ec2:CreateTags" => {
+                        let on_create =
+                            statement["Condition"]["StringEquals"]["ec2:CreateAction"].is_array();
+                        let what_beanstalk_creates = all_like(&[
+                            &arn("ec2", "security-group/*"),
+                            &arn("ec2", "launch-template/*"),
+                        ]);
+                        if !on_create && !what_beanstalk_creates {
+                            problem(format!("on {on:?}: only what is being created"));
+                        }
+                    }
+                    other if EC2_WRITES_ON_ANY_RESOURCE.contains(&other) => {}
+                    _ => problem("not an EC2 write Beanstalk needs".into()),
+                },
+                other => problem(format!("the operator policy has no business with {other}")),
             }
         }
     }
+    // Every security-group change the policy allows is denied on the groups beanswap's stacks own.
+    let guarded: Vec<&Value> = denied
+        .iter()
+        .filter(|d| {
+            resources_of(d) == [arn("ec2", "security-group/*")]
+                && d["Condition"]["Null"]["ec2:ResourceTag/beanswap:stack"] == "false"
+        })
+        .collect();
+    let guarded_actions: BTreeSet<String> = guarded.iter().flat_map(|d| actions_of(d)).collect();
+    for action in &allowed {
+        let changes_a_group = [
+            "AuthorizeSecurityGroup",
+            "RevokeSecurityGroup",
+            "DeleteSecurityGroup",
+        ]
+        .iter()
+        .any(|verb| action.starts_with(&format!("ec2:{verb}")));
+        if changes_a_group && !guarded_actions.contains(action) {
+            problems.push(format!(
+                "{action} is not denied on security groups tagged beanswap:stack (the database's)"
+            ));
+        }
+    }
+    for group in ["DatabaseSecurityGroup", "InstanceSecurityGroup"] {
+        let tags =
+            serde_json::to_string(&template["Resources"][group]["Properties"]["Tags"]).unwrap();
+        assert!(
+            tags.contains("\"beanswap:stack\""),
+            "{group} must carry beanswap:stack: {tags}"
+        );
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 /// The first environment's option settings under one parameter set: (namespace, option) -> value.
