@@ -9,8 +9,9 @@
 //! length, allowed values, number range), and [`Stack::broken_rules`] evaluates the template's Rules, so
 //! the template tests reason about deployments CloudFormation would accept, with this one evaluator.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde_json::{Map, Value};
 
@@ -289,6 +290,23 @@ impl Stack {
                     .unwrap_or_default();
                 Ok(Some(Value::String(parts.join(sep))))
             }
+            "Fn::Split" => {
+                let args = arg
+                    .as_array()
+                    .filter(|a| a.len() == 2)
+                    .ok_or_else(|| invalid(format!("Fn::Split takes two values: {arg}")))?;
+                let sep = args[0]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| invalid(format!("Fn::Split needs a delimiter string: {arg}")))?;
+                let source = self.eval(&args[1])?.map(|v| text(&v)).unwrap_or_default();
+                Ok(Some(Value::Array(
+                    source
+                        .split(sep)
+                        .map(|part| Value::String(part.to_string()))
+                        .collect(),
+                )))
+            }
             "Fn::Select" => {
                 let args = arg
                     .as_array()
@@ -547,6 +565,27 @@ pub fn text(v: &Value) -> String {
     }
 }
 
+/// An AllowedPattern compiled to match a whole value, once per process: a pattern with bounded
+/// repetitions (SmokeTestPaths: up to 10 paths of up to 100 characters) takes a noticeable time to
+/// compile, and the template tests evaluate the template under many parameter sets.
+fn allowed_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    static COMPILED: OnceLock<Mutex<HashMap<String, regex::Regex>>> = OnceLock::new();
+    let compiled = COMPILED.get_or_init(Default::default);
+    if let Some(re) = compiled
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(pattern)
+    {
+        return Ok(re.clone());
+    }
+    let re = regex::Regex::new(&format!("^(?:{pattern})$"))?;
+    compiled
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(pattern.to_string(), re.clone());
+    Ok(re)
+}
+
 /// CloudFormation's checks of one parameter value: the pattern (of each value, for a list), the length,
 /// the allowed values and, for a Number, the range.
 fn check_parameter(name: &str, decl: &Value, raw: &str) -> Result<(), TemplateError> {
@@ -559,7 +598,7 @@ fn check_parameter(name: &str, decl: &Value, raw: &str) -> Result<(), TemplateEr
     };
     let is_list = decl["Type"] == "CommaDelimitedList";
     if let Some(pattern) = decl["AllowedPattern"].as_str() {
-        let re = regex::Regex::new(&format!("^(?:{pattern})$"))
+        let re = allowed_pattern(pattern)
             .map_err(|e| invalid(format!("parameter {name}: AllowedPattern {pattern}: {e}")))?;
         let values: Vec<&str> = if is_list {
             raw.split(',').map(str::trim).collect()
@@ -686,6 +725,24 @@ mod tests {
         .unwrap();
         let action = &with_domain.pipeline().unwrap().stages[0].actions[0];
         assert_eq!(action.configuration["Extra"], json!("yes"));
+    }
+
+    #[test]
+    fn splits_a_string_parameter_into_a_list() {
+        let template = json!({
+            "Parameters": {"Paths": {"Type": "String", "Default": "/,/health,/api"}},
+            "Resources": {}
+        });
+        let stack = Stack::new(template, &BTreeMap::new()).unwrap();
+        let joined = stack
+            .eval(&json!({"Fn::Join": ["|", {"Fn::Split": [",", {"Ref": "Paths"}]}]}))
+            .unwrap();
+        assert_eq!(joined, Some(json!("/|/health|/api")));
+        assert_eq!(
+            stack.eval(&json!({"Fn::Split": [",", "/"]})).unwrap(),
+            Some(json!(["/"]))
+        );
+        assert!(stack.eval(&json!({"Fn::Split": ["", "a"]})).is_err());
     }
 
     #[test]

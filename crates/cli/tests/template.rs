@@ -11,7 +11,8 @@
 //!   namespace, in an earlier stage, really sets (for a beanswap function: its crate's `OUTPUT_VARIABLES`).
 //!
 //! It also checks that each crate's `OUTPUT_VARIABLES` are names its code passes to `with_variable`, and
-//! that each function's IAM role allows exactly the actions of the AWS SDK operations its code calls.
+//! that each function's IAM role allows exactly the IAM actions AWS checks for the AWS SDK operations its
+//! code calls, as `iam-operations.json` (next to this file, each row with its source) maps them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -133,9 +134,9 @@ fn reused_arn(name: &str) -> String {
     format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:shared-beanswap-{name}")
 }
 
-/// The parameter sets the pipeline is checked under: each is a real deployment (the template's Rules
-/// must accept it).
-fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
+/// The smallest parameter set of a real deployment: the required values, a platform and every function
+/// created here.
+fn base_parameters() -> BTreeMap<String, String> {
     let mut base: BTreeMap<String, String> = required_examples()
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -147,6 +148,13 @@ fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
     for f in FUNCTIONS {
         base.insert(format!("{}FunctionSha256", camel(f.name)), "ab".repeat(32));
     }
+    base
+}
+
+/// The parameter sets the pipeline is checked under: each is a real deployment (the template's Rules
+/// must accept it).
+fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
+    let base = base_parameters();
     let with = |pairs: &[(&str, &str)]| {
         let mut p = base.clone();
         for (k, v) in pairs {
@@ -194,9 +202,43 @@ fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
     ]
 }
 
-/// Each parameter that reaches a UserParameters string at the longest its declaration allows (and the
-/// most smoke-test paths the SmokeTestPaths description promises), with every optional part switched on:
-/// no deployment the template accepts can then be refused by CodePipeline's 1000-character limit.
+/// A SmokeTestPaths value of `n` paths, as long as its declaration could allow: each path at most 100
+/// characters (what its pattern admits), all of them within its MaxLength when it has one.
+fn smoke_test_paths(template: &Value, n: usize) -> String {
+    let budget = template["Parameters"]["SmokeTestPaths"]["MaxLength"]
+        .as_u64()
+        .map_or(usize::MAX, |m| m as usize);
+    let mut left = (100 * n).min(budget.saturating_sub(n - 1));
+    let mut paths = Vec::new();
+    for i in 0..n {
+        let len = (left / (n - i)).clamp(1, 100);
+        left = left.saturating_sub(len);
+        paths.push(format!("/{}", "p".repeat(len - 1)));
+    }
+    paths.join(",")
+}
+
+/// Whether CloudFormation accepts `value` for SmokeTestPaths (its declaration alone, checked by the
+/// evaluator the other tests use).
+fn accepts_smoke_test_paths(template: &Value, value: &str) -> bool {
+    let declaration = serde_json::json!({"Parameters": {
+        "SmokeTestPaths": template["Parameters"]["SmokeTestPaths"].clone()
+    }});
+    let given = BTreeMap::from([("SmokeTestPaths".to_string(), value.to_string())]);
+    Stack::new(declaration, &given).is_ok()
+}
+
+/// The most smoke-test paths CloudFormation accepts at their longest (up to 50).
+fn most_smoke_test_paths(template: &Value) -> usize {
+    (1..=50)
+        .rev()
+        .find(|n| accepts_smoke_test_paths(template, &smoke_test_paths(template, *n)))
+        .expect("SmokeTestPaths accepts no value of the longest kind")
+}
+
+/// Each parameter that reaches a UserParameters string at the longest its declaration allows (and as
+/// many smoke-test paths as CloudFormation accepts), with every optional part switched on: no deployment
+/// the template accepts can then be refused by CodePipeline's 1000-character limit.
 fn longest(base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let template = template();
     let max = |name: &str| {
@@ -215,7 +257,6 @@ fn longest(base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     domain.push_str(&"d".repeat(tld_room.saturating_sub(4)));
     domain.push_str(".com");
     let path = |len: usize| format!("/{}", "p".repeat(len - 1));
-    let paths: Vec<String> = (0..6).map(|_| path(100)).collect();
     let mut p = base.clone();
     for (k, v) in [
         ("ApplicationName", "a".repeat(max("ApplicationName"))),
@@ -229,11 +270,12 @@ fn longest(base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         // Swap takes up to 10 ascending steps ending with 100: this is the longest such list.
         ("WeightedSteps", "10,20,30,40,50,60,70,80,90,100".into()),
         ("VersionPath", path(max("VersionPath"))),
-        ("SmokeTestPaths", paths.join(",")),
         ("KeptEnvironmentInstances", "10".into()),
     ] {
         p.insert(k.to_string(), v);
     }
+    let paths = smoke_test_paths(&template, most_smoke_test_paths(&template));
+    p.insert("SmokeTestPaths".into(), paths);
     p
 }
 
@@ -461,6 +503,82 @@ fn every_lambda_action_is_accepted_by_its_function_and_reads_only_variables_that
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// SmokeTestPaths is copied into smoke-test's UserParameters, so the parameter itself must be bounded:
+/// whatever number of paths CloudFormation accepts, each at its longest, the action still fits
+/// CodePipeline's 1000 characters (and smoke-test's parser). Without a bound, seven paths of 100
+/// characters broke the pipeline at deployment.
+#[test]
+fn every_smoke_test_paths_value_cloudformation_accepts_fits_the_action() {
+    let template = template();
+    let worst = longest(&base_parameters());
+    let mut accepted = Vec::new();
+    let mut problems = Vec::new();
+    for n in 1..=50 {
+        let paths = smoke_test_paths(&template, n);
+        if !accepts_smoke_test_paths(&template, &paths) {
+            continue;
+        }
+        accepted.push(n);
+        let mut parameters = worst.clone();
+        parameters.insert("SmokeTestPaths".into(), paths);
+        let stack = stack(&template, &parameters);
+        problems.extend(check_pipeline(&format!("{n} smoke-test paths"), &stack));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(
+        accepted.len() >= 5,
+        "SmokeTestPaths should take several paths: {accepted:?}"
+    );
+}
+
+/// CloudFormation's Rules compare only strings (Fn::Equals, Fn::Contains, Fn::EachMemberIn and the like;
+/// no rule function compares numbers: "Rule functions", CloudFormation Template Reference,
+/// https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/intrinsic-function-reference-rules.html), so the
+/// order of MinInstances and MaxInstances, and of the scale-down and scale-up CPU thresholds, is checked by
+/// check-config, the pipeline's first action, which the stack's creation already starts: the template
+/// passes the values and check-config refuses them in the wrong order, before any environment exists.
+#[test]
+fn scaling_settings_in_the_wrong_order_stop_the_pipeline_at_check_config() {
+    let template = template();
+    let check_config_with = |pairs: &[(&str, &str)]| -> Result<(), String> {
+        let mut parameters = base_parameters();
+        for (k, v) in pairs {
+            parameters.insert(k.to_string(), v.to_string());
+        }
+        let stack = stack(&template, &parameters);
+        assert_eq!(stack.broken_rules().unwrap(), Vec::<String>::new());
+        let pipeline = stack.pipeline().unwrap();
+        let action = pipeline
+            .stages
+            .iter()
+            .flat_map(|s| &s.actions)
+            .find(|a| a.function.as_deref() == Some("check-config"))
+            .expect("a check-config action");
+        let raw = action.configuration["UserParameters"].as_str().unwrap();
+        parse_with::<check_config::Params>(&substitute_variables(raw))
+    };
+    for pairs in [
+        vec![],
+        vec![("MinInstances", "3"), ("MaxInstances", "3")],
+        vec![("ScaleDownCpuPercent", "0"), ("ScaleUpCpuPercent", "1")],
+    ] {
+        assert_eq!(check_config_with(&pairs), Ok(()), "{pairs:?}");
+    }
+    for (pairs, field) in [
+        (
+            [("MinInstances", "4"), ("MaxInstances", "2")],
+            "scaling.max_instances",
+        ),
+        (
+            [("ScaleDownCpuPercent", "70"), ("ScaleUpCpuPercent", "70")],
+            "scaling.scale_down_cpu_percent",
+        ),
+    ] {
+        let err = check_config_with(&pairs).expect_err(&format!("{pairs:?} is accepted"));
+        assert!(err.contains(field), "{pairs:?}: {err}");
+    }
+}
+
 #[test]
 fn the_template_deploys_exactly_the_functions_in_the_table() {
     let template = template();
@@ -674,10 +792,6 @@ const GRANTS: &[Grants] = &[
         job_calls: &["get_object"],
         extra: &[
             (
-                "elasticbeanstalk:AddTags",
-                "CreateApplicationVersion carries tags",
-            ),
-            (
                 "s3:ListBucket",
                 "HeadObject of a missing bundle answers 404, not 403",
             ),
@@ -708,7 +822,7 @@ const GRANTS: &[Grants] = &[
             ("elasticbeanstalk", "check_dns_availability"),
         ],
         job_calls: &[],
-        extra: &[("elasticbeanstalk:AddTags", "CreateEnvironment carries tags")],
+        extra: &[],
     },
     Grants {
         function: "smoke-test",
@@ -760,32 +874,126 @@ const GRANTS: &[Grants] = &[
     },
 ];
 
-/// The IAM actions an SDK operation needs.
-fn iam_actions(service: &str, op: &str) -> Vec<String> {
-    let pascal = |op: &str| -> String {
-        op.split('_')
-            .map(|w| {
-                let mut c = w.chars();
-                c.next()
-                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                    .unwrap_or_default()
-            })
+/// One row of `iam-operations.json`: the IAM actions AWS checks for one API operation.
+struct OperationRow {
+    service: String,
+    /// As in the service model: `UpdateTagsForResource`.
+    operation: String,
+    /// Checked on every call.
+    actions: Vec<String>,
+    /// Request parameter (as in the service model) -> actions checked only when a request carries it.
+    with: BTreeMap<String, Vec<String>>,
+    /// The public page the row is taken from.
+    source: String,
+}
+
+/// `crates/cli/tests/iam-operations.json`: data, not code, so the local cloud can enforce the same table.
+fn operation_table() -> Vec<OperationRow> {
+    let path = root().join("crates/cli/tests/iam-operations.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let table: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("{path:?}: {v} is not a list"))
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
             .collect()
     };
-    let names: Vec<String> = match (service, op) {
-        ("s3", "get_object" | "head_object") => vec!["GetObject".into()],
-        ("s3", "put_object" | "create_multipart_upload" | "upload_part")
-        | ("s3", "complete_multipart_upload") => vec!["PutObject".into()],
-        // Writes the target, reads the source.
-        ("s3", "copy_object") => vec!["PutObject".into(), "GetObject".into()],
-        ("elasticbeanstalk", "swap_environment_cnames") => vec!["SwapEnvironmentCNAMEs".into()],
-        ("elasticbeanstalk", "check_dns_availability") => vec!["CheckDNSAvailability".into()],
-        _ => vec![pascal(op)],
-    };
-    names
-        .into_iter()
-        .map(|n| format!("{service}:{n}"))
+    table["operations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path:?}: no `operations` list"))
+        .iter()
+        .map(|row| OperationRow {
+            service: row["service"].as_str().unwrap_or_default().to_string(),
+            operation: row["operation"].as_str().unwrap_or_default().to_string(),
+            actions: strings(&row["actions"]),
+            with: row["with"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), strings(v))).collect())
+                .unwrap_or_default(),
+            source: row["source"].as_str().unwrap_or_default().to_string(),
+        })
         .collect()
+}
+
+/// `UpdateTagsForResource` and `update_tags_for_resource` both -> `updatetagsforresource`.
+fn squash(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// `TagsToAdd` -> `tags_to_add`: a model member as the SDK's builder method names it.
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+fn operation_row<'a>(table: &'a [OperationRow], service: &str, op: &str) -> &'a OperationRow {
+    table
+        .iter()
+        .find(|r| r.service == service && squash(&r.operation) == squash(op))
+        .unwrap_or_else(|| {
+            panic!(
+                "{service} {op} has no row in crates/cli/tests/iam-operations.json: add the actions AWS \
+                 checks for it, with the page that says so (never assume an action of the same name)"
+            )
+        })
+}
+
+/// The builder methods called on requests of SDK operation `op` in a source text: the chain that starts
+/// at `.op()` up to its `;`, and when that chain is kept in a variable (`let mut request = client.op()`),
+/// every `request.method(` after it in the same function.
+fn request_methods(text: &str, op: &str) -> BTreeSet<String> {
+    let method = regex::Regex::new(r"\.\s*([a-z_][a-z0-9_]*)\s*\(").unwrap();
+    let binding = regex::Regex::new(r"let\s+(?:mut\s+)?([a-z_][a-z0-9_]*)\s*=").unwrap();
+    let next_fn = regex::Regex::new(r"\n\s*(?:pub(?:\([a-z]+\))?\s+)?(?:async\s+)?fn\s").unwrap();
+    let mut out = BTreeSet::new();
+    for (at, _) in text.match_indices(&format!(".{op}()")) {
+        let end = text[at..].find(';').map_or(text.len(), |e| at + e);
+        out.extend(
+            method
+                .captures_iter(&text[at..end])
+                .map(|c| c[1].to_string()),
+        );
+        let start = text[..at].rfind([';', '{', '}']).map_or(0, |s| s + 1);
+        if let Some(name) = binding.captures(&text[start..at]).map(|c| c[1].to_string()) {
+            let rest = &text[end..];
+            let rest = &rest[..next_fn.find(rest).map_or(rest.len(), |m| m.start())];
+            let uses =
+                regex::Regex::new(&format!(r"\b{name}\s*\.\s*([a-z_][a-z0-9_]*)\s*\(")).unwrap();
+            out.extend(uses.captures_iter(rest).map(|c| c[1].to_string()));
+        }
+    }
+    out
+}
+
+/// The request parameters of `row` that change its authorisation and that the code sets.
+fn parameters_set(row: &OperationRow, op: &str, texts: &[String]) -> BTreeSet<String> {
+    let methods: BTreeSet<String> = texts.iter().flat_map(|t| request_methods(t, op)).collect();
+    row.with
+        .keys()
+        .filter(|p| methods.contains(&snake(p)) || methods.contains(&format!("set_{}", snake(p))))
+        .cloned()
+        .collect()
+}
+
+/// The IAM actions AWS checks for `op` called with the parameters the code sets (`texts`: the sources
+/// that may call it).
+fn iam_actions(table: &[OperationRow], service: &str, op: &str, texts: &[String]) -> Vec<String> {
+    let row = operation_row(table, service, op);
+    let mut actions = row.actions.clone();
+    for p in parameters_set(row, op, texts) {
+        actions.extend(row.with[&p].iter().cloned());
+    }
+    actions
 }
 
 fn rust_sources(path: &Path, out: &mut Vec<PathBuf>) {
@@ -899,6 +1107,7 @@ fn actions_of(statement: &Value) -> Vec<String> {
 fn every_function_role_allows_exactly_what_its_code_calls() {
     let template = template();
     let universe = sdk_operations();
+    let table = operation_table();
     let mut problems = Vec::new();
     let shared: Vec<PathBuf> = ["beanstalk.rs", "route53.rs", "report.rs", "artifacts.rs"]
         .iter()
@@ -951,10 +1160,15 @@ fn every_function_role_allows_exactly_what_its_code_calls() {
             .flat_map(actions_of)
             .filter(|a| !a.starts_with("logs:"))
             .collect();
+        let texts: Vec<String> = own_files
+            .iter()
+            .chain(&shared)
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect();
         let expected: BTreeSet<String> = g
             .calls
             .iter()
-            .flat_map(|(svc, op)| iam_actions(svc, op))
+            .flat_map(|(svc, op)| iam_actions(&table, svc, op, &texts))
             .chain(g.extra.iter().map(|(a, _)| a.to_string()))
             .collect();
         for a in granted.difference(&expected) {
@@ -994,6 +1208,102 @@ fn every_function_role_allows_exactly_what_its_code_calls() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The operation table is data another test bed will enforce too: every row names the page it comes
+/// from, names a real operation of the SDK the functions use, and says only what AWS checks; every
+/// operation a function calls has a row.
+#[test]
+fn the_operation_table_is_sourced_and_names_real_operations() {
+    let table = operation_table();
+    let universe: BTreeSet<String> = sdk_operations().iter().map(|o| squash(o)).collect();
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for row in &table {
+        let at = format!("{} {}", row.service, row.operation);
+        if !seen.insert((row.service.clone(), squash(&row.operation))) {
+            problems.push(format!("{at}: two rows"));
+        }
+        if !universe.contains(&squash(&row.operation)) {
+            problems.push(format!(
+                "{at}: not an operation of the SDK crates the functions use"
+            ));
+        }
+        if !row.source.contains("https://docs.aws.amazon.com/") {
+            problems.push(format!(
+                "{at}: the source must name the AWS page it is taken from"
+            ));
+        }
+        if row.actions.is_empty() && row.with.is_empty() {
+            problems.push(format!("{at}: no action at all"));
+        }
+        for a in row.actions.iter().chain(row.with.values().flatten()) {
+            let valid = a
+                .split_once(':')
+                .is_some_and(|(svc, name)| !svc.is_empty() && !name.is_empty() && !a.contains('*'));
+            if !valid {
+                problems.push(format!("{at}: {a:?} is not one IAM action"));
+            }
+        }
+    }
+    for g in GRANTS {
+        for (svc, op) in g.calls {
+            if !table
+                .iter()
+                .any(|r| r.service == *svc && squash(&r.operation) == squash(op))
+            {
+                problems.push(format!("{}: {svc} {op} has no row", g.function));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The actions that are not named after their operation (what the same-name guess got wrong).
+    let tags = operation_row(&table, "elasticbeanstalk", "update_tags_for_resource");
+    assert!(
+        tags.actions.is_empty(),
+        "no elasticbeanstalk:UpdateTagsForResource action exists"
+    );
+    assert_eq!(tags.with["TagsToAdd"], ["elasticbeanstalk:AddTags"]);
+    assert_eq!(tags.with["TagsToRemove"], ["elasticbeanstalk:RemoveTags"]);
+    assert_eq!(
+        operation_row(&table, "s3", "head_object").actions,
+        ["s3:GetObject"]
+    );
+    assert_eq!(
+        operation_row(&table, "s3", "upload_part").actions,
+        ["s3:PutObject"]
+    );
+}
+
+/// Which request parameters the code sets is read from its builder chains; these are the calls whose
+/// authorisation depends on them.
+#[test]
+fn request_parameters_are_read_from_the_builders() {
+    let table = operation_table();
+    let source = |p: &str| vec![std::fs::read_to_string(root().join(p)).unwrap()];
+    let set = |svc: &str, op: &str, texts: &[String]| {
+        parameters_set(operation_row(&table, svc, op), op, texts)
+    };
+    let beanstalk = source("crates/core/src/beanstalk.rs");
+    assert_eq!(
+        set("elasticbeanstalk", "update_tags_for_resource", &beanstalk),
+        BTreeSet::from(["TagsToAdd".to_string(), "TagsToRemove".to_string()])
+    );
+    let stage = source("crates/core/src/stage.rs");
+    assert_eq!(
+        set("elasticbeanstalk", "create_environment", &stage),
+        BTreeSet::from(["Tags".to_string()])
+    );
+    assert_eq!(
+        set("elasticbeanstalk", "create_configuration_template", &stage),
+        BTreeSet::new(),
+        "the clone of the live configuration is made without tags"
+    );
+    let package = source("crates/core/src/package.rs");
+    assert_eq!(
+        set("elasticbeanstalk", "create_application_version", &package),
+        BTreeSet::from(["Tags".to_string()])
+    );
 }
 
 /// Which hosted zones the swap and retire roles may touch: none without a domain, the stack's own zone
@@ -1044,9 +1354,87 @@ fn route53_access_is_the_stacks_zone_or_any_zone_only_when_asked() {
     }
 }
 
-/// The operator policy is the one grant not derived from the code (Beanstalk acts with the caller's
-/// credentials on resources that do not exist yet): it stays the shape README's "Why stage and retire
-/// need more" describes, and only stage and retire get it.
+/// The write actions AWS's own Beanstalk policies grant, outside `elasticbeanstalk:*`, for the services the
+/// operator policy uses (patterns as AWS writes them). AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy
+/// (v7, https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy.html)
+/// is what Beanstalk needs to replace an environment's instances; creating an environment also creates its
+/// load balancer, target group and listeners, which AdministratorAccess-AWSElasticBeanstalk
+/// (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AdministratorAccess-AWSElasticBeanstalk.html)
+/// grants on awseb-*/eb-* resources. The operator policy may not allow a write neither of them does.
+const AWS_BEANSTALK_WRITES: &[&str] = &[
+    // Both policies.
+    "cloudformation:*",
+    "ec2:AuthorizeSecurityGroup*",
+    "ec2:RevokeSecurityGroup*",
+    "ec2:CreateSecurityGroup",
+    "ec2:DeleteSecurityGroup",
+    "ec2:CreateLaunchTemplate*",
+    "ec2:DeleteLaunchTemplate*",
+    "ec2:CreateTags",
+    "ec2:RunInstances",
+    "ec2:TerminateInstances",
+    "cloudwatch:PutMetricAlarm",
+    "logs:CreateLogGroup",
+    "logs:DeleteLogGroup",
+    "logs:PutRetentionPolicy",
+    "s3:DeleteObject",
+    "s3:PutObject",
+    "s3:PutObjectAcl",
+    "s3:PutObjectVersionAcl",
+    "s3:PutBucketPolicy",
+    "iam:PassRole",
+    // AdministratorAccess-AWSElasticBeanstalk: autoscaling:* and elasticloadbalancing:* on awseb-*/eb-*
+    // groups and load balancers, alarms removed with them, service-linked roles.
+    "autoscaling:*",
+    "elasticloadbalancing:*",
+    "cloudwatch:DeleteAlarms",
+    "iam:CreateServiceLinkedRole",
+];
+
+/// Writes that no statement can scope below `*` (with the reason README repeats): security groups and
+/// launch templates are named by ids Beanstalk's stack has not created yet, and AWS's own policies grant
+/// them on `*` too. The security groups beanswap's stacks own are kept out by a Deny.
+const EC2_WRITES_ON_ANY_RESOURCE: &[&str] = &[
+    "ec2:CreateSecurityGroup",
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:AuthorizeSecurityGroupEgress",
+    "ec2:RevokeSecurityGroupIngress",
+    "ec2:RevokeSecurityGroupEgress",
+    "ec2:DeleteSecurityGroup",
+    "ec2:CreateLaunchTemplate",
+    "ec2:DeleteLaunchTemplate",
+];
+
+/// An IAM action pattern (`*` anywhere) matches an action.
+fn action_matches(pattern: &str, action: &str) -> bool {
+    let re = format!("^{}$", regex::escape(pattern).replace("\\*", ".*"));
+    regex::Regex::new(&re).unwrap().is_match(action)
+}
+
+/// Reads change nothing: `Describe*`, `Get*` and `List*` actions.
+fn is_read(action: &str) -> bool {
+    let name = action.split_once(':').map_or(action, |(_, n)| n);
+    ["Describe", "Get", "List"]
+        .iter()
+        .any(|verb| name.starts_with(verb))
+}
+
+fn resources_of(statement: &Value) -> Vec<String> {
+    match &statement["Resource"] {
+        Value::String(r) => vec![r.clone()],
+        Value::Array(rs) => rs.iter().map(|r| r.as_str().unwrap().to_string()).collect(),
+        other => panic!("Resource {other}"),
+    }
+}
+
+/// The operator policy is the one grant not derived from the code: what Elastic Beanstalk does with the
+/// caller's credentials when stage and retire create, update and terminate environments. It keeps the
+/// shape of AWS's own AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy and grants no write that AWS's
+/// Beanstalk policies do not: resources named awseb-*/eb-* wherever the service allows naming them,
+/// RunInstances only from a launch template, TerminateInstances only for instances of awseb-*/eb-* stacks,
+/// S3 object and bucket-policy actions on Beanstalk's bucket in this region only, never a whole service.
+/// The few writes that cannot be scoped are listed, and a Deny keeps them off every security group a
+/// beanswap stack made (the database's above all). Only stage and retire get it.
 #[test]
 fn the_beanstalk_operator_policy_is_only_what_beanstalk_does_for_its_caller() {
     let template = template();
@@ -1063,56 +1451,418 @@ fn the_beanstalk_operator_policy_is_only_what_beanstalk_does_for_its_caller() {
             "{name}: only stage and retire create and terminate environments"
         );
     }
-    let statements = template["Resources"]["BeanstalkOperatorPolicy"]["Properties"]
-        ["PolicyDocument"]["Statement"]
-        .as_array()
+    // Evaluated: ARNs with this stack's partition, region and account.
+    let stack = stack(&template, &base_parameters());
+    let document = stack
+        .eval(&template["Resources"]["BeanstalkOperatorPolicy"]["Properties"]["PolicyDocument"])
+        .unwrap()
         .unwrap();
-    for statement in statements {
-        let sid = statement["Sid"].as_str().unwrap_or_default();
+    let arn = |service: &str, rest: &str| format!("arn:aws:{service}:{REGION}:{ACCOUNT}:{rest}");
+    let bucket = format!("arn:aws:s3:::elasticbeanstalk-{REGION}-{ACCOUNT}");
+    let beanstalk_stacks = [
+        arn("cloudformation", "stack/awseb-e-*"),
+        arn("cloudformation", "stack/eb-*"),
+    ];
+    let mut problems = Vec::new();
+    let mut allowed = BTreeSet::new();
+    let mut denied = Vec::new();
+    for statement in document["Statement"].as_array().unwrap() {
+        let sid = statement["Sid"].as_str().unwrap_or_default().to_string();
+        let actions = actions_of(statement);
+        let on = resources_of(statement);
+        if statement["Effect"] == "Deny" {
+            denied.push(statement.clone());
+            continue;
+        }
         assert_eq!(statement["Effect"], "Allow", "{sid}");
-        let resources = serde_json::to_string(&statement["Resource"]).unwrap();
-        for action in actions_of(statement) {
-            let service = action.split(':').next().unwrap();
-            let scoped_to = match service {
-                // The environment's own resources, which cannot be named before Beanstalk creates them.
-                "autoscaling" | "elasticloadbalancing" | "ec2" => None,
-                "cloudwatch" | "logs" => {
-                    assert!(!action.ends_with('*'), "{sid}: {action} is not one call");
-                    None
-                }
-                "cloudformation" => Some(vec![":stack/awseb-*", ":stack/eb-*"]),
-                "s3" => Some(vec![
-                    ":s3:::elasticbeanstalk-${AWS::Region}-${AWS::AccountId}",
-                ]),
-                "iam" => Some(vec![":role/beanswap/eb/*", ":role/aws-service-role/*"]),
-                other => {
-                    panic!("{sid}: {action}: the operator policy has no business with {other}")
-                }
+        let any_resource = on.iter().any(|r| r == "*");
+        for action in &actions {
+            allowed.insert(action.clone());
+            let (service, name) = action.split_once(':').unwrap();
+            let mut problem = |why: String| problems.push(format!("{sid}: {action}: {why}"));
+            if name == "*" && service != "cloudformation" {
+                problem("a whole service".into());
+            }
+            if name.contains('*') && name != "*" && !is_read(action) {
+                problem("a wildcard that is not Describe*/Get*/List*".into());
+            }
+            if !is_read(action)
+                && !AWS_BEANSTALK_WRITES
+                    .iter()
+                    .any(|p| action_matches(p, action))
+            {
+                problem("no AWS Beanstalk policy grants this write".into());
+            }
+            if is_read(action) && service != "iam" {
+                continue; // Reads may be on "*"; IAM reads are scoped below like the rest of IAM.
+            }
+            let all_like = |patterns: &[&str]| {
+                !any_resource
+                    && on
+                        .iter()
+                        .all(|r| patterns.iter().any(|p| action_matches(p, r)))
             };
-            match scoped_to {
-                None => assert_eq!(statement["Resource"], "*", "{sid}: {action}"),
-                Some(allowed) => {
-                    assert_ne!(statement["Resource"], "*", "{sid}: {action} must be scoped");
-                    assert!(
-                        allowed.iter().any(|a| resources.contains(a)),
-                        "{sid}: {action} on {resources}, expected one of {allowed:?}"
-                    );
+            match service {
+                "cloudformation" => {
+                    if !all_like(&[
+                        &arn("cloudformation", "stack/awseb-*"),
+                        &arn("cloudformation", "stack/eb-*"),
+                    ]) {
+                        problem(format!("on {on:?}: only Beanstalk's stacks"));
+                    }
                 }
-            }
-            if action == "iam:PassRole" {
-                assert!(
-                    statement["Condition"]["StringEquals"]["iam:PassedToService"].is_array(),
-                    "{sid}: PassRole only to the listed services"
-                );
-            }
-            if action == "iam:CreateServiceLinkedRole" {
-                assert!(
-                    statement["Condition"]["StringEquals"]["iam:AWSServiceName"].is_array(),
-                    "{sid}: service-linked roles only for the listed services"
-                );
+                "autoscaling" => {
+                    if !all_like(&[
+                        &arn(
+                            "autoscaling",
+                            "autoScalingGroup:*:autoScalingGroupName/awseb-e-*",
+                        ),
+                        &arn(
+                            "autoscaling",
+                            "autoScalingGroup:*:autoScalingGroupName/eb-*",
+                        ),
+                    ]) {
+                        problem(format!("on {on:?}: only awseb-e-*/eb-* groups"));
+                    }
+                }
+                "elasticloadbalancing" => {
+                    // Application load balancers and what hangs off them (`*/app/` covers
+                    // loadbalancer/, listener/ and listener-rule/), and target groups, by Beanstalk's names.
+                    let named = regex::Regex::new(&format!(
+                        r"^arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:((\*|loadbalancer|listener|listener-rule)/app|targetgroup)/(awseb|eb)-"
+                    ))
+                    .unwrap();
+                    if any_resource || !on.iter().all(|r| named.is_match(r)) {
+                        problem(format!("on {on:?}: only awseb-*/eb-* load balancers"));
+                    }
+                }
+                "cloudwatch" => {
+                    if !all_like(&[
+                        &arn("cloudwatch", "alarm:awseb-*"),
+                        &arn("cloudwatch", "alarm:eb-*"),
+                    ]) {
+                        problem(format!("on {on:?}: only Beanstalk's alarms"));
+                    }
+                }
+                "logs" => {
+                    if !all_like(&[&arn("logs", "log-group:/aws/elasticbeanstalk/*")]) {
+                        problem(format!("on {on:?}: only Beanstalk's log groups"));
+                    }
+                }
+                "s3" => {
+                    let object = name.contains("Object");
+                    let wanted = if object {
+                        format!("{bucket}/*")
+                    } else {
+                        bucket.clone()
+                    };
+                    if on != [wanted.clone()] {
+                        problem(format!("on {on:?}: only {wanted}"));
+                    }
+                }
+                "iam" => {
+                    let scope = [
+                        format!("arn:aws:iam::{ACCOUNT}:role/beanswap/eb/*"),
+                        format!("arn:aws:iam::{ACCOUNT}:instance-profile/beanswap/eb/*"),
+                        format!("arn:aws:iam::{ACCOUNT}:role/aws-service-role/*"),
+                    ];
+                    if !all_like(&scope.iter().map(String::as_str).collect::<Vec<_>>()) {
+                        problem(format!("on {on:?}: only the environments' roles"));
+                    }
+                    if action == "iam:PassRole"
+                        && !statement["Condition"]["StringEquals"]["iam:PassedToService"].is_array()
+                    {
+                        problem("PassRole only to the listed services".into());
+                    }
+                    if action == "iam:CreateServiceLinkedRole"
+                        && !statement["Condition"]["StringEquals"]["iam:AWSServiceName"].is_array()
+                    {
+                        problem("service-linked roles only for the listed services".into());
+                    }
+                }
+                "ec2" => match action.as_str() {
+                    "ec2:RunInstances" => {
+                        let template_arn = &statement["Condition"]["ArnLike"]["ec2:LaunchTemplate"];
+                        if template_arn != &Value::String(arn("ec2", "launch-template/*")) {
+                            problem("only with a launch template (Condition ArnLike ec2:LaunchTemplate)".into());
+                        }
+                    }
+                    "ec2:TerminateInstances" => {
+                        let stacks = &statement["Condition"]["StringLike"]
+                            ["ec2:ResourceTag/aws:cloudformation:stack-id"];
+                        if on != [arn("ec2", "instance/*")]
+                            || stacks != &serde_json::json!(beanstalk_stacks)
+                        {
+                            problem(format!(
+                                "only instances of Beanstalk's stacks, got {on:?} {stacks}"
+                            ));
+                        }
+                    }
+                    "ec2:CreateTags" => {
+                        let on_create =
+                            statement["Condition"]["StringEquals"]["ec2:CreateAction"].is_array();
+                        let what_beanstalk_creates = all_like(&[
+                            &arn("ec2", "security-group/*"),
+                            &arn("ec2", "launch-template/*"),
+                        ]);
+                        if !on_create && !what_beanstalk_creates {
+                            problem(format!("on {on:?}: only what is being created"));
+                        }
+                    }
+                    other if EC2_WRITES_ON_ANY_RESOURCE.contains(&other) => {}
+                    _ => problem("not an EC2 write Beanstalk needs".into()),
+                },
+                other => problem(format!("the operator policy has no business with {other}")),
             }
         }
     }
+    // Every security-group change the policy allows is denied on the groups beanswap's stacks own.
+    let guarded: Vec<&Value> = denied
+        .iter()
+        .filter(|d| {
+            resources_of(d) == [arn("ec2", "security-group/*")]
+                && d["Condition"]["Null"]["ec2:ResourceTag/beanswap:stack"] == "false"
+        })
+        .collect();
+    let guarded_actions: BTreeSet<String> = guarded.iter().flat_map(|d| actions_of(d)).collect();
+    for action in &allowed {
+        let changes_a_group = [
+            "AuthorizeSecurityGroup",
+            "RevokeSecurityGroup",
+            "DeleteSecurityGroup",
+        ]
+        .iter()
+        .any(|verb| action.starts_with(&format!("ec2:{verb}")));
+        if changes_a_group && !guarded_actions.contains(action) {
+            problems.push(format!(
+                "{action} is not denied on security groups tagged beanswap:stack (the database's)"
+            ));
+        }
+    }
+    for group in ["DatabaseSecurityGroup", "InstanceSecurityGroup"] {
+        let tags =
+            serde_json::to_string(&template["Resources"][group]["Properties"]["Tags"]).unwrap();
+        assert!(
+            tags.contains("\"beanswap:stack\""),
+            "{group} must carry beanswap:stack: {tags}"
+        );
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The first environment's option settings under one parameter set: (namespace, option) -> value.
+fn first_environment_options(stack: &Stack) -> BTreeMap<(String, String), String> {
+    let templates = stack
+        .resources_of("AWS::ElasticBeanstalk::ConfigurationTemplate")
+        .unwrap();
+    assert_eq!(templates.len(), 1, "one FirstEnvironmentTemplate");
+    let mut out = BTreeMap::new();
+    for o in templates[0].1["OptionSettings"].as_array().unwrap() {
+        let key = (
+            o["Namespace"].as_str().unwrap().to_string(),
+            o["OptionName"].as_str().unwrap().to_string(),
+        );
+        let value = beanswap_cli::template::text(&o["Value"]);
+        assert!(
+            out.insert(key.clone(), value).is_none(),
+            "{key:?} is set twice"
+        );
+    }
+    out
+}
+
+/// Managed platform updates need a role to run as: Beanstalk's "General options for all environments"
+/// (aws:elasticbeanstalk:managedactions,
+/// https://docs.aws.amazon.com/elasticbeanstalk/latest/dg/command-options-general.html) take it in
+/// ServiceRoleForManagedUpdates, either the environment's own service role or the managed-updates
+/// service-linked role, and ManagedActionsEnabled=true needs a PreferredStartTime and an UpdateLevel. The
+/// environment's service role is used, and it carries AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy
+/// ("Managing Elastic Beanstalk service roles",
+/// https://docs.aws.amazon.com/elasticbeanstalk/latest/dg/iam-servicerole.html).
+#[test]
+fn managed_platform_updates_run_as_the_environments_service_role() {
+    let template = template();
+    for (scenario, parameters) in scenarios() {
+        let options = first_environment_options(&stack(&template, &parameters));
+        let get = |ns: &str, name: &str| options.get(&(ns.to_string(), name.to_string()));
+        if get(
+            "aws:elasticbeanstalk:managedactions",
+            "ManagedActionsEnabled",
+        )
+        .is_none_or(|v| v != "true")
+        {
+            continue;
+        }
+        let service_role = get("aws:elasticbeanstalk:environment", "ServiceRole");
+        assert!(service_role.is_some(), "[{scenario}] no ServiceRole");
+        assert_eq!(
+            get("aws:elasticbeanstalk:managedactions", "ServiceRoleForManagedUpdates"),
+            service_role,
+            "[{scenario}] managed updates need ServiceRoleForManagedUpdates: the environment's service role"
+        );
+        assert!(
+            get("aws:elasticbeanstalk:managedactions", "PreferredStartTime").is_some(),
+            "[{scenario}] managed updates need a PreferredStartTime"
+        );
+        assert!(
+            get(
+                "aws:elasticbeanstalk:managedactions:platformupdate",
+                "UpdateLevel"
+            )
+            .is_some(),
+            "[{scenario}] managed updates need an UpdateLevel"
+        );
+    }
+    let policies = serde_json::to_string(
+        &template["Resources"]["ServiceRole"]["Properties"]["ManagedPolicyArns"],
+    )
+    .unwrap();
+    assert!(
+        policies.contains(":iam::aws:policy/AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy"),
+        "the role that runs managed updates carries AWS's policy for them: {policies}"
+    );
+}
+
+/// With a certificate, port 80 must not keep serving the domain in plain HTTP. Beanstalk's option
+/// settings cannot express a redirect (listener rules there only forward to a process), so the redirect is
+/// the documented .ebextensions listener rule in examples/app, and the stack switches it on by setting the
+/// custom option it reads to the domain. The environments' own names are never redirected: the pipeline's
+/// smoke test and swap's checks request them, and no certificate covers them.
+#[test]
+fn with_a_certificate_port_80_redirects_the_domain_to_https() {
+    let template = template();
+    let option = (
+        "aws:elasticbeanstalk:customoption".to_string(),
+        "HttpsRedirectHost".to_string(),
+    );
+    let certificate =
+        "arn:aws:acm:eu-west-1:123456789012:certificate/5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b";
+    let with = |pairs: &[(&str, &str)]| {
+        let mut parameters = base_parameters();
+        for (k, v) in pairs {
+            parameters.insert(k.to_string(), v.to_string());
+        }
+        let stack = stack(&template, &parameters);
+        assert_eq!(stack.broken_rules().unwrap(), Vec::<String>::new());
+        first_environment_options(&stack)
+    };
+    let domain = [
+        ("HostedZoneId", "Z0123456789ABCDEFGHIJ"),
+        ("DomainName", "www.example.com"),
+        ("SwapMode", "route53"),
+    ];
+    let https = with(&[
+        domain[0],
+        domain[1],
+        domain[2],
+        ("CertificateArn", certificate),
+    ]);
+    let get = |options: &BTreeMap<(String, String), String>, ns: &str, name: &str| {
+        options.get(&(ns.to_string(), name.to_string())).cloned()
+    };
+    assert_eq!(
+        get(&https, "aws:elbv2:listener:443", "Protocol").as_deref(),
+        Some("HTTPS")
+    );
+    assert_eq!(
+        get(&https, "aws:elbv2:listener:443", "SSLCertificateArns").as_deref(),
+        Some(certificate)
+    );
+    assert_eq!(
+        https.get(&option).map(String::as_str),
+        Some("www.example.com"),
+        "with a certificate, the domain is redirected to HTTPS"
+    );
+    assert_eq!(with(&domain).get(&option), None, "no HTTPS, no redirect");
+    assert_eq!(with(&[]).get(&option), None);
+
+    // The rule the option drives, in the bundle examples/app ships.
+    let path = root().join("examples/app/.ebextensions/https-redirect.config");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let config: Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let rules: Vec<&Value> = config["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule")
+        .collect();
+    assert_eq!(rules.len(), 1, "{config}");
+    let rule = &rules[0]["Properties"];
+    assert_eq!(
+        rule["ListenerArn"],
+        serde_json::json!({"Ref": "AWSEBV2LoadBalancerListener"}),
+        "the port 80 listener Beanstalk creates"
+    );
+    assert_eq!(
+        rule["Actions"],
+        serde_json::json!([{"Type": "redirect", "RedirectConfig": {
+            "Protocol": "HTTPS", "Port": "443", "Host": "#{host}", "Path": "/#{path}",
+            "Query": "#{query}", "StatusCode": "HTTP_301"
+        }}])
+    );
+    let conditions = rule["Conditions"].as_array().unwrap();
+    assert_eq!(conditions.len(), 1, "{conditions:?}");
+    assert_eq!(conditions[0]["Field"], "host-header");
+    let values = conditions[0]["HostHeaderConfig"]["Values"]
+        .as_array()
+        .unwrap();
+    assert_eq!(values.len(), 1);
+    let setting = &values[0]["Fn::GetOptionSetting"];
+    assert_eq!(setting["Namespace"], option.0.as_str());
+    assert_eq!(setting["OptionName"], option.1.as_str());
+    // Until the stack sets the option, the rule matches a name that cannot arrive (RFC 2606's .invalid).
+    assert!(
+        setting["DefaultValue"]
+            .as_str()
+            .is_some_and(|d| d.ends_with(".invalid")),
+        "{setting}"
+    );
+    // And the app's build ships it.
+    let buildspec: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("examples/app/buildspec.yml")).unwrap(),
+    )
+    .unwrap();
+    let mut globs = globset::GlobSetBuilder::new();
+    for pattern in buildspec["artifacts"]["files"].as_array().unwrap() {
+        globs.add(
+            globset::GlobBuilder::new(pattern.as_str().unwrap())
+                .literal_separator(true)
+                .build()
+                .unwrap(),
+        );
+    }
+    assert!(
+        globs
+            .build()
+            .unwrap()
+            .is_match(".ebextensions/https-redirect.config"),
+        "examples/app/buildspec.yml does not put the redirect into the bundle"
+    );
+}
+
+/// IAM refuses a managed policy over 6,144 characters, whitespace not counted ("IAM and AWS STS quotas",
+/// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html). The operator policy's size
+/// depends on where it is deployed, so it is measured with the longest partition and region names.
+#[test]
+fn the_beanstalk_operator_policy_fits_iams_size_limit_in_any_region() {
+    let template = template();
+    let document =
+        &template["Resources"]["BeanstalkOperatorPolicy"]["Properties"]["PolicyDocument"];
+    let text = serde_json::to_string(document)
+        .unwrap()
+        .replace("${AWS::Partition}", "aws-us-gov")
+        .replace("${AWS::Region}", "ap-southeast-2")
+        .replace("${AWS::AccountId}", ACCOUNT);
+    // `{"Fn::Sub":"arn..."}` becomes `"arn..."` once CloudFormation has evaluated it.
+    let evaluated = regex::Regex::new(r#"\{"Fn::Sub":("[^"]*")\}"#)
+        .unwrap()
+        .replace_all(&text, "$1");
+    assert!(!evaluated.contains("Fn::"), "{evaluated}");
+    let size = evaluated.chars().filter(|c| !c.is_whitespace()).count();
+    assert!(
+        size <= 6144,
+        "the operator policy is {size} characters; IAM allows 6144"
+    );
 }
 
 /// The variables the pipeline reads are checked against each function's `OUTPUT_VARIABLES`; this makes

@@ -21,6 +21,23 @@ pub struct Params {
     /// Panic on purpose: proves a crash still reaches the pipeline as a failure.
     #[serde(default)]
     pub panic: bool,
+    /// The first environment's Auto Scaling settings, checked here because CloudFormation's template
+    /// Rules cannot compare numbers.
+    #[serde(default)]
+    pub scaling: Option<Scaling>,
+}
+
+/// Auto Scaling bounds and CPU thresholds as the pipeline template sets them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scaling {
+    pub min_instances: u32,
+    /// At least `min_instances`.
+    pub max_instances: u32,
+    /// Add an instance above this average CPU.
+    pub scale_up_cpu_percent: u32,
+    /// Remove one below this; less than `scale_up_cpu_percent`, or the group would scale both ways at once.
+    pub scale_down_cpu_percent: u32,
 }
 
 impl UserParameters for Params {
@@ -33,6 +50,26 @@ impl UserParameters for Params {
                 field: "application".into(),
                 reason: format!("must be 1 to 100 characters, got {len}"),
             });
+        }
+        if let Some(s) = &self.scaling {
+            if s.max_instances < s.min_instances {
+                return Err(ParamsError::Field {
+                    field: "scaling.max_instances".into(),
+                    reason: format!(
+                        "{} is less than scaling.min_instances ({}): the Auto Scaling maximum must be at least its minimum",
+                        s.max_instances, s.min_instances
+                    ),
+                });
+            }
+            if s.scale_down_cpu_percent >= s.scale_up_cpu_percent {
+                return Err(ParamsError::Field {
+                    field: "scaling.scale_down_cpu_percent".into(),
+                    reason: format!(
+                        "{} is not below scaling.scale_up_cpu_percent ({}): instances would be added and removed at the same load",
+                        s.scale_down_cpu_percent, s.scale_up_cpu_percent
+                    ),
+                });
+            }
         }
         Ok(())
     }
