@@ -269,26 +269,17 @@ async fn main() -> ExitCode {
             hosted_zone_id,
             domain,
         } => {
-            use beanswap_core::swap::{ops as swap, Domain};
+            use beanswap_core::swap::Domain;
             let config =
                 ops::sdk_config(target.endpoint_url.as_deref(), target.region.as_deref()).await;
-            let request = swap::RollbackRequest {
-                application: target.application,
-                production_cname: target.production_cname,
-                domain: hosted_zone_id.zip(domain).map(|(zone, name)| Domain {
-                    zone,
-                    name,
-                    record_type: Default::default(),
-                    ttl: 60,
-                }),
-                to,
-                timeout: Duration::from_secs(300),
-            };
-            let done = swap::rollback(&swap::Swapper::new(&config), &request).await;
-            print(
-                done.map(|r| format!("{}\n", r.summary))
-                    .map_err(|e| e.to_string()),
-            )
+            let domain = hosted_zone_id.zip(domain).map(|(zone, name)| Domain {
+                zone,
+                name,
+                record_type: Default::default(),
+                ttl: 60,
+            });
+            let plan = ops::rollback(&target.application, target.production_cname, domain, to);
+            print(ops::swap(&config, &plan).await)
         }
         Command::Swap {
             target,
@@ -301,16 +292,8 @@ async fn main() -> ExitCode {
             Some(production) => {
                 let config =
                     ops::sdk_config(target.endpoint_url.as_deref(), target.region.as_deref()).await;
-                print(
-                    ops::swap(
-                        &config,
-                        &target.application,
-                        &production,
-                        &environment,
-                        &health,
-                    )
-                    .await,
-                )
+                let plan = ops::cname_swap(&target.application, &production, &environment, &health);
+                print(ops::swap(&config, &plan).await)
             }
         },
         Command::Invoke {

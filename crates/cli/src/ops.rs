@@ -7,7 +7,12 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use beanswap_core::beanstalk::{Beanstalk, Environment, TAG_OUT_OF_SERVICE_SINCE};
+use beanswap_core::clock::SystemClock;
 use beanswap_core::retire::exec as retire;
+use beanswap_core::route53::Route53;
+use beanswap_core::swap::engine::{self, Clients, Plan};
+use beanswap_core::swap::{Domain, HttpVerifier, Mode};
+use beanswap_core::Outcome;
 
 /// SDK settings: the default chain (profile, environment, SSO), or everything pointed at one endpoint
 /// (a local-aws started with `local-aws`).
@@ -133,40 +138,73 @@ pub async fn retire(config: &SdkConfig, settings: &retire::Settings) -> Result<S
     Ok(report.summary())
 }
 
-/// A CNAME swap by hand: the same preconditions and tags as the swap action's `cname` mode (both
-/// Ready, same application, the staged one healthy now; the old one tagged out of service for retire).
-pub async fn swap(
-    config: &SdkConfig,
-    application: &str,
-    production: &str,
-    staged: &str,
-    min_health: &str,
-) -> Result<String, String> {
-    use beanswap_core::swap::ops::{Moved, Swapper};
-    let swapper = Swapper::new(config);
-    let moved = swapper
-        .move_cname(
-            application,
-            production,
-            staged,
-            min_health,
-            Duration::from_secs(300),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(match moved {
-        Moved::Already(env) => format!("{} already serves {production}; nothing to do\n", env.name),
-        Moved::Swapped { live, previous } => {
-            swapper.handed_over(&previous).await.map_err(|e| {
-                format!(
-                    "{} now serves {} (was {}), but {e}",
-                    live.name, live.cname, previous.name
-                )
-            })?;
-            format!(
-                "{} now serves {} (was {}); `beanswap rollback` moves it back\n",
-                live.name, live.cname, previous.name
-            )
+/// The swap action's own sequence, by hand (`beanswap swap`, `beanswap rollback`): the same
+/// preconditions, waits, tags, verification and move back as the pipeline's swap, with its
+/// continuations driven here (a person waits; a pipeline would hand over).
+pub async fn swap(config: &SdkConfig, plan: &Plan) -> Result<String, String> {
+    let eb = Beanstalk::new(config);
+    let r53 = Route53::new(config);
+    let verifier = HttpVerifier::new();
+    let clients = Clients {
+        eb: &eb,
+        r53: &r53,
+        verifier: &verifier,
+        clock: &SystemClock,
+    };
+    let mut state = None;
+    loop {
+        match engine::run(&clients, plan, state, plan.timeout).await {
+            Ok(Outcome::Succeeded { summary, .. }) => return Ok(format!("{summary}\n")),
+            Ok(Outcome::InProgress {
+                summary,
+                state: next,
+                ..
+            }) => {
+                eprintln!("{summary}");
+                state = Some(next);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Ok(Outcome::Failed { message, .. }) => return Err(message),
+            Err(e) => return Err(e.message),
         }
-    })
+    }
+}
+
+/// What `beanswap swap` asks: a CNAME swap of `staged` into `production`.
+pub fn cname_swap(application: &str, production: &str, staged: &str, min_health: &str) -> Plan {
+    Plan {
+        application: application.to_string(),
+        mode: Mode::Cname,
+        staged: Some(staged.to_string()),
+        production_cname: Some(production.to_string()),
+        domain: None,
+        steps: vec![100],
+        bake: Duration::ZERO,
+        verify: None,
+        resolve: None,
+        min_health: min_health.to_string(),
+        timeout: Duration::from_secs(300),
+    }
+}
+
+/// What `beanswap rollback` asks: production back to `to`, or to where it came from.
+pub fn rollback(
+    application: &str,
+    production_cname: Option<String>,
+    domain: Option<Domain>,
+    to: Option<String>,
+) -> Plan {
+    Plan {
+        application: application.to_string(),
+        mode: Mode::Rollback,
+        staged: to,
+        production_cname,
+        domain,
+        steps: vec![100],
+        bake: Duration::ZERO,
+        verify: None,
+        resolve: None,
+        min_health: "Green".into(),
+        timeout: Duration::from_secs(300),
+    }
 }

@@ -62,11 +62,11 @@ async fn status_events_and_a_dry_run_retire() {
     );
 
     // A swap by hand; the rollback by the `beanswap` binary itself comes after the dry run below.
-    let swapped = ops::swap(&config, "shop", "shop-prod", "shop-two", "Green")
-        .await
-        .unwrap();
+    // The same sequence as the swap action's (its words too).
+    let plan = ops::cname_swap("shop", "shop-prod", "shop-two", "Green");
+    let swapped = ops::swap(&config, &plan).await.unwrap();
     assert!(
-        swapped.contains("shop-two now serves shop-prod"),
+        swapped.contains("swapped CNAMEs: `shop-two` now serves `shop-prod.us-east-1.elasticbeanstalk.com` (was `shop-one`)"),
         "{swapped}"
     );
     assert_eq!(
@@ -75,10 +75,11 @@ async fn status_events_and_a_dry_run_retire() {
             .1,
         "v2\n"
     );
-    let again = ops::swap(&config, "shop", "shop-prod", "shop-two", "Green")
-        .await
-        .unwrap();
-    assert!(again.contains("nothing to do"), "{again}");
+    let again = ops::swap(&config, &plan).await.unwrap();
+    assert!(
+        again.contains("`shop-two` already serves production (an earlier invocation moved it there from `shop-one`); nothing changed"),
+        "{again}"
+    );
     let status = ops::status(&config, "shop", Some("shop-prod"))
         .await
         .unwrap();

@@ -1006,10 +1006,21 @@ fn rust_sources(path: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// `.name()` calls in a source text.
+/// SDK waiters and the operation each polls (the waiter's definition in the service model).
+const WAITERS: &[(&str, &str)] = &[("wait_until_resource_record_sets_changed", "get_change")];
+
+/// `.name()` calls in a source text; a waiter counts as the operation it polls.
 fn empty_calls(text: &str) -> BTreeSet<String> {
     let re = regex::Regex::new(r"\.([a-z][a-z0-9_]*)\(\)").unwrap();
-    re.captures_iter(text).map(|c| c[1].to_string()).collect()
+    re.captures_iter(text)
+        .map(|c| c[1].to_string())
+        .map(|call| {
+            WAITERS
+                .iter()
+                .find(|(waiter, _)| *waiter == call)
+                .map_or(call, |(_, op)| op.to_string())
+        })
+        .collect()
 }
 
 /// The triple rustc builds for by default: the platform whose dependencies the build downloaded.

@@ -5,6 +5,7 @@
 //! shares one understanding of "the live environment" and of what counts as healthy.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
@@ -147,7 +148,104 @@ fn to_system_time(d: &DateTime) -> Option<SystemTime> {
     SystemTime::try_from(*d).ok()
 }
 
-/// The Beanstalk calls the actions make.
+/// The Elastic Beanstalk calls the sequences in this crate make, narrow enough that an in-memory fake
+/// ([`crate::fakes::FakeBeanstalk`]) stands in for AWS in unit tests; [`Beanstalk`] makes them with the
+/// SDK. Every answer is ours ([`Environment`], [`Event`]), every error the one [`AwsError`].
+pub trait BeanstalkApi: Send + Sync {
+    /// The application's environments that are not terminated, following every page.
+    fn environments(
+        &self,
+        application: &str,
+    ) -> impl Future<Output = Result<Vec<Environment>, AwsError>> + Send;
+    /// An environment by id, terminated ones included.
+    fn environment(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Environment>, AwsError>> + Send;
+    /// A live (not terminated) environment of the application by name.
+    fn environment_named(
+        &self,
+        application: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Environment>, AwsError>> + Send;
+    /// Events of one environment since `since` (every page), oldest first; the newest `max` without.
+    fn events_since(
+        &self,
+        environment_id: &str,
+        since: Option<SystemTime>,
+        max: i32,
+    ) -> impl Future<Output = Result<Vec<Event>, AwsError>> + Send;
+    fn tags(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, AwsError>> + Send;
+    /// One tag change (see [`Beanstalk::retag`]): on an environment, an environment update.
+    fn retag(
+        &self,
+        arn: &str,
+        add: &[(&str, String)],
+        remove: &[&str],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// SwapEnvironmentCNAMEs; both must be Ready.
+    fn swap_cnames(
+        &self,
+        source_id: &str,
+        destination_id: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+impl BeanstalkApi for Beanstalk {
+    fn environments(
+        &self,
+        application: &str,
+    ) -> impl Future<Output = Result<Vec<Environment>, AwsError>> + Send {
+        Beanstalk::environments(self, application)
+    }
+    fn environment(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Environment>, AwsError>> + Send {
+        Beanstalk::environment(self, id)
+    }
+    fn environment_named(
+        &self,
+        application: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Environment>, AwsError>> + Send {
+        Beanstalk::environment_named(self, application, name)
+    }
+    fn events_since(
+        &self,
+        environment_id: &str,
+        since: Option<SystemTime>,
+        max: i32,
+    ) -> impl Future<Output = Result<Vec<Event>, AwsError>> + Send {
+        Beanstalk::events_since(self, environment_id, since, max)
+    }
+    fn tags(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, AwsError>> + Send {
+        Beanstalk::tags(self, arn)
+    }
+    fn retag(
+        &self,
+        arn: &str,
+        add: &[(&str, String)],
+        remove: &[&str],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send {
+        Beanstalk::retag(self, arn, add, remove)
+    }
+    fn swap_cnames(
+        &self,
+        source_id: &str,
+        destination_id: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send {
+        Beanstalk::swap_cnames(self, source_id, destination_id)
+    }
+}
+
+/// The Beanstalk calls the actions make, with the SDK.
 #[derive(Clone, Debug)]
 pub struct Beanstalk {
     client: Client,

@@ -6,6 +6,9 @@ pub mod artifacts;
 pub mod aws_error;
 pub mod beanstalk;
 pub mod bundle;
+pub mod clock;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod http_check;
 pub mod job;
 pub mod outcome;

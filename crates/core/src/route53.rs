@@ -4,13 +4,15 @@
 //! The planning half ([`changes_to`], [`beanstalk_hosted_zone_id`]) is pure; [`Route53`] is the thin
 //! adapter over the SDK client.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
+
+use aws_smithy_types::error::display::DisplayErrorContext;
 
 use aws_config::SdkConfig;
 use aws_sdk_route53::error::ProvideErrorMetadata;
 use aws_sdk_route53::types::{
-    AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord,
-    ResourceRecordSet, RrType,
+    AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
 };
 use aws_sdk_route53::Client;
 
@@ -339,32 +341,97 @@ impl Route53 {
             .unwrap_or_default())
     }
 
-    /// Whether the change has reached every Route 53 name server.
-    pub async fn in_sync(&self, change_id: &str) -> Result<bool, AwsError> {
-        let out = self
-            .client
-            .get_change()
-            .id(change_id.trim_start_matches("/change/"))
-            .send()
-            .await
-            .map_err(|e| r53_error("GetChange", e))?;
-        Ok(out.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync))
-    }
-
-    /// Polls GetChange with backoff until INSYNC or `timeout`; `false` when it is still PENDING then.
+    /// Waits with the SDK's own waiter (ResourceRecordSetsChanged: GetChange until INSYNC) for at most
+    /// `timeout`; `false` when the change is still PENDING then. A GetChange that AWS throttles ends the
+    /// waiter early: it is started again while time is left.
     pub async fn wait_in_sync(&self, change_id: &str, timeout: Duration) -> Result<bool, AwsError> {
+        use aws_sdk_route53::client::Waiters;
+        use aws_smithy_runtime_api::client::waiters::error::WaiterError;
         let started = Instant::now();
-        let mut attempt = 0;
+        let id = change_id.trim_start_matches("/change/");
         loop {
-            if crate::aws_error::unless_transient(self.in_sync(change_id).await)? == Some(true) {
-                return Ok(true);
-            }
-            if started.elapsed() >= timeout {
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
                 return Ok(false);
             }
-            tokio::time::sleep(crate::beanstalk::poll_delay(attempt).min(timeout)).await;
-            attempt += 1;
+            match self
+                .client
+                .wait_until_resource_record_sets_changed()
+                .id(id)
+                .wait(left)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(WaiterError::ExceededMaxWait(_)) => return Ok(false),
+                Err(WaiterError::OperationFailed(failed)) => {
+                    let e = r53_error("GetChange", failed.into_error());
+                    if !e.is_transient() {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_secs(1).min(left)).await;
+                }
+                Err(e) => {
+                    return Err(AwsError::other(
+                        Service::Route53,
+                        "GetChange",
+                        format!(
+                            "waiting for change {id} failed: {}",
+                            DisplayErrorContext(&e)
+                        ),
+                    ))
+                }
+            }
         }
+    }
+}
+
+/// The Route 53 calls swap makes, narrow enough to fake ([`crate::fakes::FakeRoute53`]).
+pub trait Route53Api: Send + Sync {
+    /// The A (alias) and CNAME records named exactly `name` in the zone, weighted ones included.
+    fn records(
+        &self,
+        zone: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<Existing>, AwsError>> + Send;
+    /// Sends the planned changes as one batch; the change id.
+    fn apply(
+        &self,
+        zone: &str,
+        existing: &[Existing],
+        planned: &[Planned],
+        comment: &str,
+    ) -> impl Future<Output = Result<String, AwsError>> + Send;
+    /// Until the change is INSYNC or `timeout`; `false` when it is still PENDING then.
+    fn wait_in_sync(
+        &self,
+        change_id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+}
+
+impl Route53Api for Route53 {
+    fn records(
+        &self,
+        zone: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<Existing>, AwsError>> + Send {
+        Route53::records(self, zone, name)
+    }
+    fn apply(
+        &self,
+        zone: &str,
+        existing: &[Existing],
+        planned: &[Planned],
+        comment: &str,
+    ) -> impl Future<Output = Result<String, AwsError>> + Send {
+        Route53::apply(self, zone, existing, planned, comment)
+    }
+    fn wait_in_sync(
+        &self,
+        change_id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send {
+        Route53::wait_in_sync(self, change_id, timeout)
     }
 }
 

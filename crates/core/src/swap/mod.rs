@@ -4,8 +4,8 @@
 //! the next weight step, what a rollback returns to, and the state carried between invocations.
 //! [`ops`] performs them against Elastic Beanstalk and Route 53.
 
+pub mod engine;
 mod http;
-pub mod ops;
 
 pub use http::HttpVerifier;
 

@@ -1,0 +1,439 @@
+//! In-memory stand-ins for the AWS traits ([`BeanstalkApi`], [`Route53Api`]) and the version check
+//! ([`Verify`]), so every path of a sequence has a unit test that needs no server (as mountpoint-s3
+//! does with its mock client). Built for this crate's tests and, with the `fakes` feature, for other
+//! crates' tests.
+//!
+//! They keep the AWS rules the sequences depend on, from FIDELITY.md: a tag change on an environment
+//! is an environment update (Updating for a while; what needs Ready is refused meanwhile with "invalid
+//! state ... Must be Ready"); SwapEnvironmentCNAMEs needs both environments Ready; a Route 53 batch is
+//! atomic. Anything may be made to fail once with [`FakeBeanstalk::fail_next`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use crate::aws_error::{AwsError, Service};
+use crate::beanstalk::{BeanstalkApi, Environment, Event};
+use crate::route53::{Existing, Planned, Record, Route53Api};
+use crate::swap::{Check, Verify};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// "Environment named X is in an invalid state for this operation. Must be Ready.", as Beanstalk says
+/// it.
+pub fn not_ready(operation: &'static str, name: &str) -> AwsError {
+    AwsError::answered(
+        Service::ElasticBeanstalk,
+        operation,
+        "InvalidParameterValue",
+        format!(
+            "Environment named {name} is in an invalid state for this operation. Must be Ready."
+        ),
+    )
+}
+
+#[derive(Debug, Default)]
+struct Eb {
+    environments: Vec<Environment>,
+    tags: BTreeMap<String, BTreeMap<String, String>>,
+    events: Vec<Event>,
+    /// Environment id -> reads left before a tag change's update is over.
+    busy: BTreeMap<String, u32>,
+    failures: VecDeque<(&'static str, AwsError)>,
+    calls: Vec<String>,
+}
+
+/// Elastic Beanstalk in memory.
+#[derive(Debug)]
+pub struct FakeBeanstalk {
+    eb: Mutex<Eb>,
+    /// How many reads of an environment show it Updating after a tag change.
+    pub update_reads: u32,
+}
+
+impl Default for FakeBeanstalk {
+    fn default() -> Self {
+        FakeBeanstalk {
+            eb: Mutex::default(),
+            update_reads: 2,
+        }
+    }
+}
+
+/// A Ready, Green environment of `application` whose CNAME prefix is `prefix`, for tests.
+pub fn environment(application: &str, name: &str, prefix: &str, version: &str) -> Environment {
+    Environment {
+        id: format!("e-{name}"),
+        name: name.to_string(),
+        application: application.to_string(),
+        version_label: Some(version.to_string()),
+        cname: format!("{prefix}.us-east-1.elasticbeanstalk.com"),
+        status: "Ready".into(),
+        health: "Green".into(),
+        health_status: Some("Ok".into()),
+        arn: format!(
+            "arn:aws:elasticbeanstalk:us-east-1:123456789012:environment/{application}/{name}"
+        ),
+        created: None,
+    }
+}
+
+impl FakeBeanstalk {
+    pub fn with(environments: Vec<Environment>) -> Self {
+        let fake = FakeBeanstalk::default();
+        lock(&fake.eb).environments = environments;
+        fake
+    }
+
+    pub fn add(&self, env: Environment) {
+        lock(&self.eb).environments.push(env);
+    }
+
+    /// The environment named `name` as it is now (panics when there is none: a test's mistake).
+    pub fn env(&self, name: &str) -> Environment {
+        lock(&self.eb)
+            .environments
+            .iter()
+            .find(|e| e.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no environment {name}"))
+    }
+
+    /// Changes an environment in place (status, health, ...).
+    pub fn set(&self, name: &str, change: impl FnOnce(&mut Environment)) {
+        let mut eb = lock(&self.eb);
+        if let Some(e) = eb.environments.iter_mut().find(|e| e.name == name) {
+            change(e);
+        }
+    }
+
+    pub fn set_tags(&self, name: &str, tags: &[(&str, &str)]) {
+        let arn = self.env(name).arn;
+        let mut eb = lock(&self.eb);
+        let entry = eb.tags.entry(arn).or_default();
+        for (k, v) in tags {
+            entry.insert(k.to_string(), v.to_string());
+        }
+    }
+
+    pub fn tags_of(&self, name: &str) -> BTreeMap<String, String> {
+        let arn = self.env(name).arn;
+        lock(&self.eb).tags.get(&arn).cloned().unwrap_or_default()
+    }
+
+    /// The next call of `operation` fails with `error`.
+    pub fn fail_next(&self, operation: &'static str, error: AwsError) {
+        lock(&self.eb).failures.push_back((operation, error));
+    }
+
+    /// Every call so far, as `Operation` names in order.
+    pub fn calls(&self) -> Vec<String> {
+        lock(&self.eb).calls.clone()
+    }
+
+    /// How many times `operation` was called.
+    pub fn count(&self, operation: &str) -> usize {
+        lock(&self.eb)
+            .calls
+            .iter()
+            .filter(|c| *c == operation)
+            .count()
+    }
+
+    fn call(&self, operation: &'static str) -> Result<MutexGuard<'_, Eb>, AwsError> {
+        let mut eb = lock(&self.eb);
+        eb.calls.push(operation.to_string());
+        if let Some(i) = eb.failures.iter().position(|(op, _)| *op == operation) {
+            if let Some((_, e)) = eb.failures.remove(i) {
+                return Err(e);
+            }
+        }
+        Ok(eb)
+    }
+
+    /// A read: a tag change's update runs out after [`FakeBeanstalk::update_reads`] of them.
+    fn tick(eb: &mut Eb) {
+        let done: Vec<String> = eb
+            .busy
+            .iter_mut()
+            .filter_map(|(id, left)| {
+                *left = left.saturating_sub(1);
+                (*left == 0).then(|| id.clone())
+            })
+            .collect();
+        for id in done {
+            eb.busy.remove(&id);
+            if let Some(e) = eb.environments.iter_mut().find(|e| e.id == id) {
+                if e.status == "Updating" {
+                    e.status = "Ready".into();
+                }
+            }
+        }
+    }
+
+    fn event(eb: &mut Eb, env: &Environment, message: String) {
+        eb.events.push(Event {
+            date: SystemTime::UNIX_EPOCH + Duration::from_secs(eb.events.len() as u64),
+            severity: "INFO".into(),
+            message,
+            environment: Some(env.name.clone()),
+        });
+    }
+}
+
+impl BeanstalkApi for FakeBeanstalk {
+    async fn environments(&self, application: &str) -> Result<Vec<Environment>, AwsError> {
+        let mut eb = self.call("DescribeEnvironments")?;
+        Self::tick(&mut eb);
+        Ok(eb
+            .environments
+            .iter()
+            .filter(|e| e.application == application && e.status != "Terminated")
+            .cloned()
+            .collect())
+    }
+
+    async fn environment(&self, id: &str) -> Result<Option<Environment>, AwsError> {
+        let mut eb = self.call("DescribeEnvironments")?;
+        Self::tick(&mut eb);
+        Ok(eb.environments.iter().find(|e| e.id == id).cloned())
+    }
+
+    async fn environment_named(
+        &self,
+        application: &str,
+        name: &str,
+    ) -> Result<Option<Environment>, AwsError> {
+        let mut eb = self.call("DescribeEnvironments")?;
+        Self::tick(&mut eb);
+        Ok(eb
+            .environments
+            .iter()
+            .find(|e| e.application == application && e.name == name && !e.is_terminated())
+            .cloned())
+    }
+
+    async fn events_since(
+        &self,
+        environment_id: &str,
+        since: Option<SystemTime>,
+        max: i32,
+    ) -> Result<Vec<Event>, AwsError> {
+        let eb = self.call("DescribeEvents")?;
+        let name = eb
+            .environments
+            .iter()
+            .find(|e| e.id == environment_id)
+            .map(|e| e.name.clone());
+        let mut events: Vec<Event> = eb
+            .events
+            .iter()
+            .filter(|e| e.environment == name)
+            .filter(|e| since.is_none_or(|s| e.date >= s))
+            .cloned()
+            .collect();
+        if since.is_none() {
+            let keep = usize::try_from(max.max(0)).unwrap_or(0);
+            events = events.split_off(events.len().saturating_sub(keep));
+        }
+        Ok(events)
+    }
+
+    async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        let eb = self.call("ListTagsForResource")?;
+        Ok(eb.tags.get(arn).cloned().unwrap_or_default())
+    }
+
+    async fn retag(
+        &self,
+        arn: &str,
+        add: &[(&str, String)],
+        remove: &[&str],
+    ) -> Result<(), AwsError> {
+        let mut eb = self.call("UpdateTagsForResource")?;
+        let env = eb.environments.iter().find(|e| e.arn == arn).cloned();
+        if let Some(env) = &env {
+            if !env.is_ready() {
+                return Err(not_ready("UpdateTagsForResource", &env.name));
+            }
+        }
+        let tags = eb.tags.entry(arn.to_string()).or_default();
+        for (k, v) in add {
+            tags.insert(k.to_string(), v.clone());
+        }
+        for k in remove {
+            tags.remove(*k);
+        }
+        if let Some(env) = env {
+            eb.busy.insert(env.id.clone(), self.update_reads);
+            if let Some(e) = eb.environments.iter_mut().find(|e| e.id == env.id) {
+                e.status = "Updating".into();
+            }
+            Self::event(&mut eb, &env, "Environment update is starting.".into());
+        }
+        Ok(())
+    }
+
+    async fn swap_cnames(&self, source_id: &str, destination_id: &str) -> Result<(), AwsError> {
+        let mut eb = self.call("SwapEnvironmentCNAMEs")?;
+        let find = |id: &str| eb.environments.iter().position(|e| e.id == id);
+        let (Some(a), Some(b)) = (find(source_id), find(destination_id)) else {
+            return Err(AwsError::answered(
+                Service::ElasticBeanstalk,
+                "SwapEnvironmentCNAMEs",
+                "InvalidParameterValue",
+                "Source environment not found",
+            ));
+        };
+        for i in [a, b] {
+            if !eb.environments[i].is_ready() {
+                return Err(not_ready(
+                    "SwapEnvironmentCNAMEs",
+                    &eb.environments[i].name.clone(),
+                ));
+            }
+        }
+        let cname_a = eb.environments[a].cname.clone();
+        let cname_b = std::mem::replace(&mut eb.environments[b].cname, cname_a);
+        eb.environments[a].cname = cname_b;
+        let (ea, eb_) = (eb.environments[a].clone(), eb.environments[b].clone());
+        let message = format!(
+            "Completed swapping CNAMEs for environments '{}' and '{}'.",
+            ea.name, eb_.name
+        );
+        Self::event(&mut eb, &ea, message.clone());
+        Self::event(&mut eb, &eb_, message);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Zone {
+    /// (zone, name) -> records.
+    records: BTreeMap<(String, String), Vec<Record>>,
+    failures: VecDeque<(&'static str, AwsError)>,
+    calls: Vec<String>,
+    changes: usize,
+}
+
+/// Route 53 in memory: records by zone and name; every change is in sync at once.
+#[derive(Debug, Default)]
+pub struct FakeRoute53 {
+    zone: Mutex<Zone>,
+}
+
+impl FakeRoute53 {
+    pub fn set_records(&self, zone: &str, name: &str, records: Vec<Record>) {
+        lock(&self.zone)
+            .records
+            .insert((zone.to_string(), crate::route53::fqdn(name)), records);
+    }
+
+    pub fn records_of(&self, zone: &str, name: &str) -> Vec<Record> {
+        lock(&self.zone)
+            .records
+            .get(&(zone.to_string(), crate::route53::fqdn(name)))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn fail_next(&self, operation: &'static str, error: AwsError) {
+        lock(&self.zone).failures.push_back((operation, error));
+    }
+
+    /// How many change batches were applied.
+    pub fn changes(&self) -> usize {
+        lock(&self.zone).changes
+    }
+
+    fn call(&self, operation: &'static str) -> Result<MutexGuard<'_, Zone>, AwsError> {
+        let mut zone = lock(&self.zone);
+        zone.calls.push(operation.to_string());
+        if let Some(i) = zone.failures.iter().position(|(op, _)| *op == operation) {
+            if let Some((_, e)) = zone.failures.remove(i) {
+                return Err(e);
+            }
+        }
+        Ok(zone)
+    }
+}
+
+impl Route53Api for FakeRoute53 {
+    async fn records(&self, zone: &str, name: &str) -> Result<Vec<Existing>, AwsError> {
+        let z = self.call("ListResourceRecordSets")?;
+        z.records
+            .get(&(zone.to_string(), crate::route53::fqdn(name)))
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(Existing::new)
+            .collect()
+    }
+
+    async fn apply(
+        &self,
+        zone: &str,
+        _existing: &[Existing],
+        planned: &[Planned],
+        _comment: &str,
+    ) -> Result<String, AwsError> {
+        let mut z = self.call("ChangeResourceRecordSets")?;
+        z.changes += 1;
+        for p in planned {
+            let (record, upsert) = match p {
+                Planned::Delete(r) => (r, false),
+                Planned::Upsert(r) => (r, true),
+            };
+            let key = (zone.to_string(), record.name.clone());
+            let records = z.records.entry(key).or_default();
+            records.retain(|r| {
+                !(r.set_identifier == record.set_identifier && r.rr_type() == record.rr_type())
+            });
+            if upsert {
+                records.push(record.clone());
+            }
+        }
+        Ok(format!("/change/C{}", z.changes))
+    }
+
+    async fn wait_in_sync(&self, _change_id: &str, _timeout: Duration) -> Result<bool, AwsError> {
+        drop(self.call("GetChange")?);
+        Ok(true)
+    }
+}
+
+/// A version check that answers what its function says: e.g. from the fake Beanstalk, the version of
+/// the environment that holds the checked name.
+pub struct FakeVerifier<F> {
+    pub answer: F,
+    checks: Mutex<Vec<Check>>,
+}
+
+impl<F> FakeVerifier<F>
+where
+    F: Fn(&Check) -> Result<String, String> + Send + Sync,
+{
+    pub fn new(answer: F) -> Self {
+        FakeVerifier {
+            answer,
+            checks: Mutex::default(),
+        }
+    }
+
+    /// Every check made, in order.
+    pub fn checks(&self) -> Vec<Check> {
+        lock(&self.checks).clone()
+    }
+}
+
+impl<F> Verify for FakeVerifier<F>
+where
+    F: Fn(&Check) -> Result<String, String> + Send + Sync,
+{
+    async fn verify(&self, check: &Check) -> Result<String, String> {
+        lock(&self.checks).push(check.clone());
+        (self.answer)(check)
+    }
+}
