@@ -1,6 +1,7 @@
-//! Points 3 (package's memory) and 4 (throughput): the package function on a bundle that needs
+//! Points 3 (memory on a big artifact) and 4 (throughput): the package function on a bundle that needs
 //! flattening (everything under one top-level folder), against `aws s3 cp` + `unzip` + `zip -r` +
-//! `aws s3 cp` + `aws elasticbeanstalk create-application-version` on the same bundle, same local S3.
+//! `aws s3 cp` + `aws elasticbeanstalk create-application-version` on the same bundle, same local S3;
+//! and check-config on that same artifact, for its memory beside package's.
 
 use std::cell::Cell;
 use std::io::{Seek, SeekFrom, Write};
@@ -22,12 +23,20 @@ use crate::Config;
 const ARTIFACTS: &str = "codepipeline-artifacts";
 const TOP: &str = "shop-1.0.0/";
 
-/// What the package run measured, for points 3 and 4.
-pub struct PackageRun {
-    pub bundle_bytes: u64,
+/// One function's job on the big artifact.
+pub struct Invoked {
     pub seconds: f64,
+    /// Peak RSS (VmHWM) once its job was reported.
     pub peak_kib: Option<u64>,
     pub summary: String,
+}
+
+/// What points 3 and 4 measured on the big artifact: package (both points) and check-config (point 3),
+/// each run or why not.
+pub struct BigArtifact {
+    pub bytes: u64,
+    pub package: Result<Invoked, String>,
+    pub check_config: Result<Invoked, String>,
 }
 
 struct Rng(u64);
@@ -139,17 +148,22 @@ pub fn write_bundle(path: &Path, bytes: u64) -> Result<u64, String> {
         .map_err(|e| err(&e))
 }
 
-/// The package binary on `bundle` (already uploaded as `key`): seconds and peak RSS.
-async fn package(config: &Config, bed: &Bed, key: &str, bytes: u64) -> Result<PackageRun, String> {
-    let binary = config.bin_dir.join("package");
+/// `function`'s binary on the artifact already uploaded as `key`: seconds, peak RSS and what it reported.
+async fn invoke(
+    config: &Config,
+    bed: &Bed,
+    function: &str,
+    user_parameters: &str,
+    key: &str,
+) -> Result<Invoked, String> {
+    let binary = config.bin_dir.join(function);
     if !binary.exists() {
         return Err(format!("{} not built", binary.display()));
     }
-    let mut function = bed.function(&binary).await;
-    function.timeout = Duration::from_secs(900);
+    let mut running = bed.function(&binary).await;
+    running.timeout = Duration::from_secs(900);
     let pid = crate::procs::child_running(&binary);
-    let mut event =
-        crate::fixtures::job_event(&format!(r#"{{"application":"shop","bucket":"{BUNDLES}"}}"#));
+    let mut event = crate::fixtures::job_event(user_parameters);
     event["CodePipeline.job"]["data"]["inputArtifacts"][0]["location"]["s3Location"] =
         json!({"bucketName": ARTIFACTS, "objectKey": key});
     let id = event["CodePipeline.job"]["id"]
@@ -157,10 +171,10 @@ async fn package(config: &Config, bed: &Bed, key: &str, bytes: u64) -> Result<Pa
         .unwrap_or_default()
         .to_string();
     let started = Instant::now();
-    let answer = function.invoke(event).await.map_err(|e| e.to_string())?;
+    let answer = running.invoke(event).await.map_err(|e| e.to_string())?;
     let seconds = started.elapsed().as_secs_f64();
     let peak_kib = pid.and_then(crate::procs::vm_hwm_kib);
-    drop(function);
+    drop(running);
     if let Invocation::Error(e) = answer {
         return Err(format!("the invocation failed: {e}"));
     }
@@ -169,17 +183,16 @@ async fn package(config: &Config, bed: &Bed, key: &str, bytes: u64) -> Result<Pa
         .job_results()
         .into_iter()
         .find(|r| r.job_id == id)
-        .ok_or("package reported nothing")?;
+        .ok_or(format!("{function} reported nothing"))?;
     let summary = report.request["executionDetails"]["summary"]
         .as_str()
         .or(report.request["failureDetails"]["message"].as_str())
         .unwrap_or_default()
         .to_string();
     if report.operation != "PutJobSuccessResult" {
-        return Err(format!("package failed: {summary}"));
+        return Err(format!("{function} failed: {summary}"));
     }
-    Ok(PackageRun {
-        bundle_bytes: bytes,
+    Ok(Invoked {
         seconds,
         peak_kib,
         summary,
@@ -319,14 +332,18 @@ fn which(tool: &str) -> Option<std::path::PathBuf> {
     })
 }
 
-/// Runs both and returns point 4's table plus package's measurements for point 3.
-pub async fn run(config: &Config, work: &Path) -> (Table, Result<PackageRun, String>) {
+/// Runs both and returns point 4's table plus package's and check-config's measurements for point 3.
+pub async fn run(config: &Config, work: &Path) -> (Table, Result<BigArtifact, String>) {
     let mut table = Table::new(
         "4. Packaging throughput: a bundle under one top-level folder (needs flattening), same local S3",
         &["how", "seconds", "MB/s", "bundle MB"],
     );
     let result = run_inner(config, work, &mut table).await;
-    if let Err(e) = &result {
+    let not_measured = match &result {
+        Ok(big) => big.package.as_ref().err(),
+        Err(e) => Some(e),
+    };
+    if let Some(e) = not_measured {
         table.note(format!("not measured: {e}"));
         table.goal(
             "package faster than unzip + zip -r + aws s3 cp",
@@ -336,7 +353,7 @@ pub async fn run(config: &Config, work: &Path) -> (Table, Result<PackageRun, Str
     (table, result)
 }
 
-async fn run_inner(config: &Config, work: &Path, table: &mut Table) -> Result<PackageRun, String> {
+async fn run_inner(config: &Config, work: &Path, table: &mut Table) -> Result<BigArtifact, String> {
     crate::progress(&format!(
         "packaging: writing a {} MB bundle",
         config.bundle_mb
@@ -364,10 +381,46 @@ async fn run_inner(config: &Config, work: &Path, table: &mut Table) -> Result<Pa
         .await
         .map_err(|e| format!("upload the bundle: {e}"))?;
     let _ = std::fs::remove_file(&path);
-    let megabytes = bytes as f64 / 1e6;
 
     crate::progress("packaging: the package function");
-    let ours = package(config, &bed, key, bytes).await?;
+    let package = invoke(
+        config,
+        &bed,
+        "package",
+        &format!(r#"{{"application":"shop","bucket":"{BUNDLES}"}}"#),
+        key,
+    )
+    .await;
+    crate::progress("memory: check-config on the same artifact");
+    let check_config = invoke(
+        config,
+        &bed,
+        "check-config",
+        r#"{"application":"shop"}"#,
+        key,
+    )
+    .await;
+    if let Ok(ours) = &package {
+        throughput(config, &bed, key, work, bytes, ours, table).await;
+    }
+    Ok(BigArtifact {
+        bytes,
+        package,
+        check_config,
+    })
+}
+
+/// Point 4's rows: package against the scripted alternative on the same artifact.
+async fn throughput(
+    config: &Config,
+    bed: &Bed,
+    key: &str,
+    work: &Path,
+    bytes: u64,
+    ours: &Invoked,
+    table: &mut Table,
+) {
+    let megabytes = bytes as f64 / 1e6;
     table.row(vec![
         "beanswap package (download, check, flatten, multipart upload, register)".into(),
         format!("{:.2}", ours.seconds),
@@ -375,7 +428,7 @@ async fn run_inner(config: &Config, work: &Path, table: &mut Table) -> Result<Pa
         table::mb(bytes),
     ]);
     crate::progress("packaging: unzip + zip -r + aws s3 cp");
-    match baseline(config, &bed, key, work).await {
+    match baseline(config, bed, key, work).await {
         Ok(steps) => {
             let total: f64 = steps.iter().map(|s| s.seconds).sum();
             for s in &steps {
@@ -414,7 +467,6 @@ async fn run_inner(config: &Config, work: &Path, table: &mut Table) -> Result<Pa
          (Stored); zip -r uses its default level 6; package said: {}",
         ours.summary.lines().next().unwrap_or_default()
     ));
-    Ok(ours)
 }
 
 #[cfg(test)]

@@ -73,6 +73,7 @@ fn the_short_benchmark_runs_every_point_and_its_goals_hold() {
     for (which, verdict) in [
         ("zero failed requests (0 failed)", "PASS"),
         ("package under 128 MB", "PASS"),
+        ("check-config under 64 MB", "PASS"),
         ("every other function under 40 MB", "PASS"),
         ("every zip under 6 MB", "PASS"),
         ("package faster than the scripted alternative", "PASS"),

@@ -331,7 +331,8 @@ impl Spooled {
         Ok(BufReader::with_capacity(READ_BUFFER, file))
     }
 
-    fn archive(&self) -> Result<ZipArchive<BufReader<File>>, BundleError> {
+    /// The bundle opened as a zip from the file: only its central directory is read into memory.
+    pub fn zip(&self) -> Result<ZipArchive<BufReader<File>>, BundleError> {
         ZipArchive::new(self.reader()?).map_err(|e| BundleError::NotZip {
             reason: e.to_string(),
         })
@@ -784,7 +785,7 @@ pub fn inspect(
             max: limits.max_bundle_bytes,
         });
     }
-    let mut archive = bundle.archive()?;
+    let mut archive = bundle.zip()?;
     let (cd_start, records) = central_directory(
         &mut bundle.reader()?,
         bundle.size,
@@ -1173,7 +1174,7 @@ pub fn write_normalised<W: Write>(
         action: "write",
         reason: e.to_string(),
     };
-    let mut archive = bundle.archive()?;
+    let mut archive = bundle.zip()?;
     let mut writer = ZipWriter::new(Windowed::new(HashingWriter::new(out)));
     for entry in &plan.entries {
         let file = archive

@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::artifacts::ArtifactStore;
+use crate::artifacts::{ArtifactError, ArtifactStore};
 use crate::aws_error::{AwsError, ErrorClass, HttpStatus, Service};
 use crate::beanstalk::{poll_delay, Beanstalk};
-use crate::bundle::{self, BundleError, Limits, Normalise, Plan, Spool, Spooled, Written};
+use crate::bundle::{self, BundleError, Limits, Normalise, Plan, Spooled, Written};
 use crate::job::{Artifact, Job};
 use crate::outcome::{truncate, FailureKind, Outcome};
 use crate::runner::ActionError;
@@ -394,10 +394,10 @@ impl Packager {
             ),
             source,
         };
-        let spooled = self
-            .spool(job, artifact, settings.limits.max_bundle_bytes)
-            .await?
-            .map_err(bundle_error)?;
+        let spooled = ArtifactStore::for_job(&self.aws, job)
+            .spool(artifact, settings.limits.max_bundle_bytes)
+            .await
+            .map_err(|e| input_error(e, bundle_error))?;
         let (limits, normalise) = (settings.limits.clone(), settings.normalise.clone());
         let (spooled, plan) = blocking(move || {
             let plan = bundle::inspect(&spooled, &limits, &normalise);
@@ -822,48 +822,6 @@ impl Packager {
         }
     }
 
-    /// Downloads the artifact into a temporary file with the job's credentials. The outer error is
-    /// S3's, the inner one the bundle's (too large).
-    async fn spool(
-        &self,
-        job: &Job,
-        artifact: &Artifact,
-        max: u64,
-    ) -> Result<Result<Spooled, BundleError>, PackageError> {
-        let store = ArtifactStore::for_job(&self.aws, job);
-        let (bucket, key) = (&artifact.bucket, &artifact.key);
-        let mut object = store
-            .client()
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| s3_error("GetObject", bucket, key, e))?;
-        let declared = object.content_length().unwrap_or(0).max(0) as u64;
-        if declared > max {
-            return Ok(Err(BundleError::TooLarge {
-                size: declared,
-                max,
-            }));
-        }
-        let mut spool = match Spool::new(max) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        while let Some(chunk) = object
-            .body
-            .try_next()
-            .await
-            .map_err(|e| s3_other("GetObject", bucket, key, e.to_string()))?
-        {
-            if let Err(e) = spool.push(&chunk) {
-                return Ok(Err(e));
-            }
-        }
-        Ok(spool.finish())
-    }
-
     async fn version(
         &self,
         application: &str,
@@ -1262,6 +1220,40 @@ fn describe_plan(plan: &Plan, size: u64, sha256: &str) -> Vec<String> {
     notes.extend(plan.changes());
     notes.extend(plan.warnings());
     notes
+}
+
+/// A failure reading the input artifact as package reports it: S3's refusal as the S3 call it is, the
+/// artifact's size or the temporary file as the bundle's.
+fn input_error(
+    e: ArtifactError,
+    bundle_error: impl Fn(BundleError) -> PackageError,
+) -> PackageError {
+    match e {
+        ArtifactError::Read {
+            bucket,
+            key,
+            reason,
+            code,
+            ..
+        } => PackageError::Aws(AwsError {
+            service: Service::S3,
+            operation: "GetObject",
+            on: Some(format!("s3://{bucket}/{key}")),
+            code,
+            message: reason,
+            status: None,
+            source: None,
+        }),
+        ArtifactError::TooLarge { size, max, .. } => {
+            bundle_error(BundleError::TooLarge { size, max })
+        }
+        ArtifactError::NotZip { reason, .. } => bundle_error(BundleError::NotZip { reason }),
+        ArtifactError::TempFile { action, reason, .. } => {
+            bundle_error(BundleError::Io { action, reason })
+        }
+        // Reading never writes.
+        other @ ArtifactError::Write { .. } => PackageError::Internal(other.to_string()),
+    }
 }
 
 fn pick_artifact<'a>(job: &'a Job, name: Option<&str>) -> Result<&'a Artifact, PackageError> {

@@ -83,7 +83,9 @@ impl From<ArtifactError> for ActionError {
             {
                 FailureKind::PermissionError
             }
-            ArtifactError::Read { .. } | ArtifactError::Write { .. } => FailureKind::JobFailed,
+            ArtifactError::Read { .. }
+            | ArtifactError::Write { .. }
+            | ArtifactError::TempFile { .. } => FailureKind::JobFailed,
             ArtifactError::TooLarge { .. } | ArtifactError::NotZip { .. } => {
                 FailureKind::ConfigurationError
             }
@@ -266,5 +268,36 @@ mod tests {
         );
         assert_eq!(kind(read(Some("NoSuchKey"))), FailureKind::JobFailed);
         assert_eq!(kind(read(None)), FailureKind::JobFailed);
+    }
+
+    #[test]
+    fn artifacts_too_large_or_not_zip_are_the_builds_fault_a_full_disk_is_not() {
+        let kind = |e: ArtifactError| ActionError::from(e).kind;
+        let name = || "BuildOutput".to_string();
+        assert_eq!(
+            kind(ArtifactError::TooLarge {
+                name: name(),
+                size: 600,
+                max: 512
+            }),
+            FailureKind::ConfigurationError
+        );
+        assert_eq!(
+            kind(ArtifactError::NotZip {
+                name: name(),
+                reason: "invalid Zip archive".into()
+            }),
+            FailureKind::ConfigurationError
+        );
+        let full = ArtifactError::TempFile {
+            name: name(),
+            action: "write",
+            reason: "No space left on device (os error 28)".into(),
+        };
+        assert_eq!(
+            full.to_string(),
+            "could not write the temporary file for artifact `BuildOutput`: No space left on device (os error 28)"
+        );
+        assert_eq!(kind(full), FailureKind::JobFailed);
     }
 }

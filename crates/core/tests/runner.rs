@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Read;
 use std::time::{Duration, SystemTime};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -197,15 +198,23 @@ async fn artifacts_are_read_and_written_with_job_credentials_and_the_pipeline_km
         Some("aws:kms")
     );
     assert_eq!(head.ssekms_key_id(), job.encryption_key.as_deref());
-    assert_eq!(store.read(output, 1024).await.unwrap(), b"bundle bytes");
+    // Read back through the spool file, as every input artifact is.
+    let spooled = store.spool(output, 1024).await.unwrap();
+    let mut body = vec![];
+    spooled.reader().unwrap().read_to_end(&mut body).unwrap();
+    assert_eq!(body, b"bundle bytes");
+    assert_eq!(spooled.size, 12);
 
-    let err = store.read(output, 4).await.unwrap_err().to_string();
-    assert!(err.contains("is 12 bytes; the limit is 4 bytes"), "{err}");
+    let err = store.spool(output, 4).await.unwrap_err().to_string();
+    assert!(
+        err.contains("artifact `AppBundle` is 12 bytes; the limit is 4 bytes"),
+        "{err}"
+    );
     let err = store.read_zip(output, 1024).await.unwrap_err().to_string();
     assert!(
         err.contains("artifact `AppBundle` is not a zip file"),
         "{err}"
     );
-    let err = store.read(input, 1024).await.unwrap_err().to_string();
+    let err = store.spool(input, 1024).await.unwrap_err().to_string();
     assert!(err.contains("could not read artifact `BuildOutput` (s3://codepipeline-artifacts/shop-pipeline/BuildOutpu/abc123)"), "{err}");
 }

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use aws_sdk_s3::primitives::ByteStream;
+use beanswap_core::{Action, FailureKind, Job};
 use serde_json::{json, Value};
 use test_support::lambda::{Function, Invocation};
 use test_support::moto::Moto;
@@ -142,6 +143,88 @@ async fn reads_the_artifact_with_job_credentials_and_reports_variables() {
         &not_zip,
         "ConfigurationError",
         "artifact `BuildOutput` is not a zip file",
+    );
+}
+
+/// A build output of `entries` files of 4 MiB each (incompressible, Stored) plus a Procfile.
+fn big_zip(entries: usize) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    writer.start_file("Procfile", stored).unwrap();
+    writer.write_all(b"web: ./server\n").unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut block = vec![0u8; 4 * 1024 * 1024];
+    for i in 0..entries {
+        for b in block.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = state as u8;
+        }
+        writer
+            .start_file(format!("static/asset_{i}.bin"), stored)
+            .unwrap();
+        writer.write_all(&block).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn a_build_output_many_times_any_buffer_is_checked_from_its_spool_file() {
+    let local = test_support::local_aws().await;
+    let moto = Moto::start().await;
+    let s3 = test_support::clients::s3(&moto.endpoint());
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    // 16 MiB: many HTTP chunks and spool buffers; the zip's central directory is at its very end, so
+    // the entries can only be counted once every chunk has reached the spool file in order.
+    let zip = big_zip(4);
+    assert!(zip.len() > 16 * 1024 * 1024);
+    s3.put_object()
+        .bucket(BUCKET)
+        .key(KEY)
+        .body(ByteStream::from(zip))
+        .send()
+        .await
+        .unwrap();
+    let mut function = start(&local, &moto.endpoint()).await;
+
+    let event = job_event(r#"{"application":"shop"}"#);
+    function.invoke(event.clone()).await.unwrap();
+    let (operation, body) = reported(&local, &event);
+    assert_eq!(operation, "PutJobSuccessResult", "{body}");
+    assert_eq!(body["outputVariables"]["ArtifactEntries"], "5", "{body}");
+}
+
+#[tokio::test]
+async fn an_artifact_over_the_limit_fails_naming_its_size_and_the_limit() {
+    let moto = Moto::start().await;
+    let s3 = test_support::clients::s3(&moto.endpoint());
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let zip = small_zip();
+    let size = zip.len();
+    s3.put_object()
+        .bucket(BUCKET)
+        .key(KEY)
+        .body(ByteStream::from(zip))
+        .send()
+        .await
+        .unwrap();
+    // In process: the binary's limit is Elastic Beanstalk's 512 MB, too big an object for a test.
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(test_support::clients::credentials())
+        .load()
+        .await;
+    let action = check_config::CheckConfig::new(&aws).with_max_artifact_bytes(100);
+    let job = Job::from_event(&job_event(r#"{"application":"shop"}"#)).unwrap();
+    let params: check_config::Params = serde_json::from_str(r#"{"application":"shop"}"#).unwrap();
+    let err = action.run(&job, params, None).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::ConfigurationError, "{}", err.message);
+    assert_eq!(
+        err.message,
+        format!("artifact `BuildOutput` is {size} bytes; the limit is 100 bytes")
     );
 }
 
