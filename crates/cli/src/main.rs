@@ -1,21 +1,26 @@
 //! beanswap: the command line. Runs the whole pipeline on one machine (`run`, `demo`), or one action
 //! exactly as CodePipeline would (`invoke`): the function binaries under a local Lambda Runtime API,
-//! Beanstalk and CodePipeline answered by local-aws, S3 and Route 53 by moto.
+//! Beanstalk and CodePipeline answered by local-aws, S3 and Route 53 by moto. Those three need the `local`
+//! feature (on by default); the operations (`status`, `events`, `swap`, `rollback`, `retire`) work
+//! against AWS without it.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
 use std::time::Duration;
 
-use beanswap_cli::local::{Endpoints, RunningLocalAws};
 use beanswap_cli::ops;
-use beanswap_cli::pipeline::{Approval, Ui};
-use beanswap_cli::run::Settings;
 use clap::{Parser, Subcommand};
-use local_aws::lambda::{Function, Invocation};
-use local_aws::LocalAws;
-use serde_json::{json, Value};
+
+#[cfg(feature = "local")]
+use {
+    beanswap_cli::local::{Endpoints, RunningLocalAws},
+    beanswap_cli::pipeline::{Approval, Ui},
+    beanswap_cli::run::Settings,
+    local_aws::lambda::{Function, Invocation},
+    local_aws::LocalAws,
+    serde_json::{json, Value},
+    std::net::SocketAddr,
+    std::path::{Path, PathBuf},
+};
 
 #[derive(Parser)]
 #[command(
@@ -32,11 +37,13 @@ struct Cli {
 enum Command {
     /// Deploy examples/app twice (v1, then a changed v2) through the whole pipeline on the local
     /// default, with a load probe on production, and report what happened.
+    #[cfg(feature = "local")]
     Demo {
         #[command(flatten)]
         run: RunArgs,
     },
     /// Run the pipeline of pipeline-template.json once on the local default.
+    #[cfg(feature = "local")]
     Run {
         /// The app to deploy: a directory or a git repository (its HEAD).
         #[arg(long, default_value = "examples/app")]
@@ -101,6 +108,7 @@ enum Command {
         health: String,
     },
     /// Run one action's function locally as a CodePipeline job and print what it reported.
+    #[cfg(feature = "local")]
     Invoke {
         /// The function's binary name, e.g. `check-config` (built into the same target directory).
         function: String,
@@ -129,6 +137,7 @@ struct Target {
     region: Option<String>,
 }
 
+#[cfg(feature = "local")]
 #[derive(clap::Args)]
 struct RunArgs {
     /// The CloudFormation template whose pipeline runs.
@@ -173,6 +182,7 @@ struct RunArgs {
 }
 
 /// `http://127.0.0.1:PORT` (or just `127.0.0.1:PORT`) as the address it names.
+#[cfg(feature = "local")]
 fn parse_router(url: &str) -> Result<SocketAddr, String> {
     let address = url
         .strip_prefix("http://")
@@ -185,8 +195,10 @@ fn parse_router(url: &str) -> Result<SocketAddr, String> {
 
 #[derive(Debug, thiserror::Error)]
 enum CliError {
+    #[cfg(feature = "local")]
     #[error("no function binary at {0}; build it first: cargo build -p {1}")]
     NoBinary(PathBuf, String),
+    #[cfg(feature = "local")]
     #[error("could not read the event file {0}: {1}")]
     Event(PathBuf, String),
     #[error("{0}")]
@@ -197,6 +209,7 @@ enum CliError {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        #[cfg(feature = "local")]
         Command::Demo { run } => {
             let root = std::env::current_dir().unwrap_or_default();
             let tmp = match tempfile::Builder::new().prefix("beanswap-demo-").tempdir() {
@@ -212,6 +225,7 @@ async fn main() -> ExitCode {
                 Err(e) => Err(CliError::Local(e)),
             }
         }
+        #[cfg(feature = "local")]
         Command::Run { source, run } => pipeline_run(run, vec![source]).await,
         Command::Status { target } => {
             let config =
@@ -296,6 +310,7 @@ async fn main() -> ExitCode {
                 print(ops::swap(&config, &plan).await)
             }
         },
+        #[cfg(feature = "local")]
         Command::Invoke {
             function,
             user_parameters,
@@ -312,6 +327,7 @@ async fn main() -> ExitCode {
 }
 
 /// Waits for Ctrl-C, SIGTERM or SIGHUP and names it.
+#[cfg(feature = "local")]
 async fn stop_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut hup)) = (
@@ -334,6 +350,7 @@ fn print(result: Result<String, String>) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "local")]
 async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, CliError> {
     let mut parameters = beanswap_cli::run::local_parameters();
     for p in &args.parameters {
@@ -390,6 +407,7 @@ async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, 
     })
 }
 
+#[cfg(feature = "local")]
 async fn invoke(
     function: &str,
     user_parameters: &str,
@@ -437,6 +455,7 @@ async fn invoke(
 }
 
 /// Function binaries are built into the same target directory as this CLI.
+#[cfg(feature = "local")]
 fn sibling_binary(name: &str) -> PathBuf {
     let dir = std::env::current_exe()
         .ok()
@@ -446,6 +465,7 @@ fn sibling_binary(name: &str) -> PathBuf {
 }
 
 /// A job event as CodePipeline sends it, with no artifacts (nothing to read from S3 locally).
+#[cfg(feature = "local")]
 fn generated_event(function: &str, user_parameters: &str) -> Value {
     json!({"CodePipeline.job": {
         "id": uuid::Uuid::new_v4().to_string(),

@@ -826,7 +826,11 @@ const GRANTS: &[Grants] = &[
     },
     Grants {
         function: "smoke-test",
-        own: &["functions/smoke-test/src", "crates/core/src/http_check"],
+        own: &[
+            "functions/smoke-test/src",
+            "crates/core/src/smoke_test",
+            "crates/core/src/http_check",
+        ],
         calls: &REPORT,
         job_calls: &[],
         extra: &[],

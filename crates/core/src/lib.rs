@@ -18,6 +18,7 @@ pub mod report;
 pub mod retire;
 pub mod route53;
 pub mod runner;
+pub mod smoke_test;
 pub mod stage;
 pub mod swap;
 

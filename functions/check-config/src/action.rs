@@ -18,7 +18,9 @@ pub struct Params {
     /// Fail on purpose with this message: lets a pipeline's failure path be tested end to end.
     #[serde(default)]
     pub fail_with: Option<String>,
-    /// Panic on purpose: proves a crash still reaches the pipeline as a failure.
+    /// Panic on purpose: proves a crash still reaches the pipeline as a failure. Test builds only
+    /// (feature `test-panic`); a deployed function refuses it as an unknown field.
+    #[cfg(feature = "test-panic")]
     #[serde(default)]
     pub panic: bool,
     /// The first environment's Auto Scaling settings, checked here because CloudFormation's template
@@ -106,6 +108,7 @@ impl Action for CheckConfig {
         params: Params,
         _state: Option<()>,
     ) -> Result<Outcome<()>, ActionError> {
+        #[cfg(feature = "test-panic")]
         if params.panic {
             panic!("check-config was asked to panic (UserParameters `panic`: true)");
         }

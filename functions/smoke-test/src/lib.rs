@@ -4,34 +4,29 @@
 //! asked, so one healthy instance behind the load balancer cannot hide a broken one: all rounds must pass.
 //! While the environment does not answer yet (nothing listening, or the load balancer's 502/503/504), it
 //! waits with a few short retries per invocation and then hands CodePipeline a continuation token, so a
-//! long warm-up costs no Lambda time. The checks themselves live in `beanswap_core::http_check`, shared
-//! with the swap action.
+//! long warm-up costs no Lambda time.
+//!
+//! This crate is the action's UserParameters ([`Params`], validated into a
+//! [`beanswap_core::smoke_test::Plan`]) and its [`Action`]; the sequence and its decisions are
+//! `beanswap_core::smoke_test`, the checks `beanswap_core::http_check` (shared with swap).
 //!
 //! The binary (`main.rs`) runs [`SmokeTest`] under Lambda; the pipeline template test parses this
 //! action's UserParameters with [`Params`] and checks `#{SmokeTest.*}` references against
 //! [`OUTPUT_VARIABLES`].
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use beanswap_core::http_check::spec::parse_resolve;
 use beanswap_core::http_check::{
-    eval, parse_base_url, CheckSpec, Checker, HttpCheckError, Options, Redirects, Round, StatusSet,
-    VersionCheck,
+    parse_base_url, CheckSpec, HttpCheckError, Options, Redirects, StatusSet, VersionCheck,
 };
-use beanswap_core::outcome::limits;
+use beanswap_core::smoke_test::{self, Plan, WarmingUp};
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
-use serde::{Deserialize, Serialize};
-use tracing::info;
+use serde::Deserialize;
 
-/// The output variables a successful run sets (later actions read them as `#{SmokeTest.Passed}`).
-pub const OUTPUT_VARIABLES: &[&str] = &["Passed", "Summary"];
-
-/// Longest a single invocation spends waiting between warm-up attempts, whatever the retries say.
-pub const MAX_WAIT_PER_INVOCATION: Duration = Duration::from_secs(60);
-/// Longest pause between two warm-up attempts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(15);
+pub use beanswap_core::smoke_test::OUTPUT_VARIABLES;
 
 const MAX_CHECKS: usize = 20;
 const MAX_ROUNDS: u32 = 10;
@@ -110,15 +105,9 @@ impl Default for Warmup {
     }
 }
 
-/// Everything the checks need, validated.
-pub struct Plan {
-    pub base: url::Url,
-    pub checks: Vec<CheckSpec>,
-    pub options: Options,
-}
-
 impl Params {
-    /// The base URL, checks and client options, or the first mistake, named by its field.
+    /// The validated plan (base URL, checks, rounds, warm-up, client options), or the first mistake,
+    /// named by its field. Milliseconds and seconds become [`Duration`]s here, once.
     pub fn plan(&self) -> Result<Plan, HttpCheckError> {
         let base = parse_base_url(&self.url)?;
         let checks = if self.checks.is_empty() && self.version.is_none() {
@@ -140,6 +129,13 @@ impl Params {
         Ok(Plan {
             base,
             checks,
+            version: self.version.clone(),
+            rounds: self.rounds,
+            warmup: smoke_test::Warmup {
+                window: Duration::from_secs(self.warmup.window_seconds),
+                retries: self.warmup.retries,
+                backoff: Duration::from_millis(self.warmup.backoff_ms),
+            },
             options: Options {
                 timeout: Duration::from_millis(self.timeout_ms),
                 concurrency: self.concurrency,
@@ -215,15 +211,6 @@ impl UserParameters for Params {
     }
 }
 
-/// Carried in the continuation token while the environment warms up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WarmingUp {
-    /// Unix milliseconds of the first attempt: the warm-up window counts from here.
-    pub since_ms: u64,
-    /// Rounds tried so far, over all invocations.
-    pub attempts: u32,
-}
-
 /// The action. It needs no AWS client: only HTTP to the environment.
 #[derive(Debug, Default)]
 pub struct SmokeTest;
@@ -231,33 +218,6 @@ pub struct SmokeTest;
 impl SmokeTest {
     pub fn new(_aws: &SdkConfig) -> Self {
         SmokeTest
-    }
-}
-
-/// Why a smoke test stops before judging anything.
-#[derive(Debug, thiserror::Error)]
-pub enum SmokeTestError {
-    #[error("UserParameters field `{field}`: {reason}")]
-    Params { field: String, reason: String },
-    #[error("the smoke test could not start: {0}")]
-    Client(String),
-}
-
-impl From<HttpCheckError> for SmokeTestError {
-    fn from(e: HttpCheckError) -> Self {
-        match e {
-            HttpCheckError::Field { field, reason } => SmokeTestError::Params { field, reason },
-            HttpCheckError::Client(reason) => SmokeTestError::Client(reason),
-        }
-    }
-}
-
-impl From<SmokeTestError> for ActionError {
-    fn from(e: SmokeTestError) -> Self {
-        match e {
-            SmokeTestError::Params { .. } => ActionError::config(e.to_string()),
-            SmokeTestError::Client(_) => ActionError::failed(e.to_string()),
-        }
     }
 }
 
@@ -271,171 +231,9 @@ impl Action for SmokeTest {
         params: Params,
         state: Option<WarmingUp>,
     ) -> Result<Outcome<WarmingUp>, ActionError> {
-        let plan = params.plan().map_err(SmokeTestError::from)?;
-        let checker = Checker::new(
-            &plan.base,
-            &plan.checks,
-            params.version.as_ref(),
-            &plan.options,
-        )
-        .map_err(SmokeTestError::from)?;
-        Ok(smoke_test(&checker, &params, state).await)
+        let plan = params.plan().map_err(ParamsError::from)?;
+        smoke_test::exec::run(&plan, state).await
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Warm-up, then the rounds; every way out is an [`Outcome`].
-pub async fn smoke_test(
-    checker: &Checker,
-    params: &Params,
-    state: Option<WarmingUp>,
-) -> Outcome<WarmingUp> {
-    let started = Instant::now();
-    let mut warm = state.unwrap_or(WarmingUp {
-        since_ms: now_ms(),
-        attempts: 0,
-    });
-    let window_ms = params.warmup.window_seconds.saturating_mul(1000);
-    let window_end = warm.since_ms.saturating_add(window_ms);
-    let mut backoff = Duration::from_millis(params.warmup.backoff_ms);
-    let mut retries_left = params.warmup.retries;
-    let base = checker.base().to_string();
-
-    let first = loop {
-        let round = checker.round(1).await;
-        warm.attempts += 1;
-        if !round.not_answering() {
-            break round;
-        }
-        let now = now_ms();
-        let waited = Duration::from_millis(now.saturating_sub(warm.since_ms));
-        let problem = round
-            .first_failure()
-            .map(|r| format!("{} {}: {}", r.method, r.url, r.problems.join("; ")))
-            .unwrap_or_default();
-        if now >= window_end {
-            return Outcome::failed(
-                beanswap_core::FailureKind::JobFailed,
-                fit(
-                    &format!(
-                        "the environment at {base} did not answer within the warm-up window of {} s ({} attempts over {} s); the last attempt:\n{}",
-                        params.warmup.window_seconds,
-                        warm.attempts,
-                        waited.as_secs(),
-                        describe_round(&round),
-                    ),
-                    &eval::summary_table(std::slice::from_ref(&round)),
-                ),
-            );
-        }
-        let pause = backoff.min(Duration::from_millis(window_end - now));
-        if retries_left == 0 || started.elapsed() + pause > MAX_WAIT_PER_INVOCATION {
-            let percent = (waited.as_millis() * 100 / u128::from(window_ms.max(1))).min(99);
-            info!(attempts = warm.attempts, %problem, "environment not answering yet");
-            return Outcome::InProgress {
-                summary: format!(
-                    "waiting for {base} to answer: attempt {} after {} s of a {} s warm-up window; {problem}",
-                    warm.attempts,
-                    waited.as_secs(),
-                    params.warmup.window_seconds
-                ),
-                percent: u8::try_from(percent).unwrap_or(99),
-                state: warm,
-            };
-        }
-        retries_left -= 1;
-        tokio::time::sleep(pause).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    };
-
-    let mut rounds = vec![first];
-    if rounds[0].passed() && params.rounds > 1 {
-        rounds.extend(checker.rounds(2, params.rounds).await);
-    }
-    let table = eval::summary_table(&rounds);
-    info!(%table, "smoke test rounds");
-    let warmed = if warm.attempts > 1 {
-        format!(
-            "; it answered after {} warm-up attempts over {} s",
-            warm.attempts - 1,
-            now_ms().saturating_sub(warm.since_ms) / 1000
-        )
-    } else {
-        String::new()
-    };
-    match rounds.last() {
-        Some(last) if !last.passed() => {
-            let mut head = format!(
-                "smoke test failed in round {} of {} against {base}",
-                last.number, params.rounds
-            );
-            if last.number > 1 {
-                head.push_str(&format!(
-                    " (rounds 1 to {} passed: some instance behind the load balancer answers differently)",
-                    last.number - 1
-                ));
-            }
-            head.push_str(":\n");
-            head.push_str(&describe_round(last));
-            Outcome::failed(beanswap_core::FailureKind::JobFailed, fit(&head, &table))
-        }
-        _ => {
-            let summary = format!(
-                "smoke test passed: {} checks x {} rounds against {base} in {} ms{warmed}\n{table}",
-                checker.len(),
-                rounds.len(),
-                started.elapsed().as_millis()
-            );
-            Outcome::succeeded(beanswap_core::outcome::truncate(&summary, limits::SUMMARY))
-                .with_variable("Passed", "true")
-                .with_variable("Summary", summary)
-        }
-    }
-}
-
-/// The first failing check in full, and how many others failed.
-fn describe_round(round: &Round) -> String {
-    let failed: Vec<_> = round.results.iter().filter(|r| !r.passed()).collect();
-    let Some(first) = failed.first() else {
-        return String::new();
-    };
-    let mut out = first.describe();
-    if failed.len() > 1 {
-        let others: Vec<String> = failed[1..]
-            .iter()
-            .map(|r| format!("`{}`", r.name))
-            .collect();
-        out.push_str(&format!(
-            "  also failing in this round: {}\n",
-            others.join(", ")
-        ));
-    }
-    out
-}
-
-/// `head` and then as many whole table rows as fit CodePipeline's 5000 characters.
-fn fit(head: &str, table: &str) -> String {
-    let budget = limits::FAILURE_MESSAGE - 100;
-    let head = eval::clip(head, budget - 200);
-    let mut out = format!("{head}\nchecks:\n");
-    let rows: Vec<&str> = table.lines().collect();
-    for (i, row) in rows.iter().enumerate() {
-        if out.chars().count() + row.chars().count() + 1 > budget {
-            out.push_str(&format!(
-                "({} more rows in the function's log)\n",
-                rows.len() - i
-            ));
-            break;
-        }
-        out.push_str(row);
-        out.push('\n');
-    }
-    out.trim_end().to_string()
 }
 
 #[cfg(test)]
@@ -553,22 +351,5 @@ mod tests {
                 "{raw}: expected {expected:?} in {err:?}"
             );
         }
-    }
-
-    #[test]
-    fn long_failure_messages_keep_the_head_and_whole_rows() {
-        let head = "smoke test failed: check `GET /` ...";
-        let table: String = (0..200)
-            .map(|i| format!("GET /page{i:<40} 0/1 500 3 ms FAIL: status 500, expected 2xx\n"))
-            .collect();
-        let message = fit(head, &table);
-        assert!(message.chars().count() <= limits::FAILURE_MESSAGE);
-        assert!(message.starts_with(head));
-        assert!(
-            message.ends_with("more rows in the function's log)"),
-            "{message}"
-        );
-        let short = fit(head, "check  passed\nGET /  1/1\n");
-        assert_eq!(short, format!("{head}\nchecks:\ncheck  passed\nGET /  1/1"));
     }
 }
