@@ -36,6 +36,7 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone)]
 pub struct FakeClock {
     now: Arc<Mutex<SystemTime>>,
+    slept: Arc<Mutex<Vec<Duration>>>,
 }
 
 impl Default for FakeClock {
@@ -48,7 +49,13 @@ impl FakeClock {
     pub fn at(now: SystemTime) -> Self {
         FakeClock {
             now: Arc::new(Mutex::new(now)),
+            slept: Arc::default(),
         }
+    }
+
+    /// Every sleep so far, in order.
+    pub fn slept(&self) -> Vec<Duration> {
+        self.slept.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn advance(&self, by: Duration) {
@@ -63,6 +70,10 @@ impl Clock for FakeClock {
     }
 
     async fn sleep(&self, duration: Duration) {
+        self.slept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(duration);
         self.advance(duration);
     }
 }

@@ -4,11 +4,11 @@
 //! against scripted rounds and a clock that never sleeps.
 
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime};
 
 use tracing::info;
 
 use super::{after_attempt, next_round, verdict, Attempt, Budget, Plan, WarmingUp};
+use crate::clock::{Clock, SystemClock};
 use crate::http_check::{eval, Checker, HttpCheckError, Round};
 use crate::runner::ActionError;
 use crate::Outcome;
@@ -25,44 +25,9 @@ impl Probe for Checker {
     }
 }
 
-/// Time as the sequence needs it.
-pub trait Clock: Sync {
-    /// Wall-clock time: the warm-up window spans invocations.
-    fn now(&self) -> SystemTime;
-    /// Time spent in this invocation.
-    fn spent(&self) -> Duration;
-    fn sleep(&self, pause: Duration) -> impl Future<Output = ()> + Send;
-}
-
-/// The real clock; `spent` counts from its creation.
-#[derive(Debug, Clone, Copy)]
-pub struct SystemClock {
-    started: Instant,
-}
-
-impl SystemClock {
-    pub fn start() -> Self {
-        SystemClock {
-            started: Instant::now(),
-        }
-    }
-}
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-    fn spent(&self) -> Duration {
-        self.started.elapsed()
-    }
-    fn sleep(&self, pause: Duration) -> impl Future<Output = ()> + Send {
-        tokio::time::sleep(pause)
-    }
-}
-
 /// One invocation of the smoke-test action: builds the HTTP client for `plan` and runs [`run_with`].
 pub async fn run(plan: &Plan, state: Option<WarmingUp>) -> Result<Outcome<WarmingUp>, ActionError> {
-    let clock = SystemClock::start();
+    let clock = SystemClock;
     let checker = Checker::new(
         &plan.base,
         &plan.checks,
@@ -81,12 +46,13 @@ pub async fn run_with(
     plan: &Plan,
     state: Option<WarmingUp>,
 ) -> Outcome<WarmingUp> {
+    let began = clock.now();
     let mut warm = state.unwrap_or_else(|| WarmingUp::starting(clock.now()));
     let mut budget = Budget::new(&plan.warmup);
     let first = loop {
         let round = probe.round(1).await;
         warm.attempts += 1;
-        match after_attempt(plan, &warm, budget, &round, clock.now(), clock.spent()) {
+        match after_attempt(plan, &warm, budget, &round, clock.now(), clock.since(began)) {
             Attempt::Answered => break round,
             Attempt::Retry { pause, budget: b } => {
                 budget = b;
@@ -105,7 +71,7 @@ pub async fn run_with(
         rounds.push(probe.round(number).await);
     }
     info!(table = %eval::summary_table(&rounds), "smoke test rounds");
-    verdict(plan, &warm, &rounds, clock.now(), clock.spent())
+    verdict(plan, &warm, &rounds, clock.now(), clock.since(began))
 }
 
 /// Why the checks could not start: a field no validation caught is the pipeline's mistake; a client
@@ -201,39 +167,8 @@ mod tests {
         }
     }
 
-    /// Time stands still but for sleeping, which moves it on at once.
-    struct FakeClock {
-        now: Mutex<SystemTime>,
-        spent: Mutex<Duration>,
-        slept: Mutex<Vec<Duration>>,
-    }
-
-    impl FakeClock {
-        fn at(now: SystemTime) -> Self {
-            FakeClock {
-                now: Mutex::new(now),
-                spent: Mutex::new(Duration::ZERO),
-                slept: Mutex::new(vec![]),
-            }
-        }
-        fn slept(&self) -> Vec<Duration> {
-            self.slept.lock().unwrap().clone()
-        }
-    }
-
-    impl Clock for FakeClock {
-        fn now(&self) -> SystemTime {
-            *self.now.lock().unwrap()
-        }
-        fn spent(&self) -> Duration {
-            *self.spent.lock().unwrap()
-        }
-        async fn sleep(&self, pause: Duration) {
-            self.slept.lock().unwrap().push(pause);
-            *self.now.lock().unwrap() += pause;
-            *self.spent.lock().unwrap() += pause;
-        }
-    }
+    use crate::clock::FakeClock;
+    use std::time::{Duration, SystemTime};
 
     fn plan(rounds: u32, window: u64, retries: u32, backoff_ms: u64) -> Plan {
         Plan {
