@@ -101,6 +101,15 @@ impl FakeBeanstalk {
             .unwrap_or_else(|| panic!("no environment {name}"))
     }
 
+    /// The environment holding this CNAME, if any.
+    pub fn holder(&self, cname: &str) -> Option<Environment> {
+        lock(&self.eb)
+            .environments
+            .iter()
+            .find(|e| e.cname.eq_ignore_ascii_case(cname) && !e.is_terminated())
+            .cloned()
+    }
+
     /// Changes an environment in place (status, health, ...).
     pub fn set(&self, name: &str, change: impl FnOnce(&mut Environment)) {
         let mut eb = lock(&self.eb);

@@ -1,0 +1,464 @@
+//! [`run`]: one invocation of the swap sequence: observe, [`decide`], perform, until done, failed or
+//! handed over.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{decide, moved_back_report, Plan, Progress, State, Step, View, OUTPUT_VARIABLES};
+use crate::aws_error::unless_transient;
+use crate::beanstalk::{
+    event_lines, poll_delay, BeanstalkApi, Environment, TAG_OUT_OF_SERVICE_SINCE,
+};
+use crate::clock::{rfc3339, unix_seconds, Clock};
+use crate::route53::{changes_to, Record, Route53Api};
+use crate::runner::ActionError;
+use crate::swap::{
+    serving_environment, share_of, weighted_records, Domain, Mode, Shift, SwapError, Verify,
+    TAG_PREVIOUS_ENVIRONMENT, TAG_RESTORED_FROM,
+};
+use crate::Outcome;
+
+/// The clients a swap uses.
+pub struct Clients<'a, B, R, V, C> {
+    pub eb: &'a B,
+    pub r53: &'a R,
+    pub verifier: &'a V,
+    pub clock: &'a C,
+}
+
+/// Reads what [`decide`] needs.
+pub async fn observe<B: BeanstalkApi, R: Route53Api>(
+    eb: &B,
+    r53: &R,
+    plan: &Plan,
+    state: &State,
+) -> Result<View, SwapError> {
+    let environments = eb.environments(&plan.application).await?;
+    let records = match &plan.domain {
+        Some(d) => Some(
+            r53.records(&d.zone, &d.name)
+                .await?
+                .into_iter()
+                .map(|e| e.record)
+                .collect::<Vec<_>>(),
+        ),
+        None => None,
+    };
+    let staged = match plan.mode {
+        Mode::Rollback => None,
+        _ => plan
+            .staged
+            .as_deref()
+            .and_then(|n| environments.iter().find(|e| e.name == n))
+            .cloned(),
+    };
+    let live = live_of(
+        plan,
+        &environments,
+        records.as_deref(),
+        staged.as_ref(),
+        state,
+    )?;
+    let staged_tags = match &staged {
+        Some(s) => eb.tags(&s.arn).await?,
+        None => BTreeMap::new(),
+    };
+    let live_tags = match (&live, plan.mode) {
+        (Some(l), Mode::Rollback) => eb.tags(&l.arn).await?,
+        _ => BTreeMap::new(),
+    };
+    Ok(View {
+        environments,
+        staged,
+        staged_tags,
+        live,
+        live_tags,
+        records,
+    })
+}
+
+/// The environment serving production. By the CNAME without a domain; with one, by the records: the
+/// largest share other than the staged environment's (the staged one when it has all of it); before the
+/// domain has any record, the production CNAME's holder.
+pub fn live_of(
+    plan: &Plan,
+    environments: &[Environment],
+    records: Option<&[Record]>,
+    staged: Option<&Environment>,
+    state: &State,
+) -> Result<Option<Environment>, SwapError> {
+    let by_cname = || {
+        plan.production_cname.as_deref().and_then(|p| {
+            environments
+                .iter()
+                .find(|e| !e.is_terminated() && e.holds_cname(p))
+                .cloned()
+        })
+    };
+    let (Some(records), Some(domain)) = (records, &plan.domain) else {
+        return Ok(by_cname());
+    };
+    if records.is_empty() {
+        return Ok(by_cname());
+    }
+    // While shifting, the old environment stays "live" until the last step.
+    let except = match (&state.shift, staged) {
+        (Some(_), _) => None,
+        (None, Some(s)) if share_of(records, &s.cname) < 100 => Some(s.cname.as_str()),
+        _ => None,
+    };
+    let serving = serving_environment(records, environments, except).map_err(|target| {
+        SwapError::UnknownTarget {
+            domain: domain.name.clone(),
+            target,
+            application: plan.application.clone(),
+        }
+    })?;
+    Ok(serving.cloned())
+}
+
+/// One invocation: observe, decide, perform, until done, failed or handed over. `budget` is how long
+/// this invocation may keep waiting for busy environments before it hands over.
+pub async fn run<B, R, V, C>(
+    clients: &Clients<'_, B, R, V, C>,
+    plan: &Plan,
+    state: Option<State>,
+    budget: Duration,
+) -> Result<Outcome<State>, ActionError>
+where
+    B: BeanstalkApi,
+    R: Route53Api,
+    V: Verify,
+    C: Clock,
+{
+    let Clients {
+        eb,
+        r53,
+        verifier,
+        clock,
+    } = clients;
+    let began = clock.now();
+    let mut state = state.unwrap_or_else(|| State {
+        started: unix_seconds(began),
+        shift: None,
+    });
+    let mut progress = Progress::default();
+    let mut attempt = 0u32;
+    // Far more than any sequence needs; only a bug could loop forever, and a job must always report.
+    // What AWS shows, kept up to date by the steps that know what they changed; `None` when it must be
+    // read again. Fewer calls than reading everything before every step (AWS throttles Beanstalk).
+    let mut known: Option<View> = None;
+    for _ in 0..200 {
+        let observed = match known.take() {
+            Some(view) => Some(Ok(view)),
+            None => unless_transient(observe_aws(*eb, *r53, plan, &state).await)?,
+        };
+        let mut view = match observed {
+            Some(view) => view?,
+            None => {
+                attempt += 1;
+                if clock.since(began) + poll_delay(attempt) > budget {
+                    return Ok(Outcome::InProgress {
+                        summary: "AWS asked us to slow down; looking again shortly".into(),
+                        percent: 1,
+                        state,
+                    });
+                }
+                clock.sleep(poll_delay(attempt)).await;
+                continue;
+            }
+        };
+        let step = decide(plan, &view, &progress, &state, clock.now());
+        tracing::debug!(?step, "swap step");
+        match step {
+            Step::Done {
+                summary,
+                live,
+                previous,
+            } => {
+                return Ok(Outcome::succeeded(summary)
+                    .with_variable(OUTPUT_VARIABLES[0], live)
+                    .with_variable(OUTPUT_VARIABLES[1], previous)
+                    .with_variable(OUTPUT_VARIABLES[2], plan.mode.as_str()))
+            }
+            Step::Fail(message) => return Err(ActionError::failed(message)),
+            Step::HandOver { summary, percent } => {
+                return Ok(Outcome::InProgress {
+                    summary,
+                    percent,
+                    state,
+                })
+            }
+            Step::AwaitReady { waiting_for } => {
+                attempt += 1;
+                let delay = poll_delay(attempt).min(Duration::from_secs(5));
+                if clock.since(began) + delay > budget {
+                    return Ok(Outcome::InProgress {
+                        summary: format!(
+                            "waiting for {} to be Ready again (busy for a moment: an update or a tag change is being applied)",
+                            waiting_for.join(" and ")
+                        ),
+                        percent: 5,
+                        state,
+                    });
+                }
+                clock.sleep(delay).await;
+                // Read only the environments waited for, not everything again.
+                for name in &waiting_for {
+                    let Some(id) = view.named(name).map(|e| e.id.clone()) else {
+                        continue;
+                    };
+                    if let Some(Some(now)) = unless_transient(eb.environment(&id).await)? {
+                        view.update(now);
+                    }
+                }
+                known = Some(view);
+            }
+            Step::Prepare { staged, from } => {
+                eb.retag(
+                    &staged.arn,
+                    &[(TAG_PREVIOUS_ENVIRONMENT, from.clone())],
+                    &[TAG_OUT_OF_SERVICE_SINCE],
+                )
+                .await
+                .map_err(SwapError::from)?;
+                progress.prepared = true;
+                // What was written, and what it does: an environment update (FIDELITY.md).
+                view.staged_tags
+                    .insert(TAG_PREVIOUS_ENVIRONMENT.to_string(), from);
+                view.staged_tags.remove(TAG_OUT_OF_SERVICE_SINCE);
+                view.update(Environment {
+                    status: "Updating".into(),
+                    ..staged
+                });
+                known = Some(view);
+            }
+            Step::Unhealthy { message, env } => {
+                let events = latest_events(*eb, &env).await;
+                let events = if events.is_empty() {
+                    events
+                } else {
+                    format!(". Latest events:\n{events}")
+                };
+                return Err(ActionError::failed(format!("{message}{events}")));
+            }
+            Step::SwapCnames { from, to } => {
+                let production = match plan.mode {
+                    Mode::Rollback => from.cname.clone(),
+                    _ => plan
+                        .production_cname
+                        .clone()
+                        .unwrap_or_else(|| from.cname.clone()),
+                };
+                let now_to =
+                    swap_cnames(*eb, *clock, &from, &to, &production, plan.timeout).await?;
+                // The two CNAMEs changed places; nothing else did.
+                view.update(Environment {
+                    cname: to.cname.clone(),
+                    ..from.clone()
+                });
+                view.update(now_to.clone());
+                view.live = Some(now_to);
+                progress.moved_from = Some(from);
+                known = Some(view);
+            }
+            Step::Point { records, comment } => {
+                let Some(domain) = &plan.domain else {
+                    return Err(ActionError::failed(
+                        "internal: a record change without a domain",
+                    ));
+                };
+                let before = view.records.clone().unwrap_or_default();
+                point(*r53, domain, &records, &comment, plan.timeout).await?;
+                if progress.before.is_none() {
+                    progress.before = Some(before);
+                }
+                if plan.mode == Mode::Rollback {
+                    progress.moved_from = view.live.clone();
+                } else if let (Some(live), Some(staged)) = (&view.live, &view.staged) {
+                    if live.id != staged.id {
+                        progress.moved_from = Some(live.clone());
+                    }
+                }
+            }
+            Step::MoveBack {
+                from,
+                to,
+                reason,
+                records,
+            } => {
+                let moved = match (&records, &plan.domain) {
+                    (Some(records), Some(domain)) => {
+                        let comment = format!("beanswap: back to {}", to.name);
+                        point(*r53, domain, records, &comment, plan.timeout).await
+                    }
+                    _ => {
+                        let production = from.cname.clone();
+                        swap_cnames(*eb, *clock, &from, &to, &production, plan.timeout)
+                            .await
+                            .map(|_| ())
+                    }
+                };
+                if let Err(e) = moved {
+                    let what = match (plan.mode, &plan.domain) {
+                        (Mode::Cname, _) | (_, None) => format!(
+                            "Swapping back FAILED ({e}): production is still on `{}`",
+                            from.name
+                        ),
+                        (Mode::Weighted, _) => format!("Shifting the weight back FAILED ({e})"),
+                        _ => format!("Restoring the previous records FAILED ({e})"),
+                    };
+                    return Err(ActionError::failed(format!(
+                        "{reason}. {what}; run `beanswap rollback`"
+                    )));
+                }
+                progress.moved_back = Some(moved_back_report(plan, &reason, &from, &to));
+            }
+            Step::Shift { old, new, percent } => {
+                let Some(domain) = &plan.domain else {
+                    return Err(ActionError::failed(
+                        "internal: a weighted shift without a domain",
+                    ));
+                };
+                let records = weighted_records(domain, &old, &new, percent)?;
+                point(
+                    *r53,
+                    domain,
+                    &records,
+                    &format!("beanswap weighted: {percent}% on {}", new.name),
+                    plan.timeout,
+                )
+                .await?;
+                state.shift = Some(Shift {
+                    old: old.name.clone(),
+                    new: new.name.clone(),
+                    percent,
+                    since: unix_seconds(clock.now()),
+                });
+                progress.shifted = Some(percent);
+                progress.verified = None;
+                known = Some(view);
+            }
+            Step::Verify(check) => {
+                progress.verified = Some(verifier.verify(&check).await);
+                known = Some(view);
+            }
+            Step::MarkOutOfService(env) => {
+                // After the move: nothing that moves production waits on it. Best effort when
+                // production was moved back (the move back is what matters).
+                let marked = eb
+                    .retag(
+                        &env.arn,
+                        &[(TAG_OUT_OF_SERVICE_SINCE, rfc3339(clock.now()))],
+                        &[],
+                    )
+                    .await;
+                match marked {
+                    Ok(()) => {}
+                    Err(e) if progress.moved_back.is_some() => {
+                        tracing::warn!(error = %e, environment = %env.name, "could not mark the environment moved away from as out of service");
+                    }
+                    Err(e) => return Err(SwapError::from(e).into()),
+                }
+                progress.marked = true;
+                known = Some(view);
+            }
+            Step::TagRestored { env, from } => {
+                eb.retag(
+                    &env.arn,
+                    &[(TAG_RESTORED_FROM, from)],
+                    &[TAG_PREVIOUS_ENVIRONMENT, TAG_OUT_OF_SERVICE_SINCE],
+                )
+                .await
+                .map_err(SwapError::from)?;
+                progress.restored_tagged = true;
+                known = Some(view);
+            }
+        }
+    }
+    Err(ActionError::failed(
+        "internal: the swap sequence did not settle within 200 steps; nothing more was changed",
+    ))
+}
+
+/// [`observe`], its errors kept as AWS errors so transient ones can be told apart.
+async fn observe_aws<B: BeanstalkApi, R: Route53Api>(
+    eb: &B,
+    r53: &R,
+    plan: &Plan,
+    state: &State,
+) -> Result<Result<View, SwapError>, crate::aws_error::AwsError> {
+    match observe(eb, r53, plan, state).await {
+        Err(SwapError::Aws(e)) => Err(e),
+        other => Ok(other),
+    }
+}
+
+/// SwapEnvironmentCNAMEs, then polls until DescribeEnvironments shows `production` on `to`.
+async fn swap_cnames<B: BeanstalkApi, C: Clock>(
+    eb: &B,
+    clock: &C,
+    from: &Environment,
+    to: &Environment,
+    production: &str,
+    timeout: Duration,
+) -> Result<Environment, SwapError> {
+    eb.swap_cnames(&from.id, &to.id).await?;
+    let started = clock.now();
+    let mut attempt = 0;
+    loop {
+        let now = unless_transient(eb.environment(&to.id).await)?;
+        if let Some(env) = now.flatten().filter(|e| e.holds_cname(production)) {
+            return Ok(env);
+        }
+        if clock.since(started) >= timeout {
+            let holder = eb
+                .environments(&to.application)
+                .await?
+                .into_iter()
+                .find(|e| e.holds_cname(production))
+                .map(|e| e.name)
+                .unwrap_or_else(|| "no environment".into());
+            return Err(SwapError::SwapNotVisible {
+                production: production.to_string(),
+                holder,
+                seconds: timeout.as_secs(),
+            });
+        }
+        clock
+            .sleep(poll_delay(attempt).min(Duration::from_secs(5)))
+            .await;
+        attempt += 1;
+    }
+}
+
+/// Makes the domain's records exactly `desired` in one batch and waits for INSYNC.
+async fn point<R: Route53Api>(
+    r53: &R,
+    domain: &Domain,
+    desired: &[Record],
+    comment: &str,
+    timeout: Duration,
+) -> Result<(), SwapError> {
+    let existing = r53.records(&domain.zone, &domain.name).await?;
+    let planned = changes_to(&existing, desired);
+    let change = r53
+        .apply(&domain.zone, &existing, &planned, comment)
+        .await?;
+    if !r53.wait_in_sync(&change, timeout).await? {
+        return Err(SwapError::NotInSync {
+            change,
+            domain: domain.name.clone(),
+            seconds: timeout.as_secs(),
+        });
+    }
+    Ok(())
+}
+
+/// The staged environment's recent events, for a failure message about its health.
+pub async fn latest_events<B: BeanstalkApi>(eb: &B, env: &Environment) -> String {
+    eb.events_since(&env.id, None, 20)
+        .await
+        .map(|e| event_lines(&e, 5))
+        .unwrap_or_default()
+}
