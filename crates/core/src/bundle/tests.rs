@@ -1,5 +1,9 @@
+use super::write::{Windowed, SEEK_WINDOW};
 use super::*;
 use std::io::Cursor;
+use std::io::{Read, Seek, SeekFrom, Write};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
 enum E<'a> {
     File(&'a str, &'a [u8]),
