@@ -1295,7 +1295,7 @@ fn request_parameters_are_read_from_the_builders() {
         BTreeSet::new(),
         "the clone of the live configuration is made without tags"
     );
-    let package = source("crates/core/src/package/mod.rs");
+    let package = source("crates/core/src/package/version.rs");
     assert_eq!(
         set("elasticbeanstalk", "create_application_version", &package),
         BTreeSet::from(["Tags".to_string()])

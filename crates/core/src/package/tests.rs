@@ -1,4 +1,12 @@
+use super::multipart::{PartWriter, PART_BYTES};
+use super::s3::copy_source;
 use super::*;
+use crate::aws_error::{AwsError, Service};
+use crate::bundle::BundleError;
+use crate::outcome::FailureKind;
+use crate::runner::ActionError;
+use std::io::Write;
+use tokio::sync::mpsc;
 
 fn vars(revision: Option<&str>) -> LabelVars {
     LabelVars {
