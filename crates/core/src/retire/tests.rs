@@ -1,5 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::*;
+use crate::beanstalk::{
+    ApplicationVersion, Environment, TAG_APPLICATION, TAG_OUT_OF_SERVICE_SINCE, TAG_VERSION,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
 
 const PROD: &str = "shop-prod";
 
