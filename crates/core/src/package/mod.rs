@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_config::SdkConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::s3_config;
 use crate::beanstalk::Beanstalk;
 use crate::bundle::{Limits, Normalise};
 
@@ -97,14 +98,9 @@ pub struct Packager {
 
 impl Packager {
     pub fn new(aws: &SdkConfig) -> Self {
-        let mut s3 = aws_sdk_s3::config::Builder::from(aws);
-        // A local S3 (moto) serves buckets by path, not by virtual host.
-        if aws.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
-            s3 = s3.force_path_style(true);
-        }
         Packager {
             aws: aws.clone(),
-            s3: aws_sdk_s3::Client::from_conf(s3.build()),
+            s3: aws_sdk_s3::Client::from_conf(s3_config(aws).build()),
             beanstalk: Beanstalk::new(aws),
         }
     }

@@ -18,6 +18,7 @@ use super::{
     live_by, plan, plan_pruning, versions_in_use, Decision, EnvFacts, PlanError, Policy, PrunePlan,
     SkipReason,
 };
+use crate::artifacts::s3_config;
 use crate::aws_error::{failure_kind, AwsError, Service};
 use crate::beanstalk::Beanstalk;
 use crate::runner::ActionError;
@@ -45,15 +46,10 @@ pub struct Clients {
 
 impl Clients {
     pub fn new(config: &SdkConfig) -> Self {
-        let mut s3 = aws_sdk_s3::config::Builder::from(config);
-        // A local S3 (moto) serves buckets by path, not by virtual host.
-        if config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
-            s3 = s3.force_path_style(true);
-        }
         Clients {
             beanstalk: Beanstalk::new(config),
             route53: aws_sdk_route53::Client::new(config),
-            s3: aws_sdk_s3::Client::from_conf(s3.build()),
+            s3: aws_sdk_s3::Client::from_conf(s3_config(config).build()),
         }
     }
 }
