@@ -768,8 +768,8 @@ const GRANTS: &[Grants] = &[
         function: "package",
         own: &[
             "functions/package/src",
-            "crates/core/src/package.rs",
-            "crates/core/src/bundle.rs",
+            "crates/core/src/package",
+            "crates/core/src/bundle",
         ],
         calls: &[
             REPORT[0],
@@ -855,11 +855,7 @@ const GRANTS: &[Grants] = &[
     },
     Grants {
         function: "retire",
-        own: &[
-            "functions/retire/src",
-            "crates/core/src/retire",
-            "crates/core/src/retire.rs",
-        ],
+        own: &["functions/retire/src", "crates/core/src/retire"],
         calls: &[
             REPORT[0],
             REPORT[1],
@@ -1314,7 +1310,7 @@ fn request_parameters_are_read_from_the_builders() {
         BTreeSet::new(),
         "the clone of the live configuration is made without tags"
     );
-    let package = source("crates/core/src/package.rs");
+    let package = source("crates/core/src/package/version.rs");
     assert_eq!(
         set("elasticbeanstalk", "create_application_version", &package),
         BTreeSet::from(["Tags".to_string()])

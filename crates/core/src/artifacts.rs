@@ -97,7 +97,7 @@ impl ArtifactStore {
     /// Builds a client from the job's artifact credentials (or the function's own, when the job has none,
     /// as in a local run). Endpoint and region come from `base`, so AWS_ENDPOINT_URL_S3 still applies.
     pub fn for_job(base: &SdkConfig, job: &Job) -> Self {
-        let mut builder = aws_sdk_s3::config::Builder::from(base);
+        let mut builder = s3_config(base);
         if let Some(c) = &job.artifact_credentials {
             builder = builder.credentials_provider(Credentials::new(
                 c.access_key_id.clone(),
@@ -106,10 +106,6 @@ impl ArtifactStore {
                 None,
                 "codepipeline-artifact-credentials",
             ));
-        }
-        // A local S3 (moto) serves buckets by path, not by virtual host.
-        if base.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
-            builder = builder.force_path_style(true);
         }
         ArtifactStore {
             s3: aws_sdk_s3::Client::from_conf(builder.build()),
@@ -218,6 +214,18 @@ where
     spool
         .finish()
         .map_err(|e| ArtifactError::spool(artifact, e))
+}
+
+/// An S3 client configuration from `base`, for every S3 client beanswap builds (the job's artifacts,
+/// package's bundles, retire's bundle deletions): a local S3 (moto) serves buckets by path, not by virtual
+/// host, so path-style addressing is on whenever an endpoint is overridden.
+pub(crate) fn s3_config(base: &SdkConfig) -> aws_sdk_s3::config::Builder {
+    let builder = aws_sdk_s3::config::Builder::from(base);
+    if base.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
+        builder.force_path_style(true)
+    } else {
+        builder
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,183 @@
+//! Waiting for Elastic Beanstalk to process a new version (`process`): the job is ended at once, or
+//! handed back with a continuation token and polled again by later invocations, with backoff across them,
+//! until the version is Processed, Failed or past `process_timeout`. Apart because it is the part of
+//! package that spans invocations.
+
+use std::time::{Duration, Instant};
+
+use super::version::status_of;
+use super::{now_secs, PackageError, Packager, Settings, State};
+use crate::beanstalk::{poll_delay, Beanstalk};
+use crate::outcome::Outcome;
+
+impl Packager {
+    /// Ends the job, or hands back a token while Beanstalk processes the version.
+    pub(super) async fn settle(
+        &self,
+        settings: &Settings,
+        state: State,
+        status: String,
+    ) -> Result<Outcome<State>, PackageError> {
+        if !settings.process || status == "Processed" {
+            return Ok(finished(state, settings.process));
+        }
+        if status == "Failed" {
+            return Err(self
+                .processing_failed(settings, &state.label, &status)
+                .await);
+        }
+        let summary = format!(
+            "version `{}` is {status}; waiting for Elastic Beanstalk to process it",
+            state.label
+        );
+        Ok(Outcome::InProgress {
+            state,
+            summary,
+            percent: 50,
+        })
+    }
+
+    /// A continuation: polls the version for a while, then ends the job or hands back a new token.
+    pub(super) async fn wait(
+        &self,
+        settings: &Settings,
+        mut state: State,
+        budget: Duration,
+    ) -> Result<Outcome<State>, PackageError> {
+        let started = Instant::now();
+        loop {
+            let polled = match self.version(&settings.application, &state.label).await {
+                Err(PackageError::Aws(e)) => crate::aws_error::unless_transient(Err(e))?,
+                other => Some(other?),
+            };
+            let Some(version) = polled else {
+                if now_secs().saturating_sub(state.since) > settings.process_timeout.as_secs() {
+                    return Err(PackageError::ProcessingTimeout {
+                        application: settings.application.clone(),
+                        label: state.label,
+                        status: "unknown (Elastic Beanstalk throttled the last poll)".into(),
+                        minutes: settings.process_timeout.as_secs() / 60,
+                    });
+                }
+                state.polls += 1;
+                let delay = poll_delay(state.polls);
+                if started.elapsed() + delay > budget {
+                    let summary = format!(
+                        "version `{}`: Elastic Beanstalk asked us to slow down; still waiting for it to be processed",
+                        state.label
+                    );
+                    return Ok(Outcome::InProgress {
+                        state,
+                        summary,
+                        percent: 50,
+                    });
+                }
+                tokio::time::sleep(delay).await;
+                continue;
+            };
+            let version = version.ok_or_else(|| {
+                PackageError::Internal(format!(
+                    "version `{}` of `{}` disappeared while it was being processed",
+                    state.label, settings.application
+                ))
+            })?;
+            let status = status_of(&version);
+            state.polls += 1;
+            match status.as_str() {
+                "Processed" => return Ok(finished(state, true)),
+                "Failed" => {
+                    return Err(self
+                        .processing_failed(settings, &state.label, &status)
+                        .await)
+                }
+                _ => {}
+            }
+            let waited = now_secs().saturating_sub(state.since);
+            if waited > settings.process_timeout.as_secs() {
+                return Err(PackageError::ProcessingTimeout {
+                    application: settings.application.clone(),
+                    label: state.label,
+                    status,
+                    minutes: settings.process_timeout.as_secs() / 60,
+                });
+            }
+            // The backoff goes on across invocations (a long processing is polled every 10 s, not
+            // quickly again after each hand-over).
+            let delay = poll_delay(state.polls);
+            if started.elapsed() + delay > budget {
+                let summary = format!(
+                    "version `{}` is {status} after {waited}s; still waiting for Elastic Beanstalk to process it",
+                    state.label
+                );
+                let percent = 50 + (state.polls.min(45) as u8);
+                return Ok(Outcome::InProgress {
+                    state,
+                    summary,
+                    percent,
+                });
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn processing_failed(
+        &self,
+        settings: &Settings,
+        label: &str,
+        status: &str,
+    ) -> PackageError {
+        let events = match self
+            .beanstalk
+            .client()
+            .describe_events()
+            .application_name(&settings.application)
+            .version_label(label)
+            .max_records(20)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let mut lines: Vec<String> = out
+                    .events()
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e.severity().map(|s| s.as_str()).unwrap_or("INFO"),
+                            e.message().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                lines.reverse();
+                if lines.is_empty() {
+                    "(no events)".to_string()
+                } else {
+                    lines.join("\n")
+                }
+            }
+            Err(e) => format!(
+                "(events unavailable: {})",
+                Beanstalk::error("DescribeEvents", e)
+            ),
+        };
+        PackageError::ProcessingFailed {
+            application: settings.application.clone(),
+            label: label.to_string(),
+            status: status.to_string(),
+            events,
+        }
+    }
+}
+
+pub(super) fn finished(state: State, processed: bool) -> Outcome<State> {
+    let summary = if processed {
+        format!("{}; processed by Elastic Beanstalk", state.summary)
+    } else {
+        state.summary
+    };
+    Outcome::succeeded(summary)
+        .with_variable("VersionLabel", state.label)
+        .with_variable("BundleBucket", state.bucket)
+        .with_variable("BundleKey", state.key)
+        .with_variable("BundleSha256", state.sha256)
+}

@@ -1,0 +1,159 @@
+//! The bundle's way in and out of S3, with the function's own role for bundles and the job's artifact
+//! credentials for the input: the download to the spool, the server-side copy of an unchanged bundle,
+//! and the checksum of a bundle already stored. Apart from the sequence, which only says what to store
+//! where; the streamed upload of a rewritten bundle is `multipart.rs`.
+
+use std::sync::Arc;
+
+use aws_sdk_s3::types::MetadataDirective;
+use sha2::{Digest, Sha256};
+
+use super::{PackageError, Packager, METADATA_SHA256};
+use crate::aws_error::{AwsError, ErrorClass, HttpStatus, Service};
+use crate::bundle::{self, BundleError, Plan, Spooled, Written};
+use crate::job::Artifact;
+
+/// A failed S3 call on s3://bucket/key.
+pub(super) fn s3_error<E, R>(
+    operation: &'static str,
+    bucket: &str,
+    key: &str,
+    e: aws_sdk_s3::error::SdkError<E, R>,
+) -> AwsError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
+{
+    AwsError::from_sdk(Service::S3, operation, e).on(format!("s3://{bucket}/{key}"))
+}
+
+/// An S3 call that broke off without an AWS answer (a body stream that ended early).
+fn s3_other(operation: &'static str, bucket: &str, key: &str, message: String) -> AwsError {
+    AwsError::other(Service::S3, operation, message).on(format!("s3://{bucket}/{key}"))
+}
+
+/// CopyObject's `x-amz-copy-source`: bucket and key, URL-encoded except `/`.
+pub(super) fn copy_source(bucket: &str, key: &str) -> String {
+    let mut out = format!("{bucket}/");
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Where a bundle goes.
+pub(super) struct Target<'a> {
+    pub(super) bucket: &'a str,
+    pub(super) key: &'a str,
+    pub(super) sha256: &'a str,
+}
+
+/// How the bundle reached its bucket.
+pub(super) enum Stored {
+    Copied,
+    Uploaded(Written),
+}
+
+impl Packager {
+    /// Puts the bundle at the target: a server-side copy when it needs no change, else a stream.
+    pub(super) async fn store(
+        &self,
+        artifact: &Artifact,
+        spooled: &Arc<Spooled>,
+        plan: &Arc<Plan>,
+        target: &Target<'_>,
+    ) -> Result<Stored, PackageError> {
+        let (bucket, key, sha256) = (target.bucket, target.key, target.sha256);
+        if plan.needs_rewrite() {
+            let (s, p) = (spooled.clone(), plan.clone());
+            return self
+                .upload(bucket, key, sha256, move |out| {
+                    bundle::write_normalised(&s, &p, out)
+                })
+                .await;
+        }
+        match self.copy(artifact, bucket, key, sha256).await {
+            Ok(()) => Ok(Stored::Copied),
+            // The function's role may not read the artifact bucket (only the job's credentials can):
+            // send the spooled copy instead.
+            Err(e) if e.class() == ErrorClass::PermissionDenied => {
+                tracing::info!(error = %e, "CopyObject refused; uploading the spooled bundle");
+                let s = spooled.clone();
+                self.upload(bucket, key, sha256, move |out| {
+                    let mut hashing = bundle::HashingWriter::new(out);
+                    std::io::copy(&mut s.reader()?, &mut hashing).map_err(|e| BundleError::Io {
+                        action: "upload",
+                        reason: e.to_string(),
+                    })?;
+                    Ok(hashing.finish())
+                })
+                .await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The SHA-256 of a stored bundle: from its metadata when beanswap wrote it, else by reading it.
+    /// `None` when the object does not exist.
+    pub(super) async fn bundle_sha256(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<String>, PackageError> {
+        match self.s3.head_object().bucket(bucket).key(key).send().await {
+            Ok(head) => {
+                if let Some(sha) = head.metadata().and_then(|m| m.get(METADATA_SHA256)) {
+                    return Ok(Some(sha.clone()));
+                }
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(s3_error("HeadObject", bucket, key, e).into()),
+        }
+        let mut object = self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| s3_error("GetObject", bucket, key, e))?;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = object
+            .body
+            .try_next()
+            .await
+            .map_err(|e| s3_other("GetObject", bucket, key, e.to_string()))?
+        {
+            hasher.update(&chunk);
+        }
+        Ok(Some(hex::encode(hasher.finalize())))
+    }
+
+    /// Server-side copy of the unchanged artifact, with its checksum as metadata.
+    async fn copy(
+        &self,
+        artifact: &Artifact,
+        bucket: &str,
+        key: &str,
+        sha256: &str,
+    ) -> Result<(), AwsError> {
+        self.s3
+            .copy_object()
+            .copy_source(copy_source(&artifact.bucket, &artifact.key))
+            .bucket(bucket)
+            .key(key)
+            .metadata_directive(MetadataDirective::Replace)
+            .metadata(METADATA_SHA256, sha256)
+            .content_type("application/zip")
+            .send()
+            .await
+            .map_err(|e| s3_error("CopyObject", bucket, key, e))?;
+        Ok(())
+    }
+}

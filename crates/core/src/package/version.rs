@@ -1,0 +1,229 @@
+//! Elastic Beanstalk's side of a version: finding a label, creating the version (pruning this
+//! application's oldest unused versions and retrying once when the account is at its version limit), and
+//! creating Beanstalk's storage bucket on first use. Apart from the sequence because pruning deletes
+//! things, and its rule (never a version an environment uses) should be read on its own.
+
+use aws_sdk_elasticbeanstalk::types::{ApplicationVersionDescription, S3Location, Tag};
+
+use super::{PackageError, Packager, Settings, TAG_SHA256};
+use crate::aws_error::AwsError;
+use crate::beanstalk::Beanstalk;
+
+impl Packager {
+    /// CreateStorageLocation, which makes `elasticbeanstalk-<region>-<account>`; fails with the original
+    /// NoSuchBucket when it cannot, or when Beanstalk's bucket is another one.
+    pub(super) async fn create_storage_location(
+        &self,
+        bucket: &str,
+        missing: AwsError,
+    ) -> Result<(), PackageError> {
+        let hint = "create it or set UserParameters field `bucket`";
+        match self
+            .beanstalk
+            .client()
+            .create_storage_location()
+            .send()
+            .await
+        {
+            Ok(out) if out.s3_bucket() == Some(bucket) => Ok(()),
+            Ok(out) => Err(PackageError::Config(format!(
+                "{missing}; Elastic Beanstalk's storage bucket is {}, not {bucket}: {hint}",
+                out.s3_bucket().unwrap_or("(none)")
+            ))),
+            Err(e) => Err(PackageError::Config(format!(
+                "{missing}; creating it failed: {}: {hint}",
+                Beanstalk::error("CreateStorageLocation", e)
+            ))),
+        }
+    }
+
+    pub(super) async fn version(
+        &self,
+        application: &str,
+        label: &str,
+    ) -> Result<Option<ApplicationVersionDescription>, PackageError> {
+        let out = self
+            .beanstalk
+            .client()
+            .describe_application_versions()
+            .application_name(application)
+            .version_labels(label)
+            .send()
+            .await
+            .map_err(|e| Beanstalk::error("DescribeApplicationVersions", e))?;
+        Ok(out
+            .application_versions()
+            .iter()
+            .find(|v| v.version_label() == Some(label))
+            .cloned())
+    }
+
+    /// CreateApplicationVersion, pruning and retrying once when the account is at its version limit
+    /// and `prune_keep` allows it.
+    pub(super) async fn create(
+        &self,
+        settings: &Settings,
+        label: &str,
+        bucket: &str,
+        key: &str,
+        sha256: &str,
+        notes: &mut Vec<String>,
+    ) -> Result<ApplicationVersionDescription, PackageError> {
+        let mut pruned: Vec<String> = vec![];
+        loop {
+            let result = self
+                .beanstalk
+                .client()
+                .create_application_version()
+                .application_name(&settings.application)
+                .version_label(label)
+                .set_description(settings.description.clone())
+                .source_bundle(S3Location::builder().s3_bucket(bucket).s3_key(key).build())
+                .process(settings.process)
+                .auto_create_application(settings.create_application)
+                .tags(Tag::builder().key(TAG_SHA256).value(sha256).build())
+                .send()
+                .await
+                .map_err(|e| Beanstalk::error("CreateApplicationVersion", e));
+            let e = match result {
+                Ok(out) => {
+                    return out.application_version().cloned().ok_or_else(|| {
+                        PackageError::Internal(format!(
+                            "CreateApplicationVersion returned no version for `{label}`"
+                        ))
+                    })
+                }
+                Err(e) => e,
+            };
+            if e.code.as_deref() != Some("TooManyApplicationVersionsException") {
+                if e.code.as_deref() == Some("InvalidParameterValue")
+                    && e.message.contains("No Application named")
+                {
+                    return Err(PackageError::Config(format!(
+                        "{e}; create the application first or set UserParameters `create_application` to true"
+                    )));
+                }
+                return Err(e.into());
+            }
+            let keep = match settings.prune_keep {
+                Some(keep) if pruned.is_empty() => keep,
+                _ => {
+                    let pruned = if pruned.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " package pruned {} old versions ({}) but that was not enough.",
+                            pruned.len(),
+                            some(&pruned)
+                        )
+                    };
+                    return Err(PackageError::VersionLimit {
+                        application: settings.application.clone(),
+                        label: label.to_string(),
+                        message: e.message,
+                        pruned,
+                    });
+                }
+            };
+            pruned = self.prune(&settings.application, keep, label).await?;
+            if pruned.is_empty() {
+                return Err(PackageError::VersionLimit {
+                    application: settings.application.clone(),
+                    label: label.to_string(),
+                    message: e.message,
+                    pruned: format!(
+                        " `{}` has no unused version beyond the newest {keep} to prune.",
+                        settings.application
+                    ),
+                });
+            }
+            notes.push(format!(
+                "the account was at its version limit: pruned {} old unused versions of `{}` ({})",
+                pruned.len(),
+                settings.application,
+                some(&pruned)
+            ));
+        }
+    }
+
+    /// Deletes the application's versions beyond the newest `keep`, never one an environment uses
+    /// (their bundles stay in S3). Returns the deleted labels.
+    async fn prune(
+        &self,
+        application: &str,
+        keep: u32,
+        creating: &str,
+    ) -> Result<Vec<String>, PackageError> {
+        let mut versions: Vec<ApplicationVersionDescription> = vec![];
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .beanstalk
+                .client()
+                .describe_application_versions()
+                .application_name(application)
+                .max_records(1000)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| Beanstalk::error("DescribeApplicationVersions", e))?;
+            versions.extend(page.application_versions().iter().cloned());
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let in_use: Vec<String> = self
+            .beanstalk
+            .environments(application)
+            .await?
+            .into_iter()
+            .filter_map(|e| e.version_label)
+            .collect();
+        versions.sort_by_key(|v| std::cmp::Reverse(v.date_created().map(|d| d.as_nanos())));
+        let mut deleted = vec![];
+        for v in versions.iter().skip(keep as usize) {
+            let Some(label) = v.version_label() else {
+                continue;
+            };
+            if label == creating || in_use.iter().any(|l| l == label) {
+                continue;
+            }
+            self.beanstalk
+                .client()
+                .delete_application_version()
+                .application_name(application)
+                .version_label(label)
+                .delete_source_bundle(false)
+                .send()
+                .await
+                .map_err(|e| Beanstalk::error("DeleteApplicationVersion", e))?;
+            deleted.push(label.to_string());
+        }
+        Ok(deleted)
+    }
+}
+
+/// The first few of a list, for a summary or a message.
+fn some(items: &[String]) -> String {
+    let mut out = items
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > 10 {
+        out.push_str(&format!(" and {} more", items.len() - 10));
+    }
+    out
+}
+
+pub(super) fn already_exists(e: &AwsError) -> bool {
+    e.code.as_deref() == Some("InvalidParameterValue") && e.message.contains("already exists")
+}
+
+pub(super) fn status_of(v: &ApplicationVersionDescription) -> String {
+    v.status()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|| "Unprocessed".into())
+}
