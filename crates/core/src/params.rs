@@ -27,6 +27,50 @@ pub enum ParamsError {
     Invalid(String),
 }
 
+/// An Elastic Beanstalk application's name, as UserParameters give it: 1 to 100 characters (the
+/// ApplicationName constraint in the Elastic Beanstalk API reference). Every action's parameters use
+/// this one type, so the rule and its message are written once.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct ApplicationName(String);
+
+impl TryFrom<String> for ApplicationName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        let len = name.chars().count();
+        if (1..=100).contains(&len) {
+            Ok(ApplicationName(name))
+        } else {
+            Err(format!("must be 1 to 100 characters, got {len}"))
+        }
+    }
+}
+
+impl ApplicationName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ApplicationName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ApplicationName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<ApplicationName> for String {
+    fn from(name: ApplicationName) -> String {
+        name.0
+    }
+}
+
 /// An action's config: how to show a user what good UserParameters look like.
 pub trait UserParameters: DeserializeOwned {
     /// A short, valid example, quoted in error messages.

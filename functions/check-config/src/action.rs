@@ -1,5 +1,6 @@
 use aws_config::SdkConfig;
 use beanswap_core::artifacts::{ArtifactStore, MAX_ARTIFACT_BYTES};
+use beanswap_core::params::ApplicationName;
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
 use serde::Deserialize;
 
@@ -11,7 +12,7 @@ pub const OUTPUT_VARIABLES: &[&str] = &["Application", "ArtifactEntries"];
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The Beanstalk application the pipeline deploys; checked against Beanstalk's naming rules.
-    pub application: String,
+    pub application: ApplicationName,
     /// Which input artifact to open; the only one when left out.
     #[serde(default)]
     pub artifact: Option<String>,
@@ -46,13 +47,6 @@ impl UserParameters for Params {
     const EXAMPLE: &'static str = r#"{"application":"shop"}"#;
 
     fn validate(&self) -> Result<(), ParamsError> {
-        let len = self.application.chars().count();
-        if !(1..=100).contains(&len) {
-            return Err(ParamsError::Field {
-                field: "application".into(),
-                reason: format!("must be 1 to 100 characters, got {len}"),
-            });
-        }
         if let Some(s) = &self.scaling {
             if s.max_instances < s.min_instances {
                 return Err(ParamsError::Field {

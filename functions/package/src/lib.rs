@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use beanswap_core::bundle::{Limits, Normalise, MAX_BUNDLE_BYTES};
 use beanswap_core::package::{check_label_template, Packager, Settings, State};
+use beanswap_core::params::ApplicationName;
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
 use serde::Deserialize;
 
@@ -19,7 +20,7 @@ pub const OUTPUT_VARIABLES: &[&str] =
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The Elastic Beanstalk application the version belongs to.
-    pub application: String,
+    pub application: ApplicationName,
     /// Which input artifact is the build output; the only one when left out.
     #[serde(default)]
     pub artifact: Option<String>,
@@ -99,13 +100,6 @@ impl UserParameters for Params {
     const EXAMPLE: &'static str = r#"{"application":"shop","process":true}"#;
 
     fn validate(&self) -> Result<(), ParamsError> {
-        let len = self.application.chars().count();
-        if !(1..=100).contains(&len) {
-            return Err(field(
-                "application",
-                format!("must be 1 to 100 characters, got {len}"),
-            ));
-        }
         if let Some(bucket) = &self.bucket {
             let ok = (3..=63).contains(&bucket.len())
                 && bucket
@@ -155,7 +149,7 @@ impl Params {
     /// The checked parameters as the core's package settings.
     pub fn settings(&self) -> Settings {
         Settings {
-            application: self.application.clone(),
+            application: self.application.to_string(),
             artifact: self.artifact.clone(),
             bucket: self.bucket.clone(),
             key_prefix: self.key_prefix.clone(),

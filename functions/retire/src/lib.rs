@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use beanswap_core::retire::exec::{self, Clients, Progress, Prune, Record, Scale, Settings};
+use beanswap_core::params::ApplicationName;
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
 use serde::Deserialize;
 
@@ -19,7 +20,7 @@ pub use exec::OUTPUT_VARIABLES;
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The Beanstalk application; only environments tagged `beanswap:application` with it are candidates.
-    pub application: String,
+    pub application: ApplicationName,
     /// The production CNAME, as a prefix (`shop-prod`) or in full; whoever holds it is never touched.
     pub production_cname: String,
     /// With `domain`: the Route 53 record production is served by; its target is never touched either.
@@ -95,7 +96,7 @@ impl Params {
     /// What core's retire runs with.
     pub fn settings(&self) -> Settings {
         Settings {
-            application: self.application.clone(),
+            application: self.application.to_string(),
             production_cname: self.production_cname.trim().to_string(),
             record: match (&self.hosted_zone_id, &self.domain) {
                 (Some(zone), Some(domain)) => Some(Record {
@@ -124,13 +125,6 @@ impl UserParameters for Params {
         r#"{"application":"shop","production_cname":"shop-prod","keep":1}"#;
 
     fn validate(&self) -> Result<(), ParamsError> {
-        let len = self.application.chars().count();
-        if !(1..=100).contains(&len) {
-            return Err(field(
-                "application",
-                format!("must be 1 to 100 characters, got {len}"),
-            ));
-        }
         let cname = self.production_cname.trim();
         if cname.is_empty() || cname.contains(char::is_whitespace) || cname.contains('/') {
             return Err(field(

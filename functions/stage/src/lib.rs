@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use beanswap_core::beanstalk::Beanstalk;
 use beanswap_core::stage::{self, OnFailure, OptionSetting, Plan, Source, State};
+use beanswap_core::params::ApplicationName;
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
 use serde::Deserialize;
 
@@ -24,7 +25,7 @@ pub const OUTPUT_VARIABLES: &[&str] = &[
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The Beanstalk application.
-    pub application: String,
+    pub application: ApplicationName,
     /// The version to launch: `#{Package.VersionLabel}`.
     pub version_label: String,
     /// The production CNAME prefix (`shop-prod`) or full CNAME: how the live environment is found.
@@ -96,9 +97,6 @@ impl UserParameters for Params {
     const EXAMPLE: &'static str = r##"{"application":"shop","version_label":"#{Package.VersionLabel}","production_cname":"shop-prod","solution_stack":"64bit Amazon Linux 2023 v4.3.0 running Python 3.11"}"##;
 
     fn validate(&self) -> Result<(), ParamsError> {
-        if !(1..=100).contains(&self.application.chars().count()) {
-            return Err(field("application", "must be 1 to 100 characters"));
-        }
         if !(1..=100).contains(&self.version_label.chars().count()) {
             return Err(field("version_label", "must be 1 to 100 characters"));
         }
@@ -212,7 +210,7 @@ impl Params {
             .or_else(|| self.solution_stack.clone().map(Source::SolutionStack))
             .or_else(|| self.platform_arn.clone().map(Source::PlatformArn));
         Plan {
-            application: self.application.clone(),
+            application: self.application.to_string(),
             version_label: self.version_label.clone(),
             production_cname: self.production_cname.clone(),
             production_environment: self.production_environment.clone(),

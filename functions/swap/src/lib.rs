@@ -14,6 +14,7 @@ use beanswap_core::clock::SystemClock;
 use beanswap_core::route53::Route53;
 use beanswap_core::swap::engine::{self, Clients, Plan, State, VerifySpec};
 use beanswap_core::swap::{validate_steps, Domain, Mode, RecordType, Verify, DEFAULT_STEPS};
+use beanswap_core::params::ApplicationName;
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
 use serde::Deserialize;
 
@@ -25,7 +26,7 @@ pub use beanswap_core::swap::HttpVerifier;
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The Beanstalk application.
-    pub application: String,
+    pub application: ApplicationName,
     /// The environment to put into production (`#{Stage.EnvironmentName}`); in rollback mode, optional:
     /// the environment to return to (else the live one's previous).
     #[serde(default)]
@@ -112,13 +113,6 @@ impl UserParameters for Params {
     const EXAMPLE: &'static str = r##"{"application":"shop","staged_environment":"#{Stage.EnvironmentName}","production_cname":"shop-prod","mode":"cname"}"##;
 
     fn validate(&self) -> Result<(), ParamsError> {
-        let len = self.application.chars().count();
-        if !(1..=100).contains(&len) {
-            return Err(field(
-                "application",
-                format!("must be 1 to 100 characters, got {len}"),
-            ));
-        }
         let staged = self.staged_environment.as_deref().map(str::trim);
         if self.mode != Mode::Rollback && staged.is_none_or(str::is_empty) {
             return Err(field(
@@ -241,7 +235,7 @@ impl Params {
     /// The validated plan core's swap sequence runs.
     pub fn plan(&self) -> Plan {
         Plan {
-            application: self.application.clone(),
+            application: self.application.to_string(),
             mode: self.mode,
             staged: self
                 .staged_environment
