@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
-use beanswap_core::beanstalk::{Beanstalk, Environment, TAG_OUT_OF_SERVICE_SINCE};
+use beanswap_core::beanstalk::{Beanstalk, BeanstalkApi, Environment, TAG_OUT_OF_SERVICE_SINCE};
 use beanswap_core::clock::SystemClock;
 use beanswap_core::retire::exec as retire;
 use beanswap_core::route53::Route53;

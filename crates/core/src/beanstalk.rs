@@ -195,53 +195,132 @@ pub trait BeanstalkApi: Send + Sync {
 }
 
 impl BeanstalkApi for Beanstalk {
-    fn environments(
-        &self,
-        application: &str,
-    ) -> impl Future<Output = Result<Vec<Environment>, AwsError>> + Send {
-        Beanstalk::environments(self, application)
+    async fn environments(&self, application: &str) -> Result<Vec<Environment>, AwsError> {
+        Ok(self
+            .live_descriptions(application)
+            .await?
+            .iter()
+            .map(Environment::from_sdk)
+            .collect())
     }
-    fn environment(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<Environment>, AwsError>> + Send {
-        Beanstalk::environment(self, id)
+
+    async fn environment(&self, id: &str) -> Result<Option<Environment>, AwsError> {
+        Ok(self
+            .description_by_id(id)
+            .await?
+            .as_ref()
+            .map(Environment::from_sdk))
     }
-    fn environment_named(
+
+    async fn environment_named(
         &self,
         application: &str,
         name: &str,
-    ) -> impl Future<Output = Result<Option<Environment>, AwsError>> + Send {
-        Beanstalk::environment_named(self, application, name)
+    ) -> Result<Option<Environment>, AwsError> {
+        let page = self
+            .client
+            .describe_environments()
+            .application_name(application)
+            .environment_names(name)
+            .include_deleted(false)
+            .send()
+            .await
+            .map_err(|e| eb_error("DescribeEnvironments", e))?;
+        Ok(page
+            .environments()
+            .iter()
+            .map(Environment::from_sdk)
+            .find(|e| !e.is_terminated()))
     }
-    fn events_since(
+
+    async fn events_since(
         &self,
         environment_id: &str,
         since: Option<SystemTime>,
         max: i32,
-    ) -> impl Future<Output = Result<Vec<Event>, AwsError>> + Send {
-        Beanstalk::events_since(self, environment_id, since, max)
+    ) -> Result<Vec<Event>, AwsError> {
+        /// Far beyond any burst between two polls; only a misbehaving endpoint repeats tokens forever.
+        const MAX_PAGES: usize = 50;
+        let mut events: Vec<Event> = vec![];
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut request = self
+                .client
+                .describe_events()
+                .environment_id(environment_id)
+                .max_records(max.clamp(1, 1000))
+                .set_next_token(token.take());
+            if let Some(since) = since {
+                request = request.start_time(DateTime::from(since));
+            }
+            let page = request
+                .send()
+                .await
+                .map_err(|e| eb_error("DescribeEvents", e))?;
+            events.extend(page.events().iter().filter_map(Event::from_sdk));
+            token = page.next_token().map(str::to_string);
+            if since.is_none() || token.is_none() {
+                break;
+            }
+        }
+        events.reverse();
+        Ok(events)
     }
-    fn tags(
-        &self,
-        arn: &str,
-    ) -> impl Future<Output = Result<BTreeMap<String, String>, AwsError>> + Send {
-        Beanstalk::tags(self, arn)
+
+    async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        let out = self
+            .client
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(|e| eb_error("ListTagsForResource", e))?;
+        Ok(out
+            .resource_tags()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect())
     }
-    fn retag(
+
+    async fn retag(
         &self,
         arn: &str,
         add: &[(&str, String)],
         remove: &[&str],
-    ) -> impl Future<Output = Result<(), AwsError>> + Send {
-        Beanstalk::retag(self, arn, add, remove)
+    ) -> Result<(), AwsError> {
+        let mut request = self.client.update_tags_for_resource().resource_arn(arn);
+        for (key, value) in add {
+            request = request.tags_to_add(
+                aws_sdk_elasticbeanstalk::types::Tag::builder()
+                    .key(*key)
+                    .value(value)
+                    .build(),
+            );
+        }
+        for key in remove {
+            request = request.tags_to_remove(*key);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| eb_error("UpdateTagsForResource", e))?;
+        Ok(())
     }
-    fn swap_cnames(
-        &self,
-        source_id: &str,
-        destination_id: &str,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send {
-        Beanstalk::swap_cnames(self, source_id, destination_id)
+
+    async fn swap_cnames(&self, source_id: &str, destination_id: &str) -> Result<(), AwsError> {
+        self.client
+            .swap_environment_cnames()
+            .source_environment_id(source_id)
+            .destination_environment_id(destination_id)
+            .send()
+            .await
+            .map_err(|e| eb_error("SwapEnvironmentCNAMEs", e))?;
+        Ok(())
     }
 }
 
@@ -296,25 +375,6 @@ impl Beanstalk {
         Ok(out)
     }
 
-    /// The application's environments that are not terminated, following every page.
-    pub async fn environments(&self, application: &str) -> Result<Vec<Environment>, AwsError> {
-        Ok(self
-            .live_descriptions(application)
-            .await?
-            .iter()
-            .map(Environment::from_sdk)
-            .collect())
-    }
-
-    /// An environment by id, terminated ones included (to see a launch that ended in Terminated).
-    pub async fn environment(&self, id: &str) -> Result<Option<Environment>, AwsError> {
-        Ok(self
-            .description_by_id(id)
-            .await?
-            .as_ref()
-            .map(Environment::from_sdk))
-    }
-
     /// DescribeEnvironments for one id, terminated ones included.
     async fn description_by_id(
         &self,
@@ -331,28 +391,6 @@ impl Beanstalk {
         Ok(page.environments().first().cloned())
     }
 
-    /// A live (not terminated) environment of the application by name.
-    pub async fn environment_named(
-        &self,
-        application: &str,
-        name: &str,
-    ) -> Result<Option<Environment>, AwsError> {
-        let page = self
-            .client
-            .describe_environments()
-            .application_name(application)
-            .environment_names(name)
-            .include_deleted(false)
-            .send()
-            .await
-            .map_err(|e| eb_error("DescribeEnvironments", e))?;
-        Ok(page
-            .environments()
-            .iter()
-            .map(Environment::from_sdk)
-            .find(|e| !e.is_terminated()))
-    }
-
     /// The environment serving production: the one holding the production CNAME. `None` before the
     /// first deployment.
     pub async fn live(
@@ -365,94 +403,6 @@ impl Beanstalk {
             .await?
             .into_iter()
             .find(|e| !e.is_terminated() && e.holds_cname(production_cname)))
-    }
-
-    /// Events of one environment, oldest first: with `since`, every event at or after it, read `max`
-    /// (at most 1000) per page, following NextToken (Beanstalk returns the newest page first, so stopping
-    /// after one page would skip the oldest events of a burst, and a cursor moved past them would never
-    /// see them); without `since`, the newest `max`.
-    pub async fn events_since(
-        &self,
-        environment_id: &str,
-        since: Option<SystemTime>,
-        max: i32,
-    ) -> Result<Vec<Event>, AwsError> {
-        /// Far beyond any burst between two polls; only a misbehaving endpoint repeats tokens forever.
-        const MAX_PAGES: usize = 50;
-        let mut events: Vec<Event> = vec![];
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut request = self
-                .client
-                .describe_events()
-                .environment_id(environment_id)
-                .max_records(max.clamp(1, 1000))
-                .set_next_token(token.take());
-            if let Some(since) = since {
-                request = request.start_time(DateTime::from(since));
-            }
-            let page = request
-                .send()
-                .await
-                .map_err(|e| eb_error("DescribeEvents", e))?;
-            events.extend(page.events().iter().filter_map(Event::from_sdk));
-            token = page.next_token().map(str::to_string);
-            if since.is_none() || token.is_none() {
-                break;
-            }
-        }
-        events.reverse();
-        Ok(events)
-    }
-
-    pub async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
-        let out = self
-            .client
-            .list_tags_for_resource()
-            .resource_arn(arn)
-            .send()
-            .await
-            .map_err(|e| eb_error("ListTagsForResource", e))?;
-        Ok(out
-            .resource_tags()
-            .iter()
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_string(),
-                    t.value().unwrap_or_default().to_string(),
-                ))
-            })
-            .collect())
-    }
-
-    /// One UpdateTagsForResource: adds (or overwrites) `add` and removes `remove` (keys the resource
-    /// does not have are ignored by Beanstalk). On an environment this is an environment update: it is
-    /// Updating for a while afterwards and refuses operations that need Ready, a second tag change
-    /// included (FIDELITY.md), so every change to one environment's tags is made in one call.
-    /// AWS authorises it as elasticbeanstalk:AddTags and/or elasticbeanstalk:RemoveTags.
-    pub async fn retag(
-        &self,
-        arn: &str,
-        add: &[(&str, String)],
-        remove: &[&str],
-    ) -> Result<(), AwsError> {
-        let mut request = self.client.update_tags_for_resource().resource_arn(arn);
-        for (key, value) in add {
-            request = request.tags_to_add(
-                aws_sdk_elasticbeanstalk::types::Tag::builder()
-                    .key(*key)
-                    .value(value)
-                    .build(),
-            );
-        }
-        for key in remove {
-            request = request.tags_to_remove(*key);
-        }
-        request
-            .send()
-            .await
-            .map_err(|e| eb_error("UpdateTagsForResource", e))?;
-        Ok(())
     }
 
     /// Polls the environment until it is Ready (or terminated, or `timeout` passes), skipping polls
@@ -493,17 +443,6 @@ impl Beanstalk {
             .await
             .map_err(|e| eb_error("CheckDNSAvailability", e))?;
         Ok(out.available().unwrap_or(false))
-    }
-
-    pub async fn swap_cnames(&self, source_id: &str, destination_id: &str) -> Result<(), AwsError> {
-        self.client
-            .swap_environment_cnames()
-            .source_environment_id(source_id)
-            .destination_environment_id(destination_id)
-            .send()
-            .await
-            .map_err(|e| eb_error("SwapEnvironmentCNAMEs", e))?;
-        Ok(())
     }
 
     pub async fn terminate(&self, id: &str) -> Result<(), AwsError> {

@@ -253,9 +253,34 @@ impl Route53 {
             client: Client::new(config),
         }
     }
+}
 
+/// The Route 53 calls swap makes, narrow enough to fake ([`crate::fakes::FakeRoute53`]).
+pub trait Route53Api: Send + Sync {
     /// The A (alias) and CNAME records named exactly `name` in the zone, weighted ones included.
-    pub async fn records(&self, zone: &str, name: &str) -> Result<Vec<Existing>, AwsError> {
+    fn records(
+        &self,
+        zone: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<Existing>, AwsError>> + Send;
+    /// Sends the planned changes as one batch; the change id.
+    fn apply(
+        &self,
+        zone: &str,
+        existing: &[Existing],
+        planned: &[Planned],
+        comment: &str,
+    ) -> impl Future<Output = Result<String, AwsError>> + Send;
+    /// Until the change is INSYNC or `timeout`; `false` when it is still PENDING then.
+    fn wait_in_sync(
+        &self,
+        change_id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+}
+
+impl Route53Api for Route53 {
+    async fn records(&self, zone: &str, name: &str) -> Result<Vec<Existing>, AwsError> {
         let wanted = fqdn(name);
         let mut out = vec![];
         let mut start: Option<(String, RrType, Option<String>)> =
@@ -297,8 +322,7 @@ impl Route53 {
         Ok(out)
     }
 
-    /// Sends the planned changes as one batch; returns the change id.
-    pub async fn apply(
+    async fn apply(
         &self,
         zone: &str,
         existing: &[Existing],
@@ -341,10 +365,7 @@ impl Route53 {
             .unwrap_or_default())
     }
 
-    /// Waits with the SDK's own waiter (ResourceRecordSetsChanged: GetChange until INSYNC) for at most
-    /// `timeout`; `false` when the change is still PENDING then. A GetChange that AWS throttles ends the
-    /// waiter early: it is started again while time is left.
-    pub async fn wait_in_sync(&self, change_id: &str, timeout: Duration) -> Result<bool, AwsError> {
+    async fn wait_in_sync(&self, change_id: &str, timeout: Duration) -> Result<bool, AwsError> {
         use aws_sdk_route53::client::Waiters;
         use aws_smithy_runtime_api::client::waiters::error::WaiterError;
         let started = Instant::now();
@@ -382,56 +403,6 @@ impl Route53 {
                 }
             }
         }
-    }
-}
-
-/// The Route 53 calls swap makes, narrow enough to fake ([`crate::fakes::FakeRoute53`]).
-pub trait Route53Api: Send + Sync {
-    /// The A (alias) and CNAME records named exactly `name` in the zone, weighted ones included.
-    fn records(
-        &self,
-        zone: &str,
-        name: &str,
-    ) -> impl Future<Output = Result<Vec<Existing>, AwsError>> + Send;
-    /// Sends the planned changes as one batch; the change id.
-    fn apply(
-        &self,
-        zone: &str,
-        existing: &[Existing],
-        planned: &[Planned],
-        comment: &str,
-    ) -> impl Future<Output = Result<String, AwsError>> + Send;
-    /// Until the change is INSYNC or `timeout`; `false` when it is still PENDING then.
-    fn wait_in_sync(
-        &self,
-        change_id: &str,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
-}
-
-impl Route53Api for Route53 {
-    fn records(
-        &self,
-        zone: &str,
-        name: &str,
-    ) -> impl Future<Output = Result<Vec<Existing>, AwsError>> + Send {
-        Route53::records(self, zone, name)
-    }
-    fn apply(
-        &self,
-        zone: &str,
-        existing: &[Existing],
-        planned: &[Planned],
-        comment: &str,
-    ) -> impl Future<Output = Result<String, AwsError>> + Send {
-        Route53::apply(self, zone, existing, planned, comment)
-    }
-    fn wait_in_sync(
-        &self,
-        change_id: &str,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<bool, AwsError>> + Send {
-        Route53::wait_in_sync(self, change_id, timeout)
     }
 }
 

@@ -13,6 +13,7 @@ use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, Tag};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::beanstalk::BeanstalkApi;
 use crate::beanstalk::{
     event_lines, health_passes, poll_delay, Beanstalk, Environment, Event, TAG_APPLICATION,
     TAG_VERSION,

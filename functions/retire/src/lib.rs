@@ -7,8 +7,8 @@
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
-use beanswap_core::retire::exec::{self, Clients, Progress, Prune, Record, Scale, Settings};
 use beanswap_core::params::ApplicationName;
+use beanswap_core::retire::exec::{self, Clients, Progress, Prune, Record, Scale, Settings};
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
 use serde::Deserialize;
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use beanswap_core::beanstalk::Beanstalk;
-use beanswap_core::stage::{self, OnFailure, OptionSetting, Plan, Source, State};
 use beanswap_core::params::ApplicationName;
+use beanswap_core::stage::{self, OnFailure, OptionSetting, Plan, Source, State};
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
 use serde::Deserialize;
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, EnvironmentDescription, Tag};
+use beanswap_core::beanstalk::BeanstalkApi;
 use beanswap_core::stage::environment_name;
 use local_aws::beanstalk::Options;
 use local_aws::faults::{Faults, Throttle};

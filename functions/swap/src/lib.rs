@@ -11,10 +11,10 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use beanswap_core::beanstalk::Beanstalk;
 use beanswap_core::clock::SystemClock;
+use beanswap_core::params::ApplicationName;
 use beanswap_core::route53::Route53;
 use beanswap_core::swap::engine::{self, Clients, Plan, State, VerifySpec};
 use beanswap_core::swap::{validate_steps, Domain, Mode, RecordType, Verify, DEFAULT_STEPS};
-use beanswap_core::params::ApplicationName;
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
 use serde::Deserialize;
 

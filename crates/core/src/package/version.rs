@@ -8,6 +8,7 @@ use aws_sdk_elasticbeanstalk::types::{ApplicationVersionDescription, S3Location,
 use super::{PackageError, Packager, Settings, TAG_SHA256};
 use crate::aws_error::AwsError;
 use crate::beanstalk::Beanstalk;
+use crate::beanstalk::BeanstalkApi;
 
 impl Packager {
     /// CreateStorageLocation, which makes `elasticbeanstalk-<region>-<account>`; fails with the original
@@ -154,25 +155,8 @@ impl Packager {
         keep: u32,
         creating: &str,
     ) -> Result<Vec<String>, PackageError> {
-        let mut versions: Vec<ApplicationVersionDescription> = vec![];
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .beanstalk
-                .client()
-                .describe_application_versions()
-                .application_name(application)
-                .max_records(1000)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| Beanstalk::error("DescribeApplicationVersions", e))?;
-            versions.extend(page.application_versions().iter().cloned());
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+        // Retire's pruning reads the versions the same way: one listing, every page.
+        let mut versions = self.beanstalk.application_versions(application, 1000).await?;
         let in_use: Vec<String> = self
             .beanstalk
             .environments(application)
@@ -180,24 +164,16 @@ impl Packager {
             .into_iter()
             .filter_map(|e| e.version_label)
             .collect();
-        versions.sort_by_key(|v| std::cmp::Reverse(v.date_created().map(|d| d.as_nanos())));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.created));
         let mut deleted = vec![];
         for v in versions.iter().skip(keep as usize) {
-            let Some(label) = v.version_label() else {
-                continue;
-            };
+            let label = v.label.as_str();
             if label == creating || in_use.iter().any(|l| l == label) {
                 continue;
             }
             self.beanstalk
-                .client()
-                .delete_application_version()
-                .application_name(application)
-                .version_label(label)
-                .delete_source_bundle(false)
-                .send()
-                .await
-                .map_err(|e| Beanstalk::error("DeleteApplicationVersion", e))?;
+                .delete_application_version(application, label)
+                .await?;
             deleted.push(label.to_string());
         }
         Ok(deleted)

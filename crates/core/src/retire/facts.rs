@@ -7,6 +7,7 @@ use super::exec::{Record, RetireError};
 use super::{live_targets, EnvFacts, RecordTarget};
 use crate::aws_error::{AwsError, Service};
 use crate::beanstalk::Beanstalk;
+use crate::beanstalk::BeanstalkApi;
 
 /// Every environment of the application with its tags.
 pub async fn gather(
