@@ -259,6 +259,10 @@ fn client(options: &Options) -> Result<reqwest::Client, HttpCheckError> {
             }
         }),
     };
+    // reqwest is built without a crypto provider of its own (the functions link only aws-lc-rs, the
+    // one the AWS SDK uses): make it the process default before the first client. Installing it a
+    // second time is refused, harmlessly.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .redirect(policy)

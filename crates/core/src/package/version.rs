@@ -156,7 +156,10 @@ impl Packager {
         creating: &str,
     ) -> Result<Vec<String>, PackageError> {
         // Retire's pruning reads the versions the same way: one listing, every page.
-        let mut versions = self.beanstalk.application_versions(application, 1000).await?;
+        let mut versions = self
+            .beanstalk
+            .application_versions(application, 1000)
+            .await?;
         let in_use: Vec<String> = self
             .beanstalk
             .environments(application)
