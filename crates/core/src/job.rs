@@ -109,7 +109,16 @@ fn field_path(root: &str, below: &str) -> String {
     }
 }
 
+/// Kept back from the Lambda deadline by an action that waits: time for its last AWS calls and the
+/// report to CodePipeline after it stops waiting.
+pub const LAMBDA_RESERVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl Job {
+    /// How long this invocation may keep waiting: [`Job::time_left`] less [`LAMBDA_RESERVE`].
+    pub fn waiting_budget(&self) -> Option<std::time::Duration> {
+        self.time_left(LAMBDA_RESERVE)
+    }
+
     /// Parses and validates a Lambda payload.
     pub fn from_event(event: &serde_json::Value) -> Result<Self, EventError> {
         let raw = event.get("CodePipeline.job").ok_or(EventError::NotAJob)?;

@@ -295,7 +295,10 @@ impl Route53Api for Route53 {
                 .set_start_record_identifier(start_id)
                 .send()
                 .await
-                .map_err(|e| r53_error("ListResourceRecordSets", e))?;
+                .map_err(|e| {
+                    r53_error("ListResourceRecordSets", e)
+                        .on(format!("hosted zone {}", zone_id(zone)))
+                })?;
             let mut past = false;
             for set in page.resource_record_sets() {
                 if fqdn(set.name()) != wanted {

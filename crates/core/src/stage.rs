@@ -7,7 +7,7 @@
 //! decision what a poll means is [`assess`]: pure, so every path is unit-tested.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, Tag};
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,7 @@ use crate::beanstalk::{
     event_lines, health_passes, poll_delay, Beanstalk, Environment, Event, TAG_APPLICATION,
     TAG_VERSION,
 };
+use crate::clock::{from_unix_millis, unix_millis};
 use crate::runner::ActionError;
 use crate::Outcome;
 
@@ -238,16 +239,6 @@ pub fn environment_name(template: &str, application: &str, version_label: &str) 
     name
 }
 
-pub fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
-pub fn from_millis(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
-}
-
 /// The result of staging, for output variables.
 fn succeeded(env: &Environment, live: Option<&str>) -> Outcome<State> {
     let note = if live == Some(env.name.as_str()) {
@@ -288,10 +279,12 @@ pub async fn run(
             Ok(other) => return Ok(other),
             Err(e) if e.is_transient() => {
                 let mut state = earlier.unwrap_or_else(|| State {
-                    started_ms: millis(SystemTime::now()),
+                    started_ms: unix_millis(SystemTime::now()),
                     ..State::default()
                 });
-                let elapsed = from_millis(state.started_ms).elapsed().unwrap_or_default();
+                let elapsed = from_unix_millis(state.started_ms)
+                    .elapsed()
+                    .unwrap_or_default();
                 if elapsed >= plan.timeout {
                     return Err(ActionError::new(
                         e.kind,
@@ -371,7 +364,7 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
                 env_name: existing.name.clone(),
                 live: live.map(|l| l.name),
                 cursor_ms: adopted_cursor(existing, &tags, plan, started),
-                started_ms: millis(started),
+                started_ms: unix_millis(started),
                 attempt: 0,
                 template,
                 ..State::default()
@@ -498,8 +491,8 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
             env_id,
             env_name: plan.environment_name.clone(),
             live: live.map(|l| l.name),
-            cursor_ms: millis(started).saturating_sub(1000),
-            started_ms: millis(started),
+            cursor_ms: unix_millis(started).saturating_sub(1000),
+            started_ms: unix_millis(started),
             attempt: 0,
             template,
             ..State::default()
@@ -524,8 +517,8 @@ fn adopted_cursor(
             _ => false,
         };
     match existing.created {
-        Some(created) if !made_by_another_execution => millis(created),
-        _ => millis(now).saturating_sub(1000),
+        Some(created) if !made_by_another_execution => unix_millis(created),
+        _ => unix_millis(now).saturating_sub(1000),
     }
 }
 
@@ -555,20 +548,20 @@ pub async fn resume(
     plan: &Plan,
     mut state: State,
 ) -> Result<Outcome<State>, ActionError> {
-    let started = from_millis(state.started_ms);
+    let started = from_unix_millis(state.started_ms);
     let invocation_began = std::time::Instant::now();
     let mut seen: Vec<Event> = vec![];
     loop {
         let polled = eb
-            .events_since(&state.env_id, Some(from_millis(state.cursor_ms)), 100)
+            .events_since(&state.env_id, Some(from_unix_millis(state.cursor_ms)), 100)
             .await;
         let events: Vec<Event> = skip_transient(polled, &mut state)?.unwrap_or_default();
         if let Some(last) = events.last() {
-            state.cursor_ms = millis(last.date) + 1;
+            state.cursor_ms = unix_millis(last.date) + 1;
         }
         seen.extend(events.iter().cloned());
         let elapsed = started.elapsed().unwrap_or_default();
-        let now_ms = millis(SystemTime::now());
+        let now_ms = unix_millis(SystemTime::now());
         let status_due = !events.is_empty()
             || now_ms.saturating_sub(state.status_checked_ms) >= STATUS_EVERY.as_millis() as u64
             || elapsed >= plan.timeout;
@@ -714,7 +707,7 @@ async fn fail(
     let recent = eb
         .events_since(
             &state.env_id,
-            Some(from_millis(state.started_ms.saturating_sub(1000))),
+            Some(from_unix_millis(state.started_ms.saturating_sub(1000))),
             100,
         )
         .await
@@ -851,8 +844,8 @@ mod tests {
 
     #[test]
     fn an_adopted_environment_is_judged_on_this_executions_events_only() {
-        let created = UNIX_EPOCH + Duration::from_secs(1_000);
-        let now = UNIX_EPOCH + Duration::from_secs(5_000);
+        let created = std::time::UNIX_EPOCH + Duration::from_secs(1_000);
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(5_000);
         let existing = Environment {
             created: Some(created),
             ..env("Launching", "Grey")
@@ -879,17 +872,17 @@ mod tests {
         // Made by this execution (a retry): every event since its creation counts.
         assert_eq!(
             adopted_cursor(&existing, &tagged("exec-1"), &plan(Some("exec-1")), now),
-            millis(created)
+            unix_millis(created)
         );
         // Unknown execution: the conservative reading, since creation.
         assert_eq!(
             adopted_cursor(&existing, &BTreeMap::new(), &plan(None), now),
-            millis(created)
+            unix_millis(created)
         );
         // Made by an earlier execution: its launch is history; judged from now.
         assert_eq!(
             adopted_cursor(&existing, &tagged("exec-0"), &plan(Some("exec-1")), now),
-            millis(now) - 1000
+            unix_millis(now) - 1000
         );
     }
 

@@ -240,9 +240,6 @@ impl Stage {
     }
 }
 
-/// Kept back from the Lambda deadline: one more Beanstalk call and the report to CodePipeline.
-const LAMBDA_RESERVE: Duration = Duration::from_secs(15);
-
 impl Action for Stage {
     type Params = Params;
     type State = State;
@@ -256,7 +253,7 @@ impl Action for Stage {
         let mut plan = params.plan();
         // Never poll into Lambda's timeout: hand back a token while there is time to report it (a
         // function deployed with a shorter timeout than `poll_seconds` assumes still works).
-        if let Some(left) = job.time_left(LAMBDA_RESERVE) {
+        if let Some(left) = job.waiting_budget() {
             plan.poll_budget = plan.poll_budget.min(left);
         }
         stage::run(&self.beanstalk, &plan, state).await

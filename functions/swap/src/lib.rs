@@ -259,9 +259,6 @@ impl Params {
     }
 }
 
-/// Kept back from Lambda's deadline for the last calls and the report.
-const LAMBDA_RESERVE: Duration = Duration::from_secs(15);
-
 /// The swap action: its clients, built once per cold start.
 pub struct SwapAction<V> {
     eb: Beanstalk,
@@ -295,7 +292,7 @@ impl<V: Verify + 'static> Action for SwapAction<V> {
         params: Params,
         state: Option<State>,
     ) -> Result<Outcome<State>, ActionError> {
-        let left = job.time_left(LAMBDA_RESERVE);
+        let left = job.waiting_budget();
         let plan = params.within(left).plan();
         let clients = Clients {
             eb: &self.eb,

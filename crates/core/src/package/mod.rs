@@ -22,7 +22,7 @@ mod run;
 mod s3;
 mod version;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use serde::{Deserialize, Serialize};
@@ -82,10 +82,7 @@ pub struct State {
 
 /// Now in Unix seconds: when a processing wait started, and how long it has lasted.
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+    crate::clock::unix_seconds(SystemTime::now())
 }
 
 /// The package action's AWS side: S3 with the function's own role for bundles, the job's artifact

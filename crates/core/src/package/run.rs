@@ -22,8 +22,6 @@ use crate::outcome::{truncate, Outcome};
 /// How long one continuation invocation polls a processing version before handing back a token (less
 /// when Lambda's deadline is nearer): every hand-over costs a job report and CodePipeline's pause.
 const INLINE_POLL: Duration = Duration::from_secs(120);
-/// Kept back from Lambda's deadline for a last call and the report.
-const LAMBDA_RESERVE: Duration = Duration::from_secs(15);
 /// Longest summary carried in the continuation state.
 const SUMMARY_IN_STATE: usize = 1200;
 
@@ -39,7 +37,7 @@ impl Packager {
         match state {
             Some(state) => {
                 let budget = job
-                    .time_left(LAMBDA_RESERVE)
+                    .waiting_budget()
                     .map_or(INLINE_POLL, |left| left.min(INLINE_POLL));
                 Box::pin(self.wait(settings, state, budget)).await
             }

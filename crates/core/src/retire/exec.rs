@@ -40,7 +40,7 @@ const ASG: &str = "aws:autoscaling:asg";
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub beanstalk: Beanstalk,
-    pub route53: aws_sdk_route53::Client,
+    pub route53: crate::route53::Route53,
     pub s3: aws_sdk_s3::Client,
 }
 
@@ -48,7 +48,7 @@ impl Clients {
     pub fn new(config: &SdkConfig) -> Self {
         Clients {
             beanstalk: Beanstalk::new(config),
-            route53: aws_sdk_route53::Client::new(config),
+            route53: crate::route53::Route53::new(config),
             s3: aws_sdk_s3::Client::from_conf(s3_config(config).build()),
         }
     }
@@ -227,9 +227,7 @@ impl From<RetireError> for ActionError {
     }
 }
 
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
-}
+use crate::clock::unix_seconds as unix;
 
 /// One invocation of retire: `progress` is `None` on the first. With `dry_run`, only Describe/List
 /// calls are made and the report says what would happen.
