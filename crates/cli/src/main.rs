@@ -4,6 +4,7 @@
 //! feature (on by default); the operations (`status`, `events`, `swap`, `rollback`, `retire`) work
 //! against AWS without it.
 
+use beanswap_core::beanstalk::HealthGate;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -104,7 +105,7 @@ enum Command {
         /// The environment that should serve production.
         environment: String,
         /// Minimum health of that environment: Green or Yellow.
-        #[arg(long, default_value = "Green")]
+        #[arg(long, default_value = "Green", value_parser = ["Green", "Yellow"])]
         health: String,
     },
     /// Run one action's function locally as a CodePipeline job and print what it reported.
@@ -306,7 +307,12 @@ async fn main() -> ExitCode {
             Some(production) => {
                 let config =
                     ops::sdk_config(target.endpoint_url.as_deref(), target.region.as_deref()).await;
-                let plan = ops::cname_swap(&target.application, &production, &environment, &health);
+                let gate = if health == "Yellow" {
+                    HealthGate::Yellow
+                } else {
+                    HealthGate::Green
+                };
+                let plan = ops::cname_swap(&target.application, &production, &environment, gate);
                 print(ops::swap(&config, &plan).await)
             }
         },

@@ -6,7 +6,9 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
-use beanswap_core::beanstalk::{Beanstalk, BeanstalkApi, Environment, TAG_OUT_OF_SERVICE_SINCE};
+use beanswap_core::beanstalk::{
+    Beanstalk, BeanstalkApi, Environment, HealthGate, TAG_OUT_OF_SERVICE_SINCE,
+};
 use beanswap_core::clock::SystemClock;
 use beanswap_core::retire::exec as retire;
 use beanswap_core::route53::Route53;
@@ -171,7 +173,12 @@ pub async fn swap(config: &SdkConfig, plan: &Plan) -> Result<String, String> {
 }
 
 /// What `beanswap swap` asks: a CNAME swap of `staged` into `production`.
-pub fn cname_swap(application: &str, production: &str, staged: &str, min_health: &str) -> Plan {
+pub fn cname_swap(
+    application: &str,
+    production: &str,
+    staged: &str,
+    min_health: HealthGate,
+) -> Plan {
     Plan {
         application: application.to_string(),
         mode: Mode::Cname,
@@ -182,7 +189,7 @@ pub fn cname_swap(application: &str, production: &str, staged: &str, min_health:
         bake: Duration::ZERO,
         verify: None,
         resolve: None,
-        min_health: min_health.to_string(),
+        min_health,
         timeout: Duration::from_secs(300),
     }
 }
@@ -204,7 +211,7 @@ pub fn rollback(
         bake: Duration::ZERO,
         verify: None,
         resolve: None,
-        min_health: "Green".into(),
+        min_health: HealthGate::Green,
         timeout: Duration::from_secs(300),
     }
 }

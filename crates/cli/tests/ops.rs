@@ -63,7 +63,12 @@ async fn status_events_and_a_dry_run_retire() {
 
     // A swap by hand; the rollback by the `beanswap` binary itself comes after the dry run below.
     // The same sequence as the swap action's (its words too).
-    let plan = ops::cname_swap("shop", "shop-prod", "shop-two", "Green");
+    let plan = ops::cname_swap(
+        "shop",
+        "shop-prod",
+        "shop-two",
+        beanswap_core::beanstalk::HealthGate::Green,
+    );
     let swapped = ops::swap(&config, &plan).await.unwrap();
     assert!(
         swapped.contains("swapped CNAMEs: `shop-two` now serves `shop-prod.us-east-1.elasticbeanstalk.com` (was `shop-one`)"),

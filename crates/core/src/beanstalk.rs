@@ -35,6 +35,106 @@ where
     AwsError::from_sdk(Service::ElasticBeanstalk, operation, e)
 }
 
+/// Declares an enum of the names Beanstalk gives a field, with `Other` for a name a newer API might
+/// add (kept as given, never an error): parsed from and shown as Beanstalk spells them, and comparable
+/// with those spellings.
+macro_rules! beanstalk_names {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        pub enum $name {
+            $($variant,)+
+            /// A name this version does not know, as Beanstalk gave it (empty when absent).
+            #[default]
+            Unknown,
+            Other(String),
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => stringify!($variant),)+
+                    $name::Unknown => "",
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                match s {
+                    $(stringify!($variant) => $name::$variant,)+
+                    "" => $name::Unknown,
+                    other => $name::Other(other.to_string()),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
+beanstalk_names!(
+    /// An environment's status (EnvironmentStatus in the Elastic Beanstalk API reference).
+    Status {
+        Aborting,
+        Launching,
+        Updating,
+        LinkingFrom,
+        LinkingTo,
+        Ready,
+        Terminating,
+        Terminated,
+    }
+);
+
+beanstalk_names!(
+    /// An environment's health colour (EnvironmentHealth in the Elastic Beanstalk API reference): Grey
+    /// while it launches or updates, then Green, Yellow or Red.
+    Health { Green, Yellow, Red, Grey }
+);
+
+/// The least health an action accepts: `Green`, or `Yellow` (some instances impaired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+pub enum HealthGate {
+    #[default]
+    Green,
+    Yellow,
+}
+
+impl HealthGate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthGate::Green => "Green",
+            HealthGate::Yellow => "Yellow",
+        }
+    }
+
+    /// Whether `health` is at least this good (`Green` passes a `Yellow` gate; `Grey` passes nothing).
+    pub fn passes(self, health: &Health) -> bool {
+        matches!(
+            (self, health),
+            (_, Health::Green) | (HealthGate::Yellow, Health::Yellow)
+        )
+    }
+}
+
+impl std::fmt::Display for HealthGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An environment, reduced to what the actions decide on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Environment {
@@ -44,10 +144,8 @@ pub struct Environment {
     pub version_label: Option<String>,
     /// Full CNAME (`shop-prod.us-east-1.elasticbeanstalk.com`).
     pub cname: String,
-    /// `Launching`, `Updating`, `Ready`, `Terminating`, `Terminated`, ...
-    pub status: String,
-    /// `Green`, `Yellow`, `Red`, `Grey`.
-    pub health: String,
+    pub status: Status,
+    pub health: Health,
     /// Enhanced health (`Ok`, `Warning`, `Degraded`, `Severe`, ...), when reported.
     pub health_status: Option<String>,
     pub arn: String,
@@ -56,11 +154,11 @@ pub struct Environment {
 
 impl Environment {
     pub fn is_ready(&self) -> bool {
-        self.status == "Ready"
+        self.status == Status::Ready
     }
 
     pub fn is_terminated(&self) -> bool {
-        matches!(self.status.as_str(), "Terminated" | "Terminating")
+        matches!(self.status, Status::Terminated | Status::Terminating)
     }
 
     /// The CNAME's first label, e.g. `shop-prod`.
@@ -96,11 +194,11 @@ impl Environment {
             cname: e.cname().unwrap_or_default().to_string(),
             status: e
                 .status()
-                .map(|s| s.as_str().to_string())
+                .map(|s| Status::from(s.as_str()))
                 .unwrap_or_default(),
             health: e
                 .health()
-                .map(|h| h.as_str().to_string())
+                .map(|h| Health::from(h.as_str()))
                 .unwrap_or_default(),
             health_status: e.health_status().map(|h| h.as_str().to_string()),
             arn: e.environment_arn().unwrap_or_default().to_string(),
@@ -634,16 +732,6 @@ impl Beanstalk {
     }
 }
 
-/// Health at least as good as the gate (`Green` passes a `Yellow` gate; `Grey` passes nothing).
-pub fn health_passes(health: &str, gate: &str) -> bool {
-    let rank = |h: &str| match h {
-        "Green" => 2,
-        "Yellow" => 1,
-        _ => 0,
-    };
-    rank(health) > 0 && rank(health) >= rank(gate)
-}
-
 /// The last `n` events as lines, newest last, for a failure message.
 pub fn event_lines(events: &[Event], n: usize) -> String {
     let start = events.len().saturating_sub(n);
@@ -694,15 +782,19 @@ mod tests {
     #[test]
     fn health_gate() {
         for (health, gate, passes) in [
-            ("Green", "Green", true),
-            ("Green", "Yellow", true),
-            ("Yellow", "Yellow", true),
-            ("Yellow", "Green", false),
-            ("Red", "Yellow", false),
-            ("Grey", "Yellow", false),
+            (Health::Green, HealthGate::Green, true),
+            (Health::Green, HealthGate::Yellow, true),
+            (Health::Yellow, HealthGate::Yellow, true),
+            (Health::Yellow, HealthGate::Green, false),
+            (Health::Red, HealthGate::Yellow, false),
+            (Health::Grey, HealthGate::Yellow, false),
+            (Health::Unknown, HealthGate::Yellow, false),
         ] {
-            assert_eq!(health_passes(health, gate), passes, "{health} vs {gate}");
+            assert_eq!(gate.passes(&health), passes, "{health} vs {gate}");
         }
+        assert_eq!(Status::from("Ready"), Status::Ready);
+        assert_eq!(Status::from("Rebooting").as_str(), "Rebooting");
+        assert_eq!(Health::from("Red"), Health::Red);
     }
 
     #[test]

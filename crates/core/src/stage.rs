@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::beanstalk::BeanstalkApi;
 use crate::beanstalk::{
-    event_lines, health_passes, poll_delay, Beanstalk, Environment, Event, TAG_APPLICATION,
+    event_lines, poll_delay, Beanstalk, Environment, Event, Health, HealthGate, TAG_APPLICATION,
     TAG_VERSION,
 };
 use crate::clock::{from_unix_millis, unix_millis};
@@ -70,8 +70,8 @@ pub struct Plan {
     pub option_settings: Vec<OptionSetting>,
     pub tags: BTreeMap<String, String>,
     pub pipeline_execution: Option<String>,
-    /// Minimum health: `Green` or `Yellow`.
-    pub health: String,
+    /// The least health to accept.
+    pub health: HealthGate,
     pub timeout: Duration,
     pub on_failure: OnFailure,
     /// How long one invocation may keep polling before handing over with a continuation token.
@@ -144,7 +144,7 @@ pub enum Verdict {
 pub fn assess(
     env: &Environment,
     events: &[Event],
-    gate: &str,
+    gate: HealthGate,
     elapsed: Duration,
     timeout: Duration,
 ) -> Verdict {
@@ -161,10 +161,10 @@ pub fn assess(
         ));
     }
     if env.is_ready() {
-        if health_passes(&env.health, gate) {
+        if gate.passes(&env.health) {
             return Verdict::Healthy;
         }
-        if env.health == "Red" {
+        if env.health == Health::Red {
             return Verdict::Failed(format!(
                 "{} is Ready but its health is Red ({})",
                 env.name,
@@ -595,9 +595,9 @@ pub async fn resume(
                 ))
             })?;
             state.status_checked_ms = now_ms;
-            state.status = env.status.clone();
-            state.health = env.health.clone();
-            match assess(&env, &events, &plan.health, elapsed, plan.timeout) {
+            state.status = env.status.to_string();
+            state.health = env.health.to_string();
+            match assess(&env, &events, plan.health, elapsed, plan.timeout) {
                 Verdict::Healthy => {
                     cleanup_template(eb, plan, &state).await;
                     return Ok(succeeded(&env, state.live.as_deref()));
@@ -826,6 +826,11 @@ mod tests {
             ),
         ];
         for (env, events, gate, elapsed, expected) in cases {
+            let gate = if gate == "Yellow" {
+                HealthGate::Yellow
+            } else {
+                HealthGate::Green
+            };
             let verdict = assess(&env, &events, gate, elapsed, Duration::from_secs(1800));
             let ok = match (&verdict, expected) {
                 (Verdict::Healthy, "healthy") | (Verdict::Waiting, "wait") => true,
@@ -861,7 +866,7 @@ mod tests {
             option_settings: vec![],
             tags: BTreeMap::new(),
             pipeline_execution: execution.map(str::to_string),
-            health: "Green".into(),
+            health: HealthGate::Green,
             timeout: Duration::from_secs(1800),
             on_failure: OnFailure::Keep,
             poll_budget: Duration::from_secs(120),

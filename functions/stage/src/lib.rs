@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use beanswap_core::beanstalk::Beanstalk;
+use beanswap_core::beanstalk::{Beanstalk, HealthGate};
 use beanswap_core::params::ApplicationName;
 use beanswap_core::stage::{self, OnFailure, OptionSetting, Plan, Source, State};
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
@@ -57,9 +57,9 @@ pub struct Params {
     /// `#{codepipeline.PipelineExecutionId}`, recorded as a tag.
     #[serde(default)]
     pub pipeline_execution: Option<String>,
-    /// Minimum health to accept: `Green` (default) or `Yellow`.
-    #[serde(default = "green")]
-    pub health: String,
+    /// The least health to accept: `Green` (default) or `Yellow`.
+    #[serde(default)]
+    pub health: HealthGate,
     /// Give up after this long (default 30).
     #[serde(default = "thirty")]
     pub timeout_minutes: f64,
@@ -75,9 +75,6 @@ pub struct Params {
 
 fn yes() -> bool {
     true
-}
-fn green() -> String {
-    "Green".into()
 }
 fn thirty() -> f64 {
     30.0
@@ -149,12 +146,6 @@ impl UserParameters for Params {
                 "give at most one of `solution_stack`, `platform_arn` and `template_name`",
             ));
         }
-        if !matches!(self.health.as_str(), "Green" | "Yellow") {
-            return Err(field(
-                "health",
-                format!("must be \"Green\" or \"Yellow\", got {:?}", self.health),
-            ));
-        }
         if !(self.timeout_minutes > 0.0 && self.timeout_minutes <= 24.0 * 60.0) {
             return Err(field(
                 "timeout_minutes",
@@ -220,7 +211,7 @@ impl Params {
             option_settings: self.option_settings.clone(),
             tags: self.tags.clone(),
             pipeline_execution: self.pipeline_execution.clone(),
-            health: self.health.clone(),
+            health: self.health,
             timeout: Duration::from_secs_f64(self.timeout_minutes * 60.0),
             on_failure: self.on_failure,
             poll_budget: Duration::from_secs_f64(self.poll_seconds),

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use beanswap_core::beanstalk::Beanstalk;
+use beanswap_core::beanstalk::{Beanstalk, HealthGate};
 use beanswap_core::clock::SystemClock;
 use beanswap_core::params::ApplicationName;
 use beanswap_core::route53::Route53;
@@ -62,8 +62,8 @@ pub struct Params {
     #[serde(default)]
     pub resolve: Option<String>,
     /// The staged environment's health must be at least this now: `Green` (default) or `Yellow`.
-    #[serde(default = "default_min_health")]
-    pub min_health: String,
+    #[serde(default)]
+    pub min_health: HealthGate,
     /// How long to wait for the CNAME swap or a Route 53 change to show.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
@@ -88,9 +88,6 @@ fn default_ttl() -> i64 {
 }
 fn default_bake() -> u64 {
     300
-}
-fn default_min_health() -> String {
-    "Green".into()
 }
 fn default_timeout() -> u64 {
     300
@@ -159,12 +156,6 @@ impl UserParameters for Params {
                 return Err(field("steps", "only used in weighted mode"));
             }
             validate_steps(steps).map_err(|e| field("steps", e))?;
-        }
-        if !matches!(self.min_health.as_str(), "Green" | "Yellow") {
-            return Err(field(
-                "min_health",
-                format!("must be \"Green\" or \"Yellow\", got {:?}", self.min_health),
-            ));
         }
         if !(0..=86_400).contains(&self.ttl) {
             return Err(field(
@@ -253,7 +244,7 @@ impl Params {
                 timeout: Duration::from_secs(v.timeout_seconds),
             }),
             resolve: self.resolve.clone(),
-            min_health: self.min_health.clone(),
+            min_health: self.min_health,
             timeout: Duration::from_secs(self.timeout_seconds),
         }
     }

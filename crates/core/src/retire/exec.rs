@@ -419,7 +419,7 @@ async fn recheck(
         return Ok(Some(SkipReason::BecameLive));
     }
     if !env.is_ready() {
-        return Ok(Some(SkipReason::ChangedState(env.status)));
+        return Ok(Some(SkipReason::ChangedState(env.status.to_string())));
     }
     Ok(None)
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use crate::beanstalk::{
-    ApplicationVersion, Environment, TAG_APPLICATION, TAG_OUT_OF_SERVICE_SINCE, TAG_VERSION,
+    ApplicationVersion, Environment, Status, TAG_APPLICATION, TAG_OUT_OF_SERVICE_SINCE, TAG_VERSION,
 };
 
 /// One environment as the plan sees it.
@@ -36,7 +36,7 @@ pub enum SkipReason {
     /// Missing or different `beanswap:application` tag.
     NotTagged,
     /// Launching, Updating, ...: never forced.
-    Transitional(String),
+    Transitional(Status),
     /// Already Terminating.
     Terminating,
     /// Never out of service and newer than the live environment: the next release, probably.
@@ -86,7 +86,7 @@ pub enum Decision {
     /// Due, but busy for a moment (Updating: a tag change or an update someone started): looked at
     /// again at `until`, while the job's patience lasts; never forced.
     Busy {
-        status: String,
+        status: Status,
         until: SystemTime,
     },
     Skip(SkipReason),
@@ -97,7 +97,7 @@ pub enum Decision {
 pub struct EnvPlan {
     pub name: String,
     pub id: String,
-    pub status: String,
+    pub status: Status,
     pub decision: Decision,
     pub since: Option<(SystemTime, SinceBasis)>,
 }

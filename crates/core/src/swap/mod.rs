@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::aws_error::AwsError;
-use crate::beanstalk::{health_passes, Environment};
+use crate::beanstalk::{Environment, Health, HealthGate};
 use crate::route53::{beanstalk_hosted_zone_id, region_of_cname, Pointer, Record};
 use crate::runner::ActionError;
 
@@ -152,7 +152,7 @@ pub fn check_preconditions(
     staged: &Environment,
     live: &Environment,
     application: &str,
-    min_health: &str,
+    min_health: HealthGate,
 ) -> Result<(), SwapError> {
     for (role, env) in [("staged", staged), ("live", live)] {
         if env.application != application {
@@ -167,7 +167,7 @@ pub fn check_preconditions(
             return Err(SwapError::NotReady {
                 role,
                 name: env.name.clone(),
-                status: env.status.clone(),
+                status: env.status.to_string(),
             });
         }
     }
@@ -175,8 +175,8 @@ pub fn check_preconditions(
 }
 
 /// The environment's health passes the gate (`Green` or `Yellow`).
-pub fn check_health(env: &Environment, min_health: &str) -> Result<(), SwapError> {
-    if env.is_ready() && health_passes(&env.health, min_health) {
+pub fn check_health(env: &Environment, min_health: HealthGate) -> Result<(), SwapError> {
+    if env.is_ready() && min_health.passes(&env.health) {
         return Ok(());
     }
     let detail = match &env.health_status {
@@ -190,10 +190,10 @@ pub fn check_health(env: &Environment, min_health: &str) -> Result<(), SwapError
     };
     Err(SwapError::Unhealthy {
         name: env.name.clone(),
-        health: if env.health.is_empty() {
+        health: if env.health == Health::Unknown {
             "unknown".into()
         } else {
-            env.health.clone()
+            env.health.to_string()
         },
         detail,
         gate: min_health.to_string(),
@@ -441,7 +441,7 @@ mod tests {
     fn preconditions_name_what_is_wrong() {
         let live = env("shop-a", "shop-prod.us-east-1.elasticbeanstalk.com");
         let staged = env("shop-b", "shop-b.us-east-1.elasticbeanstalk.com");
-        assert!(check_preconditions(&staged, &live, "shop", "Green").is_ok());
+        assert!(check_preconditions(&staged, &live, "shop", HealthGate::Green).is_ok());
 
         let mut red = staged.clone();
         red.health = "Red".into();
@@ -452,11 +452,11 @@ mod tests {
         updating.status = "Updating".into();
         let mut other_app = staged.clone();
         other_app.application = "blog".into();
-        let cases: Vec<(&Environment, &Environment, &str, &str)> = vec![
-            (&red, &live, "Green", "`shop-b` is not healthy now: health Red (Severe) (at least Green required); nothing was swapped"),
-            (&yellow, &live, "Green", "health Yellow (Ok)"),
-            (&staged, &updating, "Green", "the live environment `shop-a` is Updating, not Ready"),
-            (&other_app, &live, "Green", "the staged environment `shop-b` belongs to application `blog`, not `shop`"),
+        let cases: Vec<(&Environment, &Environment, HealthGate, &str)> = vec![
+            (&red, &live, HealthGate::Green, "`shop-b` is not healthy now: health Red (Severe) (at least Green required); nothing was swapped"),
+            (&yellow, &live, HealthGate::Green, "health Yellow (Ok)"),
+            (&staged, &updating, HealthGate::Green, "the live environment `shop-a` is Updating, not Ready"),
+            (&other_app, &live, HealthGate::Green, "the staged environment `shop-b` belongs to application `blog`, not `shop`"),
         ];
         for (s, l, gate, expected) in cases {
             let err = check_preconditions(s, l, "shop", gate)
@@ -464,7 +464,7 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         }
-        assert!(check_preconditions(&yellow, &live, "shop", "Yellow").is_ok());
+        assert!(check_preconditions(&yellow, &live, "shop", HealthGate::Yellow).is_ok());
     }
 
     #[test]

@@ -83,7 +83,7 @@ fn await_ready(
             status: if first.status == "Updating" {
                 format!("still Updating after {}s", plan.timeout.as_secs())
             } else {
-                first.status.clone()
+                first.status.to_string()
             },
         }
         .to_string(),
@@ -136,7 +136,7 @@ fn decide_forward(
     if let Some(wait) = await_ready(plan, state, now, &[("staged", staged), ("live", live)]) {
         return wait;
     }
-    if let Err(e) = check_preconditions(staged, live, &plan.application, &plan.min_health) {
+    if let Err(e) = check_preconditions(staged, live, &plan.application, plan.min_health) {
         return fail_for(e, staged);
     }
     let prepared = view.staged_tags.get(TAG_PREVIOUS_ENVIRONMENT) == Some(&live.name)
@@ -181,7 +181,7 @@ fn decide_settled(plan: &Plan, view: &View, progress: &Progress, staged: &Enviro
     // The first deployment to a custom domain: no record yet, it gets one.
     if let (Some(domain), Some(records)) = (&plan.domain, &view.records) {
         if records.is_empty() {
-            if let Err(e) = check_health(staged, &plan.min_health) {
+            if let Err(e) = check_health(staged, plan.min_health) {
                 return fail_for(e, staged);
             }
             return match simple_record(domain, staged) {
@@ -346,7 +346,7 @@ fn decide_shifting(
         },
         None => Step::Fail(reason),
     };
-    if let Err(e) = check_health(new, &plan.min_health) {
+    if let Err(e) = check_health(new, plan.min_health) {
         let reason = match e {
             SwapError::Unhealthy { health, detail, .. } => format!(
                 "at {}% `{}` turned unhealthy: health {health}{detail}",

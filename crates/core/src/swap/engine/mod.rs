@@ -28,7 +28,7 @@ pub use run::{latest_events, live_of, observe, run, Clients};
 pub use words::moved_back_report;
 
 use super::{share_of, Check, Domain, Mode, Shift};
-use crate::beanstalk::Environment;
+use crate::beanstalk::{Environment, HealthGate};
 use crate::route53::Record;
 
 /// The output variables a final success sets.
@@ -62,8 +62,8 @@ pub struct Plan {
     pub verify: Option<VerifySpec>,
     /// Reach every checked host at this address (`ip:port`), like curl --resolve.
     pub resolve: Option<String>,
-    /// `Green` or `Yellow`: the staged environment's health now.
-    pub min_health: String,
+    /// The least health the staged environment must have now.
+    pub min_health: HealthGate,
     /// How long a CNAME swap or a Route 53 change may take to show, and how long a busy environment is
     /// waited for (counted from the job's start).
     pub timeout: Duration,

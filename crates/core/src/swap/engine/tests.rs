@@ -39,7 +39,7 @@ fn plan(mode: Mode) -> Plan {
         bake: Duration::from_secs(60),
         verify: None,
         resolve: None,
-        min_health: "Green".into(),
+        min_health: crate::beanstalk::HealthGate::Green,
         timeout: Duration::from_secs(300),
     }
 }
