@@ -718,7 +718,14 @@ async fn bad_requests_get_beanstalks_error_codes_and_messages() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&err).0, "OperationInProgressFailure");
+    assert_eq!(
+        code(&err),
+        (
+            "InvalidParameterValue".into(),
+            "Environment named shop-green is in an invalid state for this operation. Must be Ready."
+                .into()
+        )
+    );
     let err = bed
         .eb
         .terminate_environment()

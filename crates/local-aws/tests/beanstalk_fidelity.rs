@@ -366,6 +366,17 @@ async fn the_catalogue_and_which_platforms_an_account_may_launch() {
         created["PlatformArn"],
         "arn:aws:elasticbeanstalk:us-east-1::platform/Python 3.11 running on 64bit Amazon Linux 2023/4.5.2"
     );
+    // No CNAMEPrefix: the name plus a random string; no VersionLabel: the sample application.
+    let cname = created["CNAME"].as_str().unwrap().to_string();
+    assert!(
+        cname.starts_with("shop-green.") && cname.ends_with(".us-east-1.elasticbeanstalk.com"),
+        "{cname}"
+    );
+    bed.wait_for(created["EnvironmentId"].as_str().unwrap(), "Ready")
+        .await;
+    let (code, body) = bed.get(&cname, "/").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("sample application"), "{body}");
 }
 
 #[tokio::test]
@@ -845,6 +856,32 @@ async fn enhanced_health_is_measured_from_the_requests_the_router_served() {
         .await
         .unwrap();
     bed.wait_for(&id, "Ready").await;
+    let events = bed
+        .ok(&[
+            "describe-events",
+            "--environment-id",
+            &id,
+            "--max-items",
+            "5",
+        ])
+        .await;
+    let messages: Vec<&str> = events["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["Message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "Environment update is starting.",
+            "Deploying new version to instance(s).",
+            "Instance deployment completed successfully.",
+            "New application version was deployed to running EC2 instances.",
+            "Environment update completed successfully.",
+        ]
+    );
     let instances = bed
         .ok(&[
             "describe-instances-health",
@@ -989,4 +1026,120 @@ async fn health_transitions_and_failed_deployments_write_beanstalks_events() {
         instances["InstanceHealthList"][0]["Deployment"]["Status"],
         "Failed"
     );
+}
+
+#[tokio::test]
+async fn tags_templates_and_the_protocol_refuse_as_beanstalk_does() {
+    let bed = bed(Options {
+        launch_delay: Duration::from_secs(2),
+        ..Options::default()
+    })
+    .await;
+    let env = bed
+        .eb
+        .create_environment()
+        .application_name("shop")
+        .environment_name("shop-green")
+        .solution_stack_name(STACK)
+        .send()
+        .await
+        .unwrap();
+    // Reserved tag keys, and at most 50 tags a resource.
+    for key in [
+        "aws:cloudformation:stack-name",
+        "elasticbeanstalk:environment-name",
+    ] {
+        let err = bed
+            .eb
+            .update_tags_for_resource()
+            .resource_arn(local_aws::beanstalk::application_arn("shop"))
+            .tags_to_add(
+                aws_sdk_elasticbeanstalk::types::Tag::builder()
+                    .key(key)
+                    .value("x")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err).0, "InvalidParameterValue", "{key}");
+    }
+    let mut many = bed
+        .eb
+        .update_tags_for_resource()
+        .resource_arn(local_aws::beanstalk::application_arn("shop"));
+    for i in 0..51 {
+        many = many.tags_to_add(
+            aws_sdk_elasticbeanstalk::types::Tag::builder()
+                .key(format!("k{i}"))
+                .value("v")
+                .build(),
+        );
+    }
+    assert_eq!(
+        code(&many.send().await.unwrap_err()).0,
+        "TooManyTagsException"
+    );
+    // A saved configuration an environment is launching from can't be deleted meanwhile.
+    bed.eb
+        .create_configuration_template()
+        .application_name("shop")
+        .template_name("base")
+        .environment_id(env.environment_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    bed.eb
+        .create_environment()
+        .application_name("shop")
+        .environment_name("shop-blue")
+        .template_name("base")
+        .send()
+        .await
+        .unwrap();
+    let err = bed
+        .eb
+        .delete_configuration_template()
+        .application_name("shop")
+        .template_name("base")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).0, "OperationInProgressFailure");
+    let err = bed
+        .eb
+        .create_configuration_template()
+        .application_name("shop")
+        .template_name("base")
+        .solution_stack_name(STACK)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&err),
+        (
+            "InvalidParameterValue".into(),
+            "Configuration Template base already exists.".into()
+        )
+    );
+    // The protocol: an unknown action or API version is InvalidAction.
+    let http = reqwest::Client::new();
+    for body in [
+        "Action=RebuildTheWorld&Version=2010-12-01",
+        "Action=DescribeEnvironments&Version=2099-01-01",
+    ] {
+        let r = http
+            .post(bed.local.endpoint())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let text = r.text().await.unwrap();
+        assert!(
+            text.contains("<Type>Sender</Type><Code>InvalidAction</Code>"),
+            "{text}"
+        );
+    }
 }

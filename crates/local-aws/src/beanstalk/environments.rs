@@ -373,19 +373,10 @@ pub fn update(
             )));
         }
     }
-    match env.status {
-        "Ready" => {}
-        "Updating" => {
-            return Err(QueryError::new(
-                400,
-                "OperationInProgressFailure",
-                format!(
-                "Environment named {} is in an invalid state for this operation. Must be Ready.",
-                env.name
-            ),
-            ))
-        }
-        _ => return Err(not_ready(&env)),
+    // Any state but Ready, an update in progress included, is refused with InvalidParameterValue
+    // (mup-aws-beanstalk #125; Terraform AWS provider issues #31575, #32284).
+    if env.status != "Ready" {
+        return Err(not_ready(&env));
     }
     let version_label = p.string("VersionLabel", 1, 100)?;
     if let Some(label) = version_label {
