@@ -1122,6 +1122,21 @@ async fn tags_templates_and_the_protocol_refuse_as_beanstalk_does() {
             "Configuration Template base already exists.".into()
         )
     );
+    // A source bundle needs both its bucket and its key.
+    let err = bed
+        .eb
+        .create_application_version()
+        .application_name("shop")
+        .version_label("half")
+        .source_bundle(
+            aws_sdk_elasticbeanstalk::types::S3Location::builder()
+                .s3_bucket(BUNDLES)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).0, "InvalidParameterValue");
     // The protocol: an unknown action or API version is InvalidAction.
     let http = reqwest::Client::new();
     for body in [
