@@ -504,7 +504,7 @@ async fn reaction_inner(config: &Config, launch: Duration) -> Result<Duration, S
     let bundle = crate::fixtures::app_bundle(&config.root, "v1")?;
     bed.version("v1", bundle).await;
     let mut f = bed.function(&binary).await;
-    let params = r#"{"application":"shop","version_label":"v1","production_cname":"shop-prod","solution_stack":"64bit Amazon Linux 2023 v4.3.0 running Python 3.11"}"#;
+    let params = r#"{"application":"shop","version_label":"v1","production_cname":"shop-prod","solution_stack":"64bit Amazon Linux 2023 v4.5.2 running Python 3.11"}"#;
     let mut token: Option<String> = None;
     let mut outcome = None;
     for _ in 0..500 {

@@ -33,7 +33,7 @@ pub fn local_parameters() -> BTreeMap<String, String> {
         ("ProductionCnamePrefix", "shop-prod"),
         (
             "SolutionStackName",
-            "64bit Amazon Linux 2023 v4.3.0 running Python 3.11",
+            "64bit Amazon Linux 2023 v4.5.2 running Python 3.11",
         ),
         ("VersionPath", "/version"),
         ("RetireGraceMinutes", "0"),

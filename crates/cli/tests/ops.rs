@@ -10,7 +10,7 @@ use beanswap_cli::ops;
 use local_aws::beanstalk::Options;
 use test_support::bed::Bed;
 
-const STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
+const STACK: &str = "64bit Amazon Linux 2023 v4.5.2 running Python 3.11";
 
 #[tokio::test]
 async fn status_events_and_a_dry_run_retire() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::process::{Child, Command};
 
-use crate::beanstalk::{Effect, Environment, Severity};
+use crate::beanstalk::{Effect, Environment, Severity, Target};
 use crate::state::Shared;
 
 /// A running app; its whole process group is killed when this is dropped.
@@ -141,11 +141,37 @@ impl Runtime {
             self.finish_termination(env_id, generation);
             return;
         }
-        self.event(
-            env_id,
-            Severity::Info,
-            format!("Created load balancer named: {}", env.endpoint_url),
-        );
+        // The resources Beanstalk reports creating, in the order its events name them ("eb create"'s
+        // output: FIDELITY.md, "Events").
+        for message in [
+            format!(
+                "Created security group named: awseb-{env_id}-stack-AWSEBSecurityGroup-{}",
+                env_id.trim_start_matches("e-").to_ascii_uppercase()
+            ),
+            format!(
+                "Created target group named: {}",
+                crate::beanstalk::target_group_arn(env_id)
+            ),
+            format!(
+                "Created load balancer named: {}",
+                crate::beanstalk::load_balancer_arn(env_id)
+            ),
+            format!(
+                "Created Auto Scaling group named: {}",
+                crate::beanstalk::auto_scaling_group(env_id)
+            ),
+            "Waiting for EC2 instances to launch. This may take a few minutes.".to_string(),
+        ] {
+            self.event(env_id, Severity::Info, message);
+        }
+        if !self.set(env_id, generation, |e| {
+            e.instance_launched = Some(SystemTime::now());
+            e.deployment_id += 1;
+            e.deployment_status = "In Progress";
+            e.deployment_time = Some(SystemTime::now());
+        }) {
+            return;
+        }
         let deployed = self.start_app(&env, generation).await;
         let since_create = env.created.elapsed().unwrap_or_default();
         tokio::time::sleep(options.launch_delay.saturating_sub(since_create)).await;
@@ -159,6 +185,7 @@ impl Runtime {
                     Severity::Info,
                     "Instance deployment completed successfully.",
                 );
+                let target = self.first_health_check(env_id, generation).await;
                 self.event(
                     env_id,
                     Severity::Info,
@@ -169,7 +196,7 @@ impl Runtime {
                     Severity::Info,
                     format!("Successfully launched environment: {}", env.name),
                 );
-                self.ready(env_id, generation, &env.name);
+                self.ready(env_id, generation, &env.name, "Pending", target);
                 self.monitor(env_id.to_string(), generation);
             }
             Err(reason) => {
@@ -187,9 +214,41 @@ impl Runtime {
                     e.status = "Ready";
                     e.health = "Red";
                     e.health_status = "Severe";
+                    e.deployment_status = "Failed";
+                    e.deployment_time = Some(SystemTime::now());
+                    e.causes = vec!["Instance deployment failed.".into()];
                 });
+                self.event(
+                    env_id,
+                    Severity::Warn,
+                    "Environment health has transitioned from Pending to Severe. Instance deployment failed.",
+                );
             }
         }
+    }
+
+    /// The load balancer's first health check of a freshly deployed instance: its target turns healthy
+    /// or unhealthy, and from then on the router sends it requests ("Health checks for Application Load
+    /// Balancer target groups": a target must pass one check to be healthy; with none healthy, an ALB
+    /// fails open).
+    async fn first_health_check(&self, env_id: &str, generation: u64) -> Target {
+        let Some(env) = self.current(env_id, generation) else {
+            return Target::None;
+        };
+        let target = match env.port {
+            Some(port) => match self.check_health(port, &env.health_path()).await {
+                Ok(()) => Target::Healthy,
+                Err(_) => Target::Unhealthy,
+            },
+            // The sample application: Beanstalk's own, always healthy.
+            None if env.version_label.is_none() => Target::Healthy,
+            None => Target::None,
+        };
+        self.set(env_id, generation, |e| {
+            e.deployment_status = "Deployed";
+            e.deployment_time = Some(SystemTime::now());
+        });
+        target
     }
 
     async fn update(self: Arc<Self>, env_id: &str, generation: u64) {
@@ -203,6 +262,11 @@ impl Runtime {
             Severity::Info,
             "Deploying new version to instance(s).",
         );
+        self.set(env_id, generation, |e| {
+            e.deployment_id += 1;
+            e.deployment_status = "In Progress";
+            e.deployment_time = Some(SystemTime::now());
+        });
         let deployed = self.start_app(&env, generation).await;
         tokio::time::sleep(options.update_delay.saturating_sub(started.elapsed())).await;
         if self.current(env_id, generation).is_none() {
@@ -215,6 +279,7 @@ impl Runtime {
                     Severity::Info,
                     "Instance deployment completed successfully.",
                 );
+                let target = self.first_health_check(env_id, generation).await;
                 self.event(
                     env_id,
                     Severity::Info,
@@ -225,7 +290,7 @@ impl Runtime {
                     Severity::Info,
                     "Environment update completed successfully.",
                 );
-                self.ready(env_id, generation, &env.name);
+                self.ready(env_id, generation, &env.name, env.health_status, target);
                 self.monitor(env_id.to_string(), generation);
             }
             Err(reason) => {
@@ -239,7 +304,20 @@ impl Runtime {
                     e.status = "Ready";
                     e.health = "Red";
                     e.health_status = "Severe";
+                    e.deployment_status = "Failed";
+                    e.deployment_time = Some(SystemTime::now());
+                    e.causes = vec!["Instance deployment failed.".into()];
                 });
+                if env.health_status != "Severe" {
+                    self.event(
+                        env_id,
+                        Severity::Warn,
+                        format!(
+                            "Environment health has transitioned from {} to Severe. Instance deployment failed.",
+                            env.health_status
+                        ),
+                    );
+                }
             }
         }
     }
@@ -263,22 +341,40 @@ impl Runtime {
         }
     }
 
-    /// A deployment went well: Ready and Green, or Yellow/Warning (with the event enhanced health
-    /// emits) under the `yellow` fault.
-    fn ready(&self, env_id: &str, generation: u64, name: &str) {
+    /// A deployment went well: Ready and Green/Ok, or Yellow/Warning under the `yellow` fault, with the
+    /// event enhanced health writes when the status changes ("Environment health has transitioned from
+    /// Pending to Ok.").
+    /// The instance's target turns routable in the same step, so nothing answers on a Launching
+    /// environment's CNAME.
+    fn ready(&self, env_id: &str, generation: u64, name: &str, before: &str, target: Target) {
         let (health, status) = healthy(&self.options(), name);
         let set = self.set(env_id, generation, |e| {
             e.status = "Ready";
+            e.target = target;
             e.health = health;
             e.health_status = status;
+            e.causes = if health == "Yellow" {
+                vec!["1 out of 2 instances are impaired (local-aws fault yellow).".into()]
+            } else {
+                vec![]
+            };
         });
-        if set && health == "Yellow" {
-            self.event(
-                env_id,
-                Severity::Warn,
-                "Environment health has transitioned from Pending to Warning. 1 out of 2 instances are impaired (local-aws fault yellow).",
-            );
+        if !set || before == status {
+            return;
         }
+        let (severity, why) = if health == "Yellow" {
+            (
+                Severity::Warn,
+                " 1 out of 2 instances are impaired (local-aws fault yellow).",
+            )
+        } else {
+            (Severity::Info, "")
+        };
+        self.event(
+            env_id,
+            severity,
+            format!("Environment health has transitioned from {before} to {status}.{why}"),
+        );
     }
 
     /// Beanstalk's processing checks that the bundle can be fetched and is a valid zip.
@@ -333,7 +429,10 @@ impl Runtime {
         let options = self.options();
         // The app stops first, as instances do, and the router stops sending it traffic.
         drop(self.shared.lock().processes.remove(env_id));
-        self.set(env_id, generation, |e| e.port = None);
+        self.set(env_id, generation, |e| {
+            e.port = None;
+            e.target = Target::None;
+        });
         tokio::time::sleep(options.terminate_delay).await;
         self.finish_termination(env_id, generation);
     }
@@ -345,6 +444,8 @@ impl Runtime {
             e.health = "Grey";
             e.health_status = "Unknown";
             e.port = None;
+            e.target = Target::None;
+            e.causes = vec![];
             e.terminated_at = Some(SystemTime::now());
         });
         if done {
@@ -360,7 +461,10 @@ impl Runtime {
     /// An environment without a version runs no process (the router serves a sample page for it).
     async fn start_app(&self, env: &Environment, generation: u64) -> Result<(), String> {
         drop(self.shared.lock().processes.remove(&env.id));
-        self.set(&env.id, generation, |e| e.port = None);
+        self.set(&env.id, generation, |e| {
+            e.port = None;
+            e.target = Target::None;
+        });
         let Some(label) = env.version_label.clone() else {
             return Ok(());
         };
@@ -442,7 +546,11 @@ impl Runtime {
             return Err("local-aws is stopping".into());
         }
         match state.beanstalk.environments.get_mut(&env.id) {
-            Some(e) if e.generation == generation => e.port = Some(port),
+            Some(e) if e.generation == generation => {
+                // Registered with the target group; not routed to until its first health check.
+                e.port = Some(port);
+                e.target = Target::Initial;
+            }
             _ => return Err("The environment changed while deploying.".into()),
         }
         state.processes.insert(env.id.clone(), process);
@@ -526,6 +634,10 @@ impl Runtime {
                         rt.set(&env_id, generation, |e| {
                             e.health = "Red";
                             e.health_status = "Severe";
+                            e.causes = vec![why.clone()];
+                            if e.target == Target::Healthy {
+                                e.target = Target::Unhealthy;
+                            }
                         });
                         rt.event(
                             &env_id,
@@ -541,6 +653,10 @@ impl Runtime {
                         rt.set(&env_id, generation, |e| {
                             e.health = health;
                             e.health_status = status;
+                            e.causes = vec![];
+                            if e.target == Target::Unhealthy {
+                                e.target = Target::Healthy;
+                            }
                         });
                         rt.event(
                             &env_id,

@@ -97,6 +97,7 @@ async fn main() -> std::process::ExitCode {
         s3_endpoint: args.s3_endpoint,
         route53_endpoint: args.route53_endpoint,
         faults,
+        ..Options::default()
     };
     let local = match LocalAws::start_with_router(
         SocketAddr::new(args.host, args.port),

@@ -19,7 +19,7 @@ use local_aws::LocalAws;
 use test_support::clients;
 use test_support::moto::Moto;
 
-const STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
+const STACK: &str = "64bit Amazon Linux 2023 v4.5.2 running Python 3.11";
 
 struct Bed {
     local: LocalAws,
@@ -166,14 +166,36 @@ async fn an_environment_launches_runs_its_bundle_swaps_and_terminates() {
         "{:?}",
         bed.messages(&green_id).await
     );
-    let events = bed.messages(&green_id).await;
+    // The launch's events, oldest first, as Beanstalk writes them (FIDELITY.md, "Events").
+    let mut events = bed.messages(&green_id).await;
+    events.reverse();
+    let resources: Vec<String> = events
+        .iter()
+        .map(|e| e.split(": ").next().unwrap_or(e).to_string())
+        .collect();
     assert_eq!(
-        events.last().unwrap(),
-        "INFO createEnvironment is starting."
+        resources,
+        [
+            "INFO createEnvironment is starting.",
+            "INFO Using elasticbeanstalk-us-east-1-123456789012 as Amazon S3 storage bucket for environment data.",
+            "INFO Created security group named",
+            "INFO Created target group named",
+            "INFO Created load balancer named",
+            "INFO Created Auto Scaling group named",
+            "INFO Waiting for EC2 instances to launch. This may take a few minutes.",
+            "INFO Instance deployment completed successfully.",
+            "INFO Application available at shop-prod.us-east-1.elasticbeanstalk.com.",
+            "INFO Successfully launched environment",
+            "INFO Environment health has transitioned from Pending to Ok.",
+        ],
+        "{events:#?}"
     );
-    assert_eq!(
-        events[0],
-        "INFO Successfully launched environment: shop-green"
+    assert!(
+        events[4].contains(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/awseb-AWSEB-"
+        ),
+        "{}",
+        events[4]
     );
     let prod = "shop-prod.us-east-1.elasticbeanstalk.com";
     assert_eq!(bed.get(prod, "/version").await, (200, "v1\n".into()));
@@ -313,11 +335,14 @@ async fn an_environment_launches_runs_its_bundle_swaps_and_terminates() {
         .await
         .unwrap();
     let texts: Vec<&str> = since.events().iter().filter_map(|e| e.message()).collect();
+    let blue_endpoint = bed.env(&blue_id).await.endpoint_url().unwrap().to_string();
     assert_eq!(
         texts,
         [
-            "Completed swapping CNAMEs for environments 'shop-green' and 'shop-blue'.",
-            "swapEnvironmentCNAMEs is starting."
+            "Completed swapping CNAMEs for environments 'shop-green' and 'shop-blue'.".to_string(),
+            format!("'{prod}' now points to '{blue_endpoint}'."),
+            "Swapping CNAMEs for environments 'shop-green' and 'shop-blue'.".to_string(),
+            "swapEnvironmentCNAMEs is starting.".to_string(),
         ]
     );
     let request_id = since.events()[0].request_id().unwrap().to_string();
@@ -330,7 +355,7 @@ async fn an_environment_launches_runs_its_bundle_swaps_and_terminates() {
         .unwrap();
     assert_eq!(
         by_request.events().len(),
-        4,
+        8,
         "both environments' swap events"
     );
     let paged = bed
@@ -693,7 +718,14 @@ async fn bad_requests_get_beanstalks_error_codes_and_messages() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&err).0, "OperationInProgressFailure");
+    assert_eq!(
+        code(&err),
+        (
+            "InvalidParameterValue".into(),
+            "Environment named shop-green is in an invalid state for this operation. Must be Ready."
+                .into()
+        )
+    );
     let err = bed
         .eb
         .terminate_environment()

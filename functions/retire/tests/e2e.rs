@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use test_support::clients;
 use test_support::moto::Moto;
 
-const STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
+const STACK: &str = "64bit Amazon Linux 2023 v4.5.2 running Python 3.11";
 const BUNDLES: &str = "bundles";
 const PROD: &str = "shop-prod";
 

@@ -16,7 +16,7 @@ use test_support::clients;
 use test_support::lambda::{Function, Invocation};
 use test_support::moto::Moto;
 
-const STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
+const STACK: &str = "64bit Amazon Linux 2023 v4.5.2 running Python 3.11";
 
 struct Bed {
     local: LocalAws,

@@ -91,7 +91,7 @@ fn field(field: &str, reason: impl Into<String>) -> ParamsError {
 }
 
 impl UserParameters for Params {
-    const EXAMPLE: &'static str = r##"{"application":"shop","version_label":"#{Package.VersionLabel}","production_cname":"shop-prod","solution_stack":"64bit Amazon Linux 2023 v4.3.0 running Python 3.11"}"##;
+    const EXAMPLE: &'static str = r##"{"application":"shop","version_label":"#{Package.VersionLabel}","production_cname":"shop-prod","solution_stack":"64bit Amazon Linux 2023 v4.5.2 running Python 3.11"}"##;
 
     fn validate(&self) -> Result<(), ParamsError> {
         if !(1..=100).contains(&self.version_label.chars().count()) {

@@ -21,7 +21,7 @@ async fn polling_stops_before_the_lambda_deadline_and_hands_back_a_token() {
     // 17 s of Lambda time, 15 s of which stage keeps back for the report: about 2 s of polling, whatever
     // the 600 s `poll_seconds` asks for.
     function.timeout = Duration::from_secs(17);
-    let params = r#"{"application":"shop","version_label":"v1","production_cname":"shop-prod","solution_stack":"64bit Amazon Linux 2023 v4.3.0 running Python 3.11","poll_seconds":600}"#;
+    let params = r#"{"application":"shop","version_label":"v1","production_cname":"shop-prod","solution_stack":"64bit Amazon Linux 2023 v4.5.2 running Python 3.11","poll_seconds":600}"#;
     let event = test_support::job_event(params);
     let id = event["CodePipeline.job"]["id"]
         .as_str()

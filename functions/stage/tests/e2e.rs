@@ -16,9 +16,9 @@ use local_aws::faults::{Faults, Throttle};
 use test_support::bed::{Bed, Driven};
 use test_support::lambda::Function;
 
-const STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
+const STACK: &str = "64bit Amazon Linux 2023 v4.5.2 running Python 3.11";
 const PLATFORM: &str =
-    "arn:aws:elasticbeanstalk:us-east-1::platform/Python 3.11 running on 64bit Amazon Linux 2023/4.3.0";
+    "arn:aws:elasticbeanstalk:us-east-1::platform/Python 3.11 running on 64bit Amazon Linux 2023/4.5.2";
 
 async fn function(bed: &Bed) -> Function {
     bed.function(Path::new(env!("CARGO_BIN_EXE_stage"))).await
@@ -439,7 +439,8 @@ async fn production_found_by_environment_name_on_a_platform_arn() {
     );
     let env = describe(&bed, &live).await;
     assert_eq!(env.platform_arn(), Some(PLATFORM));
-    assert_eq!(env.solution_stack_name(), None);
+    // Beanstalk describes a platform launched by ARN by its solution stack name too.
+    assert_eq!(env.solution_stack_name(), Some(STACK));
 
     bed.version("v2", test_support::app_bundle("v2", &[])).await;
     let second = bed.drive(&mut f, &params("v2"), 50).await;

@@ -14,6 +14,14 @@ pub fn create_application(store: &mut Store, p: &Params) -> Result<String, Query
             "Application {name} already exists."
         )));
     }
+    let cap = store.options.max_applications;
+    if store.applications.len() >= cap {
+        return Err(QueryError::new(
+            400,
+            "TooManyApplicationsException",
+            format!("You cannot have more than {cap} Applications."),
+        ));
+    }
     let app = insert_application(store, name, description);
     record_tags(store, &application_arn(name), p);
     let mut x = Xml::new();

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 
 use super::events::{time_param, Severity};
 use super::{
-    option_settings, random_id, tags, Effect, Environment, OptionKey, Request, Store, CNAME_SUFFIX,
-    REGION,
+    option_settings, platforms, random_id, tags, Effect, Environment, OptionKey, Request, Store,
+    Target, ACCOUNT, CNAME_SUFFIX, REGION,
 };
 use crate::query::{Params, QueryError, Xml};
 
@@ -56,6 +56,72 @@ fn not_ready(env: &Environment) -> QueryError {
     ))
 }
 
+/// OptionsToRemove: a removed option goes back to the platform's default (or away, if it has none).
+fn remove_options(
+    p: &Params,
+    settings: &mut BTreeMap<OptionKey, String>,
+    defaults: &BTreeMap<OptionKey, String>,
+) {
+    for removed in p.structs("OptionsToRemove") {
+        if let (Some(ns), Some(opt)) = (removed.get("Namespace"), removed.get("OptionName")) {
+            let key = (ns.clone(), opt.clone());
+            match defaults.get(&key) {
+                Some(default) => settings.insert(key, default.clone()),
+                None => settings.remove(&key),
+            };
+        }
+    }
+}
+
+/// The Application Load Balancer Beanstalk creates for an environment: `awseb-AWSEB-<12 characters>`,
+/// stable per environment.
+pub fn load_balancer_name(env_id: &str) -> String {
+    let suffix: String = env_id
+        .trim_start_matches("e-")
+        .to_ascii_uppercase()
+        .chars()
+        .chain("LB".chars())
+        .take(12)
+        .collect();
+    format!("awseb-AWSEB-{suffix}")
+}
+
+/// Its ARN, as DescribeEnvironmentResources and the launch events name it.
+pub fn load_balancer_arn(env_id: &str) -> String {
+    format!(
+        "arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/app/{}/{}",
+        load_balancer_name(env_id),
+        hex_of(env_id)
+    )
+}
+
+/// A target group's ARN, for the launch events.
+pub fn target_group_arn(env_id: &str) -> String {
+    format!(
+        "arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/{}/{}",
+        load_balancer_name(env_id),
+        hex_of(&format!("{env_id}-tg"))
+    )
+}
+
+/// The environment's Auto Scaling group.
+pub fn auto_scaling_group(env_id: &str) -> String {
+    format!(
+        "awseb-{env_id}-stack-AWSEBAutoScalingGroup-{}",
+        env_id.trim_start_matches("e-").to_ascii_uppercase()
+    )
+}
+
+/// 16 stable hex digits derived from `s`.
+fn hex_of(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
 pub fn create(
     store: &mut Store,
     request: &Request,
@@ -91,11 +157,33 @@ pub fn create(
         }
     }
     let template_name = p.string("TemplateName", 1, 100)?;
-    let mut solution_stack = p.get("SolutionStackName").map(str::to_string);
-    let mut platform_arn = p.get("PlatformArn").map(str::to_string);
-    let mut settings: BTreeMap<OptionKey, String> = BTreeMap::new();
-    match (template_name, &solution_stack, &platform_arn) {
-        (Some(t), None, None) => {
+    let stack = p.get("SolutionStackName");
+    let arn = p.get("PlatformArn");
+    // The model's documentation: TemplateName excludes SolutionStackName, which excludes PlatformArn;
+    // AWS answers parameters that must not be used together with InvalidParameterCombination.
+    if template_name.is_some() && (stack.is_some() || arn.is_some())
+        || stack.is_some() && arn.is_some()
+    {
+        return Err(QueryError::new(
+            400,
+            "InvalidParameterCombination",
+            "You can specify only one of TemplateName, SolutionStackName and PlatformArn.",
+        ));
+    }
+    let live = store.environments.values().filter(|e| e.is_live()).count();
+    if live >= store.options.max_environments {
+        return Err(QueryError::new(
+            400,
+            "TooManyEnvironmentsException",
+            format!(
+                "You cannot have more than {} Environments.",
+                store.options.max_environments
+            ),
+        ));
+    }
+    let mut template_settings: BTreeMap<OptionKey, String> = BTreeMap::new();
+    let platform = match template_name {
+        Some(t) => {
             let template = store
                 .templates
                 .get(&(application.to_string(), t.to_string()))
@@ -104,28 +192,21 @@ pub fn create(
                         "No Configuration Template named '{application}/{t}' found."
                     ))
                 })?;
-            solution_stack = template.solution_stack.clone();
-            platform_arn = template.platform_arn.clone();
-            settings.extend(template.settings.clone());
+            template_settings.extend(template.settings.clone());
+            platforms::resolve(
+                store,
+                template.solution_stack.as_deref(),
+                template.platform_arn.as_deref(),
+            )?
         }
-        (None, Some(_), None) | (None, None, Some(_)) => {}
-        (None, None, None) => {
-            return Err(QueryError::invalid(
-                "No Solution Stack, Platform ARN or Configuration Template specified.",
-            ))
-        }
-        _ => {
-            return Err(QueryError::invalid(
-                "Specify only one of TemplateName, SolutionStackName and PlatformArn.",
-            ))
-        }
-    }
+        None => platforms::resolve(store, stack, arn)?,
+    };
+    // Full option settings: the platform's defaults, then the saved configuration, then the request's.
+    let defaults = platforms::default_settings(&platform);
+    let mut settings = defaults.clone();
+    settings.extend(template_settings);
     settings.extend(option_settings(p, "OptionSettings")?);
-    for removed in p.structs("OptionsToRemove") {
-        if let (Some(ns), Some(opt)) = (removed.get("Namespace"), removed.get("OptionName")) {
-            settings.remove(&(ns.clone(), opt.clone()));
-        }
-    }
+    remove_options(p, &mut settings, &defaults);
     let cname = match p.get("CNAMEPrefix") {
         Some(prefix) => {
             check_cname_prefix(prefix)?;
@@ -151,15 +232,15 @@ pub fn create(
         name: name.to_string(),
         application: application.to_string(),
         version_label: version_label.map(str::to_string),
-        solution_stack,
-        platform_arn,
+        solution_stack: Some(platform.stack()),
+        platform_arn: Some(platform.arn()),
         template_name: template_name.map(str::to_string),
         description: description.map(str::to_string),
         cname,
         endpoint_url: format!(
-            "awseb-{id}-AWSEBLoa-{}-{}.{REGION}.elb.amazonaws.com",
-            random_id(12).to_ascii_uppercase(),
-            1_000_000 + sequence
+            "{}-{}.{REGION}.elb.amazonaws.com",
+            load_balancer_name(&id),
+            1_000_000_000 + sequence
         ),
         created: now,
         updated: now,
@@ -172,6 +253,13 @@ pub fn create(
         terminated_at: None,
         generation: 1,
         port: None,
+        instance_id: format!("i-0{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
+        instance_launched: None,
+        target: Target::None,
+        causes: vec![],
+        deployment_id: 0,
+        deployment_status: "In Progress",
+        deployment_time: None,
         sequence,
     };
     let arn = env.arn();
@@ -285,19 +373,10 @@ pub fn update(
             )));
         }
     }
-    match env.status {
-        "Ready" => {}
-        "Updating" => {
-            return Err(QueryError::new(
-                400,
-                "OperationInProgressFailure",
-                format!(
-                "Environment named {} is in an invalid state for this operation. Must be Ready.",
-                env.name
-            ),
-            ))
-        }
-        _ => return Err(not_ready(&env)),
+    // Any state but Ready, an update in progress included, is refused with InvalidParameterValue
+    // (mup-aws-beanstalk #125; Terraform AWS provider issues #31575, #32284).
+    if env.status != "Ready" {
+        return Err(not_ready(&env));
     }
     let version_label = p.string("VersionLabel", 1, 100)?;
     if let Some(label) = version_label {
@@ -324,11 +403,13 @@ pub fn update(
         settings.extend(template.settings.clone());
     }
     settings.extend(option_settings(p, "OptionSettings")?);
-    for removed in p.structs("OptionsToRemove") {
-        if let (Some(ns), Some(opt)) = (removed.get("Namespace"), removed.get("OptionName")) {
-            settings.remove(&(ns.clone(), opt.clone()));
-        }
-    }
+    let defaults = env
+        .platform_arn
+        .as_deref()
+        .and_then(platforms::by_arn)
+        .map(|p| platforms::default_settings(&p))
+        .unwrap_or_default();
+    remove_options(p, &mut settings, &defaults);
     let generation = env.generation + 1;
     let updated = {
         let Some(e) = store.environments.get_mut(&env.id) else {
@@ -442,13 +523,21 @@ pub fn swap(store: &mut Store, request: &Request) -> Result<(), QueryError> {
             source.name, destination.name
         )));
     }
-    for env in [&source, &destination] {
-        store.env_event(
-            &env.id,
-            Severity::Info,
-            "swapEnvironmentCNAMEs is starting.",
-            Some(request.request_id),
-        );
+    // The events `eb swap` shows (AWS Elastic Beanstalk Developer Guide, "eb swap"): starting, swapping,
+    // each CNAME's new target, completed.
+    let pair = format!("'{}' and '{}'", source.name, destination.name);
+    for message in [
+        "swapEnvironmentCNAMEs is starting.".to_string(),
+        format!("Swapping CNAMEs for environments {pair}."),
+    ] {
+        for env in [&source, &destination] {
+            store.env_event(
+                &env.id,
+                Severity::Info,
+                message.clone(),
+                Some(request.request_id),
+            );
+        }
     }
     // One step under the store's lock: the router sees either the old or the new mapping, never a gap.
     let now = SystemTime::now();
@@ -460,10 +549,15 @@ pub fn swap(store: &mut Store, request: &Request) -> Result<(), QueryError> {
         e.cname = source.cname.clone();
         e.updated = now;
     }
-    let message = format!(
-        "Completed swapping CNAMEs for environments '{}' and '{}'.",
-        source.name, destination.name
-    );
+    for (env, cname) in [(&source, &destination.cname), (&destination, &source.cname)] {
+        store.env_event(
+            &env.id,
+            Severity::Info,
+            format!("'{cname}' now points to '{}'.", env.endpoint_url),
+            Some(request.request_id),
+        );
+    }
+    let message = format!("Completed swapping CNAMEs for environments {pair}.");
     for env in [&source, &destination] {
         store.env_event(
             &env.id,
@@ -486,36 +580,34 @@ pub fn check_dns(store: &Store, p: &Params) -> Result<String, QueryError> {
     Ok(x.finish())
 }
 
+/// DescribeEnvironmentResources: the environment's Auto Scaling group, its instance while it has one, its
+/// launch template and its Application Load Balancer (named by ARN, as Beanstalk names an ALB).
 pub fn resources(store: &Store, p: &Params) -> Result<String, QueryError> {
     let env = store.find_env(p.get("EnvironmentId"), p.get("EnvironmentName"))?;
-    let suffix = env.id.trim_start_matches("e-").to_ascii_uppercase();
     let mut x = Xml::new();
     x.elem("EnvironmentResources", |x| {
         x.text("EnvironmentName", &env.name)
             .elem("AutoScalingGroups", |x| {
                 x.elem("member", |x| {
-                    x.text(
-                        "Name",
-                        &format!("awseb-{}-stack-AWSEBAutoScalingGroup-{suffix}", env.id),
-                    );
+                    x.text("Name", &auto_scaling_group(&env.id));
                 });
             })
             .elem("Instances", |x| {
-                if env.port.is_some() {
+                if env.instance_launched.is_some() && env.status != "Terminating" {
                     x.elem("member", |x| {
-                        x.text("Id", &format!("i-0{}", env.id.trim_start_matches("e-")));
+                        x.text("Id", &env.instance_id);
                     });
                 }
             })
             .elem("LaunchConfigurations", |_| {})
             .elem("LaunchTemplates", |x| {
                 x.elem("member", |x| {
-                    x.text("Id", &format!("lt-0{}", env.id.trim_start_matches("e-")));
+                    x.text("Id", &format!("lt-0{}", &hex_of(&env.id)[..16]));
                 });
             })
             .elem("LoadBalancers", |x| {
                 x.elem("member", |x| {
-                    x.text("Name", &env.endpoint_url);
+                    x.text("Name", &load_balancer_arn(&env.id));
                 });
             })
             .elem("Triggers", |_| {})

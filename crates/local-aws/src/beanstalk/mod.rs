@@ -10,6 +10,8 @@
 mod applications;
 mod environments;
 mod events;
+pub mod health;
+pub mod platforms;
 mod templates;
 
 use std::collections::BTreeMap;
@@ -19,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use crate::faults::Faults;
 use crate::query::{Params, QueryError};
 
+pub use environments::{auto_scaling_group, load_balancer_arn, target_group_arn};
 pub use events::Severity;
 
 pub const NAMESPACE: &str = "http://elasticbeanstalk.amazonaws.com/docs/2010-12-01/";
@@ -38,6 +41,18 @@ pub const HEALTHCHECK_OPTION: &str = "Application Healthcheck URL";
 pub struct Options {
     /// Application versions allowed per region before TooManyApplicationVersionsException (AWS: 1000).
     pub max_application_versions: usize,
+    /// Applications per region before TooManyApplicationsException (AWS quota: 75).
+    pub max_applications: usize,
+    /// Environments per region before TooManyEnvironmentsException (AWS quota: 200).
+    pub max_environments: usize,
+    /// Saved configurations per region before TooManyConfigurationTemplatesException (AWS quota: 2000).
+    pub max_configuration_templates: usize,
+    /// The day the platform catalogue is read at (which branches are deprecated or retired, and for how
+    /// long); [`platforms::CATALOGUE_DATE`] by default.
+    pub platform_date: SystemTime,
+    /// Platform ARNs this account runs in environments local-aws does not hold (so it may launch a
+    /// previous version, or a retired branch in its grace period, as such an account may on AWS).
+    pub account_platforms: Vec<String>,
     /// Launching -> Ready, counted from CreateEnvironment (the app must also be listening by then).
     pub launch_delay: Duration,
     /// Updating -> Ready after UpdateEnvironment.
@@ -46,6 +61,9 @@ pub struct Options {
     pub terminate_delay: Duration,
     /// How often a running environment's process and health path are checked.
     pub health_interval: Duration,
+    /// The time enhanced health's ApplicationMetrics cover (AWS: "usually 10 seconds"); longer only for
+    /// tests on a machine too busy to ask within 10 s.
+    pub health_window: Duration,
     /// How long an app may take to listen on $PORT before its deployment fails.
     pub app_start_timeout: Duration,
     /// Where bundles are unpacked and app logs written; a temporary directory when `None`.
@@ -62,10 +80,16 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             max_application_versions: 1000,
+            max_applications: 75,
+            max_environments: 200,
+            max_configuration_templates: 2000,
+            platform_date: platforms::date(platforms::CATALOGUE_DATE),
+            account_platforms: vec![],
             launch_delay: Duration::from_millis(300),
             update_delay: Duration::from_millis(200),
             terminate_delay: Duration::from_millis(200),
             health_interval: Duration::from_millis(250),
+            health_window: health::WINDOW,
             app_start_timeout: Duration::from_secs(20),
             state_dir: None,
             s3_endpoint: None,
@@ -139,7 +163,37 @@ pub struct Environment {
     pub generation: u64,
     /// The running app's port on 127.0.0.1, while it runs.
     pub port: Option<u16>,
+    /// The environment's one instance: its id and when it was launched.
+    pub instance_id: String,
+    pub instance_launched: Option<SystemTime>,
+    /// The instance as the load balancer's target group sees it (the router forwards only to a
+    /// registered target that has been checked: FIDELITY.md, "Routing").
+    pub target: Target,
+    /// Why the health is what it is (enhanced health's causes), newest state only.
+    pub causes: Vec<String>,
+    /// The last deployment to the instance: its id (one more per deployment), status and time.
+    pub deployment_id: u64,
+    pub deployment_status: &'static str,
+    pub deployment_time: Option<SystemTime>,
     pub sequence: u64,
+}
+
+/// An instance's state in the load balancer's target group ("Health checks for Application Load
+/// Balancer target groups"): none registered, registered and not yet checked, or checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    None,
+    Initial,
+    Healthy,
+    Unhealthy,
+}
+
+impl Target {
+    /// Whether the load balancer sends it requests: healthy ones, and unhealthy ones when no target is
+    /// healthy (an ALB fails open); never one still in its initial checks.
+    pub fn routable(self) -> bool {
+        matches!(self, Target::Healthy | Target::Unhealthy)
+    }
 }
 
 impl Environment {
@@ -147,20 +201,33 @@ impl Environment {
         environment_arn(&self.application, &self.name)
     }
 
-    /// The load balancer's health check path (`process:default` HealthCheckPath, as an ALB uses), else
-    /// the classic `Application Healthcheck URL`, else `/`.
+    /// The load balancer's health check path: `Application Healthcheck URL` when set (Beanstalk applies it
+    /// to the default process), else the default process's HealthCheckPath (`/` unless changed).
     pub fn health_path(&self) -> String {
         self.settings
-            .get(&(
-                "aws:elasticbeanstalk:environment:process:default".into(),
-                "HealthCheckPath".into(),
-            ))
+            .get(&(HEALTHCHECK_NAMESPACE.into(), HEALTHCHECK_OPTION.into()))
+            .filter(|v| !v.is_empty())
             .or_else(|| {
-                self.settings
-                    .get(&(HEALTHCHECK_NAMESPACE.into(), HEALTHCHECK_OPTION.into()))
+                self.settings.get(&(
+                    "aws:elasticbeanstalk:environment:process:default".into(),
+                    "HealthCheckPath".into(),
+                ))
             })
             .cloned()
             .unwrap_or_else(|| "/".into())
+    }
+
+    /// An option setting's value.
+    pub fn setting(&self, namespace: &str, option: &str) -> Option<&str> {
+        self.settings
+            .get(&(namespace.to_string(), option.to_string()))
+            .map(String::as_str)
+    }
+
+    /// Whether enhanced health reporting is on (`aws:elasticbeanstalk:healthreporting:system`).
+    pub fn enhanced_health(&self) -> bool {
+        self.setting("aws:elasticbeanstalk:healthreporting:system", "SystemType")
+            .is_none_or(|t| t == "enhanced")
     }
 
     /// The app's environment variables from the option settings.
@@ -236,6 +303,8 @@ pub struct Store {
     pub next_sequence: u64,
     /// Tags per resource ARN.
     pub tags: BTreeMap<String, BTreeMap<String, String>>,
+    /// What the router saw: one record per request it answered, newest last (FIDELITY.md, "Health").
+    pub requests: health::Requests,
 }
 
 impl Store {
@@ -341,6 +410,11 @@ pub fn handle(
         "CheckDNSAvailability" => plain(environments::check_dns(store, p)),
         "DescribeEnvironmentResources" => plain(environments::resources(store, p)),
         "DescribeEvents" => plain(events::describe(store, p)),
+        "DescribeEnvironmentHealth" => plain(health::describe_environment(store, p)),
+        "DescribeInstancesHealth" => plain(health::describe_instances(store, p)),
+        "ListAvailableSolutionStacks" => plain(platforms::list_stacks(store)),
+        "ListPlatformVersions" => plain(platforms::list_versions(store, p)),
+        "ListPlatformBranches" => plain(platforms::list_branches(store, p)),
         "UpdateTagsForResource" => templates::update_tags(store, request).map(|e| (None, e)),
         "ListTagsForResource" => plain(templates::list_tags(store, p)),
         other => Err(QueryError::new(

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::{
-    application_arn, environment_arn, option_settings, tags, template_arn, version_arn, OptionKey,
-    Store, Template,
+    application_arn, environment_arn, option_settings, platforms, tags, template_arn, version_arn,
+    OptionKey, Store, Template,
 };
 use crate::beanstalk::{Effect, Request, Severity};
 use crate::query::{Params, QueryError, Xml};
@@ -26,10 +26,37 @@ pub fn create_template(store: &mut Store, p: &Params) -> Result<String, QueryErr
             "Configuration Template {name} already exists."
         )));
     }
-    // The base: an environment's live configuration, another template, or a bare platform.
+    if store.templates.len() >= store.options.max_configuration_templates {
+        return Err(QueryError::new(
+            400,
+            "TooManyConfigurationTemplatesException",
+            format!(
+                "You cannot have more than {} Configuration Templates.",
+                store.options.max_configuration_templates
+            ),
+        ));
+    }
+    if p.get("SolutionStackName").is_some() && p.get("PlatformArn").is_some() {
+        return Err(QueryError::new(
+            400,
+            "InvalidParameterCombination",
+            "You can specify only one of SolutionStackName and PlatformArn.",
+        ));
+    }
+    // The base: an environment's live configuration (every option it has, defaults included), another
+    // template, or a bare platform with its defaults.
     let mut solution_stack = p.get("SolutionStackName").map(str::to_string);
     let mut platform_arn = p.get("PlatformArn").map(str::to_string);
     let mut settings: BTreeMap<OptionKey, String> = BTreeMap::new();
+    if solution_stack.is_some() || platform_arn.is_some() {
+        let platform =
+            platforms::resolve(store, solution_stack.as_deref(), platform_arn.as_deref())?;
+        solution_stack = Some(platform.stack());
+        platform_arn = Some(platform.arn());
+        if p.get("EnvironmentId").is_none() && p.get("SourceConfiguration.TemplateName").is_none() {
+            settings.extend(platforms::default_settings(&platform));
+        }
+    }
     if let Some(env_id) = p.get("EnvironmentId") {
         let env = store.find_env(Some(env_id), None)?;
         if env.application != application {
