@@ -390,7 +390,7 @@ pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table 
             .samples
             .iter()
             .filter(|s| s.at >= from && s.at <= d.window.1)
-            .copied()
+            .cloned()
             .collect();
         let swaps = d
             .run

@@ -144,6 +144,7 @@ mod tests {
                 at: Duration::from_millis(i * 100),
                 latency: Duration::from_millis(3),
                 status: if i == 50 { 502 } else { 200 },
+                version: None,
             })
             .collect();
         let spans = vec![Span {
