@@ -158,7 +158,7 @@ struct RunArgs {
     /// Requests per second the load probe sends to production.
     #[arg(long, default_value_t = 50)]
     probe_rate: u32,
-    /// Where the report (timeline.svg) goes.
+    /// Where the report (report.html, its screenshot report.png, timeline.svg) goes.
     #[arg(long, default_value = "target/beanswap")]
     report_dir: PathBuf,
     /// How long "CodePipeline" waits before re-invoking an action that is still in progress.
@@ -221,12 +221,12 @@ async fn main() -> ExitCode {
             };
             let v1 = root.join("examples/app");
             match beanswap_cli::run::changed_copy(&v1, tmp.path(), "second release\n") {
-                Ok(v2) => pipeline_run(run, vec![v1, v2]).await,
+                Ok(v2) => pipeline_run(run, vec![v1, v2], "beanswap demo").await,
                 Err(e) => Err(CliError::Local(e)),
             }
         }
         #[cfg(feature = "local")]
-        Command::Run { source, run } => pipeline_run(run, vec![source]).await,
+        Command::Run { source, run } => pipeline_run(run, vec![source], "beanswap run").await,
         Command::Status { target } => {
             let config =
                 ops::sdk_config(target.endpoint_url.as_deref(), target.region.as_deref()).await;
@@ -351,7 +351,11 @@ fn print(result: Result<String, String>) -> Result<ExitCode, CliError> {
 }
 
 #[cfg(feature = "local")]
-async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, CliError> {
+async fn pipeline_run(
+    args: RunArgs,
+    sources: Vec<PathBuf>,
+    title: &str,
+) -> Result<ExitCode, CliError> {
     let mut parameters = beanswap_cli::run::local_parameters();
     for p in &args.parameters {
         let (k, v) = p
@@ -387,6 +391,7 @@ async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, 
                 .map(|(endpoint, router)| RunningLocalAws { endpoint, router }),
         },
         domain: args.domain,
+        title: title.to_string(),
     };
     // Ctrl-C (or SIGTERM, SIGHUP) ends the run; dropping it stops local-aws, moto and every app they
     // started, which a plain exit would leave running.

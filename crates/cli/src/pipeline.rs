@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::build;
 use crate::local::LocalCloud;
-use crate::report::Span;
+use crate::report::{self, Span};
 use crate::template::{self, ActionDef, Pipeline};
 
 /// The bucket that plays the pipeline's artifact store.
@@ -67,11 +67,16 @@ pub struct ActionRun {
     pub invocations: usize,
     pub start: Duration,
     pub end: Duration,
+    /// The progress lines its reports added (what it waited on, a weighted step baking...), each when it
+    /// was reported.
+    pub lines: Vec<(Duration, String)>,
 }
 
 #[derive(Debug, Default)]
 pub struct RunResult {
     pub actions: Vec<ActionRun>,
+    /// Beanstalk's events as the run saw them, when it saw them.
+    pub events: Vec<report::Event>,
     /// `Namespace.Variable` -> value, everything the run produced.
     pub variables: BTreeMap<String, String>,
     pub failure: Option<PipelineError>,
@@ -83,9 +88,13 @@ impl RunResult {
             .iter()
             .map(|a| Span {
                 name: format!("{} / {}", a.stage, a.action),
+                lane: a.action.clone(),
                 start: a.start,
                 end: a.end,
                 ok: a.ok,
+                invocations: a.invocations,
+                lines: a.lines.clone(),
+                summary: a.summary.clone(),
             })
             .collect()
     }
@@ -139,6 +148,11 @@ struct Runner<'a> {
     execution: String,
     /// The last Beanstalk event shown.
     event_cursor: std::cell::Cell<u64>,
+    /// Every Beanstalk event shown, when it was seen.
+    events: std::cell::RefCell<Vec<report::Event>>,
+    epoch: Instant,
+    /// Invocations of the action under way (kept for the report when it fails).
+    invocations: std::cell::Cell<usize>,
 }
 
 /// Runs every stage in order; stops at the first failure with the action's message.
@@ -165,6 +179,9 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
         .into(),
         revision: String::new(),
         event_cursor: std::cell::Cell::new(cloud.event_cursor().await),
+        events: Default::default(),
+        epoch,
+        invocations: Default::default(),
         execution,
     };
     ui.line(&format!(
@@ -179,7 +196,8 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
             ui.event(
                 json!({"event": "action-started", "stage": stage.name, "action": action.name}),
             );
-            let outcome = runner.action(action, &spinner).await;
+            let mut lines = vec![];
+            let outcome = runner.action(action, &spinner, &mut lines).await;
             spinner.finish_and_clear();
             let end = epoch.elapsed();
             let took = end.saturating_sub(start).as_secs_f64();
@@ -195,6 +213,7 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
                         invocations,
                         start,
                         end,
+                        lines,
                     });
                 }
                 Err(message) => {
@@ -205,9 +224,10 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
                         action: action.name.clone(),
                         ok: false,
                         summary: message.clone(),
-                        invocations: 0,
+                        invocations: runner.invocations.get(),
                         start,
                         end,
+                        lines,
                     });
                     result.failure = Some(PipelineError::Action {
                         stage: stage.name.clone(),
@@ -219,6 +239,7 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
             }
         }
     }
+    result.events = runner.events.take();
     result.variables = runner.variables;
     result
 }
@@ -255,18 +276,27 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
 }
 
-/// Prints Beanstalk events recorded since `cursor` (read from an in-process local-aws directly: no API
-/// call).
-async fn show_events(
-    cloud: &LocalCloud,
-    ui: &Ui,
-    cursor: &std::cell::Cell<u64>,
-    spinner: &ProgressBar,
-) {
-    for (sequence, severity, environment, message) in cloud.events_after(cursor.get()).await {
-        cursor.set(sequence);
+/// Beanstalk's events as they are shown: where the last one shown is, and each one with when it was
+/// seen, for the report.
+struct Seen<'a> {
+    cursor: &'a std::cell::Cell<u64>,
+    events: &'a std::cell::RefCell<Vec<report::Event>>,
+    epoch: Instant,
+}
+
+/// Prints Beanstalk events recorded since the cursor (read from an in-process local-aws directly: no API
+/// call) and keeps them for the report.
+async fn show_events(cloud: &LocalCloud, ui: &Ui, seen: &Seen<'_>, spinner: &ProgressBar) {
+    for (sequence, severity, environment, message) in cloud.events_after(seen.cursor.get()).await {
+        seen.cursor.set(sequence);
         spinner.suspend(|| ui.line(&format!("    {environment}: {severity} {message}")));
         ui.event(json!({"event": "beanstalk", "environment": environment, "severity": severity, "message": message}));
+        seen.events.borrow_mut().push(report::Event {
+            at: seen.epoch.elapsed(),
+            severity,
+            environment,
+            message,
+        });
     }
 }
 
@@ -294,16 +324,19 @@ async fn ensure_bucket(s3: &aws_sdk_s3::Client) -> Result<(), PipelineError> {
 }
 
 impl Runner<'_> {
-    /// Runs one action: `(summary, invocations)` or the failure message.
+    /// Runs one action: `(summary, invocations)` or the failure message; its progress lines, each with
+    /// when it came, go to `lines`.
     async fn action(
         &mut self,
         action: &ActionDef,
         spinner: &ProgressBar,
+        lines: &mut Vec<(Duration, String)>,
     ) -> Result<(String, usize), String> {
+        self.invocations.set(0);
         match (action.category.as_str(), action.provider.as_str()) {
             ("Source", _) => self.source(action).await.map(|s| (s, 1)),
             ("Build", "CodeBuild") => self.build(action, spinner).await.map(|s| (s, 1)),
-            ("Invoke", "Lambda") => self.lambda(action, spinner).await,
+            ("Invoke", "Lambda") => self.lambda(action, spinner, lines).await,
             ("Approval", "Manual") => self.approve(action, spinner).await.map(|s| (s, 0)),
             (category, provider) => Err(format!(
                 "the local run does not support {category}/{provider} actions"
@@ -494,6 +527,7 @@ impl Runner<'_> {
         &mut self,
         action: &ActionDef,
         spinner: &ProgressBar,
+        lines: &mut Vec<(Duration, String)>,
     ) -> Result<(String, usize), String> {
         let binary_name = action
             .function
@@ -563,6 +597,7 @@ impl Runner<'_> {
         let mut token: Option<String> = None;
         let mut seen: BTreeSet<String> = BTreeSet::new();
         for invocation in 1.. {
+            self.invocations.set(invocation);
             let job_id = uuid::Uuid::new_v4().to_string();
             let mut data = json!({
                 "actionConfiguration": {"configuration": {"FunctionName": binary_name, "UserParameters": user_parameters}},
@@ -575,7 +610,12 @@ impl Runner<'_> {
             }
             let event = json!({"CodePipeline.job": {"id": job_id, "accountId": template::ACCOUNT, "data": data}});
             let answer = {
-                let (cloud, ui, cursor) = (self.cloud, self.ui, &self.event_cursor);
+                let (cloud, ui) = (self.cloud, self.ui);
+                let seen_events = Seen {
+                    cursor: &self.event_cursor,
+                    events: &self.events,
+                    epoch: self.epoch,
+                };
                 let function = self
                     .functions
                     .get_mut(&binary_name)
@@ -586,10 +626,10 @@ impl Runner<'_> {
                 let answer = loop {
                     tokio::select! {
                         r = &mut invoked => break r,
-                        _ = tokio::time::sleep(Duration::from_millis(250)) => show_events(cloud, ui, cursor, spinner).await,
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => show_events(cloud, ui, &seen_events, spinner).await,
                     }
                 };
-                show_events(cloud, ui, cursor, spinner).await;
+                show_events(cloud, ui, &seen_events, spinner).await;
                 answer
             };
             match answer.map_err(|e| e.to_string())? {
@@ -608,16 +648,23 @@ impl Runner<'_> {
                 return Err(template::text(&request["failureDetails"]["message"]));
             }
             let summary = template::text(&request["executionDetails"]["summary"]);
+            let reported = self.epoch.elapsed();
             for line in summary.lines().skip(1) {
                 if seen.insert(line.to_string()) {
                     spinner.suspend(|| self.ui.line(&format!("    {line}")));
                     self.ui
                         .event(json!({"event": "progress", "action": action.name, "line": line}));
+                    lines.push((reported, line.to_string()));
                 }
             }
             spinner.set_message(first_line(&summary).to_string());
             match request["continuationToken"].as_str() {
                 Some(t) => {
+                    // Each new state the job waits in (its first line) is a progress line too.
+                    let first = first_line(&summary);
+                    if lines.last().map(|(_, l)| l.as_str()) != Some(first) {
+                        lines.push((reported, first.to_string()));
+                    }
                     if started.elapsed() > self.options.action_timeout {
                         return Err(format!(
                             "still in progress after {}s (local action timeout); last: {summary}",

@@ -67,6 +67,7 @@ fn settings(sources: Vec<PathBuf>, extra: &[(&str, &str)], report: &Path) -> Set
         continuation_pause: Duration::from_millis(200),
         endpoints: Endpoints::default(),
         domain: None,
+        title: "pipeline test".into(),
     }
 }
 
@@ -351,10 +352,42 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
         report.contains(&format!("timeline: {}\n", outcome.svg.display())),
         "{report}"
     );
+    // The pictures: the probe saw which version answered, v1's commit then v2's, and production moved
+    // between them at the swap, with no answer from v1 after it (a CNAME swap is instant here).
+    let data = &outcome.data;
+    assert_eq!(data.totals(), outcome.probe);
+    assert_eq!(
+        data.versions(),
+        [
+            first["SourceVariables.CommitId"].clone(),
+            second["SourceVariables.CommitId"].clone()
+        ]
+    );
+    let moved = data.summary(1);
+    assert!(moved.swap_at.is_some(), "{:?}", data.marks);
+    assert_eq!(moved.old_after_swap, Some(0), "{moved:?}");
+    assert!(moved.cutover.is_some(), "{moved:?}");
+    assert_eq!(
+        data.summary(0).swap_at,
+        None,
+        "the first deployment moved nothing"
+    );
+    assert!(
+        data.marks
+            .iter()
+            .any(|m| m.kind == beanswap_cli::report::MarkKind::Termination),
+        "retire's termination is marked: {:?}",
+        data.marks
+    );
+    assert_eq!(data.summary(0).failures + moved.failures, 0);
     let svg = std::fs::read_to_string(&outcome.svg).unwrap();
     assert!(
-        svg.starts_with("<svg") && svg.contains("swap #1") && svg.contains("swap #2"),
+        svg.starts_with("<?xml") && svg.contains("swap #2") && svg.contains("0 failed;"),
         "{svg}"
+    );
+    assert!(
+        report.contains(&format!("report: {}\n", outcome.html.display())),
+        "{report}"
     );
 }
 
@@ -611,6 +644,9 @@ async fn the_cli_deploys_a_git_repository_on_running_servers_approved_by_a_keypr
 
     let report = events.last().unwrap();
     assert_eq!(report["event"], "report", "{report}");
+    let html = Path::new(report["html"].as_str().unwrap());
+    assert!(html.exists(), "{report}");
+
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["probe"]["failures"], 0, "{report}");
     assert!(
