@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -389,6 +391,23 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
         report.contains(&format!("report: {}\n", outcome.html.display())),
         "{report}"
     );
+    // The page of this real run, in a real browser: clean, and its failure count is the run's.
+    if let Some(chromium) = browser::chromium() {
+        let page = browser::render(&chromium, &outcome.html);
+        browser::assert_clean(&page);
+        assert_eq!(page.metric("page failures"), "0");
+        assert_eq!(
+            page.metric("page requests"),
+            outcome.probe.requests.to_string()
+        );
+        assert_eq!(page.found("table#summary tbody tr"), 2);
+        assert_eq!(page.found("#timeline g.lane"), ACTIONS.len() as u64);
+        let png = outcome.png.as_ref().expect("the run took a screenshot");
+        assert_eq!(
+            browser::png_size(png).0,
+            beanswap_cli::report::browser::WIDTH
+        );
+    }
 }
 
 #[tokio::test]
