@@ -126,6 +126,7 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
             action_timeout: Duration::from_secs(1800),
             domain: domain.clone(),
             log_dir: std::env::temp_dir(),
+            launch_delay: Some(config.launch_delay),
         };
         let run = pipeline::run(&cloud, &options, &ui, epoch).await;
         let end = probe.started.elapsed();

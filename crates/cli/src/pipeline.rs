@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub domain: Option<String>,
     /// Where each function's own log (its JSON lines) is written.
     pub log_dir: PathBuf,
+    /// How long an environment takes to launch here, when known: what stage's wait is expected to take.
+    pub launch_delay: Option<Duration>,
 }
 
 /// What one action did.
@@ -121,17 +123,79 @@ impl Ui {
     }
 
     fn spinner(&self, label: &str) -> ProgressBar {
-        if self.json || !std::io::stderr().is_terminal() {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
+        let bar = if self.json || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            let bar = ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        };
+        bar.set_style(spinner_style());
         bar.set_prefix(label.to_string());
-        bar.enable_steady_tick(Duration::from_millis(120));
         bar
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+/// A long wait that reports how far it is: the job's percentComplete as the bar, the time so far and,
+/// when known, the time it is expected to take.
+pub struct Wait {
+    pub percent: u8,
+    pub elapsed: Duration,
+    pub expected: Option<Duration>,
+    /// What it is waiting for (the job's latest summary line).
+    pub waiting_for: String,
+}
+
+impl Wait {
+    /// The line beside the bar: `12% · 3s of ~2m expected (launch delay) · waiting for ...`.
+    pub fn line(&self) -> String {
+        let secs = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+        let expected = match self.expected {
+            Some(e) if self.elapsed > e => format!(
+                " of ~{} expected (launch delay), {} over",
+                secs(e),
+                secs(self.elapsed - e)
+            ),
+            Some(e) => format!(" of ~{} expected (launch delay)", secs(e)),
+            None => String::new(),
+        };
+        format!(
+            "{}% · {}{expected} · waiting for: {}",
+            self.percent.min(100),
+            secs(self.elapsed),
+            self.waiting_for
+        )
+    }
+
+    /// The wait for `--json`.
+    pub fn event(&self, action: &str) -> Value {
+        json!({
+            "event": "waiting",
+            "action": action,
+            "percent": self.percent.min(100),
+            "elapsed_seconds": self.elapsed.as_secs_f64(),
+            "expected_seconds": self.expected.map(|e| e.as_secs_f64()),
+            "waiting_for": self.waiting_for,
+        })
+    }
+
+    /// Turns `bar` into a progress bar at this wait's percent, saying what it waits for.
+    pub fn show(&self, bar: &ProgressBar) {
+        if bar.length() != Some(100) {
+            bar.set_length(100);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} [{bar:24}] {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+        }
+        bar.set_position(u64::from(self.percent.min(100)));
+        bar.set_message(self.line());
     }
 }
 
@@ -285,9 +349,16 @@ struct Seen<'a> {
 }
 
 /// Prints Beanstalk events recorded since the cursor (read from an in-process local-aws directly: no API
-/// call) and keeps them for the report.
-async fn show_events(cloud: &LocalCloud, ui: &Ui, seen: &Seen<'_>, spinner: &ProgressBar) {
+/// call) and keeps them for the report. The last one, `environment: message`, if any came.
+async fn show_events(
+    cloud: &LocalCloud,
+    ui: &Ui,
+    seen: &Seen<'_>,
+    spinner: &ProgressBar,
+) -> Option<String> {
+    let mut last = None;
     for (sequence, severity, environment, message) in cloud.events_after(seen.cursor.get()).await {
+        last = Some(format!("{environment}: {message}"));
         seen.cursor.set(sequence);
         spinner.suspend(|| ui.line(&format!("    {environment}: {severity} {message}")));
         ui.event(json!({"event": "beanstalk", "environment": environment, "severity": severity, "message": message}));
@@ -298,6 +369,7 @@ async fn show_events(cloud: &LocalCloud, ui: &Ui, seen: &Seen<'_>, spinner: &Pro
             message,
         });
     }
+    last
 }
 
 async fn ensure_bucket(s3: &aws_sdk_s3::Client) -> Result<(), PipelineError> {
@@ -462,7 +534,7 @@ impl Runner<'_> {
             .tempdir()
             .map_err(|e| e.to_string())?;
         build::unpack(&zip, dir.path()).map_err(|e| e.to_string())?;
-        spinner.set_message("running buildspec.yml");
+        spinner.set_message("waiting for buildspec.yml's commands (the CodeBuild stand-in)");
         let env = vec![
             (
                 "CODEBUILD_RESOLVED_SOURCE_VERSION".to_string(),
@@ -513,6 +585,7 @@ impl Runner<'_> {
         match self.options.approval {
             Approval::Auto => Ok(format!("approved (--approve). {note}")),
             Approval::Ask => {
+                spinner.set_message("waiting for your answer (y and Enter to approve)");
                 spinner.suspend(|| eprintln!("{note}\nApprove {}? [y/N] ", action.name));
                 self.ui.event(
                     json!({"event": "approval-waiting", "action": action.name, "note": note}),
@@ -596,8 +669,29 @@ impl Runner<'_> {
         let started = Instant::now();
         let mut token: Option<String> = None;
         let mut seen: BTreeSet<String> = BTreeSet::new();
+        // Stage waits for a launch, and shows how far it is from the start: the local cloud's launch delay
+        // says how long that should take. Other actions show a bar once their job reports a percentage.
+        let mut waiting: Option<Wait> = (binary_name == "stage").then(|| Wait {
+            percent: 0,
+            elapsed: Duration::ZERO,
+            expected: self.options.launch_delay,
+            waiting_for: format!("{binary_name}'s first report"),
+        });
+        if let Some(wait) = &waiting {
+            wait.show(spinner);
+            self.ui.event(wait.event(&action.name));
+        }
         for invocation in 1.. {
             self.invocations.set(invocation);
+            match &mut waiting {
+                Some(wait) => {
+                    wait.elapsed = started.elapsed();
+                    wait.show(spinner);
+                }
+                None => spinner.set_message(format!(
+                    "waiting for {binary_name}'s answer (invocation {invocation})"
+                )),
+            }
             let job_id = uuid::Uuid::new_v4().to_string();
             let mut data = json!({
                 "actionConfiguration": {"configuration": {"FunctionName": binary_name, "UserParameters": user_parameters}},
@@ -626,7 +720,16 @@ impl Runner<'_> {
                 let answer = loop {
                     tokio::select! {
                         r = &mut invoked => break r,
-                        _ = tokio::time::sleep(Duration::from_millis(250)) => show_events(cloud, ui, &seen_events, spinner).await,
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                            let latest = show_events(cloud, ui, &seen_events, spinner).await;
+                            if let Some(wait) = &mut waiting {
+                                wait.elapsed = started.elapsed();
+                                if let Some(latest) = latest {
+                                    wait.waiting_for = latest;
+                                }
+                                wait.show(spinner);
+                            }
+                        }
                     }
                 };
                 show_events(cloud, ui, &seen_events, spinner).await;
@@ -657,7 +760,6 @@ impl Runner<'_> {
                     lines.push((reported, line.to_string()));
                 }
             }
-            spinner.set_message(first_line(&summary).to_string());
             match request["continuationToken"].as_str() {
                 Some(t) => {
                     // Each new state the job waits in (its first line) is a progress line too.
@@ -665,6 +767,18 @@ impl Runner<'_> {
                     if lines.last().map(|(_, l)| l.as_str()) != Some(first) {
                         lines.push((reported, first.to_string()));
                     }
+                    // CodePipeline shows percentComplete as the job's progress; so does the bar.
+                    let wait = Wait {
+                        percent: request["executionDetails"]["percentComplete"]
+                            .as_u64()
+                            .map_or(0, |p| p.min(100) as u8),
+                        elapsed: started.elapsed(),
+                        expected: waiting.as_ref().and_then(|w| w.expected),
+                        waiting_for: first_line(&summary).to_string(),
+                    };
+                    wait.show(spinner);
+                    self.ui.event(wait.event(&action.name));
+                    waiting = Some(wait);
                     if started.elapsed() > self.options.action_timeout {
                         return Err(format!(
                             "still in progress after {}s (local action timeout); last: {summary}",
@@ -695,6 +809,35 @@ impl Runner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_shows_the_jobs_percent_its_time_against_the_launch_delay_and_what_it_waits_for() {
+        let bar = ProgressBar::hidden();
+        let mut wait = Wait {
+            percent: 12,
+            elapsed: Duration::from_millis(3_400),
+            expected: Some(Duration::from_secs(120)),
+            waiting_for: "shop-1a2b is Launching / Grey after 3s".into(),
+        };
+        wait.show(&bar);
+        assert_eq!((bar.length(), bar.position()), (Some(100), 12));
+        assert_eq!(
+            bar.message(),
+            "12% · 3s of ~2m expected (launch delay) · waiting for: shop-1a2b is Launching / Grey after 3s"
+        );
+        wait.elapsed = Duration::from_secs(150);
+        wait.percent = 200;
+        wait.show(&bar);
+        assert_eq!(bar.position(), 100, "never past the end");
+        assert!(
+            bar.message()
+                .starts_with("100% · 2m 30s of ~2m expected (launch delay), 30s over · "),
+            "{}",
+            bar.message()
+        );
+        wait.expected = None;
+        assert!(wait.line().contains(" · 2m 30s · waiting for: shop-1a2b"));
+    }
 
     #[tokio::test]
     async fn the_approval_reads_one_line_and_approves_only_on_yes() {

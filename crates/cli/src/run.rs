@@ -307,6 +307,11 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
             action_timeout: Duration::from_secs(1800),
             log_dir: settings.report_dir.clone(),
             domain: domain.clone(),
+            launch_delay: settings
+                .endpoints
+                .local_aws
+                .is_none()
+                .then_some(settings.launch_delay),
         };
         // Counted between the deployments, so each one's calls are its own.
         let before = cloud.calls().await.unwrap_or_default();
@@ -328,7 +333,14 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         }
     }
     // Keep probing a moment after the last swap, so its aftermath is measured too.
+    ui.line("measuring production for one more second after the last deployment");
     tokio::time::sleep(Duration::from_secs(1)).await;
+    if probe.in_flight() > 0 {
+        ui.line(&format!(
+            "waiting for the probe's {} requests in flight to end",
+            probe.in_flight()
+        ));
+    }
     let samples = probe.stop().await;
     let end = epoch.elapsed();
     let summary = probe::summarize(&samples);

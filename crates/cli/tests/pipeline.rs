@@ -661,6 +661,21 @@ async fn the_cli_deploys_a_git_repository_on_running_servers_approved_by_a_keypr
         "Beanstalk events are shown: {events:#?}"
     );
 
+    // Stage's wait said how far it was and what it waited for; a running local-aws's launch delay is
+    // its own, so no time is expected.
+    let waits: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "waiting" && e["action"] == "Stage")
+        .collect();
+    assert!(!waits.is_empty(), "{events:#?}");
+    for w in &waits {
+        assert!(w["percent"].as_u64().unwrap() <= 100, "{w}");
+        assert!(
+            w["waiting_for"].as_str().is_some_and(|s| !s.is_empty()),
+            "{w}"
+        );
+        assert_eq!(w["expected_seconds"], Value::Null, "{w}");
+    }
     let report = events.last().unwrap();
     assert_eq!(report["event"], "report", "{report}");
     let html = Path::new(report["html"].as_str().unwrap());
@@ -718,7 +733,10 @@ async fn ctrl_c_ends_moto_local_aws_the_functions_and_the_apps() {
             .next()
             .await
             .expect("the run ended before the Stage action");
-        if event["event"] == "action-started" && event["stage"] == "Stage" {
+        // Stage's wait says what it expects: the launch delay of the local cloud this run started.
+        if event["event"] == "waiting" && event["action"] == "Stage" {
+            assert_eq!(event["expected_seconds"], 0.5, "{event}");
+            assert_eq!(event["percent"], 0, "{event}");
             break;
         }
     }
