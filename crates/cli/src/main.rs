@@ -161,6 +161,10 @@ struct RunArgs {
     /// Where the report (report.html, its screenshot report.png, timeline.svg) goes.
     #[arg(long, default_value = "target/beanswap")]
     report_dir: PathBuf,
+    /// Open the report when the run ends (with xdg-open, or open on macOS, when there is a display;
+    /// its path is printed otherwise).
+    #[arg(long)]
+    open: bool,
     /// How long "CodePipeline" waits before re-invoking an action that is still in progress.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     continuation_pause: Duration,
@@ -405,11 +409,48 @@ async fn pipeline_run(
     if !args.json {
         println!("{}", outcome.report);
     }
+    if args.open {
+        open(&outcome.html, &ui);
+    }
     Ok(if outcome.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Opens the report for a person: with the desktop's opener when there is a display, else says where it
+/// is.
+#[cfg(feature = "local")]
+fn open(report: &Path, ui: &Ui) {
+    let display = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let opener = beanswap_cli::run::opener(
+        std::env::consts::OS,
+        display("DISPLAY") || display("WAYLAND_DISPLAY"),
+    );
+    let path = report
+        .canonicalize()
+        .unwrap_or_else(|_| report.to_path_buf());
+    match opener {
+        Some(program) => match std::process::Command::new(program)
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(_) => ui.line(&format!("opened {} with {program}", path.display())),
+            Err(e) => ui.line(&format!(
+                "could not open the report with {program} ({e}); it is at {}",
+                path.display()
+            )),
+        },
+        None => ui.line(&format!(
+            "no display to open the report on; it is at {}",
+            path.display()
+        )),
+    }
+    ui.event(json!({"event": "open", "path": path.display().to_string(), "with": opener}));
 }
 
 #[cfg(feature = "local")]

@@ -478,6 +478,16 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     })
 }
 
+/// What opens a file for a person on `os` (`std::env::consts::OS`): `open` on macOS, `xdg-open`
+/// elsewhere when there is a display; nothing without one.
+pub fn opener(os: &str, display: bool) -> Option<&'static str> {
+    match os {
+        "macos" => Some("open"),
+        _ if display => Some("xdg-open"),
+        _ => None,
+    }
+}
+
 /// Calls made between two counts.
 pub fn diff(
     after: &BTreeMap<String, u64>,
@@ -549,6 +559,15 @@ pub fn changed_copy(source: &Path, into: &Path, marker: &str) -> Result<PathBuf,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_report_opens_with_the_desktops_opener_only_where_there_is_a_display() {
+        assert_eq!(opener("linux", true), Some("xdg-open"));
+        assert_eq!(opener("linux", false), None);
+        assert_eq!(opener("freebsd", true), Some("xdg-open"));
+        // macOS's `open` needs no DISPLAY.
+        assert_eq!(opener("macos", false), Some("open"));
+    }
 
     #[test]
     fn each_deployment_counts_only_the_calls_made_during_it() {

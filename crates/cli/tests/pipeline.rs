@@ -507,10 +507,15 @@ struct Cli {
 
 impl Cli {
     fn start(args: &[&str]) -> Cli {
+        Cli::start_with(args, &[])
+    }
+
+    fn start_with(args: &[&str], env: &[(&str, String)]) -> Cli {
         let marker = uuid::Uuid::new_v4().to_string();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_beanswap"))
             .args(args)
             .current_dir(root())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("BEANSWAP_CLI_TEST", &marker)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -575,28 +580,54 @@ async fn the_cli_deploys_a_git_repository_on_running_servers_approved_by_a_keypr
         cloud.moto.endpoint(),
     );
     let template = root().join("pipeline-template.json");
-    let mut cli = Cli::start(&[
-        "run",
-        "--source",
-        repo.to_str().unwrap(),
-        "--template",
-        template.to_str().unwrap(),
-        "--json",
-        "--launch-delay",
-        "500ms",
-        "--continuation-pause",
-        "200ms",
-        "--probe-rate",
-        "20",
-        "--report-dir",
-        report_dir.to_str().unwrap(),
-        "--endpoint-url",
-        &endpoint,
-        "--router-url",
-        &router,
-        "--moto-url",
-        &moto,
-    ]);
+    // A desktop's opener that notes what it was asked to open.
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = tmp.path().join("opened");
+    std::fs::write(
+        bin.join("xdg-open"),
+        format!(
+            "#!/bin/sh\necho \"$1\" > {}.tmp && mv {0}.tmp {0}\n",
+            opened.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(bin.join("xdg-open"))
+        .status()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cli = Cli::start_with(
+        &[
+            "run",
+            "--open",
+            "--source",
+            repo.to_str().unwrap(),
+            "--template",
+            template.to_str().unwrap(),
+            "--json",
+            "--launch-delay",
+            "500ms",
+            "--continuation-pause",
+            "200ms",
+            "--probe-rate",
+            "20",
+            "--report-dir",
+            report_dir.to_str().unwrap(),
+            "--endpoint-url",
+            &endpoint,
+            "--router-url",
+            &router,
+            "--moto-url",
+            &moto,
+        ],
+        &[("PATH", path), ("DISPLAY", ":99".into())],
+    );
     let mut events = vec![];
     while let Some(event) = cli.next().await {
         if event["event"] == "approval-waiting" {
@@ -676,10 +707,29 @@ async fn the_cli_deploys_a_git_repository_on_running_servers_approved_by_a_keypr
         );
         assert_eq!(w["expected_seconds"], Value::Null, "{w}");
     }
-    let report = events.last().unwrap();
-    assert_eq!(report["event"], "report", "{report}");
+    // --open: the report, opened with the desktop's opener, as the last thing the run did.
+    let open = events.last().unwrap();
+    assert_eq!(open["event"], "open", "{open}");
+    assert_eq!(open["with"], "xdg-open", "{open}");
+    let waited = Instant::now();
+    while !opened.exists() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "xdg-open never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "report")
+        .unwrap();
     let html = Path::new(report["html"].as_str().unwrap());
     assert!(html.exists(), "{report}");
+    assert_eq!(
+        std::fs::read_to_string(&opened).unwrap().trim(),
+        html.canonicalize().unwrap().display().to_string()
+    );
 
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["probe"]["failures"], 0, "{report}");
