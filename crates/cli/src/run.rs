@@ -337,7 +337,7 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     if probe.in_flight() > 0 {
         ui.line(&format!(
-            "waiting for the probe's {} requests in flight to end",
+            "waiting for the probe's requests in flight to end ({})",
             probe.in_flight()
         ));
     }

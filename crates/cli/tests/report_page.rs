@@ -305,7 +305,7 @@ fn the_report_page_renders_clean_and_shows_the_runs_numbers() {
     assert_eq!(page.metric("#2 old-after-swap"), "1");
     assert_eq!(
         page.metric("#2 cutover"),
-        report::seconds(second.cutover.unwrap())
+        report::brief(second.cutover.unwrap())
     );
     assert_eq!(page.metric("#1 cutover"), "nothing to move");
 

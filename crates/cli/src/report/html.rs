@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::svg::{timeline, version_name};
-use super::{escape, seconds, Run};
+use super::{brief, escape, seconds, Run};
 
 const STYLE: &str = r#"
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; margin: 24px;
@@ -141,7 +141,7 @@ moment they were sent; grey ones went out before production first answered.</p><
             None => r#"<span class="muted">unknown</span>"#.into(),
         };
         let (old, cutover) = match (s.old_after_swap, s.cutover) {
-            (Some(old), Some(c)) => (old.to_string(), seconds(c)),
+            (Some(old), Some(c)) => (old.to_string(), brief(c)),
             (Some(old), None) => (old.to_string(), "never".into()),
             _ if d.failure.is_some() => ("—".into(), "no swap".into()),
             _ => ("—".into(), "nothing to move".into()),
@@ -250,7 +250,7 @@ mod tests {
         assert!(page.contains(r#"data-metric="before-production">20<"#));
         assert!(page.contains(r##"<tr data-deployment="#2">"##));
         assert!(page.contains(r#"data-metric="old-after-swap">1<"#));
-        assert!(page.contains(r#"data-metric="cutover">0.2s<"#));
+        assert!(page.contains(r#"data-metric="cutover">200 ms<"#));
         assert!(page.contains("ElasticBeanstalk 5, S3 2"));
         assert!(page.contains(r#"<p id="verdict" class="verdict fail">FAIL: 1 of 80"#));
         assert!(page.contains(r#"<svg xmlns="http://www.w3.org/2000/svg" id="timeline""#));

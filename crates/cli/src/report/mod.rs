@@ -167,7 +167,8 @@ pub struct DeploymentSummary {
     pub failures: usize,
     /// Requests sent before production first answered (not requests, not failures).
     pub before_production: usize,
-    /// When production moved to this deployment's environment.
+    /// When production moved to this deployment's environment: the swap's marker, or the first answer
+    /// by this version if that came sooner (the marker is when the run saw the swap, a moment late).
     pub swap_at: Option<Duration>,
     /// Good answers from any other version after the swap.
     pub old_after_swap: Option<usize>,
@@ -331,11 +332,15 @@ impl Run {
         let is_up = |s: &&&Sample| up.is_some_and(|u| s.at >= u);
         let requests = inside.iter().filter(is_up).count();
         let failures = inside.iter().filter(is_up).filter(|s| !s.ok()).count();
+        let first_answer = inside
+            .iter()
+            .find(|s| s.ok() && s.version.is_some() && s.version == d.version)
+            .map(|s| s.at);
         let swap_at = self
             .marks
             .iter()
             .find(|m| m.kind == MarkKind::Swap && m.at >= from && m.at < to)
-            .map(|m| m.at);
+            .map(|m| first_answer.map_or(m.at, |f| f.min(m.at)));
         let (old_after_swap, cutover) = match (swap_at, &d.version) {
             (Some(at), Some(new)) => {
                 let after: Vec<&&Sample> = inside
@@ -426,11 +431,21 @@ pub fn marks(deployments: &[Deployment], events: &[Event]) -> Vec<Mark> {
     let mut out = vec![];
     for d in deployments {
         for a in d.actions.iter().filter(|a| a.name.starts_with("Swap /")) {
-            let swaps: Vec<&Event> = events
+            // Beanstalk records a CNAME swap once for each of its two environments: events seen within
+            // a second of each other are one swap.
+            let mut swaps: Vec<&Event> = vec![];
+            for e in events
                 .iter()
                 .filter(|e| e.message.starts_with(CNAME_SWAPPED))
                 .filter(|e| e.at >= a.start && e.at <= a.end + Duration::from_secs(1))
-                .collect();
+            {
+                if swaps
+                    .last()
+                    .is_none_or(|s| e.at.saturating_sub(s.at) >= Duration::from_secs(1))
+                {
+                    swaps.push(e);
+                }
+            }
             let moved_back = MOVED_BACK.iter().any(|m| a.summary.contains(m));
             let nothing_moved = a.summary.contains("nothing changed");
             match swaps.first() {
@@ -497,6 +512,15 @@ pub fn seconds(d: Duration) -> String {
         format!("{s:.1}s")
     } else {
         format!("{}m {:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+/// A short span for a person: `35 ms` under a second, else as [`seconds`].
+pub fn brief(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        seconds(d)
     }
 }
 
@@ -729,6 +753,49 @@ pub(crate) mod tests {
                 (MarkKind::Rollback, ms(12_000), "rollback #3"),
             ]
         );
+    }
+
+    #[test]
+    fn a_cname_swap_recorded_for_both_environments_is_one_swap_and_a_second_one_a_rollback() {
+        let swapped = "Completed swapping CNAMEs for environments 'a' and 'b'.";
+        let mut swap = span("Swap / Swap", 1_000, 9_000);
+        let d = |actions| Deployment {
+            label: "#2".into(),
+            actions,
+            ..Deployment::default()
+        };
+        let once = [event(2_000, "a", swapped), event(2_004, "b", swapped)];
+        let got: Vec<MarkKind> = marks(&[d(vec![swap.clone()])], &once)
+            .iter()
+            .map(|m| m.kind)
+            .collect();
+        assert_eq!(got, [MarkKind::Swap]);
+        // Moved, verified badly, moved back: two swaps, the second a rollback.
+        swap.ok = false;
+        let twice = [
+            event(2_000, "a", swapped),
+            event(2_004, "b", swapped),
+            event(5_000, "a", swapped),
+            event(5_001, "b", swapped),
+        ];
+        let got: Vec<(MarkKind, Duration)> = marks(&[d(vec![swap])], &twice)
+            .iter()
+            .map(|m| (m.kind, m.at))
+            .collect();
+        assert_eq!(
+            got,
+            [(MarkKind::Swap, ms(2_000)), (MarkKind::Rollback, ms(5_000))]
+        );
+    }
+
+    #[test]
+    fn the_swap_is_the_first_answer_by_the_new_version_when_the_marker_was_seen_late() {
+        let mut run = two_deployments();
+        // The run saw the swap 300 ms after v2 first answered (at 6.1 s).
+        run.marks[0].at = ms(6_400);
+        let s = run.summary(1);
+        assert_eq!(s.swap_at, Some(ms(6_100)));
+        assert_eq!((s.old_after_swap, s.cutover), (Some(1), Some(ms(200))));
     }
 
     #[test]
