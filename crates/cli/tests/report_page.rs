@@ -309,6 +309,14 @@ fn the_report_page_renders_clean_and_shows_the_runs_numbers() {
     );
     assert_eq!(page.metric("#1 cutover"), "nothing to move");
 
+    // The height the CLI's own screenshot is taken at (it measures nothing) covers the page.
+    let estimate = report::browser::page_height(&run);
+    eprintln!("page {} px tall, estimated {estimate}", page.height());
+    assert!(
+        (page.height().saturating_sub(40)..page.height() + 250).contains(&estimate),
+        "estimated {estimate} px for a page {} px tall",
+        page.height()
+    );
     // A screenshot next to the page, the page's whole height.
     let png = written.html.with_file_name("report.png");
     report::browser::screenshot(&chromium, &written.html, &png, page.height()).unwrap();

@@ -144,7 +144,7 @@ pub fn screenshot(chromium: &Path, page: &Path, png: &Path, height: u32) -> Resu
 /// About how tall the page is: the timeline, and the rest above and below it.
 pub fn page_height(run: &super::Run) -> u32 {
     let (_, timeline) = super::svg::timeline(run);
-    (timeline + 520.0 + 64.0 * run.deployments.len() as f64) as u32
+    (timeline + 700.0 + 80.0 * run.deployments.len() as f64) as u32
 }
 
 #[cfg(test)]
