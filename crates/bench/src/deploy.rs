@@ -153,6 +153,9 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     }
     // Keep probing a moment after the last swap, so its aftermath is measured too.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some(last) = deployments.last_mut() {
+        pipeline::later_events(&cloud, &ui, &mut last.run, epoch).await;
+    }
     let samples = probe.stop().await;
     let peaks_kib = sampler.peaks();
     drop(sampler);

@@ -79,6 +79,8 @@ pub struct RunResult {
     pub actions: Vec<ActionRun>,
     /// Beanstalk's events as the run saw them, when it saw them.
     pub events: Vec<report::Event>,
+    /// Where the events shown end: [`later_events`] goes on from here.
+    pub event_cursor: u64,
     /// `Namespace.Variable` -> value, everything the run produced.
     pub variables: BTreeMap<String, String>,
     pub failure: Option<PipelineError>,
@@ -304,8 +306,25 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
         }
     }
     result.events = runner.events.take();
+    result.event_cursor = runner.event_cursor.get();
     result.variables = runner.variables;
     result
+}
+
+/// Shows and keeps the Beanstalk events that came after `result`'s run ended: a termination retire
+/// began finishes later, and a running local-aws is asked at most once a second, so the last action's
+/// last events can come after it.
+pub async fn later_events(cloud: &LocalCloud, ui: &Ui, result: &mut RunResult, epoch: Instant) {
+    let events = std::cell::RefCell::new(std::mem::take(&mut result.events));
+    let cursor = std::cell::Cell::new(result.event_cursor);
+    let seen = Seen {
+        cursor: &cursor,
+        events: &events,
+        epoch,
+    };
+    show_events(cloud, ui, &seen, &ProgressBar::hidden()).await;
+    result.events = events.take();
+    result.event_cursor = cursor.get();
 }
 
 /// Reads one line from `input` on a thread of its own: a read blocked on the terminal must not hold up

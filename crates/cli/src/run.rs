@@ -335,6 +335,9 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     // Keep probing a moment after the last swap, so its aftermath is measured too.
     ui.line("measuring production for one more second after the last deployment");
     tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some(last) = runs.last_mut() {
+        pipeline::later_events(&cloud, ui, last, epoch).await;
+    }
     if probe.in_flight() > 0 {
         ui.line(&format!(
             "waiting for the probe's requests in flight to end ({})",
