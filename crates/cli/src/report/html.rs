@@ -168,15 +168,18 @@ moment they were sent; grey ones went out before production first answered.</p><
     let all_calls: u64 = summaries.iter().flat_map(|s| s.calls.values()).sum();
     let _ = write!(
         p,
-        r#"</tbody><tfoot><tr><th>the run</th><td></td><td class="num">{}</td><td class="num" data-metric="failures-total">{}</td><td class="num">{}</td><td class="num">{old_after_swap}</td><td></td><td>{all_calls} calls</td><td id="run-verdict">{}</td></tr></tfoot></table>
+        r#"</tbody><tfoot><tr><th>the run</th><td></td><td class="num">{}</td><td class="num" data-metric="failures-total">{}</td><td class="num">{}</td><td class="num">{old_after_swap}</td><td></td><td>{all_calls} calls</td><td id="run-verdict" class="verdict {class}" title="{verdict}">{word}</td></tr></tfoot></table>
 <p class="muted">Each deployment counts the requests sent from its start to the next one's. The swap is Beanstalk's
-“Completed swapping CNAMEs” event as the run saw it, or the swap action's end when production moved by Route 53;
-full cutover is the first answer by the new version after which no other version answered.</p></section>
+“Completed swapping CNAMEs” event as the run saw it (the swap action's end when production moved by Route 53), or
+the new version's first answer if that came sooner; full cutover is the first answer by the new version after which
+no other version answered.</p></section>
 "#,
         totals.requests,
         totals.failures,
         totals.before_up,
-        escape(&run.verdict())
+        class = if run.ok() { "pass" } else { "fail" },
+        verdict = escape(&run.verdict()),
+        word = if run.ok() { "PASS" } else { "FAIL" },
     );
 
     let actions: usize = run.deployments.iter().map(|d| d.actions.len()).sum();
@@ -253,6 +256,7 @@ mod tests {
         assert!(page.contains(r#"data-metric="cutover">200 ms<"#));
         assert!(page.contains("ElasticBeanstalk 5, S3 2"));
         assert!(page.contains(r#"<p id="verdict" class="verdict fail">FAIL: 1 of 80"#));
+        assert!(page.contains(r#"id="run-verdict" class="verdict fail" title="FAIL: 1 of 80"#));
         assert!(page.contains(r#"<svg xmlns="http://www.w3.org/2000/svg" id="timeline""#));
     }
 }
