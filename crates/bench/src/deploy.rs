@@ -43,13 +43,7 @@ pub struct DemoRun {
     pub peaks_kib: BTreeMap<String, u64>,
 }
 
-fn diff(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0).min(*v)))
-        .filter(|(_, v)| *v > 0)
-        .collect()
-}
+use beanswap_cli::run::diff;
 
 pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     let root = &config.root;
@@ -111,11 +105,12 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     let epoch = Instant::now();
     let probe = Probe::start(
         cloud.aws.router_addr(),
-        production,
+        production.clone(),
         "/version".into(),
         config.probe_rate,
     );
     let mut deployments = vec![];
+    let mut pictured = vec![];
     let mut failure = None;
     for (i, source) in [v1, v2].into_iter().enumerate() {
         crate::progress(&format!("deployment {} of 2: {}", i + 1, source.display()));
@@ -131,10 +126,18 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
             action_timeout: Duration::from_secs(1800),
             domain: domain.clone(),
             log_dir: std::env::temp_dir(),
+            launch_delay: Some(config.launch_delay),
         };
         let run = pipeline::run(&cloud, &options, &ui, epoch).await;
         let end = probe.started.elapsed();
         let calls = diff(&cloud.call_counts(), &before);
+        pictured.push(beanswap_cli::report::Deployment::from_run(
+            i,
+            &options.source,
+            &run,
+            calls.clone(),
+            (start, end),
+        ));
         if let Some(f) = &run.failure {
             failure = Some(format!("deployment {} failed: {f}", i + 1));
         }
@@ -150,9 +153,33 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     }
     // Keep probing a moment after the last swap, so its aftermath is measured too.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some(last) = deployments.last_mut() {
+        pipeline::later_events(&cloud, &ui, &mut last.run, epoch).await;
+    }
     let samples = probe.stop().await;
     let peaks_kib = sampler.peaks();
     drop(sampler);
+    let events = deployments
+        .iter()
+        .flat_map(|d: &Deployment| d.run.events.iter().cloned())
+        .collect();
+    let data = beanswap_cli::report::Run::new(
+        format!("beanswap-bench deployments ({})", swap_mode(config)),
+        format!("http://{production}/version"),
+        samples.clone(),
+        pictured,
+        events,
+        epoch.elapsed(),
+    );
+    match beanswap_cli::report::write(&data, &config.report_dir) {
+        Ok(written) => {
+            crate::progress(&format!("deployments' report: {}", written.html.display()));
+            if let Some(png) = beanswap_cli::run::screenshot(&data, &written.html, &ui).await {
+                crate::progress(&format!("its screenshot: {}", png.display()));
+            }
+        }
+        Err(e) => crate::progress(&format!("no report of the deployments: {e}")),
+    }
     if let Some(f) = failure {
         return Err(f);
     }
@@ -390,7 +417,7 @@ pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table 
             .samples
             .iter()
             .filter(|s| s.at >= from && s.at <= d.window.1)
-            .copied()
+            .cloned()
             .collect();
         let swaps = d
             .run

@@ -59,6 +59,9 @@ struct Args {
     /// Only these points (e.g. `--only 1,2`); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
+    /// Where the deployments' report (report.html, report.png, timeline.svg) goes.
+    #[arg(long, default_value = "target/beanswap")]
+    report_dir: PathBuf,
 }
 
 pub struct Config {
@@ -74,6 +77,7 @@ pub struct Config {
     pub probe_rate: u32,
     pub continuation_pause: Duration,
     pub domain: Option<String>,
+    pub report_dir: PathBuf,
 }
 
 pub fn progress(message: &str) {
@@ -236,6 +240,7 @@ async fn run(args: Args, root: PathBuf) -> ExitCode {
             Duration::from_secs(1)
         }),
         domain: args.domain.clone(),
+        report_dir: args.report_dir.clone(),
     };
     let wants = |n: u8| args.only.is_empty() || args.only.contains(&n);
 

@@ -44,7 +44,10 @@ fn the_short_benchmark_runs_every_point_and_its_goals_hold() {
         std::io::Write::write_all(&mut zip, &arm64_elf_header()).expect("zip write");
         zip.finish().expect("zip finish");
     }
+    let report = tempfile::tempdir().expect("report dir");
     let out = Command::new(binary)
+        .arg("--report-dir")
+        .arg(report.path())
         .args(["--short", "--bin-dir"])
         .arg(bin_dir)
         .arg("--lambda-dir")
@@ -114,4 +117,23 @@ fn the_short_benchmark_runs_every_point_and_its_goals_hold() {
         .parse()
         .unwrap();
     assert!(route53 > 0, "{measured}");
+    // The deployment points write the run's page: both deployments, and the failures the downtime
+    // table counts (zero, as its goal says).
+    let page = std::fs::read_to_string(report.path().join("report.html"))
+        .unwrap_or_else(|e| panic!("no report.html ({e}):\n{stderr}"));
+    assert!(
+        page.contains(r#"<span class="value" data-metric="failures">0</span>"#),
+        "{page}"
+    );
+    for d in ["#1", "#2"] {
+        assert!(
+            page.contains(&format!(r#"<tr data-deployment="{d}">"#)),
+            "{page}"
+        );
+    }
+    assert!(
+        page.contains(r#"class="marker" data-kind="swap""#),
+        "{page}"
+    );
+    assert!(report.path().join("timeline.svg").exists());
 }

@@ -159,9 +159,13 @@ struct RunArgs {
     /// Requests per second the load probe sends to production.
     #[arg(long, default_value_t = 50)]
     probe_rate: u32,
-    /// Where the report (timeline.svg) goes.
+    /// Where the report (report.html, its screenshot report.png, timeline.svg) goes.
     #[arg(long, default_value = "target/beanswap")]
     report_dir: PathBuf,
+    /// Open the report when the run ends (with xdg-open, or open on macOS, when there is a display;
+    /// its path is printed otherwise).
+    #[arg(long)]
+    open: bool,
     /// How long "CodePipeline" waits before re-invoking an action that is still in progress.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     continuation_pause: Duration,
@@ -222,12 +226,12 @@ async fn main() -> ExitCode {
             };
             let v1 = root.join("examples/app");
             match beanswap_cli::run::changed_copy(&v1, tmp.path(), "second release\n") {
-                Ok(v2) => pipeline_run(run, vec![v1, v2]).await,
+                Ok(v2) => pipeline_run(run, vec![v1, v2], "beanswap demo").await,
                 Err(e) => Err(CliError::Local(e)),
             }
         }
         #[cfg(feature = "local")]
-        Command::Run { source, run } => pipeline_run(run, vec![source]).await,
+        Command::Run { source, run } => pipeline_run(run, vec![source], "beanswap run").await,
         Command::Status { target } => {
             let config =
                 ops::sdk_config(target.endpoint_url.as_deref(), target.region.as_deref()).await;
@@ -357,7 +361,11 @@ fn print(result: Result<String, String>) -> Result<ExitCode, CliError> {
 }
 
 #[cfg(feature = "local")]
-async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, CliError> {
+async fn pipeline_run(
+    args: RunArgs,
+    sources: Vec<PathBuf>,
+    title: &str,
+) -> Result<ExitCode, CliError> {
     let mut parameters = beanswap_cli::run::local_parameters();
     for p in &args.parameters {
         let (k, v) = p
@@ -393,6 +401,7 @@ async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, 
                 .map(|(endpoint, router)| RunningLocalAws { endpoint, router }),
         },
         domain: args.domain,
+        title: title.to_string(),
     };
     // Ctrl-C (or SIGTERM, SIGHUP) ends the run; dropping it stops local-aws, moto and every app they
     // started, which a plain exit would leave running.
@@ -406,11 +415,48 @@ async fn pipeline_run(args: RunArgs, sources: Vec<PathBuf>) -> Result<ExitCode, 
     if !args.json {
         println!("{}", outcome.report);
     }
+    if args.open {
+        open(&outcome.html, &ui);
+    }
     Ok(if outcome.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Opens the report for a person: with the desktop's opener when there is a display, else says where it
+/// is.
+#[cfg(feature = "local")]
+fn open(report: &Path, ui: &Ui) {
+    let display = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let opener = beanswap_cli::run::opener(
+        std::env::consts::OS,
+        display("DISPLAY") || display("WAYLAND_DISPLAY"),
+    );
+    let path = report
+        .canonicalize()
+        .unwrap_or_else(|_| report.to_path_buf());
+    match opener {
+        Some(program) => match std::process::Command::new(program)
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(_) => ui.line(&format!("opened {} with {program}", path.display())),
+            Err(e) => ui.line(&format!(
+                "could not open the report with {program} ({e}); it is at {}",
+                path.display()
+            )),
+        },
+        None => ui.line(&format!(
+            "no display to open the report on; it is at {}",
+            path.display()
+        )),
+    }
+    ui.event(json!({"event": "open", "path": path.display().to_string(), "with": opener}));
 }
 
 #[cfg(feature = "local")]

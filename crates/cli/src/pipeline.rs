@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::build;
 use crate::local::LocalCloud;
-use crate::report::Span;
+use crate::report::{self, Span};
 use crate::template::{self, ActionDef, Pipeline};
 
 /// The bucket that plays the pipeline's artifact store.
@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub domain: Option<String>,
     /// Where each function's own log (its JSON lines) is written.
     pub log_dir: PathBuf,
+    /// How long an environment takes to launch here, when known: what stage's wait is expected to take.
+    pub launch_delay: Option<Duration>,
 }
 
 /// What one action did.
@@ -67,11 +69,18 @@ pub struct ActionRun {
     pub invocations: usize,
     pub start: Duration,
     pub end: Duration,
+    /// The progress lines its reports added (what it waited on, a weighted step baking...), each when it
+    /// was reported.
+    pub lines: Vec<(Duration, String)>,
 }
 
 #[derive(Debug, Default)]
 pub struct RunResult {
     pub actions: Vec<ActionRun>,
+    /// Beanstalk's events as the run saw them, when it saw them.
+    pub events: Vec<report::Event>,
+    /// Where the events shown end: [`later_events`] goes on from here.
+    pub event_cursor: u64,
     /// `Namespace.Variable` -> value, everything the run produced.
     pub variables: BTreeMap<String, String>,
     pub failure: Option<PipelineError>,
@@ -83,9 +92,13 @@ impl RunResult {
             .iter()
             .map(|a| Span {
                 name: format!("{} / {}", a.stage, a.action),
+                lane: a.action.clone(),
                 start: a.start,
                 end: a.end,
                 ok: a.ok,
+                invocations: a.invocations,
+                lines: a.lines.clone(),
+                summary: a.summary.clone(),
             })
             .collect()
     }
@@ -112,17 +125,79 @@ impl Ui {
     }
 
     fn spinner(&self, label: &str) -> ProgressBar {
-        if self.json || !std::io::stderr().is_terminal() {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
+        let bar = if self.json || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            let bar = ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        };
+        bar.set_style(spinner_style());
         bar.set_prefix(label.to_string());
-        bar.enable_steady_tick(Duration::from_millis(120));
         bar
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+/// A long wait that reports how far it is: the job's percentComplete as the bar, the time so far and,
+/// when known, the time it is expected to take.
+pub struct Wait {
+    pub percent: u8,
+    pub elapsed: Duration,
+    pub expected: Option<Duration>,
+    /// What it is waiting for (the job's latest summary line).
+    pub waiting_for: String,
+}
+
+impl Wait {
+    /// The line beside the bar: `12% · 3s of ~2m expected (launch delay) · waiting for ...`.
+    pub fn line(&self) -> String {
+        let secs = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+        let expected = match self.expected {
+            Some(e) if self.elapsed > e => format!(
+                " of ~{} expected (launch delay), {} over",
+                secs(e),
+                secs(self.elapsed - e)
+            ),
+            Some(e) => format!(" of ~{} expected (launch delay)", secs(e)),
+            None => String::new(),
+        };
+        format!(
+            "{}% · {}{expected} · waiting for: {}",
+            self.percent.min(100),
+            secs(self.elapsed),
+            self.waiting_for
+        )
+    }
+
+    /// The wait for `--json`.
+    pub fn event(&self, action: &str) -> Value {
+        json!({
+            "event": "waiting",
+            "action": action,
+            "percent": self.percent.min(100),
+            "elapsed_seconds": self.elapsed.as_secs_f64(),
+            "expected_seconds": self.expected.map(|e| e.as_secs_f64()),
+            "waiting_for": self.waiting_for,
+        })
+    }
+
+    /// Turns `bar` into a progress bar at this wait's percent, saying what it waits for.
+    pub fn show(&self, bar: &ProgressBar) {
+        if bar.length() != Some(100) {
+            bar.set_length(100);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} [{bar:24}] {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+        }
+        bar.set_position(u64::from(self.percent.min(100)));
+        bar.set_message(self.line());
     }
 }
 
@@ -139,6 +214,11 @@ struct Runner<'a> {
     execution: String,
     /// The last Beanstalk event shown.
     event_cursor: std::cell::Cell<u64>,
+    /// Every Beanstalk event shown, when it was seen.
+    events: std::cell::RefCell<Vec<report::Event>>,
+    epoch: Instant,
+    /// Invocations of the action under way (kept for the report when it fails).
+    invocations: std::cell::Cell<usize>,
 }
 
 /// Runs every stage in order; stops at the first failure with the action's message.
@@ -165,6 +245,9 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
         .into(),
         revision: String::new(),
         event_cursor: std::cell::Cell::new(cloud.event_cursor().await),
+        events: Default::default(),
+        epoch,
+        invocations: Default::default(),
         execution,
     };
     ui.line(&format!(
@@ -179,7 +262,8 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
             ui.event(
                 json!({"event": "action-started", "stage": stage.name, "action": action.name}),
             );
-            let outcome = runner.action(action, &spinner).await;
+            let mut lines = vec![];
+            let outcome = runner.action(action, &spinner, &mut lines).await;
             spinner.finish_and_clear();
             let end = epoch.elapsed();
             let took = end.saturating_sub(start).as_secs_f64();
@@ -195,6 +279,7 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
                         invocations,
                         start,
                         end,
+                        lines,
                     });
                 }
                 Err(message) => {
@@ -205,9 +290,10 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
                         action: action.name.clone(),
                         ok: false,
                         summary: message.clone(),
-                        invocations: 0,
+                        invocations: runner.invocations.get(),
                         start,
                         end,
+                        lines,
                     });
                     result.failure = Some(PipelineError::Action {
                         stage: stage.name.clone(),
@@ -219,8 +305,26 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
             }
         }
     }
+    result.events = runner.events.take();
+    result.event_cursor = runner.event_cursor.get();
     result.variables = runner.variables;
     result
+}
+
+/// Shows and keeps the Beanstalk events that came after `result`'s run ended: a termination retire
+/// began finishes later, and a running local-aws is asked at most once a second, so the last action's
+/// last events can come after it.
+pub async fn later_events(cloud: &LocalCloud, ui: &Ui, result: &mut RunResult, epoch: Instant) {
+    let events = std::cell::RefCell::new(std::mem::take(&mut result.events));
+    let cursor = std::cell::Cell::new(result.event_cursor);
+    let seen = Seen {
+        cursor: &cursor,
+        events: &events,
+        epoch,
+    };
+    show_events(cloud, ui, &seen, &ProgressBar::hidden()).await;
+    result.events = events.take();
+    result.event_cursor = cursor.get();
 }
 
 /// Reads one line from `input` on a thread of its own: a read blocked on the terminal must not hold up
@@ -255,19 +359,36 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
 }
 
-/// Prints Beanstalk events recorded since `cursor` (read from an in-process local-aws directly: no API
-/// call).
+/// Beanstalk's events as they are shown: where the last one shown is, and each one with when it was
+/// seen, for the report.
+struct Seen<'a> {
+    cursor: &'a std::cell::Cell<u64>,
+    events: &'a std::cell::RefCell<Vec<report::Event>>,
+    epoch: Instant,
+}
+
+/// Prints Beanstalk events recorded since the cursor (read from an in-process local-aws directly: no API
+/// call) and keeps them for the report. The last one, `environment: message`, if any came.
 async fn show_events(
     cloud: &LocalCloud,
     ui: &Ui,
-    cursor: &std::cell::Cell<u64>,
+    seen: &Seen<'_>,
     spinner: &ProgressBar,
-) {
-    for (sequence, severity, environment, message) in cloud.events_after(cursor.get()).await {
-        cursor.set(sequence);
+) -> Option<String> {
+    let mut last = None;
+    for (sequence, severity, environment, message) in cloud.events_after(seen.cursor.get()).await {
+        last = Some(format!("{environment}: {message}"));
+        seen.cursor.set(sequence);
         spinner.suspend(|| ui.line(&format!("    {environment}: {severity} {message}")));
         ui.event(json!({"event": "beanstalk", "environment": environment, "severity": severity, "message": message}));
+        seen.events.borrow_mut().push(report::Event {
+            at: seen.epoch.elapsed(),
+            severity,
+            environment,
+            message,
+        });
     }
+    last
 }
 
 async fn ensure_bucket(s3: &aws_sdk_s3::Client) -> Result<(), PipelineError> {
@@ -294,16 +415,19 @@ async fn ensure_bucket(s3: &aws_sdk_s3::Client) -> Result<(), PipelineError> {
 }
 
 impl Runner<'_> {
-    /// Runs one action: `(summary, invocations)` or the failure message.
+    /// Runs one action: `(summary, invocations)` or the failure message; its progress lines, each with
+    /// when it came, go to `lines`.
     async fn action(
         &mut self,
         action: &ActionDef,
         spinner: &ProgressBar,
+        lines: &mut Vec<(Duration, String)>,
     ) -> Result<(String, usize), String> {
+        self.invocations.set(0);
         match (action.category.as_str(), action.provider.as_str()) {
             ("Source", _) => self.source(action).await.map(|s| (s, 1)),
             ("Build", "CodeBuild") => self.build(action, spinner).await.map(|s| (s, 1)),
-            ("Invoke", "Lambda") => self.lambda(action, spinner).await,
+            ("Invoke", "Lambda") => self.lambda(action, spinner, lines).await,
             ("Approval", "Manual") => self.approve(action, spinner).await.map(|s| (s, 0)),
             (category, provider) => Err(format!(
                 "the local run does not support {category}/{provider} actions"
@@ -429,7 +553,7 @@ impl Runner<'_> {
             .tempdir()
             .map_err(|e| e.to_string())?;
         build::unpack(&zip, dir.path()).map_err(|e| e.to_string())?;
-        spinner.set_message("running buildspec.yml");
+        spinner.set_message("waiting for buildspec.yml's commands (the CodeBuild stand-in)");
         let env = vec![
             (
                 "CODEBUILD_RESOLVED_SOURCE_VERSION".to_string(),
@@ -480,6 +604,7 @@ impl Runner<'_> {
         match self.options.approval {
             Approval::Auto => Ok(format!("approved (--approve). {note}")),
             Approval::Ask => {
+                spinner.set_message("waiting for your answer (y and Enter to approve)");
                 spinner.suspend(|| eprintln!("{note}\nApprove {}? [y/N] ", action.name));
                 self.ui.event(
                     json!({"event": "approval-waiting", "action": action.name, "note": note}),
@@ -494,6 +619,7 @@ impl Runner<'_> {
         &mut self,
         action: &ActionDef,
         spinner: &ProgressBar,
+        lines: &mut Vec<(Duration, String)>,
     ) -> Result<(String, usize), String> {
         let binary_name = action
             .function
@@ -562,7 +688,29 @@ impl Runner<'_> {
         let started = Instant::now();
         let mut token: Option<String> = None;
         let mut seen: BTreeSet<String> = BTreeSet::new();
+        // Stage waits for a launch, and shows how far it is from the start: the local cloud's launch delay
+        // says how long that should take. Other actions show a bar once their job reports a percentage.
+        let mut waiting: Option<Wait> = (binary_name == "stage").then(|| Wait {
+            percent: 0,
+            elapsed: Duration::ZERO,
+            expected: self.options.launch_delay,
+            waiting_for: format!("{binary_name}'s first report"),
+        });
+        if let Some(wait) = &waiting {
+            wait.show(spinner);
+            self.ui.event(wait.event(&action.name));
+        }
         for invocation in 1.. {
+            self.invocations.set(invocation);
+            match &mut waiting {
+                Some(wait) => {
+                    wait.elapsed = started.elapsed();
+                    wait.show(spinner);
+                }
+                None => spinner.set_message(format!(
+                    "waiting for {binary_name}'s answer (invocation {invocation})"
+                )),
+            }
             let job_id = uuid::Uuid::new_v4().to_string();
             let mut data = json!({
                 "actionConfiguration": {"configuration": {"FunctionName": binary_name, "UserParameters": user_parameters}},
@@ -575,7 +723,12 @@ impl Runner<'_> {
             }
             let event = json!({"CodePipeline.job": {"id": job_id, "accountId": template::ACCOUNT, "data": data}});
             let answer = {
-                let (cloud, ui, cursor) = (self.cloud, self.ui, &self.event_cursor);
+                let (cloud, ui) = (self.cloud, self.ui);
+                let seen_events = Seen {
+                    cursor: &self.event_cursor,
+                    events: &self.events,
+                    epoch: self.epoch,
+                };
                 let function = self
                     .functions
                     .get_mut(&binary_name)
@@ -586,10 +739,19 @@ impl Runner<'_> {
                 let answer = loop {
                     tokio::select! {
                         r = &mut invoked => break r,
-                        _ = tokio::time::sleep(Duration::from_millis(250)) => show_events(cloud, ui, cursor, spinner).await,
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                            let latest = show_events(cloud, ui, &seen_events, spinner).await;
+                            if let Some(wait) = &mut waiting {
+                                wait.elapsed = started.elapsed();
+                                if let Some(latest) = latest {
+                                    wait.waiting_for = latest;
+                                }
+                                wait.show(spinner);
+                            }
+                        }
                     }
                 };
-                show_events(cloud, ui, cursor, spinner).await;
+                show_events(cloud, ui, &seen_events, spinner).await;
                 answer
             };
             match answer.map_err(|e| e.to_string())? {
@@ -608,16 +770,34 @@ impl Runner<'_> {
                 return Err(template::text(&request["failureDetails"]["message"]));
             }
             let summary = template::text(&request["executionDetails"]["summary"]);
+            let reported = self.epoch.elapsed();
             for line in summary.lines().skip(1) {
                 if seen.insert(line.to_string()) {
                     spinner.suspend(|| self.ui.line(&format!("    {line}")));
                     self.ui
                         .event(json!({"event": "progress", "action": action.name, "line": line}));
+                    lines.push((reported, line.to_string()));
                 }
             }
-            spinner.set_message(first_line(&summary).to_string());
             match request["continuationToken"].as_str() {
                 Some(t) => {
+                    // Each new state the job waits in (its first line) is a progress line too.
+                    let first = first_line(&summary);
+                    if lines.last().map(|(_, l)| l.as_str()) != Some(first) {
+                        lines.push((reported, first.to_string()));
+                    }
+                    // CodePipeline shows percentComplete as the job's progress; so does the bar.
+                    let wait = Wait {
+                        percent: request["executionDetails"]["percentComplete"]
+                            .as_u64()
+                            .map_or(0, |p| p.min(100) as u8),
+                        elapsed: started.elapsed(),
+                        expected: waiting.as_ref().and_then(|w| w.expected),
+                        waiting_for: first_line(&summary).to_string(),
+                    };
+                    wait.show(spinner);
+                    self.ui.event(wait.event(&action.name));
+                    waiting = Some(wait);
                     if started.elapsed() > self.options.action_timeout {
                         return Err(format!(
                             "still in progress after {}s (local action timeout); last: {summary}",
@@ -648,6 +828,35 @@ impl Runner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_shows_the_jobs_percent_its_time_against_the_launch_delay_and_what_it_waits_for() {
+        let bar = ProgressBar::hidden();
+        let mut wait = Wait {
+            percent: 12,
+            elapsed: Duration::from_millis(3_400),
+            expected: Some(Duration::from_secs(120)),
+            waiting_for: "shop-1a2b is Launching / Grey after 3s".into(),
+        };
+        wait.show(&bar);
+        assert_eq!((bar.length(), bar.position()), (Some(100), 12));
+        assert_eq!(
+            bar.message(),
+            "12% · 3s of ~2m expected (launch delay) · waiting for: shop-1a2b is Launching / Grey after 3s"
+        );
+        wait.elapsed = Duration::from_secs(150);
+        wait.percent = 200;
+        wait.show(&bar);
+        assert_eq!(bar.position(), 100, "never past the end");
+        assert!(
+            bar.message()
+                .starts_with("100% · 2m 30s of ~2m expected (launch delay), 30s over · "),
+            "{}",
+            bar.message()
+        );
+        wait.expected = None;
+        assert!(wait.line().contains(" · 2m 30s · waiting for: shop-1a2b"));
+    }
 
     #[tokio::test]
     async fn the_approval_reads_one_line_and_approves_only_on_yes() {

@@ -1,6 +1,7 @@
 //! The load probe: a steady stream of requests to the production URL for the whole run, so "zero
 //! downtime" is measured, not claimed. Requests before production first answers don't count as failures
-//! (there is nothing to take down yet); every one after does.
+//! (there is nothing to take down yet); every one after does. Each answer records which version of the
+//! app gave it (its `X-App-Version` header, or the body of the version path), so a cutover can be seen.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,14 +11,22 @@ use std::time::{Duration, Instant};
 /// A request that has not answered by then is a failure.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The response header the example app names its version in (examples/app/app.py).
+pub const VERSION_HEADER: &str = "x-app-version";
+
+/// The longest version string kept: a commit id, a label, not a page.
+const MAX_VERSION: usize = 64;
+
 /// One request's fate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// Since the probe started.
     pub at: Duration,
     pub latency: Duration,
     /// HTTP status, or 0 when the request failed without one.
     pub status: u16,
+    /// The version of the app that answered, when it said.
+    pub version: Option<String>,
 }
 
 impl Sample {
@@ -76,22 +85,30 @@ impl Probe {
                     tokio::spawn(async move {
                         let at = started.elapsed();
                         let sent = Instant::now();
-                        let status = match http.get(&url).header("host", &host).send().await {
-                            Ok(r) => {
-                                let status = r.status().as_u16();
-                                // Read the body: a response cut off mid-way is a failure too.
-                                if r.bytes().await.is_ok() {
-                                    status
-                                } else {
-                                    0
+                        let (status, version) =
+                            match http.get(&url).header("host", &host).send().await {
+                                Ok(r) => {
+                                    let status = r.status().as_u16();
+                                    let header = r
+                                        .headers()
+                                        .get(VERSION_HEADER)
+                                        .and_then(|v| v.to_str().ok())
+                                        .map(str::to_string);
+                                    // Read the body: a response cut off mid-way is a failure too.
+                                    match r.bytes().await {
+                                        Ok(body) => {
+                                            (status, answered_by(status, header.as_deref(), &body))
+                                        }
+                                        Err(_) => (0, None),
+                                    }
                                 }
-                            }
-                            Err(_) => 0,
-                        };
+                                Err(_) => (0, None),
+                            };
                         let sample = Sample {
                             at,
                             latency: sent.elapsed(),
                             status,
+                            version,
                         };
                         if let Ok(mut s) = samples.lock() {
                             s.push(sample);
@@ -108,6 +125,11 @@ impl Probe {
             task,
             started,
         }
+    }
+
+    /// Requests sent and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     pub fn samples(&self) -> Vec<Sample> {
@@ -141,6 +163,23 @@ impl Probe {
     }
 }
 
+/// The version that answered: the version header, or else a good answer's body when it is one short
+/// line (the probe asks the version path, whose body is the version).
+pub fn answered_by(status: u16, header: Option<&str>, body: &[u8]) -> Option<String> {
+    let clean = |v: &str| {
+        let v = v.trim();
+        (!v.is_empty() && v.len() <= MAX_VERSION && !v.contains(char::is_whitespace))
+            .then(|| v.to_string())
+    };
+    if let Some(v) = header.and_then(clean) {
+        return Some(v);
+    }
+    if !(200..300).contains(&status) {
+        return None;
+    }
+    std::str::from_utf8(body).ok().and_then(clean)
+}
+
 pub fn summarize(samples: &[Sample]) -> Summary {
     let Some(first_ok) = samples.iter().position(Sample::ok) else {
         return Summary {
@@ -166,7 +205,27 @@ mod tests {
             at: Duration::from_millis(ms),
             latency: Duration::from_millis(ms / 10),
             status,
+            version: None,
         }
+    }
+
+    #[test]
+    fn the_answering_version_comes_from_the_header_or_the_version_body() {
+        assert_eq!(
+            answered_by(200, Some("abc123"), b"other\n").as_deref(),
+            Some("abc123")
+        );
+        assert_eq!(
+            answered_by(200, None, b"abc123\n").as_deref(),
+            Some("abc123")
+        );
+        // An error page is not a version; an error with the header still names who answered.
+        assert_eq!(answered_by(502, None, b"bad gateway"), None);
+        assert_eq!(answered_by(503, Some("v1"), b"").as_deref(), Some("v1"));
+        // A page is not a version either.
+        assert_eq!(answered_by(200, None, b"<html> a page </html>"), None);
+        assert_eq!(answered_by(200, None, "x".repeat(65).as_bytes()), None);
+        assert_eq!(answered_by(200, Some("  "), b""), None);
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct Settings {
     pub endpoints: Endpoints,
     /// Serve production on this custom domain through Route 53 (see [`serve_domain`]).
     pub domain: Option<String>,
+    /// What the report calls the run (`beanswap demo`, ...).
+    pub title: String,
 }
 
 /// What a whole run (one or more deployments) measured.
@@ -69,8 +71,15 @@ pub struct Outcome {
     pub runs: Vec<RunResult>,
     pub probe: probe::Summary,
     pub calls: BTreeMap<String, u64>,
+    /// The text report.
     pub report: String,
+    /// What the pictures show.
+    pub data: report::Run,
     pub svg: PathBuf,
+    /// `report.html`.
+    pub html: PathBuf,
+    /// Its screenshot, when a Chromium was there to take it.
+    pub png: Option<PathBuf>,
     pub ok: bool,
 }
 
@@ -279,6 +288,7 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         settings.probe_rate,
     );
     let mut runs = vec![];
+    let mut deployments = vec![];
     let mut ok = true;
     for (i, source) in settings.sources.iter().enumerate() {
         ui.line(&format!(
@@ -297,8 +307,24 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
             action_timeout: Duration::from_secs(1800),
             log_dir: settings.report_dir.clone(),
             domain: domain.clone(),
+            launch_delay: settings
+                .endpoints
+                .local_aws
+                .is_none()
+                .then_some(settings.launch_delay),
         };
+        // Counted between the deployments, so each one's calls are its own.
+        let before = cloud.calls().await.unwrap_or_default();
+        let start = epoch.elapsed();
         let result = pipeline::run(&cloud, &options, ui, epoch).await;
+        let calls = diff(&cloud.calls().await.unwrap_or_default(), &before);
+        deployments.push(report::Deployment::from_run(
+            i,
+            source,
+            &result,
+            calls,
+            (start, epoch.elapsed()),
+        ));
         let failed = result.failure.is_some();
         runs.push(result);
         if failed {
@@ -307,29 +333,34 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         }
     }
     // Keep probing a moment after the last swap, so its aftermath is measured too.
+    ui.line("measuring production for one more second after the last deployment");
     tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some(last) = runs.last_mut() {
+        pipeline::later_events(&cloud, ui, last, epoch).await;
+    }
+    if probe.in_flight() > 0 {
+        ui.line(&format!(
+            "waiting for the probe's requests in flight to end ({})",
+            probe.in_flight()
+        ));
+    }
     let samples = probe.stop().await;
+    let end = epoch.elapsed();
     let summary = probe::summarize(&samples);
     let calls = cloud.calls().await?;
 
-    let mut spans = vec![];
-    let mut marks = vec![];
-    for (i, r) in runs.iter().enumerate() {
-        for mut span in r.spans() {
-            span.name = format!("#{} {}", i + 1, span.name);
-            spans.push(span);
-        }
-        for a in &r.actions {
-            if a.stage == "Swap" && a.ok {
-                marks.push((a.end, format!("swap #{}", i + 1)));
-            }
-        }
-    }
-    std::fs::create_dir_all(&settings.report_dir)
-        .map_err(|e| format!("{}: {e}", settings.report_dir.display()))?;
-    let svg = settings.report_dir.join("timeline.svg");
-    std::fs::write(&svg, report::svg(&samples, &spans, &marks))
-        .map_err(|e| format!("{}: {e}", svg.display()))?;
+    let events = runs.iter().flat_map(|r| r.events.iter().cloned()).collect();
+    let data = report::Run::new(
+        settings.title.clone(),
+        format!("http://{host}/version"),
+        samples,
+        deployments,
+        events,
+        end,
+    );
+    let written = report::write(&data, &settings.report_dir)?;
+    let svg = written.svg.clone();
+    let png = screenshot(&data, &written.html, ui).await;
 
     let environments = eb
         .describe_environments()
@@ -417,6 +448,10 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         summary.max_latency.as_millis(),
         summary.before_up
     );
+    let _ = writeln!(text, "report: {}", written.html.display());
+    if let Some(png) = &png {
+        let _ = writeln!(text, "screenshot: {}", png.display());
+    }
     let _ = writeln!(text, "timeline: {}", svg.display());
     let _ = writeln!(
         text,
@@ -429,6 +464,8 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         "probe": {"requests": summary.requests, "failures": summary.failures, "max_latency_ms": summary.max_latency.as_millis() as u64},
         "calls": calls,
         "timeline": svg.display().to_string(),
+        "html": written.html.display().to_string(),
+        "screenshot": png.as_ref().map(|p| p.display().to_string()),
         "variables": runs.last().map(|r| json!(r.variables)).unwrap_or(Value::Null),
     }));
     Ok(Outcome {
@@ -437,8 +474,67 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         probe: summary,
         calls,
         report: text,
+        data,
         svg,
+        html: written.html,
+        png,
     })
+}
+
+/// What opens a file for a person on `os` (`std::env::consts::OS`): `open` on macOS, `xdg-open`
+/// elsewhere when there is a display; nothing without one.
+pub fn opener(os: &str, display: bool) -> Option<&'static str> {
+    match os {
+        "macos" => Some("open"),
+        _ if display => Some("xdg-open"),
+        _ => None,
+    }
+}
+
+/// Calls made between two counts.
+pub fn diff(
+    after: &BTreeMap<String, u64>,
+    before: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.saturating_sub(before.get(k).copied().unwrap_or(0)),
+            )
+        })
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+/// A screenshot of the page next to it (`report.png`), when a Chromium is there to take one.
+pub async fn screenshot(data: &report::Run, html: &Path, ui: &Ui) -> Option<PathBuf> {
+    let Some(chromium) = report::browser::find() else {
+        ui.line("no screenshot of the report: no Chromium found (apt-get install chromium)");
+        return None;
+    };
+    ui.line("waiting for Chromium to take the report's screenshot");
+    let png = html.with_file_name("report.png");
+    let (page, to, height) = (
+        html.to_path_buf(),
+        png.clone(),
+        report::browser::page_height(data),
+    );
+    // On a thread of its own: the runtime still answers Ctrl-C meanwhile.
+    let taken = tokio::task::spawn_blocking(move || {
+        report::browser::screenshot(&chromium, &page, &to, height)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    match taken {
+        Ok(()) => Some(png),
+        Err(e) => {
+            ui.line(&format!("no screenshot of the report: {e}"));
+            None
+        }
+    }
 }
 
 /// A copy of `source` with a change, so the second deployment of the demo is a new version.
@@ -461,4 +557,32 @@ pub fn changed_copy(source: &Path, into: &Path, marker: &str) -> Result<PathBuf,
     }
     std::fs::write(target.join("RELEASE"), marker).map_err(|e| e.to_string())?;
     Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_opens_with_the_desktops_opener_only_where_there_is_a_display() {
+        assert_eq!(opener("linux", true), Some("xdg-open"));
+        assert_eq!(opener("linux", false), None);
+        assert_eq!(opener("freebsd", true), Some("xdg-open"));
+        // macOS's `open` needs no DISPLAY.
+        assert_eq!(opener("macos", false), Some("open"));
+    }
+
+    #[test]
+    fn each_deployment_counts_only_the_calls_made_during_it() {
+        let before: BTreeMap<String, u64> = [("S3.PutObject".to_string(), 3)].into();
+        let after: BTreeMap<String, u64> = [
+            ("S3.PutObject".to_string(), 5),
+            ("ElasticBeanstalk.SwapEnvironmentCNAMEs".to_string(), 1),
+        ]
+        .into();
+        let d = diff(&after, &before);
+        assert_eq!(d["S3.PutObject"], 2);
+        assert_eq!(d["ElasticBeanstalk.SwapEnvironmentCNAMEs"], 1);
+        assert_eq!(diff(&before, &before), BTreeMap::new());
+    }
 }

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +69,7 @@ fn settings(sources: Vec<PathBuf>, extra: &[(&str, &str)], report: &Path) -> Set
         continuation_pause: Duration::from_millis(200),
         endpoints: Endpoints::default(),
         domain: None,
+        title: "pipeline test".into(),
     }
 }
 
@@ -351,11 +354,69 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
         report.contains(&format!("timeline: {}\n", outcome.svg.display())),
         "{report}"
     );
+    // The pictures: the probe saw which version answered, v1's commit then v2's, and production moved
+    // between them at the swap, with no answer from v1 after it (a CNAME swap is instant here).
+    let data = &outcome.data;
+    assert_eq!(data.totals(), outcome.probe);
+    assert_eq!(
+        data.versions(),
+        [
+            first["SourceVariables.CommitId"].clone(),
+            second["SourceVariables.CommitId"].clone()
+        ]
+    );
+    let moved = data.summary(1);
+    assert!(moved.swap_at.is_some(), "{:?}", data.marks);
+    assert_eq!(moved.old_after_swap, Some(0), "{moved:?}");
+    assert!(moved.cutover.is_some(), "{moved:?}");
+    assert_eq!(
+        data.summary(0).swap_at,
+        None,
+        "the first deployment moved nothing"
+    );
+    // The swap (once: Beanstalk records it for each environment, which is no rollback) and retire's
+    // termination of v1's environment are marked.
+    let kinds: Vec<_> = data.marks.iter().map(|m| m.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            beanswap_cli::report::MarkKind::Swap,
+            beanswap_cli::report::MarkKind::Termination
+        ],
+        "{:?}",
+        data.marks
+    );
+    assert_eq!(data.summary(0).failures + moved.failures, 0);
     let svg = std::fs::read_to_string(&outcome.svg).unwrap();
     assert!(
-        svg.starts_with("<svg") && svg.contains("swap #1") && svg.contains("swap #2"),
+        svg.starts_with("<?xml") && svg.contains("swap #2") && svg.contains("0 failed;"),
         "{svg}"
     );
+    assert!(
+        report.contains(&format!("report: {}\n", outcome.html.display())),
+        "{report}"
+    );
+    // The page of this real run, in a real browser: clean, and its failure count is the run's.
+    if let Some(chromium) = browser::chromium() {
+        let page = browser::render(&chromium, &outcome.html);
+        browser::assert_clean(&page);
+        assert_eq!(page.metric("page failures"), "0");
+        assert_eq!(
+            page.metric("page requests"),
+            outcome.probe.requests.to_string()
+        );
+        assert_eq!(page.found("table#summary tbody tr"), 2);
+        assert_eq!(page.found("#timeline g.lane"), ACTIONS.len() as u64);
+        // The run's own screenshot, at the height it estimated, holds the whole page.
+        let png = outcome.png.as_ref().expect("the run took a screenshot");
+        let (width, height) = browser::png_size(png);
+        assert_eq!(width, beanswap_cli::report::browser::WIDTH);
+        assert!(
+            height + 40 >= page.height(),
+            "a {height} px screenshot of a {} px page",
+            page.height()
+        );
+    }
 }
 
 #[tokio::test]
@@ -455,10 +516,15 @@ struct Cli {
 
 impl Cli {
     fn start(args: &[&str]) -> Cli {
+        Cli::start_with(args, &[])
+    }
+
+    fn start_with(args: &[&str], env: &[(&str, String)]) -> Cli {
         let marker = uuid::Uuid::new_v4().to_string();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_beanswap"))
             .args(args)
             .current_dir(root())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("BEANSWAP_CLI_TEST", &marker)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -523,28 +589,54 @@ async fn the_cli_deploys_a_git_repository_on_running_servers_approved_by_a_keypr
         cloud.moto.endpoint(),
     );
     let template = root().join("pipeline-template.json");
-    let mut cli = Cli::start(&[
-        "run",
-        "--source",
-        repo.to_str().unwrap(),
-        "--template",
-        template.to_str().unwrap(),
-        "--json",
-        "--launch-delay",
-        "500ms",
-        "--continuation-pause",
-        "200ms",
-        "--probe-rate",
-        "20",
-        "--report-dir",
-        report_dir.to_str().unwrap(),
-        "--endpoint-url",
-        &endpoint,
-        "--router-url",
-        &router,
-        "--moto-url",
-        &moto,
-    ]);
+    // A desktop's opener that notes what it was asked to open.
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = tmp.path().join("opened");
+    std::fs::write(
+        bin.join("xdg-open"),
+        format!(
+            "#!/bin/sh\necho \"$1\" > {}.tmp && mv {0}.tmp {0}\n",
+            opened.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(bin.join("xdg-open"))
+        .status()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cli = Cli::start_with(
+        &[
+            "run",
+            "--open",
+            "--source",
+            repo.to_str().unwrap(),
+            "--template",
+            template.to_str().unwrap(),
+            "--json",
+            "--launch-delay",
+            "500ms",
+            "--continuation-pause",
+            "200ms",
+            "--probe-rate",
+            "20",
+            "--report-dir",
+            report_dir.to_str().unwrap(),
+            "--endpoint-url",
+            &endpoint,
+            "--router-url",
+            &router,
+            "--moto-url",
+            &moto,
+        ],
+        &[("PATH", path), ("DISPLAY", ":99".into())],
+    );
     let mut events = vec![];
     while let Some(event) = cli.next().await {
         if event["event"] == "approval-waiting" {
@@ -609,8 +701,45 @@ async fn the_cli_deploys_a_git_repository_on_running_servers_approved_by_a_keypr
         "Beanstalk events are shown: {events:#?}"
     );
 
-    let report = events.last().unwrap();
-    assert_eq!(report["event"], "report", "{report}");
+    // Stage's wait said how far it was and what it waited for; a running local-aws's launch delay is
+    // its own, so no time is expected.
+    let waits: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "waiting" && e["action"] == "Stage")
+        .collect();
+    assert!(!waits.is_empty(), "{events:#?}");
+    for w in &waits {
+        assert!(w["percent"].as_u64().unwrap() <= 100, "{w}");
+        assert!(
+            w["waiting_for"].as_str().is_some_and(|s| !s.is_empty()),
+            "{w}"
+        );
+        assert_eq!(w["expected_seconds"], Value::Null, "{w}");
+    }
+    // --open: the report, opened with the desktop's opener, as the last thing the run did.
+    let open = events.last().unwrap();
+    assert_eq!(open["event"], "open", "{open}");
+    assert_eq!(open["with"], "xdg-open", "{open}");
+    let waited = Instant::now();
+    while !opened.exists() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "xdg-open never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "report")
+        .unwrap();
+    let html = Path::new(report["html"].as_str().unwrap());
+    assert!(html.exists(), "{report}");
+    assert_eq!(
+        std::fs::read_to_string(&opened).unwrap().trim(),
+        html.canonicalize().unwrap().display().to_string()
+    );
+
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["probe"]["failures"], 0, "{report}");
     assert!(
@@ -663,7 +792,10 @@ async fn ctrl_c_ends_moto_local_aws_the_functions_and_the_apps() {
             .next()
             .await
             .expect("the run ended before the Stage action");
-        if event["event"] == "action-started" && event["stage"] == "Stage" {
+        // Stage's wait says what it expects: the launch delay of the local cloud this run started.
+        if event["event"] == "waiting" && event["action"] == "Stage" {
+            assert_eq!(event["expected_seconds"], 0.5, "{event}");
+            assert_eq!(event["percent"], 0, "{event}");
             break;
         }
     }
