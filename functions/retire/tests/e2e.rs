@@ -483,6 +483,7 @@ async fn the_grace_period_is_waited_out_with_continuation_tokens() {
         .launch("shop-live", PROD, "v2", Some("shop"), None)
         .await;
     // Swapped out 57 seconds ago; the grace period is a minute, so about 3 seconds are left.
+    let grace_ends = SystemTime::now() - Duration::from_secs(57) + Duration::from_secs(60);
     let old = bed
         .launch(
             "shop-old",
@@ -506,11 +507,9 @@ async fn the_grace_period_is_waited_out_with_continuation_tokens() {
     let mut function = bed.function().await;
     let params =
         r#"{"application":"shop","production_cname":"shop-prod","keep":0,"grace_seconds":60}"#;
-    let started = Instant::now();
     let job = bed
         .drive(&mut function, params, Duration::from_millis(500), 40)
         .await;
-    let took = started.elapsed();
 
     assert!(job.results.len() >= 2, "{:?}", job.results);
     let first = &job.results[0];
@@ -529,8 +528,27 @@ async fn the_grace_period_is_waited_out_with_continuation_tokens() {
             .unwrap()
             < 100
     );
-    // Every invocation answered at once (nothing sleeps in the function), so it took re-invocations.
-    assert!(took >= Duration::from_secs(2), "{took:?}");
+    // Every invocation answered at once (nothing sleeps in the function): re-invocations waited out
+    // the grace period, and the termination began only after it ended.
+    let events = bed
+        .eb
+        .describe_events()
+        .environment_id(&old)
+        .send()
+        .await
+        .unwrap();
+    let terminating = events
+        .events()
+        .iter()
+        .find(|e| e.message() == Some("terminateEnvironment is starting."))
+        .and_then(|e| e.event_date())
+        .map(|d| SystemTime::try_from(*d).unwrap())
+        .expect("the termination's event");
+    assert!(
+        terminating >= grace_ends - Duration::from_millis(1),
+        "terminated {:?} before the grace period ended",
+        grace_ends.duration_since(terminating).unwrap_or_default()
+    );
     assert_eq!(job.variables()["Terminated"], "shop-old");
     assert_eq!(
         bed.calls("TerminateEnvironment"),
