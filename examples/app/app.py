@@ -1,11 +1,19 @@
 """The example web app beanswap deploys: standard library only, so it runs anywhere Python 3 does.
 
 It listens on $PORT (as Elastic Beanstalk's Procfile platforms require) and answers:
-  /         an HTML page naming its version
-  /version  the version as plain text (the smoke-test and swap version checks read it)
-  /health   the health check path: 200 "ok"
-  /api/info JSON: version, environment name, whether a database is configured, and where (or "no database
-            configured", as the local pipeline run has none)
+  /           an HTML page naming its version
+  /version    the version as plain text (the smoke-test and swap version checks read it)
+  /health     the health check path: 200 "ok" (it does not touch the database: an instance is healthy
+              while the shared database is down, and the load balancer keeps it)
+  /api/info   JSON: version, environment name, whether a database is configured and where, and the schema
+              version this release expects (its newest migration) and the one the database has
+  /api/orders writes an order and reads the newest ones (the load probe's path): a release whose schema
+              expects the `note` column (migration 0002) writes and reads it too; 500 with the database's
+              error when the schema does not fit this release's queries
+
+The database comes from the environment properties DATABASE_HOST/PORT/NAME and the secret environment
+variable DATABASE_CREDENTIALS (db.py); migrate.py changes its schema at deployment
+(.ebextensions/db-migrate.config). Without DATABASE_HOST the app runs without a database and says so.
 
 A few environment variables make it misbehave on purpose, so tests can prove failures are caught:
   HEALTH_STATUS  status code /health answers (default 200)
@@ -19,6 +27,9 @@ import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import db
+import pg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -43,6 +54,64 @@ def database_status():
     if os.environ.get("DATABASE_URL"):
         return "database at DATABASE_URL"
     return "no database configured"
+
+
+SCHEMA = db.expected_schema()
+
+
+class Pool:
+    """A few reused connections: opening one per request would cost the database a process each time."""
+
+    def __init__(self, size=8):
+        self.size, self.idle, self.lock = size, [], threading.Lock()
+
+    def run(self, sql):
+        with self.lock:
+            conn = self.idle.pop() if self.idle else None
+        if conn is None:
+            conn = db.connect(timeout=5)
+        try:
+            rows = conn.query(sql)
+        except pg.Error as e:
+            if e.code is None:  # the connection broke, not the query
+                conn.close()
+                raise
+            self._give_back(conn)
+            raise
+        except OSError:
+            conn.close()
+            raise
+        self._give_back(conn)
+        return rows
+
+    def _give_back(self, conn):
+        with self.lock:
+            if len(self.idle) < self.size:
+                self.idle.append(conn)
+                return
+        conn.close()
+
+
+POOL = Pool()
+
+
+def schema_found():
+    rows = POOL.run("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    return int(rows[0][0])
+
+
+def orders():
+    """One write and one read of the orders table, as this release's schema has it."""
+    if SCHEMA >= 2:
+        note = pg.literal(f"written by {VERSION}")
+        inserted = POOL.run(f"INSERT INTO orders (item, note) VALUES ('probe', {note}) RETURNING id")
+        latest = POOL.run("SELECT id, item, note FROM orders ORDER BY id DESC LIMIT 3")
+        latest = [{"id": int(r[0]), "item": r[1], "note": r[2]} for r in latest]
+    else:
+        inserted = POOL.run("INSERT INTO orders (item) VALUES ('probe') RETURNING id")
+        latest = POOL.run("SELECT id, item FROM orders ORDER BY id DESC LIMIT 3")
+        latest = [{"id": int(r[0]), "item": r[1]} for r in latest]
+    return {"version": VERSION, "schema_expected": SCHEMA, "inserted": int(inserted[0][0]), "latest": latest}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -77,8 +146,23 @@ class Handler(BaseHTTPRequestHandler):
                 "environment": os.environ.get("ENVIRONMENT_NAME", ""),
                 "database": bool(os.environ.get("DATABASE_HOST") or os.environ.get("DATABASE_URL")),
                 "database_status": database_status(),
+                "schema": {"expected": SCHEMA, "found": None},
             }
+            if db.settings() is not None:
+                try:
+                    info["schema"]["found"] = schema_found()
+                except (OSError, pg.Error) as e:
+                    info["schema"]["error"] = str(e)
             self.answer(200, json.dumps(info), "application/json")
+        elif path == "/api/orders":
+            if db.settings() is None:
+                self.answer(503, json.dumps({"error": "no database configured"}), "application/json")
+                return
+            try:
+                self.answer(200, json.dumps(orders()), "application/json")
+            except (OSError, pg.Error) as e:
+                body = {"version": VERSION, "schema_expected": SCHEMA, "error": str(e)}
+                self.answer(500, json.dumps(body), "application/json")
         elif path == "/":
             self.answer(
                 200,

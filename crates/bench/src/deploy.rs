@@ -48,7 +48,9 @@ use beanswap_cli::run::diff;
 pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     let root = &config.root;
     let v1 = root.join("examples/app");
-    let v2 = beanswap_cli::run::changed_copy(&v1, work, "second release\n")?;
+    // v2 changes the schema (expand only), as the demo's does: the swap is measured with a migration.
+    let v2 =
+        beanswap_cli::run::next_release(&v1, work, "second release\n", "0002_orders_note.sql")?;
     let ui = Ui { json: false };
     crate::progress(&format!(
         "deployments: local cloud with a {} launch delay",
@@ -69,6 +71,9 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     let stack = Stack::load(&root.join("pipeline-template.json"), &parameters)
         .map_err(|e| e.to_string())?
         .without(beanswap_cli::run::NOT_CREATED_LOCALLY);
+    // The real PostgreSQL the environments share, as `beanswap demo` runs it (stopped when this returns).
+    let database = beanswap_cli::database::start(work, &cloud, &stack).await?;
+    let stack = database.provide(stack);
     let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
     let functions: BTreeMap<String, String> = pipeline_def
         .stages
@@ -106,7 +111,7 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     let probe = Probe::start(
         cloud.aws.router_addr(),
         production.clone(),
-        "/version".into(),
+        beanswap_cli::run::PROBE_PATH.into(),
         config.probe_rate,
     );
     let mut deployments = vec![];
@@ -445,7 +450,7 @@ pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table 
         Verdict::of(overall.failures == 0 && overall.requests > 0),
     );
     table.note(format!(
-        "the load probe of `beanswap demo` (GET /version through local-aws's router by the production \
+        "the load probe of `beanswap demo` (GET /api/orders, a database write and read, through local-aws's router by the production \
          host name, 5 s timeout); {} requests before production first answered are not counted",
         overall.before_up
     ));

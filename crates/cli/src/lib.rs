@@ -7,6 +7,8 @@
 #[cfg(feature = "local")]
 pub mod build;
 #[cfg(feature = "local")]
+pub mod database;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod ops;
 #[cfg(feature = "local")]

@@ -164,10 +164,35 @@ impl LocalCloud {
             ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", self.aws.endpoint()),
             ("AWS_ENDPOINT_URL_S3", self.proxy.endpoint()),
             ("AWS_ENDPOINT_URL_ROUTE_53", self.proxy.endpoint()),
+            ("AWS_ENDPOINT_URL_RDS", self.aws.endpoint()),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", self.proxy.endpoint()),
             ("AWS_ACCESS_KEY_ID", "local".into()),
             ("AWS_SECRET_ACCESS_KEY", "local".into()),
             ("AWS_REGION", crate::template::REGION.into()),
         ]
+    }
+
+    /// Registers the run's database as an RDS instance of local-aws (in this process, or through a
+    /// running one's `/_local/rds/instances`).
+    pub async fn add_db_instance(&self, instance: local_aws::rds::Instance) -> Result<(), String> {
+        match &self.aws {
+            Aws::Started(aws) => {
+                aws.add_db_instance(instance);
+                Ok(())
+            }
+            Aws::Running(remote) => {
+                let url = format!("{}/_local/rds/instances", remote.endpoint);
+                remote
+                    .http
+                    .put(&url)
+                    .json(&instance)
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map(|_| ())
+                    .map_err(|e| format!("PUT {url}: {e}"))
+            }
+        }
     }
 
     /// SDK settings pointed at this cloud (for the CLI's own calls).

@@ -42,6 +42,21 @@ enum Command {
     Demo {
         #[command(flatten)]
         run: RunArgs,
+        /// v2 ships a migration that breaks v1 (the new column required, so v1 can no longer insert): the smoke
+        /// test's check of the live environment stops the pipeline before the swap, naming the snapshot.
+        #[arg(long)]
+        break_migration: bool,
+    },
+    /// Restore the local run's database from a snapshot the backup action took (pg_restore of its
+    /// dump into the same database, as its owner, in one transaction).
+    #[cfg(feature = "local")]
+    Restore {
+        /// The snapshot's id (`#{Backup.SnapshotId}`, in the run's report).
+        #[arg(long)]
+        snapshot: String,
+        /// The run's report directory (its database and snapshots are kept there).
+        #[arg(long, default_value = "target/beanswap")]
+        report_dir: PathBuf,
     },
     /// Run the pipeline of pipeline-template.json once on the local default.
     #[cfg(feature = "local")]
@@ -215,7 +230,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         #[cfg(feature = "local")]
-        Command::Demo { run } => {
+        Command::Demo {
+            run,
+            break_migration,
+        } => {
             let root = std::env::current_dir().unwrap_or_default();
             let tmp = match tempfile::Builder::new().prefix("beanswap-demo-").tempdir() {
                 Ok(t) => t,
@@ -225,11 +243,21 @@ async fn main() -> ExitCode {
                 }
             };
             let v1 = root.join("examples/app");
-            match beanswap_cli::run::changed_copy(&v1, tmp.path(), "second release\n") {
+            let migration = if break_migration {
+                "0002_orders_note_required.sql"
+            } else {
+                "0002_orders_note.sql"
+            };
+            match beanswap_cli::run::next_release(&v1, tmp.path(), "second release\n", migration) {
                 Ok(v2) => pipeline_run(run, vec![v1, v2], "beanswap demo").await,
                 Err(e) => Err(CliError::Local(e)),
             }
         }
+        #[cfg(feature = "local")]
+        Command::Restore {
+            snapshot,
+            report_dir,
+        } => print(beanswap_cli::database::restore(&report_dir, &snapshot)),
         #[cfg(feature = "local")]
         Command::Run { source, run } => pipeline_run(run, vec![source], "beanswap run").await,
         Command::Status { target } => {

@@ -19,6 +19,7 @@ use crate::template::{self, Stack};
 pub const FUNCTIONS: &[&str] = &[
     "check-config",
     "package",
+    "backup",
     "stage",
     "smoke-test",
     "swap",
@@ -36,6 +37,9 @@ pub fn local_parameters() -> BTreeMap<String, String> {
             "64bit Amazon Linux 2023 v4.5.2 running Python 3.11",
         ),
         ("VersionPath", "/version"),
+        // The smoke test checks a path that writes and reads the database too, on the staged and on the
+        // live environment.
+        ("SmokeTestPaths", "/,/health,/api/orders"),
         ("RetireGraceMinutes", "0"),
         ("KeepPreviousEnvironments", "1"),
         ("RepositoryId", "local/app"),
@@ -225,9 +229,13 @@ pub async fn serve_domain(
     Ok(())
 }
 
-/// What the template creates that the local run does not: no database runs here, so the app is told of
-/// none (no `DATABASE_HOST`) rather than given a host that does not exist.
+/// Resource types the local run has no stand-in of by themselves: a reference to one is left out. The
+/// run's own database ([`crate::database`]) then provides `Database` and `DatabaseSecret`, which take
+/// precedence: every environment gets the real server's host, port, name and secret.
 pub const NOT_CREATED_LOCALLY: &[&str] = &["AWS::RDS::DBInstance", "AWS::SecretsManager::Secret"];
+
+/// The path the load probe requests on production: one that writes and reads the database.
+pub const PROBE_PATH: &str = "/api/orders";
 
 pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     ensure_binaries(&settings.root, &settings.bin_dir, ui)?;
@@ -264,6 +272,17 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     let stack = Stack::load(&settings.template, &parameters)
         .map_err(|e| e.to_string())?
         .without(NOT_CREATED_LOCALLY);
+    let database = crate::database::start(&settings.report_dir, &cloud, &stack).await?;
+    ui.line(&format!(
+        "database: PostgreSQL on {}:{} (data in {}), database {} of RDS instance {}, credentials in secret {}",
+        database.instance.host,
+        database.instance.port,
+        database.server.root().display(),
+        database.instance.database,
+        database.instance.id,
+        database.secret_arn
+    ));
+    let stack = database.provide(stack);
     let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
     let eb = cloud.beanstalk(&config);
     provision(&stack, &eb).await?;
@@ -284,7 +303,7 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     let probe = Probe::start(
         cloud.aws.router_addr(),
         host.clone(),
-        "/version".into(),
+        PROBE_PATH.into(),
         settings.probe_rate,
     );
     let mut runs = vec![];
@@ -442,7 +461,7 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     );
     let _ = writeln!(
         text,
-        "load probe on http://{host}/version: {} requests while production was up, {} failed, max latency {} ms ({} before the first deployment answered)",
+        "load probe on http://{host}{PROBE_PATH}: {} requests while production was up, {} failed, max latency {} ms ({} before the first deployment answered)",
         summary.requests,
         summary.failures,
         summary.max_latency.as_millis(),
@@ -452,6 +471,21 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     if let Some(png) = &png {
         let _ = writeln!(text, "screenshot: {}", png.display());
     }
+    let migrations = database.migrations();
+    let snapshots: Vec<String> = runs
+        .iter()
+        .filter_map(|r| r.variables.get("Backup.SnapshotId").cloned())
+        .collect();
+    let _ = writeln!(
+        text,
+        "database {} on {}:{}: migrations applied: {}; snapshots taken before Stage: {} (in {}; `beanswap restore --snapshot ID` restores one)",
+        database.instance.database,
+        database.instance.host,
+        database.instance.port,
+        if migrations.is_empty() { "none".to_string() } else { migrations.join(", ") },
+        if snapshots.is_empty() { "none".to_string() } else { snapshots.join(", ") },
+        crate::database::snapshot_dir(&settings.report_dir).display()
+    );
     let _ = writeln!(text, "timeline: {}", svg.display());
     let _ = writeln!(
         text,
@@ -535,6 +569,23 @@ pub async fn screenshot(data: &report::Run, html: &Path, ui: &Ui) -> Option<Path
             None
         }
     }
+}
+
+/// The demo's second release: a [`changed_copy`] that also ships the migration `next/<migration>` of
+/// the example app (`0002_orders_note.sql`, an expansion; or `0002_orders_note_required.sql`, the
+/// same column made required, which `--break-migration` deploys), which the app's code reads as its expected schema.
+pub fn next_release(
+    source: &Path,
+    into: &Path,
+    marker: &str,
+    migration: &str,
+) -> Result<PathBuf, String> {
+    let target = changed_copy(source, into, marker)?;
+    let from = source.join("next").join(migration);
+    let to = target.join("migrations").join(migration);
+    std::fs::create_dir_all(target.join("migrations")).map_err(|e| e.to_string())?;
+    std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
+    Ok(target)
 }
 
 /// A copy of `source` with a change, so the second deployment of the demo is a new version.

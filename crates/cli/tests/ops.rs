@@ -10,7 +10,7 @@ use beanswap_cli::ops;
 use local_aws::beanstalk::Options;
 use test_support::bed::Bed;
 
-const STACK: &str = "64bit Amazon Linux 2023 v4.5.2 running Python 3.11";
+use test_support::SOLUTION_STACK as STACK;
 
 #[tokio::test]
 async fn status_events_and_a_dry_run_retire() {

@@ -29,6 +29,7 @@ const ACTIONS: &[(&str, &str)] = &[
     ("Build", "Build"),
     ("Package", "CheckConfig"),
     ("Package", "Package"),
+    ("Backup", "Backup"),
     ("Stage", "Stage"),
     ("SmokeTest", "SmokeTest"),
     ("Approval", "Approve"),
@@ -221,7 +222,8 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
     let tmp = tempfile::tempdir().unwrap();
     let cloud = Cloud::start().await;
     let v1 = root().join("examples/app");
-    let v2 = run::changed_copy(&v1, tmp.path(), "v2\n").unwrap();
+    // v2 changes the schema (expand only: a column v2 writes and reads, v1 ignores).
+    let v2 = run::next_release(&v1, tmp.path(), "v2\n", "0002_orders_note.sql").unwrap();
     let ui = Ui { json: true };
     // Keep no previous environment: once v2 is live, v1 is terminated (no grace period locally).
     let mut settings = settings(
@@ -255,11 +257,46 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
         second["SourceVariables.CommitId"],
         first["SourceVariables.CommitId"]
     );
-    // The template's first-environment settings reached the app, but not the database the local run
-    // does not create: the app is told of no database rather than of a host that does not exist.
+    // The template's first-environment settings reached the app, the database's among them: the run's
+    // own PostgreSQL (stopped with the run, so the app now says it cannot reach it).
     let (_, info) = get(cloud.aws.router_addr(), PRODUCTION, "/api/info").await;
     let info: serde_json::Value = serde_json::from_str(&info).expect("/api/info is JSON");
-    assert_eq!(info["database_status"], "no database configured", "{info}");
+    assert!(
+        info["database_status"]
+            .as_str()
+            .unwrap()
+            .starts_with("database at 127.0.0.1:"),
+        "{info}"
+    );
+    assert_eq!(info["schema"]["expected"], 2, "{info}");
+    // Each deployment took a snapshot before Stage, v2's migration ran (once), and the version still in
+    // production was checked against the migrated database before the approval.
+    let snapshots = [&first["Backup.SnapshotId"], &second["Backup.SnapshotId"]];
+    assert_ne!(snapshots[0], snapshots[1]);
+    for id in snapshots {
+        assert!(
+            tmp.path()
+                .join("snapshots")
+                .join(format!("{id}.dump"))
+                .exists(),
+            "{report}"
+        );
+    }
+    assert_eq!(
+        first["Stage.LiveUrl"], "",
+        "the first deployment has nothing to check"
+    );
+    assert_eq!(second["Stage.LiveUrl"], format!("http://{PRODUCTION}/"));
+    assert!(
+        second["SmokeTest.Summary"].contains(&format!(
+            "the version in production passed the same checks at http://{PRODUCTION}/ against the migrated database"
+        )),
+        "{report}"
+    );
+    let migrations =
+        regex::Regex::new(r"migrations applied: 1 0001_orders \S+, 2 0002_orders_note \S+;")
+            .unwrap();
+    assert!(migrations.is_match(report), "{report}");
 
     // v1 was retired per the retire settings (keep 0): terminated, nothing kept.
     assert_eq!(&second["Retire.Terminated"], v1_env, "{report}");
@@ -344,7 +381,7 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
     );
     assert!(
         report.contains(&format!(
-            "load probe on http://{PRODUCTION}/version: {} requests while production was up, 0 failed, max latency {} ms",
+            "load probe on http://{PRODUCTION}/api/orders: {} requests while production was up, 0 failed, max latency {} ms",
             outcome.probe.requests,
             outcome.probe.max_latency.as_millis()
         )),
@@ -417,6 +454,50 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
             page.height()
         );
     }
+}
+
+/// `beanswap demo --break-migration`: v2's migration adds a required column v1 does not write. The staged v2 passes,
+/// the live v1 fails against the migrated database, so the pipeline stops before the approval and the
+/// swap, naming the migration and the snapshot; `beanswap restore --snapshot` brings the schema back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migration_that_breaks_v1_stops_before_the_swap_and_its_snapshot_restores_the_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = root().join("examples/app");
+    let v2 = run::next_release(&v1, tmp.path(), "v2\n", "0002_orders_note_required.sql").unwrap();
+    let ui = Ui { json: true };
+    let outcome = run::run(&settings(vec![v1, v2], &[], tmp.path()), &ui)
+        .await
+        .unwrap();
+    let report = &outcome.report;
+    assert!(outcome.runs[0].failure.is_none(), "{report}");
+    let failed = &outcome.runs[1];
+    let snapshot = failed.variables["Backup.SnapshotId"].clone();
+    let message = failed.failure.as_ref().expect("v2 stops").to_string();
+    for expected in [
+        "SmokeTest / SmokeTest failed: the migration broke the version in production: http://shop-prod.us-east-1.elasticbeanstalk.com/",
+        &format!("the migrations of {} left it", failed.variables["Package.VersionLabel"]),
+        "before the approval and the swap",
+        &format!("restore the database from snapshot {snapshot}"),
+        "null value in column \\\"note\\\" of relation \\\"orders\\\" violates not-null constraint",
+    ] {
+        assert!(message.contains(expected), "{expected:?} not in {message}");
+    }
+    let reached: Vec<&str> = failed.actions.iter().map(|a| a.stage.as_str()).collect();
+    assert!(
+        !reached.contains(&"Approval") && !reached.contains(&"Swap"),
+        "{reached:?}"
+    );
+    assert!(!outcome.ok);
+    assert!(
+        report.contains(&snapshot),
+        "the report names the snapshot: {report}"
+    );
+
+    // The snapshot restores the schema v1 works with, into the same database.
+    let restored = beanswap_cli::database::restore(tmp.path(), &snapshot).unwrap();
+    assert!(restored.contains("schema version 1"), "{restored}");
+    let again = beanswap_cli::database::restore(tmp.path(), "no-such-snapshot").unwrap_err();
+    assert!(again.contains("no snapshot no-such-snapshot"), "{again}");
 }
 
 #[tokio::test]

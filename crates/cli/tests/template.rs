@@ -73,6 +73,11 @@ const FUNCTIONS: &[Function] = &[
         parse: Some(parse_with::<swap::Params>),
         outputs: swap::OUTPUT_VARIABLES,
     },
+    Function {
+        name: "backup",
+        parse: Some(parse_with::<backup::Params>),
+        outputs: backup::OUTPUT_VARIABLES,
+    },
 ];
 
 /// Variables of CodePipeline's own actions that the template may read.
@@ -807,7 +812,11 @@ const GRANTS: &[Grants] = &[
     },
     Grants {
         function: "stage",
-        own: &["functions/stage/src", "crates/core/src/stage.rs"],
+        own: &[
+            "functions/stage/src",
+            "crates/core/src/stage.rs",
+            "crates/core/src/tail_logs.rs",
+        ],
         calls: &[
             REPORT[0],
             REPORT[1],
@@ -820,6 +829,21 @@ const GRANTS: &[Grants] = &[
             ("elasticbeanstalk", "describe_configuration_settings"),
             ("elasticbeanstalk", "list_tags_for_resource"),
             ("elasticbeanstalk", "check_dns_availability"),
+            ("elasticbeanstalk", "request_environment_info"),
+            ("elasticbeanstalk", "retrieve_environment_info"),
+        ],
+        job_calls: &[],
+        extra: &[],
+    },
+    Grants {
+        function: "backup",
+        own: &["functions/backup/src", "crates/core/src/backup"],
+        calls: &[
+            REPORT[0],
+            REPORT[1],
+            ("rds", "create_db_snapshot"),
+            ("rds", "describe_db_snapshots"),
+            ("rds", "delete_db_snapshot"),
         ],
         job_calls: &[],
         extra: &[],
@@ -1062,6 +1086,7 @@ fn sdk_operations() -> BTreeSet<String> {
             "aws-sdk-elasticbeanstalk",
             "aws-sdk-route53",
             "aws-sdk-codepipeline",
+            "aws-sdk-rds",
         ]
         .contains(&name)
         {

@@ -22,6 +22,7 @@ pub enum Service {
     S3,
     Route53,
     CodePipeline,
+    Rds,
 }
 
 impl fmt::Display for Service {
@@ -31,6 +32,7 @@ impl fmt::Display for Service {
             Service::S3 => "S3",
             Service::Route53 => "Route 53",
             Service::CodePipeline => "CodePipeline",
+            Service::Rds => "RDS",
         })
     }
 }
@@ -273,6 +275,8 @@ const CONFIGURATION: &[&str] = &[
     "InvalidChangeBatch",
     "InvalidInput",
     "InvalidDomainName",
+    // RDS: the pipeline names an instance that does not exist (DescribeDBSnapshots, CreateDBSnapshot).
+    "DBInstanceNotFound",
 ];
 
 /// The one rule: transient trouble first (so a busy environment's InvalidParameterValue is not read
@@ -293,7 +297,10 @@ pub fn classify(code: Option<&str>, message: &str, status: Option<u16>) -> Error
     // "Environment named X is in an invalid state for this operation. Must be Ready." comes as
     // InvalidParameterValue (UpdateEnvironment, SwapEnvironmentCNAMEs, TerminateEnvironment) or as
     // OperationInProgressFailure.
+    // RDS refuses a snapshot while the instance is not `available` (modifying, backing up, ...) with
+    // InvalidDBInstanceState (RDS API Reference, CreateDBSnapshot, Errors): it will be available again.
     if code == "OperationInProgressFailure"
+        || code == "InvalidDBInstanceState"
         || (code == "InvalidParameterValue" && message.contains("invalid state"))
     {
         return ErrorClass::Busy;
@@ -429,6 +436,9 @@ mod tests {
             (Some("NoSuchHostedZone"), "", Some(404), Configuration, FailureKind::ConfigurationError),
             (Some("NoSuchBucket"), "", Some(404), Configuration, FailureKind::ConfigurationError),
             (Some("NoSuchKey"), "", Some(404), Failed, FailureKind::JobFailed),
+            (Some("InvalidDBInstanceState"), "", Some(400), Busy, FailureKind::JobFailed),
+            (Some("DBInstanceNotFound"), "", Some(404), Configuration, FailureKind::ConfigurationError),
+            (Some("SnapshotQuotaExceeded"), "", Some(400), Failed, FailureKind::JobFailed),
             (None, "", Some(404), Failed, FailureKind::JobFailed),
         ];
         for (code, message, status, class, kind) in cases {

@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod aws_error;
+pub mod backup;
 pub mod beanstalk;
 pub mod bundle;
 pub mod clock;
@@ -21,6 +22,7 @@ pub mod runner;
 pub mod smoke_test;
 pub mod stage;
 pub mod swap;
+pub mod tail_logs;
 
 pub use job::Job;
 pub use outcome::{FailureKind, Outcome};

@@ -89,6 +89,10 @@ pub struct State {
     /// The environment that served production when staging began.
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
     pub live: Option<String>,
+    /// Its CNAME, for the `LiveUrl` output (the smoke test checks the version in production against
+    /// the database as the new version's migrations left it).
+    #[serde(rename = "lc", default, skip_serializing_if = "Option::is_none")]
+    pub live_cname: Option<String>,
     /// Events up to here (ms since epoch) have been shown.
     #[serde(rename = "c")]
     pub cursor_ms: u64,
@@ -240,7 +244,7 @@ pub fn environment_name(template: &str, application: &str, version_label: &str) 
 }
 
 /// The result of staging, for output variables.
-fn succeeded(env: &Environment, live: Option<&str>) -> Outcome<State> {
+fn succeeded(env: &Environment, live: Option<&str>, live_cname: Option<&str>) -> Outcome<State> {
     let note = if live == Some(env.name.as_str()) {
         "; it already serves production, so there is nothing to swap"
     } else {
@@ -258,6 +262,15 @@ fn succeeded(env: &Environment, live: Option<&str>) -> Outcome<State> {
     .with_variable("Cname", env.cname.clone())
     .with_variable("Url", env.url())
     .with_variable("LiveEnvironmentName", live.unwrap_or_default().to_string())
+    // Empty when nothing else serves production (the first deployment, or this version already
+    // live): there is no other version to check against the migrated database.
+    .with_variable(
+        "LiveUrl",
+        live_cname
+            .filter(|c| live != Some(env.name.as_str()) && !c.is_empty())
+            .map(|c| format!("http://{c}/"))
+            .unwrap_or_default(),
+    )
 }
 
 /// One invocation of the stage action: begins (finds production, creates or adopts the environment)
@@ -362,7 +375,8 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
             state: State {
                 env_id: existing.id.clone(),
                 env_name: existing.name.clone(),
-                live: live.map(|l| l.name),
+                live_cname: live.as_ref().map(|l| l.cname.clone()),
+            live: live.map(|l| l.name),
                 cursor_ms: adopted_cursor(existing, &tags, plan, started),
                 started_ms: unix_millis(started),
                 attempt: 0,
@@ -490,6 +504,7 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
         state: State {
             env_id,
             env_name: plan.environment_name.clone(),
+            live_cname: live.as_ref().map(|l| l.cname.clone()),
             live: live.map(|l| l.name),
             cursor_ms: unix_millis(started).saturating_sub(1000),
             started_ms: unix_millis(started),
@@ -600,7 +615,11 @@ pub async fn resume(
             match assess(&env, &events, plan.health, elapsed, plan.timeout) {
                 Verdict::Healthy => {
                     cleanup_template(eb, plan, &state).await;
-                    return Ok(succeeded(&env, state.live.as_deref()));
+                    return Ok(succeeded(
+                        &env,
+                        state.live.as_deref(),
+                        state.live_cname.as_deref(),
+                    ));
                 }
                 Verdict::Failed(reason) => {
                     return Err(fail(eb, plan, &state, &env, &reason).await);
@@ -696,7 +715,13 @@ async fn cleanup_template(eb: &Beanstalk, plan: &Plan, state: &State) {
     }
 }
 
-/// The failure message, with the environment's recent events; terminates it when asked to.
+/// How long a failure waits for Beanstalk to compile the tail logs.
+const TAIL_LOGS_WAIT: Duration = Duration::from_secs(30);
+/// The tail logs' share of CodePipeline's 5000-character failure message.
+const TAIL_LOGS_CHARS: usize = 2400;
+
+/// The failure message, with the environment's recent events and, when an instance's deployment failed,
+/// the lines of its tail logs that say why; terminates it when asked to.
 async fn fail(
     eb: &Beanstalk,
     plan: &Plan,
@@ -713,6 +738,27 @@ async fn fail(
         .await
         .map(|events| event_lines(&events, 15))
         .unwrap_or_else(|e| format!("(events unavailable: {e})"));
+    // What the instances logged (a failed container command's output, a hook's stderr): asked for
+    // only when Beanstalk reported a failed instance deployment, and only while the environment
+    // still runs (a terminated one has no instances to tail).
+    let instances = if recent.contains("Instance deployment failed") && !env.is_terminated() {
+        match crate::tail_logs::fetch(eb, &state.env_id, TAIL_LOGS_WAIT).await {
+            Ok(logs) => {
+                let mut out = String::new();
+                let per_instance = TAIL_LOGS_CHARS / logs.len().max(1);
+                for (instance, text) in &logs {
+                    let lines = crate::tail_logs::relevant(text, per_instance);
+                    if !lines.is_empty() {
+                        out.push_str(&format!("\nFrom the tail logs of {instance}:\n{lines}"));
+                    }
+                }
+                out
+            }
+            Err(e) => format!("\n(tail logs unavailable: {e})"),
+        }
+    } else {
+        String::new()
+    };
     let what_now = match plan.on_failure {
         OnFailure::Keep => format!(
             "{} was kept for inspection (on_failure: keep); terminate it when done, e.g. `aws elasticbeanstalk terminate-environment --environment-id {}`",
@@ -737,7 +783,7 @@ async fn fail(
     };
     cleanup_template(eb, plan, state).await;
     ActionError::failed(format!(
-        "Staging version {} failed: {reason}. {what_now}. Production is unchanged{}.\nRecent events of {}:\n{recent}",
+        "Staging version {} failed: {reason}. {what_now}. Production is unchanged{}.{instances}\nRecent events of {}:\n{recent}",
         plan.version_label,
         state
             .live
@@ -930,6 +976,7 @@ mod tests {
             env_id: "e-abcdefghij".into(),
             env_name: "x".repeat(40),
             live: Some("y".repeat(40)),
+            live_cname: Some(format!("{}.us-east-1.elasticbeanstalk.com", "z".repeat(40))),
             cursor_ms: u64::MAX,
             started_ms: u64::MAX,
             attempt: 1000,

@@ -10,13 +10,17 @@
 
 pub mod beanstalk;
 pub mod codepipeline;
+pub mod deploy;
 mod dns;
 pub mod faults;
 pub mod lambda;
 pub mod lifecycle;
+pub mod postgres;
 pub mod proxy;
 mod query;
+pub mod rds;
 mod router;
+pub mod secrets;
 mod state;
 
 use std::net::SocketAddr;
@@ -160,6 +164,15 @@ impl LocalAws {
         events
     }
 
+    /// Registers a DB instance (a real PostgreSQL database) that RDS's snapshot operations act on.
+    pub fn add_db_instance(&self, instance: rds::Instance) {
+        self.shared
+            .lock()
+            .rds
+            .instances
+            .insert(instance.id.to_ascii_lowercase(), instance);
+    }
+
     /// Calls per `Service.Operation`.
     pub fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
         self.shared.lock().calls.clone()
@@ -207,6 +220,10 @@ fn api_router(runtime: Arc<lifecycle::Runtime>) -> Router {
         .route("/_local/calls", get(admin_calls))
         .route("/_local/reset", post(admin_reset))
         .route("/_local/faults", get(admin_faults).put(admin_set_faults))
+        .route(
+            "/_local/rds/instances",
+            axum::routing::put(admin_add_db_instance),
+        )
         .with_state(runtime)
 }
 
@@ -248,9 +265,13 @@ async fn dispatch(
             message: format!("local-aws does not serve X-Amz-Target `{target}`"),
         });
     }
-    // awsQuery: a form with Action and Version. Only Elastic Beanstalk speaks it here.
+    // awsQuery: a form with Action and Version; the Version tells RDS (2014-10-31) from Elastic
+    // Beanstalk (2010-12-01).
     let params = query::Params::parse(&body);
     let operation = params.get("Action").unwrap_or_default().to_string();
+    if params.get("Version") == Some(rds::VERSION) {
+        return rds_dispatch(&runtime, &operation, &params);
+    }
     let qualified = format!("ElasticBeanstalk.{operation}");
     let request_id = uuid::Uuid::new_v4().to_string();
     let (throttled, delay) = {
@@ -304,6 +325,36 @@ async fn dispatch(
                 status,
                 query::error_body(beanstalk::NAMESPACE, &e, &request_id),
             )
+        }
+    }
+}
+
+/// One RDS call: counted like Beanstalk's (`RDS.<Operation>`), answered from the store; a snapshot's
+/// dump is started in the background.
+fn rds_dispatch(
+    runtime: &Arc<lifecycle::Runtime>,
+    operation: &str,
+    params: &query::Params,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let result = {
+        let mut state = runtime.shared.lock();
+        *state.calls.entry(format!("RDS.{operation}")).or_default() += 1;
+        rds::handle(&mut state.rds, operation, params, &runtime.dir)
+    };
+    match result {
+        Ok((inner, dump)) => {
+            if let Some(rds::Dump(id)) = dump {
+                runtime.spawn_dump(id);
+            }
+            xml_response(
+                StatusCode::OK,
+                query::response(rds::NAMESPACE, operation, Some(inner), &request_id),
+            )
+        }
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            xml_response(status, query::error_body(rds::NAMESPACE, &e, &request_id))
         }
     }
 }
@@ -387,6 +438,21 @@ async fn admin_reset(AxumState(rt): Rt) -> StatusCode {
     *state = Default::default();
     state.beanstalk.options = options;
     StatusCode::NO_CONTENT
+}
+
+/// Registers a DB instance: `{"id":..,"host":..,"port":..,"database":..,"user":..,"password":..}`.
+async fn admin_add_db_instance(AxumState(rt): Rt, body: Bytes) -> Response {
+    match serde_json::from_slice::<rds::Instance>(&body) {
+        Ok(instance) => {
+            rt.shared
+                .lock()
+                .rds
+                .instances
+                .insert(instance.id.to_ascii_lowercase(), instance);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("instance: {e}\n")).into_response(),
+    }
 }
 
 async fn admin_faults(AxumState(rt): Rt) -> Json<Value> {

@@ -70,6 +70,44 @@ impl Runtime {
                 Effect::ProcessVersion { application, label } => {
                     rt.process_version(&application, &label).await
                 }
+                Effect::CompileTail { env_id } => rt.compile_tail(&env_id).await,
+            }
+        });
+    }
+
+    /// Takes a snapshot's dump (pg_dump of its instance) in the background: `creating` until it is
+    /// complete, then `available` with the metadata file `beanswap restore` reads beside it.
+    pub fn spawn_dump(self: &Arc<Self>, id: String) {
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let Some((instance, file)) = rt.shared.lock().rds.dump_job(&id) else {
+                return;
+            };
+            let login = crate::postgres::Login {
+                host: instance.host.clone(),
+                port: instance.port,
+                database: instance.database.clone(),
+                user: instance.user.clone(),
+                password: instance.password.clone(),
+            };
+            let target = file.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                if let Some(dir) = target.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                }
+                crate::postgres::dump(&login, &target)?;
+                std::fs::metadata(&target)
+                    .map(|m| m.len())
+                    .map_err(|e| format!("{}: {e}", target.display()))
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("pg_dump task: {e}")));
+            let mut state = rt.shared.lock();
+            state.rds.dumped(&id, result);
+            if let Some(meta) = state.rds.snapshot_file(&id).filter(|_| file.exists()) {
+                if let Ok(text) = serde_json::to_string_pretty(&meta) {
+                    let _ = std::fs::write(file.with_extension("json"), text);
+                }
             }
         });
     }
@@ -205,6 +243,7 @@ impl Runtime {
                     Severity::Error,
                     format!("Instance deployment failed. {reason}"),
                 );
+                self.instance_failure_events(env_id);
                 self.event(
                     env_id,
                     Severity::Error,
@@ -299,6 +338,7 @@ impl Runtime {
                     Severity::Error,
                     format!("Instance deployment failed. {reason}"),
                 );
+                self.instance_failure_events(env_id);
                 self.event(env_id, Severity::Error, "Failed to deploy application.");
                 self.set(env_id, generation, |e| {
                     e.status = "Ready";
@@ -479,21 +519,36 @@ impl Runtime {
         let (Some(bucket), Some(key)) = (version.bucket, version.key) else {
             return Ok(());
         };
-        let bundle = self.download(&bucket, &key).await?;
+        let bundle = std::sync::Arc::new(self.download(&bucket, &key).await?);
         let dir = self.dir.join(&env.id).join(format!("deploy-{generation}"));
         let app_dir = dir.join("app");
         let unpack_dir = app_dir.clone();
-        tokio::task::spawn_blocking(move || unpack(&bundle, &unpack_dir))
+        let unpacked = bundle.clone();
+        tokio::task::spawn_blocking(move || unpack(&unpacked, &unpack_dir))
             .await
             .map_err(|e| format!("Unpacking the source bundle failed: {e}"))?
             .map_err(|e| {
                 format!("The source bundle s3://{bucket}/{key} could not be unpacked: {e}")
             })?;
+        // The environment properties and secrets, then the bundle's hooks and container commands on
+        // every instance, before the web process starts (crate::deploy).
+        let vars = self.deployment_variables(env).await?;
+        self.deploy_steps(env, &dir, &app_dir, bundle, &vars, false)
+            .await?;
         let command = web_command(&app_dir)?;
         let port = free_port().map_err(|e| format!("No free port for the app: {e}"))?;
-        let log = dir.join("web.log");
-        let out =
-            std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        let env_dir = self.dir.join(&env.id);
+        let leader = crate::deploy::instance_ids(env).remove(0);
+        let log = crate::deploy::web_log(&env_dir, &leader);
+        if let Some(parent) = log.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("create {}: {e}", parent.display()))?;
+        }
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("create {}: {e}", log.display()))?;
         let err = out
             .try_clone()
             .map_err(|e| format!("create {}: {e}", log.display()))?;
@@ -504,7 +559,7 @@ impl Runtime {
             .arg(std::process::id().to_string())
             .current_dir(&app_dir)
             .env("PORT", port.to_string())
-            .envs(env.env_vars())
+            .envs(vars.iter().cloned())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -541,6 +596,8 @@ impl Runtime {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        self.deploy_steps(env, &dir, &app_dir, std::sync::Arc::default(), &vars, true)
+            .await?;
         let mut state = self.shared.lock();
         if state.stopped {
             return Err("local-aws is stopping".into());
@@ -555,6 +612,176 @@ impl Runtime {
         }
         state.processes.insert(env.id.clone(), process);
         Ok(())
+    }
+
+    /// What the app's processes see: the environment properties, and each secret of
+    /// `aws:elasticbeanstalk:application:environmentsecrets` as the whole SecretString its ARN names,
+    /// fetched at deployment ("Fetching secrets and parameters to Elastic Beanstalk environment
+    /// variables"). A secret that cannot be fetched fails the deployment.
+    async fn deployment_variables(
+        &self,
+        env: &Environment,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut vars = env.env_vars();
+        let secrets: Vec<(String, String)> = env
+            .settings
+            .iter()
+            .filter(|((ns, _), _)| ns == crate::deploy::SECRETS_NAMESPACE)
+            .map(|((_, name), arn)| (name.clone(), arn.clone()))
+            .collect();
+        if secrets.is_empty() {
+            return Ok(vars);
+        }
+        let fallback = self.options().s3_endpoint;
+        let endpoint = crate::secrets::endpoint(fallback.as_deref()).ok_or_else(|| {
+            "Failed to fetch the environment's secrets: local-aws has no Secrets Manager endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER, or moto's through --s3-endpoint).".to_string()
+        })?;
+        for (name, arn) in secrets {
+            let value = crate::secrets::get_secret_value(&self.http, &endpoint, &arn)
+                .await
+                .map_err(|e| {
+                    format!("Failed to fetch secret {arn} for environment variable {name}: {e}")
+                })?;
+            vars.retain(|(k, _)| k != &name);
+            vars.push((name, value));
+        }
+        Ok(vars)
+    }
+
+    /// The bundle's deployment steps on every instance (`postdeploy`: the postdeploy hooks, once the
+    /// web process runs). A failed step leaves the events Beanstalk emits for a failed instance
+    /// command, and the deployment fails with `For details, see 'eb-engine.log'.`.
+    async fn deploy_steps(
+        &self,
+        env: &Environment,
+        dir: &Path,
+        app_dir: &Path,
+        bundle: Arc<Vec<u8>>,
+        vars: &[(String, String)],
+        postdeploy: bool,
+    ) -> Result<(), String> {
+        let (env_c, env_dir, dir, app_dir, vars_c) = (
+            env.clone(),
+            self.dir.join(&env.id),
+            dir.to_path_buf(),
+            app_dir.to_path_buf(),
+            vars.to_vec(),
+        );
+        let result = tokio::task::spawn_blocking(move || {
+            if postdeploy {
+                crate::deploy::postdeploy(&env_c, &env_dir, &app_dir, &dir, &vars_c)
+            } else {
+                crate::deploy::deploy_instances(&env_c, &env_dir, &dir, &app_dir, &bundle, &vars_c)
+            }
+        })
+        .await
+        .map_err(|e| format!("The deployment task failed: {e}"))?;
+        let Err(failure) = result else {
+            return Ok(());
+        };
+        let instances = crate::deploy::instance_ids(env).len();
+        self.shared
+            .lock()
+            .deploy_failures
+            .insert(env.id.clone(), (failure.instance, instances));
+        Err(failure.reason)
+    }
+
+    /// The events that follow `Instance deployment failed.` when an instance's command failed.
+    fn instance_failure_events(&self, env_id: &str) {
+        let Some((instance, instances)) = self.shared.lock().deploy_failures.remove(env_id) else {
+            return;
+        };
+        self.event(
+            env_id,
+            Severity::Error,
+            format!(
+                "[Instance: {instance}] Command failed on instance. Return code: 1 Output: Engine execution has encountered an error.."
+            ),
+        );
+        self.event(
+            env_id,
+            Severity::Info,
+            format!(
+                "Command execution completed on all instances. Summary: [Successful: {}, Failed: 1].",
+                instances.saturating_sub(1)
+            ),
+        );
+    }
+
+    /// RequestEnvironmentInfo (tail): the last 100 lines of every log of every instance, one object
+    /// per instance in the environment's S3 bucket, each entry a presigned URL valid 15 minutes
+    /// (EnvironmentInfoDescription: "Currently contains a presigned Amazon S3 URL. The files are
+    /// deleted after 15 minutes.").
+    pub(crate) async fn compile_tail(self: Arc<Self>, env_id: &str) {
+        let Some(env) = self
+            .shared
+            .lock()
+            .beanstalk
+            .environments
+            .get(env_id)
+            .cloned()
+        else {
+            return;
+        };
+        let Some(s3) = self.s3.as_ref() else {
+            return;
+        };
+        let bucket = format!(
+            "elasticbeanstalk-{}-{}",
+            crate::beanstalk::REGION,
+            crate::beanstalk::ACCOUNT
+        );
+        if s3.head_bucket().bucket(&bucket).send().await.is_err() {
+            let _ = s3.create_bucket().bucket(&bucket).send().await;
+        }
+        let env_dir = self.dir.join(env_id);
+        let mut entries = vec![];
+        for instance in crate::deploy::instance_ids(&env) {
+            let text = crate::deploy::tail(&env_dir, &instance, 100);
+            let sampled = SystemTime::now();
+            let key = format!(
+                "resources/environments/logs/tail/{env_id}/{instance}/TailLogs-{}.out",
+                sampled
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or_default()
+            );
+            if s3
+                .put_object()
+                .bucket(&bucket)
+                .key(&key)
+                .body(text.into_bytes().into())
+                .send()
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            let Ok(config) =
+                aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(900))
+            else {
+                continue;
+            };
+            if let Ok(url) = s3
+                .get_object()
+                .bucket(&bucket)
+                .key(&key)
+                .presigned(config)
+                .await
+            {
+                entries.push(crate::beanstalk::InfoEntry {
+                    instance,
+                    sampled,
+                    url: url.uri().to_string(),
+                });
+            }
+        }
+        self.shared
+            .lock()
+            .beanstalk
+            .tail_logs
+            .insert(env_id.to_string(), entries);
     }
 
     async fn download(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
@@ -707,7 +934,7 @@ fn healthy(options: &crate::beanstalk::Options, name: &str) -> (&'static str, &'
 const ORPHAN_GUARD: &str = r#"parent=$1; ( while kill -0 "$parent" 2>/dev/null; do sleep 1; done; kill -KILL 0 ) & exec sh -c "$0""#;
 
 /// Unpacks a bundle; entries that would land outside `dir` are refused by the zip crate.
-fn unpack(bundle: &[u8], dir: &Path) -> Result<(), String> {
+pub(crate) fn unpack(bundle: &[u8], dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bundle))
         .map_err(|e| format!("not a zip: {e}"))?;

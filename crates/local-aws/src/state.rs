@@ -16,6 +16,10 @@ pub struct State {
     /// Calls per `Service.Operation`, counted before validation (AWS bills and throttles those too).
     pub calls: BTreeMap<String, u64>,
     pub beanstalk: beanstalk::Store,
+    pub rds: crate::rds::Store,
+    /// An environment's instance whose deployment steps failed, and how many instances it has: the
+    /// events Beanstalk emits for it follow `Instance deployment failed.`.
+    pub deploy_failures: BTreeMap<String, (String, usize)>,
     /// Calls per operation since the faults were last set (throttling counts from there).
     pub fault_calls: BTreeMap<String, u64>,
     /// Running apps by environment id; dropping one kills it.

@@ -19,7 +19,7 @@ use local_aws::LocalAws;
 use test_support::clients;
 use test_support::moto::Moto;
 
-const STACK: &str = "64bit Amazon Linux 2023 v4.5.2 running Python 3.11";
+use test_support::SOLUTION_STACK as STACK;
 
 struct Bed {
     local: LocalAws,

@@ -16,7 +16,7 @@ use serde_json::Value;
 use test_support::clients;
 use test_support::moto::Moto;
 
-const STACK: &str = "64bit Amazon Linux 2023 v4.5.2 running Python 3.11";
+use test_support::SOLUTION_STACK as STACK;
 const OLD_STACK: &str = "64bit Amazon Linux 2023 v4.3.0 running Python 3.11";
 const NODE18: &str =
     "arn:aws:elasticbeanstalk:us-east-1::platform/Node.js 18 running on 64bit Amazon Linux 2023/6.5.1";

@@ -217,6 +217,7 @@ impl Bed {
             ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", self.local.endpoint()),
             ("AWS_ENDPOINT_URL_S3", self.moto.endpoint()),
             ("AWS_ENDPOINT_URL_ROUTE_53", self.moto.endpoint()),
+            ("AWS_ENDPOINT_URL_RDS", self.local.endpoint()),
             ("AWS_MAX_ATTEMPTS", "4".to_string()),
         ];
         env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));

@@ -5,6 +5,7 @@
 pub mod bed;
 pub mod clients;
 pub mod moto;
+pub mod postgres;
 
 use std::path::PathBuf;
 
@@ -21,6 +22,10 @@ pub mod lambda {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 }
+
+/// The solution stack the tests launch on: the newest Python branch in local-aws's platform catalogue
+/// (an older one is refused as AWS refuses a retired stack).
+pub const SOLUTION_STACK: &str = "64bit Amazon Linux 2023 v4.5.2 running Python 3.11";
 
 /// The repository root (where the workspace Cargo.toml is).
 pub fn workspace_root() -> PathBuf {
@@ -65,14 +70,21 @@ pub fn job_event(user_parameters: &str) -> serde_json::Value {
 pub fn app_bundle(version: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     use std::io::Write;
     let app = workspace_root().join("examples/app");
-    let mut files: Vec<(String, Vec<u8>)> = ["Procfile", "app.py"]
-        .iter()
-        .map(|name| {
-            let bytes = std::fs::read(app.join(name))
-                .unwrap_or_else(|e| panic!("read examples/app/{name}: {e}"));
-            (name.to_string(), bytes)
-        })
-        .collect();
+    let mut files: Vec<(String, Vec<u8>)> = [
+        "Procfile",
+        "app.py",
+        "db.py",
+        "pg.py",
+        "migrate.py",
+        "migrations/0001_orders.sql",
+    ]
+    .iter()
+    .map(|name| {
+        let bytes = std::fs::read(app.join(name))
+            .unwrap_or_else(|e| panic!("read examples/app/{name}: {e}"));
+        (name.to_string(), bytes)
+    })
+    .collect();
     files.push(("VERSION".into(), format!("{version}\n").into_bytes()));
     for (name, content) in extra {
         files.retain(|(n, _)| n != name);

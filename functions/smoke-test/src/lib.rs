@@ -67,6 +67,27 @@ pub struct Params {
     /// or `any`.
     #[serde(default)]
     pub redirects: Redirects,
+    /// After the staged environment passes, the same checks against the environment still serving
+    /// production (`#{Stage.LiveUrl}`): the new version's migrations ran on the database both share.
+    #[serde(default)]
+    pub live: Option<LiveParams>,
+}
+
+/// The live environment's check.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveParams {
+    /// Its URL or CNAME; empty (the first deployment: nothing else serves production) skips the check.
+    pub url: String,
+    /// What to request there; the staged environment's checks when left out (never the version check).
+    #[serde(default)]
+    pub checks: Option<Vec<CheckSpec>>,
+    /// What migrated the database, for the message (`#{Package.VersionLabel}`).
+    #[serde(default)]
+    pub migration: Option<String>,
+    /// The snapshot to restore from, for the message (`#{Backup.SnapshotId}`).
+    #[serde(default)]
+    pub snapshot: Option<String>,
 }
 
 fn default_rounds() -> u32 {
@@ -126,7 +147,27 @@ impl Params {
             .iter()
             .map(|(host, addr)| parse_resolve(host, addr))
             .collect::<Result<Vec<_>, _>>()?;
+        let live = match &self.live {
+            None => None,
+            Some(l) => {
+                let live_checks = l.checks.clone().unwrap_or_else(|| checks.clone());
+                for (i, c) in live_checks.iter().enumerate() {
+                    c.validate(&format!("live.checks[{i}]"))?;
+                }
+                Some(smoke_test::Live {
+                    base: if l.url.trim().is_empty() {
+                        None
+                    } else {
+                        Some(parse_base_url(&l.url)?)
+                    },
+                    checks: live_checks,
+                    migration: l.migration.clone().filter(|m| !m.is_empty()),
+                    snapshot: l.snapshot.clone().filter(|s| !s.is_empty()),
+                })
+            }
+        };
         Ok(Plan {
+            live,
             base,
             checks,
             version: self.version.clone(),

@@ -18,6 +18,7 @@ pub const OUTPUT_VARIABLES: &[&str] = &[
     "Cname",
     "Url",
     "LiveEnvironmentName",
+    "LiveUrl",
 ];
 
 /// UserParameters of stage.

@@ -16,7 +16,7 @@ use local_aws::faults::{Faults, Throttle};
 use test_support::bed::{Bed, Driven};
 use test_support::lambda::Function;
 
-const STACK: &str = "64bit Amazon Linux 2023 v4.5.2 running Python 3.11";
+use test_support::SOLUTION_STACK as STACK;
 const PLATFORM: &str =
     "arn:aws:elasticbeanstalk:us-east-1::platform/Python 3.11 running on 64bit Amazon Linux 2023/4.5.2";
 
@@ -385,8 +385,13 @@ async fn a_saved_configuration_with_overrides_and_tags_makes_the_first_environme
     let info = bed
         .get("shop-prod.us-east-1.elasticbeanstalk.com", "/api/info")
         .await;
+    let mut info: serde_json::Value = serde_json::from_str(&info.1).unwrap();
+    // The app reports the schema it expects, and that it cannot reach this made-up host.
+    assert_eq!(info["schema"]["expected"], 1);
+    assert!(info["schema"]["error"].is_string(), "{info}");
+    info.as_object_mut().unwrap().remove("schema");
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&info.1).unwrap(),
+        info,
         serde_json::json!({
             "version": "v1",
             "environment": "overridden-by-stage",
@@ -562,6 +567,50 @@ async fn a_failed_launch_fails_with_its_events_and_production_untouched() {
     assert!(message.contains("ERROR Stack named 'awseb-"), "{message}");
     assert!(message.contains("Production is unchanged"), "{message}");
     assert!(message.len() <= 5000);
+    assert_eq!(
+        bed.get("shop-prod.us-east-1.elasticbeanstalk.com", "/version")
+            .await,
+        (200, "v1\n".into())
+    );
+}
+
+/// A migration (a leader-only container command) that fails: the deployment fails with Beanstalk's
+/// events, stage fails naming the failed command and showing its output from the instance's tail logs
+/// (RequestEnvironmentInfo/RetrieveEnvironmentInfo), and production keeps serving v1.
+#[tokio::test]
+async fn a_failing_migration_fails_staging_with_the_commands_output() {
+    let bed = Bed::start(Options::default()).await;
+    let mut f = function(&bed).await;
+    first_deploy(&bed, &mut f).await;
+    let migration = "container_commands:\n  01_migrate:\n    command: 'echo applying 0002_orders_note; echo \"ERROR: column note of relation orders already exists\" >&2; exit 1'\n    leader_only: true\n";
+    bed.version(
+        "v2",
+        test_support::app_bundle("v2", &[(".ebextensions/migrate.config", migration)]),
+    )
+    .await;
+    let run = bed.drive(&mut f, &params("v2", ""), 50).await;
+    let message = run.failure();
+    assert_eq!(run.failure_type(), "JobFailed");
+    for expected in [
+        "Beanstalk reported ERROR for",
+        "Instance deployment failed. For details, see 'eb-engine.log'.",
+        "\nFrom the tail logs of i-0",
+        "[INFO] Command 01_migrate",
+        "applying 0002_orders_note",
+        "ERROR: column note of relation orders already exists",
+        "[ERROR] Exited with error code 1",
+        "[ERROR] Command 01_migrate (echo applying 0002_orders_note;",
+        "Production is unchanged",
+    ] {
+        assert!(
+            message.contains(expected),
+            "{expected:?} not in:\n{message}"
+        );
+    }
+    assert!(message.chars().count() <= 5000);
+    let calls = bed.local.call_counts();
+    assert_eq!(calls["ElasticBeanstalk.RequestEnvironmentInfo"], 1);
+    assert!(calls["ElasticBeanstalk.RetrieveEnvironmentInfo"] >= 1);
     assert_eq!(
         bed.get("shop-prod.us-east-1.elasticbeanstalk.com", "/version")
             .await,

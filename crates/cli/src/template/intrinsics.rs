@@ -180,6 +180,9 @@ impl Stack {
                     },
                     other => return Err(invalid(format!("Fn::GetAtt {other}"))),
                 };
+                if let Some(value) = self.provided_attribute(&resource, &attribute) {
+                    return Ok(value);
+                }
                 if self.is_absent(&resource) {
                     return Ok(None);
                 }
@@ -213,6 +216,9 @@ impl Stack {
         }
         if let Some(v) = self.parameters.get(name) {
             return Ok(Some(v.clone()));
+        }
+        if let Some(p) = self.provided.get(name) {
+            return Ok(Some(Value::String(p.reference.clone())));
         }
         if self.is_absent(name) {
             return Ok(None);
@@ -259,7 +265,9 @@ impl Stack {
                         if self.template["Resources"].get(resource).is_none() {
                             return Err(invalid(format!("${{{name}}}: no resource {resource}")));
                         }
-                        if self.is_absent(resource) {
+                        if let Some(value) = self.provided_attribute(resource, attribute) {
+                            value
+                        } else if self.is_absent(resource) {
                             None
                         } else {
                             Some(Value::String(format!(

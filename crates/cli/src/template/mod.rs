@@ -51,6 +51,16 @@ pub struct Stack {
     /// Resource types nobody creates in this run: a `Ref` or `Fn::GetAtt` of one is AWS::NoValue, so what
     /// depends on it is left out instead of pointing at something that does not exist.
     absent: Vec<String>,
+    /// Resources the local run made itself (the database, its secret): logical id -> what `Ref` gives
+    /// and what each `Fn::GetAtt` attribute gives, as CloudFormation would once it created them.
+    provided: BTreeMap<String, Provided>,
+}
+
+/// A resource the local run stands up itself, with the values CloudFormation would give for it.
+#[derive(Debug, Clone, Default)]
+pub struct Provided {
+    pub reference: String,
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// One pipeline action, its configuration evaluated.
@@ -137,7 +147,19 @@ impl Stack {
             template,
             parameters,
             absent: vec![],
+            provided: BTreeMap::new(),
         })
+    }
+
+    /// `Ref` and `Fn::GetAtt` of `logical` give these values (a resource the local run made itself).
+    pub fn provide(mut self, logical: &str, provided: Provided) -> Self {
+        self.provided.insert(logical.to_string(), provided);
+        self
+    }
+
+    fn provided_attribute(&self, logical: &str, attribute: &str) -> Option<Option<Value>> {
+        let p = self.provided.get(logical)?;
+        Some(p.attributes.get(attribute).cloned().map(Value::String))
     }
 
     /// Evaluates references to resources of these types as AWS::NoValue: what depends on them is left out.

@@ -35,7 +35,30 @@ pub async fn run(plan: &Plan, state: Option<WarmingUp>) -> Result<Outcome<Warmin
         &plan.options,
     )
     .map_err(start_error)?;
-    Ok(run_with(&checker, &clock, plan, state).await)
+    let staged = run_with(&checker, &clock, plan, state).await;
+    match (&staged, plan.live.as_ref()) {
+        (Outcome::Succeeded { .. }, Some(live)) => match &live.base {
+            Some(base) => {
+                let live_checker =
+                    Checker::new(base, &live.checks, None, &plan.options).map_err(start_error)?;
+                Ok(check_live(&live_checker, live, staged).await)
+            }
+            None => Ok(staged),
+        },
+        _ => Ok(staged),
+    }
+}
+
+/// The version in production, once the staged environment passed: one round of the checks against
+/// it (it serves production, so it must answer now: no warm-up), judged by [`super::live_verdict`].
+pub async fn check_live(
+    probe: &impl Probe,
+    live: &super::Live,
+    staged: Outcome<WarmingUp>,
+) -> Outcome<WarmingUp> {
+    let round = probe.round(1).await;
+    info!(table = %eval::summary_table(std::slice::from_ref(&round)), "live environment round");
+    super::live_verdict(live, staged, &round)
 }
 
 /// Warm-up attempts (round 1 until the environment answers, or this invocation hands over), then the
@@ -182,6 +205,7 @@ mod tests {
                 backoff: Duration::from_millis(backoff_ms),
             },
             options: Options::default(),
+            live: None,
         }
     }
 
@@ -293,6 +317,81 @@ mod tests {
         assert_eq!(script.asked(), [1]);
         assert!(clock.slept().is_empty());
         assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
+    }
+
+    fn live(snapshot: Option<&str>) -> crate::smoke_test::Live {
+        crate::smoke_test::Live {
+            base: Some(url::Url::parse("http://shop-prod.example/").unwrap()),
+            checks: vec![],
+            migration: Some("v2".into()),
+            snapshot: snapshot.map(str::to_string),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_version_in_production_is_checked_against_the_migrated_database() {
+        let clock = FakeClock::at(t0());
+        let p = plan(1, 600, 3, 2000);
+        // The staged environment passes, then the live one fails: the pipeline stops, naming the
+        // migration and the snapshot.
+        let staged = run_with(&Script::new(&[&[OK]]), &clock, &p, None).await;
+        let live_probe = Script::new(&[&[Some(500)]]);
+        let outcome = check_live(&live_probe, &live(Some("beanswap-shop-1a2b3c4d")), staged).await;
+        let Outcome::Failed { kind, message } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(kind, FailureKind::JobFailed);
+        assert!(message.starts_with("the migration broke the version in production: http://shop-prod.example/ (the live environment, still on the old version) fails the smoke test against the database as the migrations of v2 left it"), "{message}");
+        assert!(
+            message.contains("before the approval and the swap"),
+            "{message}"
+        );
+        assert!(
+            message.contains("restore the database from snapshot beanswap-shop-1a2b3c4d"),
+            "{message}"
+        );
+        assert!(
+            message.contains("beanswap restore --snapshot beanswap-shop-1a2b3c4d"),
+            "{message}"
+        );
+        assert_eq!(
+            live_probe.asked(),
+            [1],
+            "production gets one round, no warm-up"
+        );
+
+        // Both pass: the summary says the live one passed too.
+        let staged = run_with(&Script::new(&[&[OK]]), &clock, &p, None).await;
+        let outcome = check_live(&Script::new(&[&[OK]]), &live(None), staged).await;
+        let Outcome::Succeeded { variables, .. } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(
+            variables["Summary"].contains(
+                "the version in production passed the same checks at http://shop-prod.example/"
+            ),
+            "{variables:?}"
+        );
+        let first_line = variables["Summary"].lines().next().unwrap().to_string();
+        assert!(
+            first_line
+                .ends_with("; the version in production passed them too, on the migrated database"),
+            "{first_line}"
+        );
+
+        // First deployment: nothing else serves production.
+        let staged = run_with(&Script::new(&[&[OK]]), &clock, &p, None).await;
+        let mut first = live(None);
+        first.base = None;
+        let outcome = crate::smoke_test::live_verdict(
+            &first,
+            staged,
+            &crate::http_check::Round {
+                number: 1,
+                results: vec![],
+            },
+        );
+        assert!(matches!(outcome, Outcome::Succeeded { .. }));
     }
 
     #[test]

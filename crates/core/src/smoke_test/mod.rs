@@ -48,6 +48,83 @@ pub struct Plan {
     pub warmup: Warmup,
     /// How requests are sent; `not_ready` holds the statuses a warm-up waits out.
     pub options: Options,
+    /// Once the staged environment passes, the version still in production is checked too.
+    pub live: Option<Live>,
+}
+
+/// The check of the environment still serving production, after the staged one passed: the new
+/// version's migrations ran against the database both share, so the old version must still work on
+/// it before anyone approves the swap (an expand-only schema change passes; a rename or a drop the
+/// old code relies on fails here, not in production after the approval).
+#[derive(Debug, Clone)]
+pub struct Live {
+    /// Its URL; `None` when nothing else serves production (the first deployment).
+    pub base: Option<Url>,
+    /// What to request: the staged environment's checks unless given (never the version check: it is
+    /// the old version).
+    pub checks: Vec<CheckSpec>,
+    /// What migrated the database (the new version), for the message.
+    pub migration: Option<String>,
+    /// The snapshot taken before Stage (`#{Backup.SnapshotId}`), for the message.
+    pub snapshot: Option<String>,
+}
+
+/// What the live environment's round means, once the staged environment passed (`staged`): success
+/// with the live check added to the summary, or the failure that stops the pipeline before the swap,
+/// naming the migration and the snapshot to restore from.
+pub fn live_verdict(live: &Live, staged: Outcome<WarmingUp>, round: &Round) -> Outcome<WarmingUp> {
+    let Some(base) = &live.base else {
+        return staged;
+    };
+    let table = eval::summary_table(std::slice::from_ref(round));
+    if !round.passed() {
+        let migration = live
+            .migration
+            .as_deref()
+            .map(|m| format!("the migrations of {m}"))
+            .unwrap_or_else(|| "the new version's migrations".into());
+        let snapshot = live
+            .snapshot
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                format!(
+                    "restore the database from snapshot {s}, taken by the backup action before Stage (README, \"Restore the database\"; locally `beanswap restore --snapshot {s}`), or deploy a version that fixes it"
+                )
+            })
+            .unwrap_or_else(|| {
+                "no snapshot was named to restore from; deploy a version that fixes it".into()
+            });
+        let head = format!(
+            "the migration broke the version in production: {base} (the live environment, still on the old version) fails the smoke test against the database as {migration} left it, while the staged environment passed. The pipeline stops here, before the approval and the swap; production runs its old version on the migrated schema: {snapshot}.\n{}",
+            describe_round(round)
+        );
+        return Outcome::failed(FailureKind::JobFailed, fit(&head, &table));
+    }
+    match staged {
+        Outcome::Succeeded {
+            summary,
+            mut variables,
+        } => {
+            let note = format!(
+                "\nthe version in production passed the same checks at {base} against the migrated database\n{table}"
+            );
+            // The first line (what a console shows) says it too.
+            let first = "; the version in production passed them too, on the migrated database";
+            let with_first = |text: &str| match text.split_once('\n') {
+                Some((head, rest)) => format!("{head}{first}\n{rest}{note}"),
+                None => format!("{text}{first}{note}"),
+            };
+            if let Some(s) = variables.get_mut("Summary") {
+                *s = with_first(s);
+            }
+            Outcome::Succeeded {
+                summary: truncate(&with_first(&summary), limits::SUMMARY),
+                variables,
+            }
+        }
+        other => other,
+    }
 }
 
 /// Waiting for an environment that does not answer yet.

@@ -91,6 +91,7 @@ fn plan(rounds: u32, window_s: u64) -> Plan {
             retries: 3,
             backoff: Duration::from_secs(2),
         },
+        live: None,
         options: Options::default(),
     }
 }

@@ -11,6 +11,7 @@ mod applications;
 mod environments;
 mod events;
 pub mod health;
+mod info;
 pub mod platforms;
 mod templates;
 
@@ -286,6 +287,19 @@ pub enum Effect {
         application: String,
         label: String,
     },
+    /// RequestEnvironmentInfo (tail): compile every instance's tail logs into S3.
+    CompileTail {
+        env_id: String,
+    },
+}
+
+/// One compiled tail log of an instance (RetrieveEnvironmentInfo's EnvironmentInfoDescription).
+#[derive(Debug, Clone)]
+pub struct InfoEntry {
+    pub instance: String,
+    pub sampled: SystemTime,
+    /// A presigned S3 URL of the log.
+    pub url: String,
 }
 
 /// Everything Elastic Beanstalk holds for one region.
@@ -305,6 +319,8 @@ pub struct Store {
     pub tags: BTreeMap<String, BTreeMap<String, String>>,
     /// What the router saw: one record per request it answered, newest last (FIDELITY.md, "Health").
     pub requests: health::Requests,
+    /// The latest compiled tail logs per environment id.
+    pub tail_logs: BTreeMap<String, Vec<InfoEntry>>,
 }
 
 impl Store {
@@ -417,6 +433,8 @@ pub fn handle(
         "ListPlatformBranches" => plain(platforms::list_branches(store, p)),
         "UpdateTagsForResource" => templates::update_tags(store, request).map(|e| (None, e)),
         "ListTagsForResource" => plain(templates::list_tags(store, p)),
+        "RequestEnvironmentInfo" => info::request(store, request).map(|e| (None, e)),
+        "RetrieveEnvironmentInfo" => plain(info::retrieve(store, p)),
         other => Err(QueryError::new(
             400,
             "InvalidAction",

@@ -20,7 +20,7 @@ use test_support::clients;
 use test_support::lambda::{Function, Invocation};
 use test_support::moto::Moto;
 
-pub const STACK: &str = "64bit Amazon Linux 2023 v4.5.2 running Python 3.11";
+pub use test_support::SOLUTION_STACK as STACK;
 pub const PROD: &str = "shop-prod.us-east-1.elasticbeanstalk.com";
 pub const DOMAIN: &str = "shop.example.com";
 pub const EB_ZONE_US_EAST_1: &str = "Z117KPS5GTRQ2G";
