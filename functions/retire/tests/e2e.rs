@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use test_support::clients;
 use test_support::moto::Moto;
 
-const STACK: &str = "64bit Amazon Linux 2023 v4.5.2 running Python 3.11";
+use test_support::SOLUTION_STACK as STACK;
 const BUNDLES: &str = "bundles";
 const PROD: &str = "shop-prod";
 
@@ -482,8 +482,15 @@ async fn the_grace_period_is_waited_out_with_continuation_tokens() {
     let live = bed
         .launch("shop-live", PROD, "v2", Some("shop"), None)
         .await;
-    // Swapped out 57 seconds ago; the grace period is a minute, so about 3 seconds are left.
-    let grace_ends = SystemTime::now() - Duration::from_secs(57) + Duration::from_secs(60);
+    // Swapped out 57 seconds ago; the grace period is a minute, so about 3 seconds are left. The tag
+    // holds whole seconds (as beanswap writes it), so the grace period ends a minute after the
+    // truncated time, up to a second before `now - 57 s + 60 s`.
+    let swapped_out = SystemTime::now() - Duration::from_secs(57);
+    let whole = swapped_out
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let grace_ends = SystemTime::UNIX_EPOCH + Duration::from_secs(whole + 60);
     let old = bed
         .launch(
             "shop-old",
