@@ -20,6 +20,10 @@ A few environment variables make it misbehave on purpose, so tests can prove fai
   SLOW_MS        delay every answer by this many milliseconds
   START_DELAY_SECONDS  wait this long before listening
   EXIT_AFTER_SECONDS   exit(1) after this long
+  ERROR_PERCENT  answer this share of requests (all but /health, so the load balancer keeps the instance)
+                 with 500, deterministically: with 5, every 20th request of this process fails. Also read
+                 from a file ERROR_PERCENT in the bundle: a release that ships the bug (`beanswap demo
+                 --bad-release`), caught by the swap's bake after the move.
 """
 
 import json
@@ -43,6 +47,41 @@ def read_version():
 
 
 VERSION = read_version()
+
+
+def read_error_percent():
+    raw = os.environ.get("ERROR_PERCENT", "")
+    if not raw:
+        try:
+            with open(os.path.join(HERE, "ERROR_PERCENT"), encoding="utf-8") as f:
+                raw = f.read().strip()
+        except OSError:
+            raw = ""
+    try:
+        return max(0.0, min(100.0, float(raw or 0)))
+    except ValueError:
+        return 0.0
+
+
+ERROR_PERCENT = read_error_percent()
+
+
+class Faults:
+    """Every Nth request (other than the health check) fails, N = 100 / ERROR_PERCENT."""
+
+    def __init__(self, percent):
+        self.every = round(100 / percent) if percent > 0 else 0
+        self.count, self.lock = 0, threading.Lock()
+
+    def fail_now(self):
+        if not self.every:
+            return False
+        with self.lock:
+            self.count += 1
+            return self.count % self.every == 0
+
+
+FAULTS = Faults(ERROR_PERCENT)
 
 
 def database_status():
@@ -135,7 +174,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = self.path.split("?", 1)[0]
-        if path == "/version":
+        if path != "/health" and FAULTS.fail_now():
+            self.answer(500, "injected failure (ERROR_PERCENT)\n")
+        elif path == "/version":
             self.answer(200, VERSION + "\n")
         elif path == "/health":
             status = int(os.environ.get("HEALTH_STATUS", "200") or 200)

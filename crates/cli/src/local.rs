@@ -165,6 +165,7 @@ impl LocalCloud {
             ("AWS_ENDPOINT_URL_S3", self.proxy.endpoint()),
             ("AWS_ENDPOINT_URL_ROUTE_53", self.proxy.endpoint()),
             ("AWS_ENDPOINT_URL_RDS", self.aws.endpoint()),
+            ("AWS_ENDPOINT_URL_CLOUDWATCH", self.aws.endpoint()),
             ("AWS_ENDPOINT_URL_SECRETS_MANAGER", self.proxy.endpoint()),
             ("AWS_ACCESS_KEY_ID", "local".into()),
             ("AWS_SECRET_ACCESS_KEY", "local".into()),

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
+use beanswap_core::alarms::CloudWatch;
 use beanswap_core::beanstalk::{
     Beanstalk, BeanstalkApi, Environment, HealthGate, TAG_OUT_OF_SERVICE_SINCE,
 };
@@ -152,6 +153,7 @@ pub async fn swap(config: &SdkConfig, plan: &Plan) -> Result<String, String> {
         r53: &r53,
         verifier: &verifier,
         clock: &SystemClock,
+        alarms: &CloudWatch::new(config),
     };
     let mut state = None;
     loop {
@@ -186,7 +188,8 @@ pub fn cname_swap(
         production_cname: Some(production.to_string()),
         domain: None,
         steps: vec![100],
-        bake: Duration::ZERO,
+        step_bake: Duration::ZERO,
+        bake: None,
         verify: None,
         resolve: None,
         min_health,
@@ -208,7 +211,8 @@ pub fn rollback(
         production_cname,
         domain,
         steps: vec![100],
-        bake: Duration::ZERO,
+        step_bake: Duration::ZERO,
+        bake: None,
         verify: None,
         resolve: None,
         min_health: HealthGate::Green,

@@ -41,6 +41,9 @@ pub fn local_parameters() -> BTreeMap<String, String> {
         // live environment.
         ("SmokeTestPaths", "/,/health,/api/orders"),
         ("RetireGraceMinutes", "0"),
+        // The bake after the move, scaled from minutes to 3 seconds: it watches production (enhanced
+        // health from the router's requests) and moves it back on a breach (`--bad-release`).
+        ("BakeMinutes", "0.05"),
         ("KeepPreviousEnvironments", "1"),
         ("RepositoryId", "local/app"),
         ("FunctionsBucket", "local-functions"),

@@ -186,8 +186,11 @@ fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
             with(&[domain[0], domain[1], ("SwapMode", "route53")]),
         ),
         (
-            "domain, weighted swap, HTTPS, version check, approval email, kept environment scaled down",
+            "domain, weighted swap, HTTPS, version check, approval email, kept environment scaled down, a bake with latency and alarms",
             with(&[
+                ("BakeMinutes", "7.5"),
+                ("BakeMaxP99Millis", "1500"),
+                ("BakeAlarmNames", "shop-5xx,shop-latency"),
                 domain[0],
                 domain[1],
                 ("SwapMode", "weighted"),
@@ -861,11 +864,17 @@ const GRANTS: &[Grants] = &[
     },
     Grants {
         function: "swap",
-        own: &["functions/swap/src", "crates/core/src/swap"],
+        own: &[
+            "functions/swap/src",
+            "crates/core/src/swap",
+            "crates/core/src/alarms.rs",
+        ],
         calls: &[
             REPORT[0],
             REPORT[1],
             ("elasticbeanstalk", "describe_environments"),
+            ("elasticbeanstalk", "describe_environment_health"),
+            ("cloudwatch", "describe_alarms"),
             ("elasticbeanstalk", "describe_events"),
             ("elasticbeanstalk", "list_tags_for_resource"),
             ("elasticbeanstalk", "update_tags_for_resource"),
@@ -1087,6 +1096,7 @@ fn sdk_operations() -> BTreeSet<String> {
             "aws-sdk-route53",
             "aws-sdk-codepipeline",
             "aws-sdk-rds",
+            "aws-sdk-cloudwatch",
         ]
         .contains(&name)
         {

@@ -23,6 +23,7 @@ pub enum Service {
     Route53,
     CodePipeline,
     Rds,
+    CloudWatch,
 }
 
 impl fmt::Display for Service {
@@ -33,6 +34,7 @@ impl fmt::Display for Service {
             Service::Route53 => "Route 53",
             Service::CodePipeline => "CodePipeline",
             Service::Rds => "RDS",
+            Service::CloudWatch => "CloudWatch",
         })
     }
 }

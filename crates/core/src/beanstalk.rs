@@ -15,6 +15,7 @@ use aws_sdk_elasticbeanstalk::types::{EnvironmentDescription, EventDescription};
 use aws_sdk_elasticbeanstalk::Client;
 
 use crate::aws_error::{AwsError, HttpStatus, Service};
+pub use crate::health_figures::HealthFigures;
 
 /// Tags beanswap puts on the environments it creates; retire only ever considers environments with them.
 pub const TAG_APPLICATION: &str = "beanswap:application";
@@ -290,6 +291,11 @@ pub trait BeanstalkApi: Send + Sync {
         source_id: &str,
         destination_id: &str,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// DescribeEnvironmentHealth (AttributeNames All): enhanced health's figures now.
+    fn health_figures(
+        &self,
+        environment_id: &str,
+    ) -> impl Future<Output = Result<HealthFigures, AwsError>> + Send;
 }
 
 impl BeanstalkApi for Beanstalk {
@@ -419,6 +425,18 @@ impl BeanstalkApi for Beanstalk {
             .await
             .map_err(|e| eb_error("SwapEnvironmentCNAMEs", e))?;
         Ok(())
+    }
+
+    async fn health_figures(&self, environment_id: &str) -> Result<HealthFigures, AwsError> {
+        let out = self
+            .client
+            .describe_environment_health()
+            .environment_id(environment_id)
+            .attribute_names(aws_sdk_elasticbeanstalk::types::EnvironmentHealthAttribute::All)
+            .send()
+            .await
+            .map_err(|e| eb_error("DescribeEnvironmentHealth", e))?;
+        Ok(HealthFigures::from_sdk(&out))
     }
 }
 

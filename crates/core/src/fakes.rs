@@ -12,8 +12,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use crate::alarms::{Alarm, AlarmsApi};
 use crate::aws_error::{AwsError, Service};
-use crate::beanstalk::{BeanstalkApi, Environment, Event};
+use crate::beanstalk::{BeanstalkApi, Environment, Event, HealthFigures};
 use crate::route53::{Existing, Planned, Record, Route53Api};
 use crate::swap::{Check, Verify};
 
@@ -43,6 +44,8 @@ struct Eb {
     busy: BTreeMap<String, u32>,
     failures: VecDeque<(&'static str, AwsError)>,
     calls: Vec<String>,
+    /// Environment name -> enhanced health readings to give, one per call; the last one stays.
+    figures: BTreeMap<String, VecDeque<HealthFigures>>,
 }
 
 /// Elastic Beanstalk in memory.
@@ -137,6 +140,14 @@ impl FakeBeanstalk {
         lock(&self.eb).failures.push_back((operation, error));
     }
 
+    /// What DescribeEnvironmentHealth answers for `name`: these readings in turn, then the last one
+    /// again (none given: no requests, the environment's color).
+    pub fn set_figures(&self, name: &str, readings: Vec<HealthFigures>) {
+        lock(&self.eb)
+            .figures
+            .insert(name.to_string(), readings.into());
+    }
+
     /// Every call so far, as `Operation` names in order.
     pub fn calls(&self) -> Vec<String> {
         lock(&self.eb).calls.clone()
@@ -192,7 +203,48 @@ impl FakeBeanstalk {
     }
 }
 
+/// Enhanced health with `requests` in the last 10 s, `errors` percent of them 5xx, P99 `p99_ms`, Green.
+pub fn figures(requests: u64, errors: u32, p99_ms: u64) -> HealthFigures {
+    HealthFigures {
+        window: Duration::from_secs(10),
+        requests,
+        server_errors_percent: (requests > 0).then_some(errors),
+        p99: (requests > 0).then(|| Duration::from_millis(p99_ms)),
+        color: "Green".into(),
+        status: Some("Ok".into()),
+        causes: Vec::new(),
+    }
+}
+
 impl BeanstalkApi for FakeBeanstalk {
+    async fn health_figures(&self, environment_id: &str) -> Result<HealthFigures, AwsError> {
+        let mut eb = self.call("DescribeEnvironmentHealth")?;
+        let Some(env) = eb
+            .environments
+            .iter()
+            .find(|e| e.id == environment_id)
+            .cloned()
+        else {
+            return Err(AwsError::answered(
+                Service::ElasticBeanstalk,
+                "DescribeEnvironmentHealth",
+                "InvalidRequestException",
+                format!("No Environment found for EnvironmentId = '{environment_id}'."),
+            ));
+        };
+        let queue = eb.figures.entry(env.name.clone()).or_default();
+        let reading = if queue.len() > 1 {
+            queue.pop_front()
+        } else {
+            queue.front().cloned()
+        };
+        Ok(reading.unwrap_or_else(|| HealthFigures {
+            color: env.health.clone(),
+            status: env.health_status.clone(),
+            ..figures(0, 0, 0)
+        }))
+    }
+
     async fn environments(&self, application: &str) -> Result<Vec<Environment>, AwsError> {
         let mut eb = self.call("DescribeEnvironments")?;
         Self::tick(&mut eb);
@@ -444,5 +496,41 @@ where
     async fn verify(&self, check: &Check) -> Result<String, String> {
         lock(&self.checks).push(check.clone());
         (self.answer)(check)
+    }
+}
+
+/// CloudWatch alarms in memory: the alarms that exist, set by the test, one set per call in turn (the
+/// last one stays).
+#[derive(Debug, Default)]
+pub struct FakeAlarms {
+    readings: Mutex<VecDeque<Vec<Alarm>>>,
+    calls: Mutex<usize>,
+}
+
+impl FakeAlarms {
+    /// The alarms each DescribeAlarms call finds, in turn; the last set stays.
+    pub fn set(&self, readings: Vec<Vec<Alarm>>) {
+        *lock(&self.readings) = readings.into();
+    }
+
+    /// How many DescribeAlarms calls were made.
+    pub fn calls(&self) -> usize {
+        *lock(&self.calls)
+    }
+}
+
+impl AlarmsApi for FakeAlarms {
+    async fn alarms(&self, names: &[String]) -> Result<Vec<Alarm>, AwsError> {
+        *lock(&self.calls) += 1;
+        let mut readings = lock(&self.readings);
+        let now = if readings.len() > 1 {
+            readings.pop_front().unwrap_or_default()
+        } else {
+            readings.front().cloned().unwrap_or_default()
+        };
+        Ok(now
+            .into_iter()
+            .filter(|a| names.contains(&a.name))
+            .collect())
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! No Lambda here (beanswap-lambda is every function's `main`) and no CLI: both call in.
 
+pub mod alarms;
 pub mod artifacts;
 pub mod aws_error;
 pub mod backup;
@@ -10,6 +11,7 @@ pub mod bundle;
 pub mod clock;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
+pub mod health_figures;
 pub mod http_check;
 pub mod job;
 pub mod outcome;

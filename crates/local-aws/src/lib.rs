@@ -9,6 +9,7 @@
 //! port expose what was recorded and set faults.
 
 pub mod beanstalk;
+pub mod cloudwatch;
 pub mod codepipeline;
 pub mod deploy;
 mod dns;
@@ -216,6 +217,10 @@ async fn s3_client(endpoint: Option<String>) -> Option<aws_sdk_s3::Client> {
 fn api_router(runtime: Arc<lifecycle::Runtime>) -> Router {
     Router::new()
         .route("/", post(dispatch))
+        .route(
+            "/service/{service}/operation/{operation}",
+            post(rpc_v2_cbor),
+        )
         .route("/_local/job-results", get(admin_job_results))
         .route("/_local/calls", get(admin_calls))
         .route("/_local/reset", post(admin_reset))
@@ -225,6 +230,70 @@ fn api_router(runtime: Arc<lifecycle::Runtime>) -> Router {
             axum::routing::put(admin_add_db_instance),
         )
         .with_state(runtime)
+}
+
+/// Smithy RPC v2 CBOR: CloudWatch, whose Rust SDK client speaks only this protocol.
+async fn rpc_v2_cbor(
+    AxumState(runtime): AxumState<Arc<lifecycle::Runtime>>,
+    axum::extract::Path((service, operation)): axum::extract::Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let answer = |status: StatusCode, value: &ciborium::Value, query_error: Option<String>| {
+        let mut bytes = Vec::new();
+        if let Err(e) = ciborium::into_writer(value, &mut bytes) {
+            return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+        }
+        let mut response = (status, bytes).into_response();
+        let headers = response.headers_mut();
+        headers.insert("content-type", HeaderValue::from_static("application/cbor"));
+        headers.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+        // CloudWatch is awsQueryCompatible: clients read the query error code from this header.
+        if let Some(code) = query_error.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert("x-amzn-query-error", code);
+        }
+        response
+    };
+    let fail = |e: cloudwatch::CborError| {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let fault = if e.status >= 500 {
+            "Receiver"
+        } else {
+            "Sender"
+        };
+        answer(status, &e.body(), Some(format!("{};{fault}", e.code)))
+    };
+    if service != cloudwatch::SERVICE {
+        return fail(cloudwatch::CborError {
+            status: 404,
+            code: "UnknownOperationException",
+            message: format!("local-aws does not serve the RPC v2 service `{service}`"),
+        });
+    }
+    let shared = &runtime.shared;
+    *shared
+        .lock()
+        .calls
+        .entry(format!("CloudWatch.{operation}"))
+        .or_default() += 1;
+    let input = if body.is_empty() {
+        ciborium::Value::Map(vec![])
+    } else {
+        match ciborium::from_reader::<ciborium::Value, _>(&body[..]) {
+            Ok(v) => v,
+            Err(e) => {
+                return fail(cloudwatch::CborError {
+                    status: 400,
+                    code: "SerializationException",
+                    message: format!("the request body is not CBOR: {e}"),
+                })
+            }
+        }
+    };
+    let result = shared.lock().alarms.handle(&operation, &input);
+    match result {
+        Ok(out) => answer(StatusCode::OK, &out, None),
+        Err(e) => fail(e),
+    }
 }
 
 async fn dispatch(
@@ -256,6 +325,33 @@ async fn dispatch(
         return match codepipeline::handle(shared, operation, &parsed) {
             Ok(v) => json_response(StatusCode::OK, v),
             Err(e) => json_error(e),
+        };
+    }
+    if let Some(operation) = target.strip_prefix("GraniteServiceVersion20100801.") {
+        *shared
+            .lock()
+            .calls
+            .entry(format!("CloudWatch.{operation}"))
+            .or_default() += 1;
+        let input: Value = if body.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        };
+        let result = shared.lock().alarms.handle_json(operation, &input);
+        return match result {
+            Ok(v) => json_response(StatusCode::OK, v),
+            Err(e) => {
+                let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+                let mut response = json_response(
+                    status,
+                    json!({"__type": format!("com.amazonaws.cloudwatch#{}", e.code), "message": e.message}),
+                );
+                if let Ok(v) = HeaderValue::from_str(&format!("{};Sender", e.code)) {
+                    response.headers_mut().insert("x-amzn-query-error", v);
+                }
+                response
+            }
         };
     }
     if !target.is_empty() {

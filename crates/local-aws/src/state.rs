@@ -17,6 +17,7 @@ pub struct State {
     pub calls: BTreeMap<String, u64>,
     pub beanstalk: beanstalk::Store,
     pub rds: crate::rds::Store,
+    pub alarms: crate::cloudwatch::Alarms,
     /// An environment's instance whose deployment steps failed, and how many instances it has: the
     /// events Beanstalk emits for it follow `Instance deployment failed.`.
     pub deploy_failures: BTreeMap<String, (String, usize)>,

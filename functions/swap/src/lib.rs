@@ -9,10 +9,12 @@
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use beanswap_core::alarms::CloudWatch;
 use beanswap_core::beanstalk::{Beanstalk, HealthGate};
 use beanswap_core::clock::SystemClock;
 use beanswap_core::params::ApplicationName;
 use beanswap_core::route53::Route53;
+use beanswap_core::swap::bake::{Bake, MAX_POLL};
 use beanswap_core::swap::engine::{self, Clients, Plan, State, VerifySpec};
 use beanswap_core::swap::{validate_steps, Domain, Mode, RecordType, Verify, DEFAULT_STEPS};
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
@@ -67,6 +69,25 @@ pub struct Params {
     /// How long to wait for the CNAME swap or a Route 53 change to show.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// After production moved, watch it this long (minutes, fractions allowed) and move it back on
+    /// a breach; 0 (the default): no bake.
+    #[serde(default)]
+    pub bake_minutes: f64,
+    /// The bake reads enhanced health (and the alarms) this often, seconds (1 to 10).
+    #[serde(default = "default_bake_poll")]
+    pub bake_poll_seconds: u64,
+    /// A larger share of 5xx answers than this (percent, over enhanced health's last 10 s) is a breach.
+    #[serde(default = "default_max_5xx")]
+    pub bake_max_5xx_percent: u32,
+    /// A P99 latency above this (milliseconds) is a breach; none by default.
+    #[serde(default)]
+    pub bake_max_p99_ms: Option<u64>,
+    /// The 5xx share and latency are judged only over at least this many requests.
+    #[serde(default = "default_min_requests")]
+    pub bake_min_requests: u64,
+    /// CloudWatch alarms (names) that must not be in ALARM during the bake.
+    #[serde(default)]
+    pub bake_alarms: Vec<String>,
 }
 
 /// What production must serve after the move.
@@ -88,6 +109,15 @@ fn default_ttl() -> i64 {
 }
 fn default_bake() -> u64 {
     300
+}
+fn default_bake_poll() -> u64 {
+    MAX_POLL.as_secs()
+}
+fn default_max_5xx() -> u32 {
+    1
+}
+fn default_min_requests() -> u64 {
+    10
 }
 fn default_timeout() -> u64 {
     300
@@ -186,6 +216,34 @@ impl UserParameters for Params {
                 return Err(field("verify.timeout_seconds", "must be 1 to 600"));
             }
         }
+        if !(0.0..=1440.0).contains(&self.bake_minutes) {
+            return Err(field(
+                "bake_minutes",
+                format!("must be 0 to 1440, got {}", self.bake_minutes),
+            ));
+        }
+        if !(1..=MAX_POLL.as_secs()).contains(&self.bake_poll_seconds) {
+            return Err(field(
+                "bake_poll_seconds",
+                format!(
+                    "must be 1 to {} (a breach must be seen quickly), got {}",
+                    MAX_POLL.as_secs(),
+                    self.bake_poll_seconds
+                ),
+            ));
+        }
+        if self.bake_max_5xx_percent > 100 {
+            return Err(field("bake_max_5xx_percent", "must be 0 to 100"));
+        }
+        if let Some(empty) = self.bake_alarms.iter().find(|a| a.trim().is_empty()) {
+            return Err(field(
+                "bake_alarms",
+                format!("alarm names must not be empty, got {empty:?}"),
+            ));
+        }
+        if self.bake_alarms.len() > 100 {
+            return Err(field("bake_alarms", "at most 100 alarms"));
+        }
         if let Some(r) = &self.resolve {
             r.parse::<std::net::SocketAddr>()
                 .map_err(|e| field("resolve", format!("expected ip:port, got {r:?} ({e})")))?;
@@ -237,7 +295,15 @@ impl Params {
             production_cname: self.production_cname.clone(),
             domain: self.domain(),
             steps: self.steps.clone().unwrap_or_else(|| DEFAULT_STEPS.to_vec()),
-            bake: Duration::from_secs(self.bake_seconds),
+            step_bake: Duration::from_secs(self.bake_seconds),
+            bake: (self.bake_minutes > 0.0).then(|| Bake {
+                duration: Duration::from_secs_f64(self.bake_minutes * 60.0),
+                poll: Duration::from_secs(self.bake_poll_seconds),
+                max_server_errors_percent: self.bake_max_5xx_percent,
+                min_requests: self.bake_min_requests,
+                max_p99: self.bake_max_p99_ms.map(Duration::from_millis),
+                alarms: self.bake_alarms.clone(),
+            }),
             verify: self.verify.as_ref().map(|v| VerifySpec {
                 path: v.path.clone(),
                 expected: v.expected.clone(),
@@ -254,6 +320,7 @@ impl Params {
 pub struct SwapAction<V> {
     eb: Beanstalk,
     r53: Route53,
+    alarms: CloudWatch,
     verifier: V,
 }
 
@@ -268,6 +335,7 @@ impl<V: Verify> SwapAction<V> {
         SwapAction {
             eb: Beanstalk::new(config),
             r53: Route53::new(config),
+            alarms: CloudWatch::new(config),
             verifier,
         }
     }
@@ -290,6 +358,7 @@ impl<V: Verify + 'static> Action for SwapAction<V> {
             r53: &self.r53,
             verifier: &self.verifier,
             clock: &SystemClock,
+            alarms: &self.alarms,
         };
         let budget = left.unwrap_or(plan.timeout).min(plan.timeout);
         engine::run(&clients, &plan, state, budget).await
@@ -308,6 +377,7 @@ mod tests {
             r#"{"application":"shop","staged_environment":"shop-b","production_cname":"shop-prod","mode":"route53","hosted_zone_id":"Z1","domain":"shop.example.com","record_type":"alias"}"#,
             r#"{"application":"shop","staged_environment":"shop-b","production_cname":"shop-prod","mode":"weighted","hosted_zone_id":"Z1","domain":"shop.example.com","record_type":"alias","steps":[10,50,100],"bake_seconds":300}"#,
             r#"{"application":"shop","production_cname":"shop-prod","mode":"rollback"}"#,
+            r#"{"application":"shop","staged_environment":"shop-b","production_cname":"shop-prod","bake_minutes":0.5,"bake_poll_seconds":2,"bake_max_5xx_percent":2,"bake_max_p99_ms":1500,"bake_alarms":["shop-5xx"]}"#,
             r#"{"application":"shop","staged_environment":"shop-b","production_cname":"shop-prod","verify":{"path":"/version","expected":"v2"},"resolve":"127.0.0.1:8080"}"#,
         ] {
             parse::<Params>(Some(raw)).unwrap_or_else(|e| panic!("{raw}: {e}"));
@@ -379,6 +449,18 @@ mod tests {
             (
                 r#"{"application":"shop","mode":"rollback"}"#,
                 "field `production_cname`: rollback needs",
+            ),
+            (
+                r#"{"application":"shop","staged_environment":"b","production_cname":"p","bake_minutes":-1}"#,
+                "field `bake_minutes`: must be 0 to 1440",
+            ),
+            (
+                r#"{"application":"shop","staged_environment":"b","production_cname":"p","bake_minutes":5,"bake_poll_seconds":60}"#,
+                "field `bake_poll_seconds`: must be 1 to 10",
+            ),
+            (
+                r#"{"application":"shop","staged_environment":"b","production_cname":"p","bake_alarms":[""]}"#,
+                "field `bake_alarms`: alarm names must not be empty",
             ),
             (
                 r#"{"application":"shop","staged_environment":"b","production_cname":"p","record":"a"}"#,

@@ -75,7 +75,7 @@ async fn a_cname_swap_under_load_loses_no_request_and_is_not_undone_by_a_second_
 
     assert_eq!(
         report.succeeded(),
-        &json!({"LiveEnvironmentName": "shop-b", "PreviousEnvironmentName": "shop-a", "Mode": "cname"})
+        &json!({"LiveEnvironmentName": "shop-b", "PreviousEnvironmentName": "shop-a", "Mode": "cname", "Bake": "none"})
     );
     assert_eq!(
         swap::OUTPUT_VARIABLES.len(),
@@ -258,7 +258,7 @@ async fn rollback_returns_production_to_the_previous_environment_once() {
     let report = bed.invoke(&job_event(&rollback)).await;
     assert_eq!(
         report.succeeded(),
-        &json!({"LiveEnvironmentName": "shop-a", "PreviousEnvironmentName": "shop-b", "Mode": "rollback"})
+        &json!({"LiveEnvironmentName": "shop-a", "PreviousEnvironmentName": "shop-b", "Mode": "rollback", "Bake": "none"})
     );
     let summary = report.summary();
     assert!(

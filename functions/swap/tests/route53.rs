@@ -75,7 +75,7 @@ async fn route53_mode_upserts_the_alias_verifies_and_restores_the_records_on_fai
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(
         report.succeeded(),
-        &json!({"LiveEnvironmentName": "shop-b", "PreviousEnvironmentName": "shop-a", "Mode": "route53"})
+        &json!({"LiveEnvironmentName": "shop-b", "PreviousEnvironmentName": "shop-a", "Mode": "route53", "Bake": "none"})
     );
     assert!(
         report.summary().contains(
@@ -152,7 +152,7 @@ async fn route53_mode_upserts_the_alias_verifies_and_restores_the_records_on_fai
     let report = bed.invoke(&job_event(&rollback.to_string())).await;
     assert_eq!(
         report.succeeded(),
-        &json!({"LiveEnvironmentName": "shop-a", "PreviousEnvironmentName": "shop-b", "Mode": "rollback"})
+        &json!({"LiveEnvironmentName": "shop-a", "PreviousEnvironmentName": "shop-b", "Mode": "rollback", "Bake": "none"})
     );
     assert_eq!(
         bed.records(&zone, DOMAIN).await,
@@ -256,7 +256,7 @@ async fn weighted_mode_shifts_in_steps_and_shifts_everything_back_when_a_step_fa
     let last = reports.last().unwrap();
     assert_eq!(
         last.succeeded(),
-        &json!({"LiveEnvironmentName": "shop-b", "PreviousEnvironmentName": "shop-a", "Mode": "weighted"})
+        &json!({"LiveEnvironmentName": "shop-b", "PreviousEnvironmentName": "shop-a", "Mode": "weighted", "Bake": "none"})
     );
     assert_eq!(
         bed.records(&zone, DOMAIN).await,
@@ -390,7 +390,7 @@ async fn the_first_deployment_creates_the_domain_record_in_route53_and_weighted_
         let report = bed.invoke(&job_event(&user_parameters)).await;
         assert_eq!(
             report.succeeded(),
-            &json!({"LiveEnvironmentName": "shop-a", "PreviousEnvironmentName": "", "Mode": mode}),
+            &json!({"LiveEnvironmentName": "shop-a", "PreviousEnvironmentName": "", "Mode": mode, "Bake": "none"}),
             "{mode}"
         );
         assert!(

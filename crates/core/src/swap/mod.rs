@@ -4,6 +4,7 @@
 //! the next weight step, what a rollback returns to, and the state carried between invocations.
 //! [`ops`] performs them against Elastic Beanstalk and Route 53.
 
+pub mod bake;
 pub mod engine;
 mod http;
 

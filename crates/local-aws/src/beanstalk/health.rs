@@ -117,17 +117,27 @@ pub fn metrics(window: Duration, records: &[&Record]) -> Metrics {
     m
 }
 
+/// `n` of `total` as a whole percentage, rounded to the nearest (AWS does not say how it rounds).
+fn percent_of(n: usize, total: usize) -> u64 {
+    if total == 0 {
+        return 0;
+    }
+    ((n as f64 * 100.0 / total as f64).round()) as u64
+}
+
 fn metrics_xml(x: &mut Xml, m: &Metrics) {
     x.elem("ApplicationMetrics", |x| {
         x.text("Duration", &m.window.as_secs().to_string())
             .text("RequestCount", &m.requests.to_string());
         if m.requests > 0 {
             x.elem("StatusCodes", |x| {
+                // Percentages of the window's requests, not counts (API reference: StatusCodes,
+                // "The percentage of requests over the last 10 seconds ..."); an Integer, so rounded.
                 for (name, n) in ["Status2xx", "Status3xx", "Status4xx", "Status5xx"]
                     .iter()
                     .zip(m.classes)
                 {
-                    x.text(name, &n.to_string());
+                    x.text(name, &percent_of(n, m.requests).to_string());
                 }
             });
         }
@@ -386,8 +396,12 @@ mod tests {
         let mut x = Xml::new();
         metrics_xml(&mut x, &m);
         assert!(x.finish().starts_with(
-            "<ApplicationMetrics><Duration>10</Duration><RequestCount>4</RequestCount>"
+            "<ApplicationMetrics><Duration>10</Duration><RequestCount>4</RequestCount>\
+             <StatusCodes><Status2xx>25</Status2xx><Status3xx>25</Status3xx>\
+             <Status4xx>25</Status4xx><Status5xx>25</Status5xx></StatusCodes>"
         ));
+        assert_eq!(percent_of(1, 3), 33);
+        assert_eq!(percent_of(1, 40), 3, "2.5 % rounds to 3");
         assert_eq!(
             request_causes(&m),
             ["25.0 % of the requests are failing with HTTP 5xx."]

@@ -52,6 +52,7 @@ pub async fn bed() -> Bed {
             ("AWS_ENDPOINT_URL_CODEPIPELINE", local.endpoint()),
             ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", local.endpoint()),
             ("AWS_ENDPOINT_URL_ROUTE_53", moto.endpoint()),
+            ("AWS_ENDPOINT_URL_CLOUDWATCH", local.endpoint()),
         ],
     )
     .await;
@@ -72,7 +73,12 @@ pub type Env = beanswap_core::beanstalk::Environment;
 impl Bed {
     /// An application version whose app answers `/version` with `serves`.
     pub async fn version(&self, label: &str, serves: &str) {
-        let bundle = test_support::app_bundle(serves, &[]);
+        self.version_with(label, serves, &[]).await;
+    }
+
+    /// An application version with these files added to the example app's bundle.
+    pub async fn version_with(&self, label: &str, serves: &str, files: &[(&str, &str)]) {
+        let bundle = test_support::app_bundle(serves, files);
         test_support::bed::upload_version(&self.s3, &self.eb, "bundles", label, bundle).await;
     }
 

@@ -7,6 +7,7 @@ use super::{Plan, Progress, State, Step, View};
 use crate::beanstalk::{Environment, TAG_OUT_OF_SERVICE_SINCE};
 use crate::clock::{from_unix_seconds, unix_seconds};
 use crate::route53::{Pointer, Record};
+use crate::swap::bake::{breach_reason, judge, Bake};
 use crate::swap::{
     bake_left, check_health, check_preconditions, next_step, rollback_target, simple_record,
     weighted_records, Check, Mode, RecordType, SwapError, TAG_PREVIOUS_ENVIRONMENT,
@@ -131,7 +132,7 @@ fn decide_forward(
     let on_staged =
         live.id == staged.id || (plan.mode == Mode::Weighted && view.staged_share() >= 100);
     if on_staged {
-        return decide_settled(plan, view, progress, staged);
+        return decide_settled(plan, view, progress, state, now, staged);
     }
     if let Some(wait) = await_ready(plan, state, now, &[("staged", staged), ("live", live)]) {
         return wait;
@@ -177,7 +178,14 @@ fn decide_forward(
 /// Production is on the staged environment: moved now, by an earlier invocation, or launched there as
 /// the first environment. Judged the same way each time: the domain's first record when there is
 /// none, the version check, then the old environment marked out of service, or the move undone.
-fn decide_settled(plan: &Plan, view: &View, progress: &Progress, staged: &Environment) -> Step {
+fn decide_settled(
+    plan: &Plan,
+    view: &View,
+    progress: &Progress,
+    state: &State,
+    now: SystemTime,
+    staged: &Environment,
+) -> Step {
     // The first deployment to a custom domain: no record yet, it gets one.
     if let (Some(domain), Some(records)) = (&plan.domain, &view.records) {
         if records.is_empty() {
@@ -204,11 +212,15 @@ fn decide_settled(plan: &Plan, view: &View, progress: &Progress, staged: &Enviro
             return Step::Verify(check);
         }
     }
-    let how = match (&progress.moved_from, &previous_name) {
-        (Some(from), _) => Moved::Now(from.name.clone()),
-        (None, Some(from)) => Moved::Earlier(from.clone()),
-        (None, None) if progress.before.as_ref().is_some_and(Vec::is_empty) => Moved::FirstRecord,
-        (None, None) => Moved::Never,
+    let how = match (&progress.moved_from, &previous_name, &state.baking) {
+        (Some(from), _, _) => Moved::Now(from.name.clone()),
+        // This job moved it (its state says so) and has been baking since.
+        (None, _, Some(baking)) => Moved::Now(baking.from.clone()),
+        (None, Some(from), None) => Moved::Earlier(from.clone()),
+        (None, None, None) if progress.before.as_ref().is_some_and(Vec::is_empty) => {
+            Moved::FirstRecord
+        }
+        (None, None, None) => Moved::Never,
     };
     match &progress.verified {
         Some(Err(seen)) => {
@@ -230,19 +242,102 @@ fn decide_settled(plan: &Plan, view: &View, progress: &Progress, staged: &Enviro
             }
         }
         _ => {
+            let mut baked = None;
+            if let (Some(bake), Some(prev), true) = (&plan.bake, previous, how.moved_now()) {
+                if !bake.duration.is_zero() && prev.id != staged.id {
+                    match decide_bake(plan, bake, progress, state, now, staged, prev) {
+                        Ok(passed) => baked = Some(passed),
+                        Err(step) => return *step,
+                    }
+                }
+            }
             if let Some(prev) = previous {
                 let unmarked = !progress.marked && how.moved_now();
                 if unmarked && prev.id != staged.id {
                     return Step::MarkOutOfService(prev.clone());
                 }
             }
+            let bake = match (&baked, &plan.bake) {
+                (Some(passed), _) => format!("passed: {passed}"),
+                (None, Some(b)) if !b.duration.is_zero() && how.moved_now() => {
+                    "none: there is no previous environment to move back to".into()
+                }
+                _ => "none".into(),
+            };
+            let mut summary = how.success(plan, staged, &host, progress);
+            if let Some(passed) = baked {
+                summary.push_str("; ");
+                summary.push_str(&passed);
+            }
             Step::Done {
-                summary: how.success(plan, staged, &host, progress),
+                summary,
                 live: staged.name.clone(),
                 previous: previous_name.unwrap_or_default(),
+                bake,
             }
         }
     }
+}
+
+/// The bake after the move: `Ok(what it saw)` once it passed, else the step it needs now (start it,
+/// take a reading, move production back on a breach, wait for the next reading).
+#[allow(clippy::too_many_arguments)]
+fn decide_bake(
+    plan: &Plan,
+    bake: &Bake,
+    progress: &Progress,
+    state: &State,
+    now: SystemTime,
+    staged: &Environment,
+    previous: &Environment,
+) -> Result<String, Box<Step>> {
+    let Some(baking) = &state.baking else {
+        return Err(Box::new(Step::StartBake {
+            previous: previous.name.clone(),
+        }));
+    };
+    let Some(reading) = &progress.reading else {
+        return Err(Box::new(Step::Watch(staged.clone())));
+    };
+    if let Some(breach) = judge(bake, reading) {
+        let reason = breach_reason(&staged.name, &breach, reading);
+        if !previous.is_ready() {
+            return Err(Box::new(Step::Fail(format!(
+                "{reason}; `{}` is {}, not Ready, so production stays on `{}`: run `beanswap rollback` when it is",
+                previous.name, previous.status, staged.name
+            ))));
+        }
+        return Err(Box::new(
+            match back_records(plan, progress, staged, previous) {
+                Ok(records) => Step::MoveBack {
+                    from: staged.clone(),
+                    to: previous.clone(),
+                    reason,
+                    records,
+                },
+                Err(e) => Step::Fail(format!("{reason}. Moving back failed: {e}")),
+            },
+        ));
+    }
+    let elapsed = now
+        .duration_since(from_unix_seconds(baking.since))
+        .unwrap_or_default();
+    if elapsed < bake.duration {
+        let left = bake.duration - elapsed;
+        let done = elapsed.as_secs_f64() / bake.duration.as_secs_f64().max(1.0);
+        return Err(Box::new(Step::BakeWait {
+            summary: format!(
+                "`{}` serves production; baking, {} s left (latest: {}); `{}` stays in service until the bake passes",
+                staged.name,
+                left.as_secs(),
+                reading.figures.line(),
+                previous.name
+            ),
+            percent: (50.0 + 49.0 * done).clamp(50.0, 99.0) as u8,
+            left,
+        }));
+    }
+    Ok(baking.passed(bake))
 }
 
 /// How production returns from `staged` to `previous`: `None` for a CNAME swap, else the records.
@@ -311,7 +406,7 @@ fn decide_shifting(
         if p.moved_from.is_none() {
             p.moved_from = Some(old.clone());
         }
-        return decide_settled(plan, &staged_view, &p, new);
+        return decide_settled(plan, &staged_view, &p, state, now, new);
     }
     let domain = plan
         .domain
@@ -327,7 +422,7 @@ fn decide_shifting(
                 new.name,
                 100 - shift.percent,
                 old.name,
-                plan.bake.as_secs()
+                plan.step_bake.as_secs()
             ),
             percent: shift.percent,
         };
@@ -370,7 +465,7 @@ fn decide_shifting(
         }
         Some(Ok(_)) => {}
     }
-    let left = bake_left(shift, plan.bake, unix_seconds(now));
+    let left = bake_left(shift, plan.step_bake, unix_seconds(now));
     if left > 0 {
         return Step::HandOver {
             summary: format!(
@@ -445,6 +540,7 @@ fn decide_rollback(
                 summary: format!("{summary}; {}", note(progress)),
                 live: live.name.clone(),
                 previous: from.name.clone(),
+                bake: "none".into(),
             },
         };
     }
@@ -459,6 +555,7 @@ fn decide_rollback(
                     ),
                     live: live.name.clone(),
                     previous: from.clone(),
+                    bake: "none".into(),
                 };
             }
         }

@@ -27,12 +27,18 @@ pub use decide::decide;
 pub use run::{latest_events, live_of, observe, run, Clients};
 pub use words::moved_back_report;
 
+use super::bake::{Bake, Baking, Reading};
 use super::{share_of, Check, Domain, Mode, Shift};
 use crate::beanstalk::{Environment, HealthGate};
 use crate::route53::Record;
 
 /// The output variables a final success sets.
-pub const OUTPUT_VARIABLES: &[&str] = &["LiveEnvironmentName", "PreviousEnvironmentName", "Mode"];
+pub const OUTPUT_VARIABLES: &[&str] = &[
+    "LiveEnvironmentName",
+    "PreviousEnvironmentName",
+    "Mode",
+    "Bake",
+];
 
 /// What production must serve after the move.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +64,9 @@ pub struct Plan {
     /// Weighted mode: percent on the new environment after each step.
     pub steps: Vec<u8>,
     /// Weighted mode: how long each step runs, healthy, before the next.
-    pub bake: Duration,
+    pub step_bake: Duration,
+    /// After production moved (every mode): watch it this long, and move it back on a breach.
+    pub bake: Option<Bake>,
     pub verify: Option<VerifySpec>,
     /// Reach every checked host at this address (`ip:port`), like curl --resolve.
     pub resolve: Option<String>,
@@ -78,6 +86,9 @@ pub struct State {
     /// Weighted mode: the shift in progress.
     #[serde(rename = "w", default, skip_serializing_if = "Option::is_none")]
     pub shift: Option<Shift>,
+    /// The bake after the move, once production moved.
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub baking: Option<Baking>,
 }
 
 /// What AWS shows now, as far as the decision needs it.
@@ -143,6 +154,8 @@ pub struct Progress {
     pub prepared: bool,
     /// Weighted mode: the step applied now.
     pub shifted: Option<u8>,
+    /// The bake's latest reading in this invocation (cleared before the next).
+    pub reading: Option<Reading>,
 }
 
 /// The next thing to do.
@@ -190,6 +203,18 @@ pub enum Step {
         env: Environment,
         from: String,
     },
+    /// Production moved away from `previous` (kept in service meanwhile): the bake begins.
+    StartBake {
+        previous: String,
+    },
+    /// Read the new live environment's enhanced health and the bake's alarms.
+    Watch(Environment),
+    /// Nothing breached; look again after the bake's poll interval (or hand over).
+    BakeWait {
+        summary: String,
+        percent: u8,
+        left: Duration,
+    },
     /// Hand over: look again in the next invocation (baking a weighted step, waiting for Ready).
     HandOver {
         summary: String,
@@ -199,6 +224,8 @@ pub enum Step {
         summary: String,
         live: String,
         previous: String,
+        /// The bake's verdict, for the `Bake` output variable.
+        bake: String,
     },
     Fail(String),
     /// Fail because the environment's health does not pass: the message gets its latest events.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{decide, moved_back_report, Plan, Progress, State, Step, View, OUTPUT_VARIABLES};
+use crate::alarms::AlarmsApi;
 use crate::aws_error::unless_transient;
 use crate::beanstalk::{
     event_lines, poll_delay, BeanstalkApi, Environment, TAG_OUT_OF_SERVICE_SINCE,
@@ -12,6 +13,7 @@ use crate::beanstalk::{
 use crate::clock::{rfc3339, unix_seconds, Clock};
 use crate::route53::{changes_to, Record, Route53Api};
 use crate::runner::ActionError;
+use crate::swap::bake::{Baking, Reading, MAX_POLL};
 use crate::swap::{
     serving_environment, share_of, weighted_records, Domain, Mode, Shift, SwapError, Verify,
     TAG_PREVIOUS_ENVIRONMENT, TAG_RESTORED_FROM,
@@ -19,11 +21,13 @@ use crate::swap::{
 use crate::Outcome;
 
 /// The clients a swap uses.
-pub struct Clients<'a, B, R, V, C> {
+pub struct Clients<'a, B, R, V, C, A> {
     pub eb: &'a B,
     pub r53: &'a R,
     pub verifier: &'a V,
     pub clock: &'a C,
+    /// CloudWatch, for the bake's alarms (called only when the plan names some).
+    pub alarms: &'a A,
 }
 
 /// Reads what [`decide`] needs.
@@ -119,8 +123,8 @@ pub fn live_of(
 
 /// One invocation: observe, decide, perform, until done, failed or handed over. `budget` is how long
 /// this invocation may keep waiting for busy environments before it hands over.
-pub async fn run<B, R, V, C>(
-    clients: &Clients<'_, B, R, V, C>,
+pub async fn run<B, R, V, C, A>(
+    clients: &Clients<'_, B, R, V, C, A>,
     plan: &Plan,
     state: Option<State>,
     budget: Duration,
@@ -130,17 +134,19 @@ where
     R: Route53Api,
     V: Verify,
     C: Clock,
+    A: AlarmsApi,
 {
     let Clients {
         eb,
         r53,
         verifier,
         clock,
+        alarms,
     } = clients;
     let began = clock.now();
     let mut state = state.unwrap_or_else(|| State {
         started: unix_seconds(began),
-        shift: None,
+        ..State::default()
     });
     let mut progress = Progress::default();
     let mut attempt = 0u32;
@@ -175,11 +181,85 @@ where
                 summary,
                 live,
                 previous,
+                bake,
             } => {
                 return Ok(Outcome::succeeded(summary)
                     .with_variable(OUTPUT_VARIABLES[0], live)
                     .with_variable(OUTPUT_VARIABLES[1], previous)
-                    .with_variable(OUTPUT_VARIABLES[2], plan.mode.as_str()))
+                    .with_variable(OUTPUT_VARIABLES[2], plan.mode.as_str())
+                    .with_variable(OUTPUT_VARIABLES[3], bake))
+            }
+            Step::StartBake { previous } => {
+                state.baking = Some(Baking {
+                    since: unix_seconds(clock.now()),
+                    from: previous,
+                    ..Baking::default()
+                });
+                known = Some(view);
+            }
+            Step::Watch(env) => {
+                let Some(bake) = &plan.bake else {
+                    return Err(ActionError::failed(
+                        "internal: a bake reading without a bake",
+                    ));
+                };
+                let figures = match unless_transient(eb.health_figures(&env.id).await)
+                    .map_err(SwapError::from)?
+                {
+                    Some(figures) => figures,
+                    // AWS asked us to slow down: the next reading comes after the poll interval.
+                    None => {
+                        if clock.since(began) + bake.poll > budget {
+                            return Ok(Outcome::InProgress {
+                                summary: "baking; AWS asked us to slow down, looking again shortly"
+                                    .into(),
+                                percent: 50,
+                                state,
+                            });
+                        }
+                        clock.sleep(bake.poll).await;
+                        continue;
+                    }
+                };
+                let found = if bake.alarms.is_empty() {
+                    Vec::new()
+                } else {
+                    alarms.alarms(&bake.alarms).await.map_err(SwapError::from)?
+                };
+                let reading = Reading {
+                    at: clock.now(),
+                    figures,
+                    alarms: found,
+                };
+                if let Some(baking) = state.baking.as_mut() {
+                    baking.count(&reading);
+                }
+                tracing::info!(environment = %env.name, figures = %reading.figures.line(), "bake reading");
+                progress.reading = Some(reading);
+                known = Some(view);
+            }
+            Step::BakeWait {
+                summary,
+                percent,
+                left,
+            } => {
+                let poll = plan
+                    .bake
+                    .as_ref()
+                    .map_or(MAX_POLL, |b| b.poll)
+                    .min(left)
+                    .max(Duration::from_millis(100));
+                if clock.since(began) + poll > budget {
+                    return Ok(Outcome::InProgress {
+                        summary,
+                        percent,
+                        state,
+                    });
+                }
+                clock.sleep(poll).await;
+                progress.reading = None;
+                // Look at everything again: health, and whether production is still where it was.
+                known = None;
             }
             Step::Fail(message) => return Err(ActionError::failed(message)),
             Step::HandOver { summary, percent } => {

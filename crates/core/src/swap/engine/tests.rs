@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::aws_error::{AwsError, Service};
-use crate::beanstalk::TAG_OUT_OF_SERVICE_SINCE;
+use crate::beanstalk::{HealthFigures, TAG_OUT_OF_SERVICE_SINCE};
 use crate::clock::{unix_seconds, FakeClock};
-use crate::fakes::{environment, FakeBeanstalk, FakeRoute53, FakeVerifier};
+use crate::fakes::{environment, figures, FakeAlarms, FakeBeanstalk, FakeRoute53, FakeVerifier};
 use crate::route53::{Pointer, Record};
 use crate::swap::{Check, RecordType, TAG_PREVIOUS_ENVIRONMENT, TAG_RESTORED_FROM};
 use crate::{FailureKind, Outcome};
@@ -36,7 +36,8 @@ fn plan(mode: Mode) -> Plan {
             ttl: 60,
         }),
         steps: vec![10, 50, 100],
-        bake: Duration::from_secs(60),
+        step_bake: Duration::from_secs(60),
+        bake: None,
         verify: None,
         resolve: None,
         min_health: crate::beanstalk::HealthGate::Green,
@@ -63,7 +64,7 @@ fn staged_b() -> Environment {
 fn state() -> State {
     State {
         started: unix_seconds(t0()),
-        shift: None,
+        ..State::default()
     }
 }
 
@@ -115,6 +116,9 @@ fn name(step: &Step) -> String {
         Step::MarkOutOfService(e) => format!("mark {}", e.name),
         Step::TagRestored { env, from } => format!("restored {} from {from}", env.name),
         Step::HandOver { summary, .. } => format!("hand over: {summary}"),
+        Step::StartBake { previous } => format!("start bake (back to {previous})"),
+        Step::Watch(env) => format!("watch {}", env.name),
+        Step::BakeWait { left, .. } => format!("bake wait {}s", left.as_secs()),
         Step::Done { summary, .. } => format!("done: {summary}"),
         Step::Fail(m) => format!("fail: {m}"),
         Step::Unhealthy { message, .. } => format!("unhealthy: {message}"),
@@ -485,6 +489,7 @@ fn weighted_steps_bake_and_are_judged_before_the_next() {
             percent,
             since: unix_seconds(since),
         }),
+        baking: None,
     };
     let records = Some(vec![
         alias(&live_a(), Some(90)),
@@ -746,6 +751,7 @@ async fn run_once(
         r53,
         verifier,
         clock,
+        alarms: &FakeAlarms::default(),
     };
     run(&clients, plan, state, Duration::from_secs(60)).await
 }
@@ -893,6 +899,7 @@ async fn an_environment_busy_past_the_invocation_hands_over_and_the_next_goes_on
         r53: &FakeRoute53::default(),
         verifier: &verifier,
         clock: &clock,
+        alarms: &FakeAlarms::default(),
     };
     let first = run(&clients, &plan(Mode::Cname), None, Duration::from_secs(10))
         .await
@@ -1005,4 +1012,248 @@ async fn rollback_returns_once_and_a_second_one_changes_nothing() {
     };
     assert!(summary.contains("already back on `shop-a`"), "{summary}");
     assert_eq!(eb.count("SwapEnvironmentCNAMEs"), 2);
+}
+
+// --- the bake after the move ---------------------------------------------------------------------
+
+fn baking(mut p: Plan, alarms: &[&str]) -> Plan {
+    p.bake = Some(crate::swap::bake::Bake {
+        duration: Duration::from_secs(30),
+        poll: Duration::from_secs(10),
+        max_server_errors_percent: 1,
+        min_requests: 10,
+        max_p99: Some(Duration::from_secs(2)),
+        alarms: alarms.iter().map(|a| a.to_string()).collect(),
+    });
+    p.step_bake = Duration::from_secs(5);
+    p
+}
+
+/// Runs invocations until the job ends, the clock moving on between them as CodePipeline's would.
+/// Returns the end, and how many invocations handed over.
+async fn run_to_end(
+    eb: &FakeBeanstalk,
+    r53: &FakeRoute53,
+    alarms: &FakeAlarms,
+    clock: &FakeClock,
+    plan: &Plan,
+    budget: Duration,
+) -> (Result<Outcome<State>, crate::ActionError>, usize) {
+    let verifier = FakeVerifier::new(|c: &Check| Ok(format!("answered `{}`", c.expected)));
+    let clients = Clients {
+        eb,
+        r53,
+        verifier: &verifier,
+        clock,
+        alarms,
+    };
+    let mut state = None;
+    for handed_over in 0..50 {
+        match run(&clients, plan, state.take(), budget).await {
+            Ok(Outcome::InProgress { state: s, .. }) => {
+                state = Some(s);
+                clock.advance(Duration::from_secs(6));
+            }
+            end => return (end, handed_over),
+        }
+    }
+    panic!("the job never ended");
+}
+
+/// The fakes for `mode`: `a` live (by CNAME, or by the domain's alias record), `b` staged.
+fn bed(mode: Mode) -> (FakeBeanstalk, FakeRoute53) {
+    let eb = fake_eb();
+    let r53 = FakeRoute53::default();
+    if let Some(d) = plan(mode).domain {
+        r53.set_records(&d.zone, &d.name, vec![alias(&live_a(), None)]);
+    }
+    (eb, r53)
+}
+
+/// Which environment production is on now, in `mode`.
+fn production(eb: &FakeBeanstalk, r53: &FakeRoute53, mode: Mode) -> String {
+    match plan(mode).domain {
+        Some(d) => {
+            let records = r53.records_of(&d.zone, &d.name);
+            if share_of(&records, &live_a().cname) == 100 {
+                "shop-a".into()
+            } else if share_of(&records, &staged_b().cname) == 100 {
+                "shop-b".into()
+            } else {
+                format!("split: {records:?}")
+            }
+        }
+        None => eb.holder(PROD).unwrap().name,
+    }
+}
+
+#[tokio::test]
+async fn a_quiet_bake_passes_in_every_mode_and_only_then_marks_the_old_environment() {
+    for mode in [Mode::Cname, Mode::Route53, Mode::Weighted] {
+        let (eb, r53) = bed(mode);
+        eb.set_figures("shop-b", vec![figures(200, 0, 120), figures(300, 1, 90)]);
+        let clock = FakeClock::default();
+        let p = baking(plan(mode), &[]);
+        let (end, _) = run_to_end(
+            &eb,
+            &r53,
+            &FakeAlarms::default(),
+            &clock,
+            &p,
+            Duration::from_secs(60),
+        )
+        .await;
+        let Ok(Outcome::Succeeded { summary, variables }) = end else {
+            panic!("{mode:?}: {end:?}")
+        };
+        assert_eq!(production(&eb, &r53, mode), "shop-b", "{mode:?}");
+        assert!(
+            variables["Bake"].starts_with(
+                "passed: baked 30 s: 4 readings, worst 5xx 1 %, worst P99 0.120 s, no breach"
+            ),
+            "{mode:?}: {variables:?}"
+        );
+        assert!(summary.ends_with("no breach"), "{summary}");
+        // The previous environment stayed in service through the bake: retire's grace period counts
+        // from its end.
+        let since = &eb.tags_of("shop-a")[TAG_OUT_OF_SERVICE_SINCE];
+        assert_eq!(
+            crate::retire::parse_time(since).map(|t| t >= t0() + Duration::from_secs(30)),
+            Some(true),
+            "{mode:?}: marked at {since}"
+        );
+        assert!(
+            clock.slept().iter().all(|d| *d <= Duration::from_secs(10)),
+            "readings at most 10 s apart: {:?}",
+            clock.slept()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_breach_moves_production_back_in_every_mode_with_the_evidence() {
+    use crate::alarms::{Alarm, AlarmState};
+    let breaches: [(&str, HealthFigures, AlarmState, &str); 4] = [
+        (
+            "5xx",
+            figures(200, 5, 100),
+            AlarmState::Ok,
+            "5 % of 200 requests answered 5xx over the last 10 s (threshold 1 %)",
+        ),
+        (
+            "latency",
+            figures(200, 0, 2500),
+            AlarmState::Ok,
+            "P99 latency 2.500 s (threshold 2.000 s)",
+        ),
+        (
+            "alarm",
+            figures(200, 0, 100),
+            AlarmState::Alarm,
+            "CloudWatch alarm `shop-errors` is in ALARM: Threshold Crossed",
+        ),
+        (
+            "health",
+            HealthFigures {
+                color: "Red".into(),
+                status: Some("Severe".into()),
+                ..figures(200, 0, 100)
+            },
+            AlarmState::Ok,
+            "health Red (Severe)",
+        ),
+    ];
+    for mode in [Mode::Cname, Mode::Route53, Mode::Weighted] {
+        for (kind, bad, alarm_state, evidence) in &breaches {
+            let (eb, r53) = bed(mode);
+            // Healthy at first, then the breach.
+            eb.set_figures("shop-b", vec![figures(200, 0, 100), bad.clone()]);
+            let alarms = FakeAlarms::default();
+            let alarm = |state: AlarmState| Alarm {
+                name: "shop-errors".into(),
+                state,
+                reason: "Threshold Crossed: 1 datapoint [12.0] was greater than 5.0".into(),
+            };
+            alarms.set(vec![
+                vec![alarm(AlarmState::Ok)],
+                vec![alarm(alarm_state.clone())],
+            ]);
+            let clock = FakeClock::default();
+            let p = baking(plan(mode), &["shop-errors"]);
+            let (end, _) =
+                run_to_end(&eb, &r53, &alarms, &clock, &p, Duration::from_secs(60)).await;
+            let Err(err) = end else {
+                panic!("{mode:?} {kind}: {end:?}")
+            };
+            assert!(
+                err.message.starts_with("the bake caught `shop-b` at "),
+                "{mode:?} {kind}: {}",
+                err.message
+            );
+            assert!(
+                err.message.contains(evidence),
+                "{mode:?} {kind}: {}",
+                err.message
+            );
+            assert_eq!(production(&eb, &r53, mode), "shop-a", "{mode:?} {kind}");
+            assert!(
+                eb.tags_of("shop-b").contains_key(TAG_OUT_OF_SERVICE_SINCE),
+                "the environment that failed its bake is out of service"
+            );
+            assert!(
+                !eb.tags_of("shop-a").contains_key(TAG_OUT_OF_SERVICE_SINCE),
+                "production's environment is not"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bake_longer_than_an_invocation_continues_through_tokens() {
+    let (eb, r53) = bed(Mode::Cname);
+    eb.set_figures("shop-b", vec![figures(200, 0, 100)]);
+    let clock = FakeClock::default();
+    let p = baking(plan(Mode::Cname), &[]);
+    let (end, handed_over) = run_to_end(
+        &eb,
+        &r53,
+        &FakeAlarms::default(),
+        &clock,
+        &p,
+        Duration::from_secs(12),
+    )
+    .await;
+    let Ok(Outcome::Succeeded { variables, .. }) = end else {
+        panic!("{end:?}")
+    };
+    assert!(handed_over >= 2, "{handed_over}");
+    assert!(
+        variables["Bake"].starts_with("passed: baked 30 s"),
+        "{variables:?}"
+    );
+    assert_eq!(
+        eb.count("SwapEnvironmentCNAMEs"),
+        1,
+        "moved once, never again"
+    );
+}
+
+#[tokio::test]
+async fn the_first_deployment_has_nothing_to_bake_against() {
+    let eb = FakeBeanstalk::with(vec![environment("shop", "shop-b", "shop-prod", "v2")]);
+    let clock = FakeClock::default();
+    let (end, _) = run_to_end(
+        &eb,
+        &FakeRoute53::default(),
+        &FakeAlarms::default(),
+        &clock,
+        &baking(plan(Mode::Cname), &[]),
+        Duration::from_secs(60),
+    )
+    .await;
+    let Ok(Outcome::Succeeded { variables, .. }) = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(variables["Bake"], "none");
+    assert_eq!(eb.count("DescribeEnvironmentHealth"), 0);
 }
