@@ -46,11 +46,28 @@ pub struct DemoRun {
 use beanswap_cli::run::diff;
 
 pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
+    demo_of(config, work, false).await
+}
+
+/// `beanswap demo --bad-release`'s three deployments: v3 answers 5 % of requests with 500 and the swap's
+/// bake moves production back to v2 (its deployment ends failed at Swap, as it should).
+pub async fn bad_release(config: &Config, work: &Path) -> Result<DemoRun, String> {
+    demo_of(config, work, true).await
+}
+
+async fn demo_of(config: &Config, work: &Path, bad: bool) -> Result<DemoRun, String> {
     let root = &config.root;
+    let work = &work.join(if bad { "bad-release" } else { "demo" });
+    std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
     let v1 = root.join("examples/app");
     // v2 changes the schema (expand only), as the demo's does: the swap is measured with a migration.
     let v2 =
         beanswap_cli::run::next_release(&v1, work, "second release\n", "0002_orders_note.sql")?;
+    let mut releases = vec![v1, v2.clone()];
+    if bad {
+        releases.push(beanswap_cli::run::bad_release(&v2, work)?);
+    }
+    let count = releases.len();
     let ui = Ui { json: false };
     crate::progress(&format!(
         "deployments: local cloud with a {} launch delay",
@@ -117,8 +134,12 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     let mut deployments = vec![];
     let mut pictured = vec![];
     let mut failure = None;
-    for (i, source) in [v1, v2].into_iter().enumerate() {
-        crate::progress(&format!("deployment {} of 2: {}", i + 1, source.display()));
+    for (i, source) in releases.into_iter().enumerate() {
+        crate::progress(&format!(
+            "deployment {} of {count}: {}",
+            i + 1,
+            source.display()
+        ));
         let before = cloud.call_counts();
         let start = probe.started.elapsed();
         let options = RunOptions {
@@ -143,7 +164,14 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
             calls.clone(),
             (start, end),
         ));
-        if let Some(f) = &run.failure {
+        // The bad release is meant to fail, at Swap, moved back by the bake; anything else is a failure.
+        let expected = bad
+            && i == 2
+            && run
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.to_string().contains("the bake caught"));
+        if let (Some(f), false) = (&run.failure, expected) {
             failure = Some(format!("deployment {} failed: {f}", i + 1));
         }
         deployments.push(Deployment {
@@ -176,7 +204,12 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
         events,
         epoch.elapsed(),
     );
-    match beanswap_cli::report::write(&data, &config.report_dir) {
+    let report_dir = if bad {
+        config.report_dir.join("bad-release")
+    } else {
+        config.report_dir.clone()
+    };
+    match beanswap_cli::report::write(&data, &report_dir) {
         Ok(written) => {
             crate::progress(&format!("deployments' report: {}", written.html.display()));
             if let Some(png) = beanswap_cli::run::screenshot(&data, &written.html, &ui).await {
@@ -590,4 +623,99 @@ async fn reaction_inner(config: &Config, launch: Duration) -> Result<Duration, S
     reported
         .duration_since(failed)
         .map_err(|e| format!("clock: {e}"))
+}
+
+/// Point 7: the bad release, from its first 500 until production is back on v2 (the last request v3
+/// answered), and the failed requests in that window.
+pub fn bad_release_table(config: &Config, run: &Result<DemoRun, String>) -> Table {
+    let mut table = Table::new(
+        &format!(
+            "7. A bad release (v3 answers 5 % with 500) caught by the bake, {} req/s on production ({})",
+            config.probe_rate,
+            swap_mode(config)
+        ),
+        &[
+            "first 500 at s",
+            "back on v2 at s",
+            "window s",
+            "requests in window",
+            "failed in window",
+            "failed, share of the deployment's requests",
+        ],
+    );
+    let goal_time = "production back on the previous version within 30 s of the first 500";
+    let goal_share = "failed requests of the bad deployment under 2 % of its requests";
+    let run = match run {
+        Ok(r) => r,
+        Err(e) => {
+            table.note(format!("not measured: {e}"));
+            table.goal(goal_time, Verdict::Missing);
+            table.goal(goal_share, Verdict::Missing);
+            return table;
+        }
+    };
+    let Some(third) = run.deployments.get(2) else {
+        table.note("not measured: the third deployment did not run");
+        table.goal(goal_time, Verdict::Missing);
+        table.goal(goal_share, Verdict::Missing);
+        return table;
+    };
+    let v3 = third
+        .run
+        .variables
+        .get("SourceVariables.CommitId")
+        .cloned()
+        .unwrap_or_default();
+    let by_v3: Vec<&Sample> = run
+        .samples
+        .iter()
+        .filter(|s| s.version.as_deref() == Some(v3.as_str()))
+        .collect();
+    let first_500 = by_v3.iter().find(|s| s.status >= 500).map(|s| s.at);
+    let last_v3 = by_v3.last().map(|s| s.at);
+    let (Some(first), Some(back)) = (first_500, last_v3) else {
+        table.note(format!(
+            "v3 ({v3}) answered {} requests and none with 500: nothing to measure",
+            by_v3.len()
+        ));
+        table.goal(goal_time, Verdict::Missing);
+        table.goal(goal_share, Verdict::Missing);
+        return table;
+    };
+    let in_window: Vec<&Sample> = run
+        .samples
+        .iter()
+        .filter(|s| s.at >= first && s.at <= back)
+        .collect();
+    let failed = in_window.iter().filter(|s| !s.ok()).count();
+    let deployment: Vec<&Sample> = run
+        .samples
+        .iter()
+        .filter(|s| s.at >= third.window.0 && s.at <= third.window.1)
+        .collect();
+    let deployment_failed = deployment.iter().filter(|s| !s.ok()).count();
+    let share = 100.0 * deployment_failed as f64 / deployment.len().max(1) as f64;
+    let window = back.saturating_sub(first);
+    table.row(vec![
+        format!("{:.1}", first.as_secs_f64()),
+        format!("{:.1}", back.as_secs_f64()),
+        format!("{:.1}", window.as_secs_f64()),
+        in_window.len().to_string(),
+        failed.to_string(),
+        format!("{share:.2} % ({deployment_failed} of {})", deployment.len()),
+    ]);
+    table.goal(
+        format!("{goal_time} ({:.1} s)", window.as_secs_f64()),
+        Verdict::of(window <= Duration::from_secs(30)),
+    );
+    table.goal(
+        format!("{goal_share} ({share:.2} %)"),
+        Verdict::of(share < 2.0),
+    );
+    table.note(
+        "the bake polls every 10 s at most (bake_poll_seconds); locally the bake is BakeMinutes=0.05 (3 s) \
+         and enhanced health covers the last 10 s of the router's requests; inside the window v3 answers \
+         every 20th request with 500 (5 %), so the share of failed requests there is about 5 % of v3's",
+    );
+    table
 }

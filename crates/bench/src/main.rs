@@ -328,6 +328,10 @@ async fn run(args: Args, root: PathBuf) -> ExitCode {
             tables.push((6, deploy::downtime_table(&config, d)));
         }
     }
+    if wants(7) {
+        let run = deploy::bad_release(&config, work.path()).await;
+        tables.push((7, deploy::bad_release_table(&config, &run)));
+    }
     tables.sort_by_key(|(n, _)| *n);
 
     println!(

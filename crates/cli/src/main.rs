@@ -46,6 +46,10 @@ enum Command {
         /// test's check of the live environment stops the pipeline before the swap, naming the snapshot.
         #[arg(long)]
         break_migration: bool,
+        /// Deploy a third release, v3, whose bug answers 5 % of requests with 500: it passes the smoke
+        /// test, and after the swap the bake sees the 5xx share and moves production back to v2.
+        #[arg(long)]
+        bad_release: bool,
     },
     /// Restore the local run's database from a snapshot the backup action took (pg_restore of its
     /// dump into the same database, as its owner, in one transaction).
@@ -233,6 +237,7 @@ async fn main() -> ExitCode {
         Command::Demo {
             run,
             break_migration,
+            bad_release,
         } => {
             let root = std::env::current_dir().unwrap_or_default();
             let tmp = match tempfile::Builder::new().prefix("beanswap-demo-").tempdir() {
@@ -248,8 +253,17 @@ async fn main() -> ExitCode {
             } else {
                 "0002_orders_note.sql"
             };
-            match beanswap_cli::run::next_release(&v1, tmp.path(), "second release\n", migration) {
-                Ok(v2) => pipeline_run(run, vec![v1, v2], "beanswap demo").await,
+            let releases =
+                beanswap_cli::run::next_release(&v1, tmp.path(), "second release\n", migration)
+                    .and_then(|v2| {
+                        let mut releases = vec![v1.clone(), v2.clone()];
+                        if bad_release {
+                            releases.push(beanswap_cli::run::bad_release(&v2, tmp.path())?);
+                        }
+                        Ok(releases)
+                    });
+            match releases {
+                Ok(releases) => pipeline_run(run, releases, "beanswap demo").await,
                 Err(e) => Err(CliError::Local(e)),
             }
         }

@@ -591,9 +591,36 @@ pub fn next_release(
     Ok(target)
 }
 
+/// The demo's bad third release (`--bad-release`): a copy of `v2` that ships a bug answering 5 % of
+/// requests with 500 (the example app's `ERROR_PERCENT` file). It passes the smoke test (a few requests)
+/// and fails under production's load after the swap, which the swap's bake catches.
+pub fn bad_release(v2: &Path, into: &Path) -> Result<PathBuf, String> {
+    let target = copy_tree(v2, &into.join("app-v3"))?;
+    std::fs::write(target.join("RELEASE"), "third release, with a bug\n")
+        .map_err(|e| e.to_string())?;
+    std::fs::write(target.join("ERROR_PERCENT"), "5\n").map_err(|e| e.to_string())?;
+    // The build ships the file with the rest of the app.
+    let buildspec = target.join("buildspec.yml");
+    let spec = std::fs::read_to_string(&buildspec).map_err(|e| e.to_string())?;
+    let shipped = spec.replace("    - VERSION\n", "    - VERSION\n    - ERROR_PERCENT\n");
+    if shipped == spec {
+        return Err(format!(
+            "{}: no `- VERSION` artifact line to ship ERROR_PERCENT beside",
+            buildspec.display()
+        ));
+    }
+    std::fs::write(&buildspec, shipped).map_err(|e| e.to_string())?;
+    Ok(target)
+}
+
 /// A copy of `source` with a change, so the second deployment of the demo is a new version.
 pub fn changed_copy(source: &Path, into: &Path, marker: &str) -> Result<PathBuf, String> {
-    let target = into.join("app-v2");
+    let target = copy_tree(source, &into.join("app-v2"))?;
+    std::fs::write(target.join("RELEASE"), marker).map_err(|e| e.to_string())?;
+    Ok(target)
+}
+
+fn copy_tree(source: &Path, target: &Path) -> Result<PathBuf, String> {
     for entry in walkdir::WalkDir::new(source)
         .into_iter()
         .filter_map(Result::ok)
@@ -609,8 +636,7 @@ pub fn changed_copy(source: &Path, into: &Path, marker: &str) -> Result<PathBuf,
             std::fs::copy(entry.path(), &to).map_err(|e| format!("{}: {e}", to.display()))?;
         }
     }
-    std::fs::write(target.join("RELEASE"), marker).map_err(|e| e.to_string())?;
-    Ok(target)
+    Ok(target.to_path_buf())
 }
 
 #[cfg(test)]

@@ -922,3 +922,35 @@ async fn ctrl_c_ends_moto_local_aws_the_functions_and_the_apps() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// `beanswap demo --bad-release`: v3 passes the smoke test, then answers 5 % of production's requests
+/// with 500; the swap's bake sees the 5xx share and moves production back to v2 by itself.
+#[tokio::test]
+async fn a_bad_release_is_caught_by_the_bake_and_production_returns_to_v2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = root().join("examples/app");
+    let v2 = run::next_release(&v1, tmp.path(), "v2\n", "0002_orders_note.sql").unwrap();
+    let v3 = run::bad_release(&v2, tmp.path()).unwrap();
+    let ui = Ui { json: true };
+    let outcome = run::run(&settings(vec![v1, v2, v3], &[], tmp.path()), &ui)
+        .await
+        .unwrap();
+    let report = &outcome.report;
+    assert!(outcome.runs[0].failure.is_none(), "{report}");
+    assert!(outcome.runs[1].failure.is_none(), "{report}");
+    let failed = &outcome.runs[2];
+    let message = failed
+        .failure
+        .as_ref()
+        .expect("v3 is moved back")
+        .to_string();
+    for expected in [
+        "Swap / Swap failed: the bake caught ",
+        "answered 5xx over the last 10 s (threshold 1 %)",
+        "Swapped back: ",
+    ] {
+        assert!(message.contains(expected), "{expected:?} not in {message}");
+    }
+    assert!(!outcome.ok);
+    eprintln!("{report}");
+}

@@ -65,7 +65,10 @@ async fn the_aws_cli_puts_sets_and_describes_alarms_as_cloudwatch_answers() {
     assert_eq!(alarm["StateValue"], "INSUFFICIENT_DATA");
     assert_eq!(alarm["Threshold"], 5.0);
     assert_eq!(alarm["Period"], 60);
-    assert!(alarm["StateUpdatedTimestamp"].is_number(), "epoch seconds: {alarm}");
+    assert!(
+        alarm["StateUpdatedTimestamp"].is_number(),
+        "epoch seconds: {alarm}"
+    );
 
     cli(
         &local,
