@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod decide;
+mod rollback;
 mod run;
 #[cfg(test)]
 mod tests;
