@@ -39,6 +39,15 @@ impl fmt::Display for Service {
     }
 }
 
+/// For a progress summary: the transient trouble being waited out (empty when there is none).
+pub fn waiting_out(transient: &str) -> String {
+    if transient.is_empty() {
+        String::new()
+    } else {
+        format!(" (AWS: {transient}; waiting it out)")
+    }
+}
+
 /// What kind of trouble an AWS error is, by the one rule in [`AwsError::class`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {

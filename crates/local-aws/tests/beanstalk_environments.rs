@@ -1020,13 +1020,9 @@ async fn a_swap_under_steady_load_loses_no_request() {
 }
 
 async fn cli(local: &LocalAws, args: &[&str]) -> serde_json::Value {
-    let (ok, stdout, stderr) =
-        test_support::aws_cli(&local.endpoint(), "elasticbeanstalk", args).await;
-    assert!(ok, "aws {args:?}: {stderr}");
-    if stdout.is_empty() {
-        return serde_json::Value::Null;
-    }
-    serde_json::from_str(&stdout).unwrap()
+    test_support::aws_cli_json(&local.endpoint(), "elasticbeanstalk", args)
+        .await
+        .unwrap_or_else(|e| panic!("aws {args:?}: {e}"))
 }
 
 #[tokio::test]

@@ -53,16 +53,7 @@ async fn bed(options: Options) -> Bed {
 
 impl Bed {
     async fn cli(&self, args: &[&str]) -> Result<Value, String> {
-        let (ok, stdout, stderr) =
-            test_support::aws_cli(&self.local.endpoint(), "elasticbeanstalk", args).await;
-        if !ok {
-            return Err(stderr);
-        }
-        Ok(if stdout.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&stdout).unwrap()
-        })
+        test_support::aws_cli_json(&self.local.endpoint(), "elasticbeanstalk", args).await
     }
 
     async fn ok(&self, args: &[&str]) -> Value {

@@ -8,15 +8,7 @@ use local_aws::LocalAws;
 use serde_json::Value;
 
 async fn cli(local: &LocalAws, args: &[&str]) -> Result<Value, String> {
-    let (ok, stdout, stderr) = test_support::aws_cli(&local.endpoint(), "cloudwatch", args).await;
-    if !ok {
-        return Err(stderr);
-    }
-    Ok(if stdout.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&stdout).unwrap()
-    })
+    test_support::aws_cli_json(&local.endpoint(), "cloudwatch", args).await
 }
 
 #[tokio::test]

@@ -212,33 +212,8 @@ async fn a_failing_command_fails_the_deployment_and_the_tail_logs_show_its_outpu
 
     // Tail logs, through the AWS CLI (botocore's parser): nothing until requested and compiled.
     let endpoint = bed.local.endpoint();
-    let (ok, out, err) = test_support::aws_cli(
-        &endpoint,
-        "elasticbeanstalk",
-        &[
-            "retrieve-environment-info",
-            "--environment-id",
-            &id,
-            "--info-type",
-            "tail",
-        ],
-    )
-    .await;
-    assert!(ok, "{err}");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()["EnvironmentInfo"],
-        serde_json::json!([])
-    );
-    bed.eb
-        .request_environment_info()
-        .environment_id(&id)
-        .info_type(EnvironmentInfoType::Tail)
-        .send()
-        .await
-        .unwrap();
-    let mut entries = vec![];
-    for _ in 0..100 {
-        let (ok, out, err) = test_support::aws_cli(
+    let tail = || async {
+        test_support::aws_cli_json(
             &endpoint,
             "elasticbeanstalk",
             &[
@@ -249,9 +224,20 @@ async fn a_failing_command_fails_the_deployment_and_the_tail_logs_show_its_outpu
                 "tail",
             ],
         )
-        .await;
-        assert!(ok, "{err}");
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        .await
+        .unwrap()
+    };
+    assert_eq!(tail().await["EnvironmentInfo"], serde_json::json!([]));
+    bed.eb
+        .request_environment_info()
+        .environment_id(&id)
+        .info_type(EnvironmentInfoType::Tail)
+        .send()
+        .await
+        .unwrap();
+    let mut entries = vec![];
+    for _ in 0..100 {
+        let v = tail().await;
         entries = v["EnvironmentInfo"].as_array().cloned().unwrap_or_default();
         if !entries.is_empty() {
             break;

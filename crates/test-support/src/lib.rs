@@ -107,6 +107,22 @@ pub fn aws_cli_path() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join(".venv/bin/aws"))
 }
 
+/// [`aws_cli`], its JSON answer parsed (`Null` when it printed nothing), or its stderr when it failed.
+pub async fn aws_cli_json(
+    endpoint: &str,
+    service: &str,
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let (ok, stdout, stderr) = aws_cli(endpoint, service, args).await;
+    if !ok {
+        return Err(stderr);
+    }
+    if stdout.trim().is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_str(&stdout).map_err(|e| format!("not JSON ({e}): {stdout}"))
+}
+
 /// Runs `aws --endpoint-url ENDPOINT --region us-east-1 --output json SERVICE ARGS` with test
 /// credentials and no retries: (succeeded, stdout, stderr).
 pub async fn aws_cli(endpoint: &str, service: &str, args: &[&str]) -> (bool, String, String) {

@@ -308,11 +308,7 @@ pub async fn run(
             let elapsed = clock.since(began);
             let percent =
                 (elapsed.as_secs_f64() / plan.timeout.as_secs_f64() * 100.0).clamp(1.0, 95.0) as u8;
-            let trouble = if state.transient.is_empty() {
-                String::new()
-            } else {
-                format!(" (AWS: {}; waiting it out)", state.transient)
-            };
+            let trouble = crate::aws_error::waiting_out(&state.transient);
             return Ok(Outcome::InProgress {
                 summary: format!(
                     "RDS is taking snapshot {} of {} ({} s so far){trouble}",

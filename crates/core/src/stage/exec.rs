@@ -352,11 +352,7 @@ pub async fn resume(
             } else {
                 event_lines(&seen, 8)
             };
-            let trouble = if state.transient.is_empty() {
-                String::new()
-            } else {
-                format!(" (AWS: {}; waiting it out)", state.transient)
-            };
+            let trouble = crate::aws_error::waiting_out(&state.transient);
             return Ok(Outcome::InProgress {
                 summary: format!(
                     "{} is {} / {} after {}s{trouble}\n{latest}",
