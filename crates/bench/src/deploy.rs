@@ -153,6 +153,12 @@ async fn demo_of(config: &Config, work: &Path, bad: bool) -> Result<DemoRun, Str
             domain: domain.clone(),
             log_dir: std::env::temp_dir(),
             launch_delay: Some(config.launch_delay),
+            now: None,
+            previous: deployments
+                .iter()
+                .rev()
+                .find(|d: &&Deployment| d.run.failure.is_none())
+                .map(|d| d.run.variables.clone()),
         };
         let run = pipeline::run(&cloud, &options, &ui, epoch).await;
         let end = probe.started.elapsed();

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "local")]
 pub mod build;
+pub mod conditions;
 #[cfg(feature = "local")]
 pub mod database;
 #[cfg(feature = "local")]

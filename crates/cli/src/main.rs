@@ -172,6 +172,9 @@ struct RunArgs {
     /// One JSON object per line instead of progress for a person.
     #[arg(long)]
     json: bool,
+    /// Judge the pipeline's deployment windows (SwapWindowCron) as if it were this time (RFC 3339, UTC).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    now: Option<std::time::SystemTime>,
     /// How long a new environment takes to launch (try 5m to feel real Beanstalk).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     launch_delay: Duration,
@@ -444,6 +447,7 @@ async fn pipeline_run(
         },
         domain: args.domain,
         title: title.to_string(),
+        now: args.now,
     };
     // Ctrl-C (or SIGTERM, SIGHUP) ends the run; dropping it stops local-aws, moto and every app they
     // started, which a plain exit would leave running.

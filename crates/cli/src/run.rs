@@ -71,6 +71,8 @@ pub struct Settings {
     pub domain: Option<String>,
     /// What the report calls the run (`beanswap demo`, ...).
     pub title: String,
+    /// The time deployment windows are judged at; now when `None`.
+    pub now: Option<std::time::SystemTime>,
 }
 
 /// What a whole run (one or more deployments) measured.
@@ -334,6 +336,13 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
                 .local_aws
                 .is_none()
                 .then_some(settings.launch_delay),
+            now: settings.now,
+            // A stage rollback runs with the last successful deployment's variables.
+            previous: runs
+                .iter()
+                .rev()
+                .find(|r: &&pipeline::RunResult| r.failure.is_none())
+                .map(|r| r.variables.clone()),
         };
         // Counted between the deployments, so each one's calls are its own.
         let before = cloud.calls().await.unwrap_or_default();
@@ -415,8 +424,14 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
                     .collect::<String>()
             );
         }
+        for (stage, why) in &r.skipped {
+            let _ = writeln!(text, "  ↷ {stage} skipped: {why}");
+        }
         if let Some(f) = &r.failure {
             let _ = writeln!(text, "  stopped: {f}");
+        }
+        if let Some(rollback) = &r.rollback {
+            let _ = writeln!(text, "  {rollback}");
         }
     }
     let _ = writeln!(

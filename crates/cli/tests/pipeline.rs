@@ -71,6 +71,7 @@ fn settings(sources: Vec<PathBuf>, extra: &[(&str, &str)], report: &Path) -> Set
         endpoints: Endpoints::default(),
         domain: None,
         title: "pipeline test".into(),
+        now: None,
     }
 }
 
@@ -953,4 +954,96 @@ async fn a_bad_release_is_caught_by_the_bake_and_production_returns_to_v2() {
     }
     assert!(!outcome.ok);
     eprintln!("{report}");
+}
+
+/// SwapWindowCron: outside the window the Swap stage is not entered (FAIL stops the execution there,
+/// SKIP goes on without it), as CodePipeline's DeploymentWindow entry condition does.
+#[tokio::test]
+async fn outside_the_deployment_window_swap_fails_or_is_skipped_as_configured() {
+    // 2026-12-05 is a Saturday; the window is weekdays 09:00-16:59 UTC.
+    let saturday = humantime::parse_rfc3339("2026-12-05T10:00:00Z").unwrap();
+    for outside in ["FAIL", "SKIP"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = settings(
+            vec![root().join("examples/app")],
+            &[
+                ("SwapWindowCron", "* * 9-16 ? * MON-FRI"),
+                ("SwapOutsideWindow", outside),
+            ],
+            tmp.path(),
+        );
+        s.now = Some(saturday);
+        let outcome = run::run(&s, &Ui { json: true }).await.unwrap();
+        let run = &outcome.runs[0];
+        let reached: Vec<&str> = run.actions.iter().map(|a| a.stage.as_str()).collect();
+        assert!(!reached.contains(&"Swap"), "{outside}: {reached:?}");
+        let why = "rule SwapWindow: 2026-12-05T10:00:00Z is outside the deployment window `* * 9-16 ? * MON-FRI` (UTC)";
+        if outside == "FAIL" {
+            let failure = run
+                .failure
+                .as_ref()
+                .expect("stopped before Swap")
+                .to_string();
+            assert_eq!(failure, format!("Swap was not entered: {why}"));
+            assert!(!reached.contains(&"Retire"), "{reached:?}");
+        } else {
+            assert!(run.failure.is_none(), "{}", outcome.report);
+            assert_eq!(run.skipped, vec![("Swap".to_string(), why.to_string())]);
+            assert!(reached.contains(&"Retire"), "{reached:?}");
+            assert!(
+                outcome.report.contains(&format!("↷ Swap skipped: {why}")),
+                "{}",
+                outcome.report
+            );
+        }
+    }
+}
+
+/// SwapOnFailure=ROLLBACK: when Swap fails (here the bake moved a bad release back), CodePipeline's
+/// stage rollback runs Swap again with the previous successful execution's variables; production is
+/// already on that execution's environment, so the rollback finds it there and succeeds.
+#[tokio::test]
+async fn a_failed_swap_is_rolled_back_by_the_stage_with_the_previous_executions_variables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = root().join("examples/app");
+    let v2 = run::next_release(&v1, tmp.path(), "v2\n", "0002_orders_note.sql").unwrap();
+    let v3 = run::bad_release(&v2, tmp.path()).unwrap();
+    let outcome = run::run(
+        &settings(
+            vec![v1, v2, v3],
+            &[("SwapOnFailure", "ROLLBACK")],
+            tmp.path(),
+        ),
+        &Ui { json: true },
+    )
+    .await
+    .unwrap();
+    let third = &outcome.runs[2];
+    let failure = third.failure.as_ref().expect("v3's swap fails").to_string();
+    assert!(failure.contains("the bake caught"), "{failure}");
+    assert_eq!(
+        third.rollback,
+        Some(beanswap_cli::pipeline::Rollback::Done),
+        "{}",
+        outcome.report
+    );
+    let rerun = third
+        .actions
+        .iter()
+        .find(|a| a.stage == "Swap (rollback)")
+        .expect("Swap ran again");
+    assert!(rerun.ok, "{}", rerun.summary);
+    let v2_env = &outcome.runs[1].variables["Stage.EnvironmentName"];
+    assert!(
+        rerun
+            .summary
+            .contains(&format!("`{v2_env}` already serves production")),
+        "{}",
+        rerun.summary
+    );
+    assert!(
+        outcome.report.contains("rolled back: the stage ran again"),
+        "{}",
+        outcome.report
+    );
 }

@@ -186,11 +186,15 @@ fn scenarios() -> Vec<(&'static str, BTreeMap<String, String>)> {
             with(&[domain[0], domain[1], ("SwapMode", "route53")]),
         ),
         (
-            "domain, weighted swap, HTTPS, version check, approval email, kept environment scaled down, a bake with latency and alarms",
+            "domain, weighted swap, HTTPS, version check, approval email, kept environment scaled down, a bake with latency and alarms, every Swap stage condition",
             with(&[
                 ("BakeMinutes", "7.5"),
                 ("BakeMaxP99Millis", "1500"),
                 ("BakeAlarmNames", "shop-5xx,shop-latency"),
+                ("SwapOnFailure", "ROLLBACK"),
+                ("SwapAlarmName", "shop-5xx"),
+                ("SwapWindowCron", "* * 9-16 ? * MON-FRI"),
+                ("SwapOutsideWindow", "SKIP"),
                 domain[0],
                 domain[1],
                 ("SwapMode", "weighted"),
@@ -817,7 +821,7 @@ const GRANTS: &[Grants] = &[
         function: "stage",
         own: &[
             "functions/stage/src",
-            "crates/core/src/stage.rs",
+            "crates/core/src/stage",
             "crates/core/src/tail_logs.rs",
         ],
         calls: &[
@@ -1335,7 +1339,7 @@ fn request_parameters_are_read_from_the_builders() {
         set("elasticbeanstalk", "update_tags_for_resource", &beanstalk),
         BTreeSet::from(["TagsToAdd".to_string(), "TagsToRemove".to_string()])
     );
-    let stage = source("crates/core/src/stage.rs");
+    let stage = source("crates/core/src/stage/exec.rs");
     assert_eq!(
         set("elasticbeanstalk", "create_environment", &stage),
         BTreeSet::from(["Tags".to_string()])
@@ -1940,4 +1944,49 @@ fn output_variables_are_what_the_code_sets() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The Swap stage's CodePipeline conditions are off by default and are exactly what the parameters ask
+/// for: a deployment window on entry, CodePipeline's rollback on failure, an alarm after success.
+#[test]
+fn the_swap_stage_conditions_are_what_the_parameters_say() {
+    use beanswap_cli::conditions::{ConditionResult, Rule, StageConditions};
+    let template = template();
+    let (_, mut parameters) = scenarios().remove(0);
+    let swap_stage = |parameters: &BTreeMap<String, String>| {
+        stack(&template, parameters)
+            .pipeline()
+            .unwrap()
+            .stages
+            .into_iter()
+            .find(|s| s.name == "Swap")
+            .expect("a Swap stage")
+    };
+    assert_eq!(
+        swap_stage(&parameters).conditions,
+        StageConditions::default()
+    );
+    for (k, v) in [
+        ("SwapOnFailure", "ROLLBACK"),
+        ("SwapAlarmName", "shop-5xx"),
+        ("SwapWindowCron", "* * 9-16 ? * MON-FRI"),
+        ("SwapOutsideWindow", "SKIP"),
+    ] {
+        parameters.insert(k.to_string(), v.to_string());
+    }
+    let conditions = swap_stage(&parameters).conditions;
+    assert!(conditions.rollback_on_failure);
+    assert_eq!(conditions.before_entry[0].result, ConditionResult::Skip);
+    assert!(matches!(
+        &conditions.before_entry[0].rules[0],
+        Rule::DeploymentWindow { name, cron } if name == "SwapWindow" && cron.text() == "* * 9-16 ? * MON-FRI"
+    ));
+    assert_eq!(conditions.on_success[0].result, ConditionResult::Rollback);
+    assert_eq!(
+        conditions.on_success[0].rules[0],
+        Rule::CloudWatchAlarm {
+            name: "SwapAlarm".into(),
+            alarm: "shop-5xx".into()
+        }
+    );
 }

@@ -85,6 +85,8 @@ pub struct ActionDef {
 pub struct StageDef {
     pub name: String,
     pub actions: Vec<ActionDef>,
+    /// CodePipeline's stage conditions (entry, failure, success), as the local run applies them.
+    pub conditions: crate::conditions::StageConditions,
 }
 
 #[derive(Debug, Clone)]

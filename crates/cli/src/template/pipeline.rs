@@ -67,9 +67,13 @@ impl Stack {
                 });
             }
             actions.sort_by_key(|a| a.run_order);
+            let name = text(&stage["Name"]);
+            let conditions = crate::conditions::StageConditions::parse(&stage)
+                .map_err(|e| invalid(format!("stage {name}: {e}")))?;
             stages.push(StageDef {
-                name: text(&stage["Name"]),
+                name,
                 actions,
+                conditions,
             });
         }
         Ok(Pipeline { name, stages })
