@@ -219,6 +219,15 @@ impl LocalCloud {
         )
     }
 
+    /// local-aws's CloudWatch alarms (moto cannot answer the SDK's CloudWatch protocol: FIDELITY.md).
+    pub fn cloudwatch(&self, config: &aws_config::SdkConfig) -> beanswap_core::alarms::CloudWatch {
+        beanswap_core::alarms::CloudWatch::from_client(aws_sdk_cloudwatch::Client::from_conf(
+            aws_sdk_cloudwatch::config::Builder::from(config)
+                .endpoint_url(self.aws.endpoint())
+                .build(),
+        ))
+    }
+
     pub fn beanstalk(&self, config: &aws_config::SdkConfig) -> aws_sdk_elasticbeanstalk::Client {
         beanstalk_client(config, &self.aws.endpoint())
     }

@@ -544,7 +544,9 @@ impl Runner<'_> {
                 }
                 Rule::CloudWatchAlarm { name, alarm } => {
                     let config = self.cloud.sdk_config().await;
-                    let found = beanswap_core::alarms::CloudWatch::new(&config)
+                    let found = self
+                        .cloud
+                        .cloudwatch(&config)
                         .alarms(std::slice::from_ref(alarm))
                         .await
                         .map_err(|e| format!("rule {name}: {e}"))?;

@@ -1047,3 +1047,69 @@ async fn a_failed_swap_is_rolled_back_by_the_stage_with_the_previous_executions_
         outcome.report
     );
 }
+
+/// SwapAlarmName: after Swap succeeded, its success condition reads the alarm (local-aws's CloudWatch);
+/// in ALARM it engages the stage's rollback, which needs an earlier successful execution.
+#[tokio::test]
+async fn an_alarm_in_alarm_after_swap_engages_the_stages_rollback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start().await;
+    let endpoint = cloud.aws.endpoint();
+    for args in [
+        vec![
+            "put-metric-alarm",
+            "--alarm-name",
+            "shop-5xx",
+            "--namespace",
+            "AWS/ElasticBeanstalk",
+            "--metric-name",
+            "ApplicationRequests5xx",
+            "--statistic",
+            "Sum",
+            "--period",
+            "60",
+            "--evaluation-periods",
+            "1",
+            "--threshold",
+            "5",
+            "--comparison-operator",
+            "GreaterThanThreshold",
+        ],
+        vec![
+            "set-alarm-state",
+            "--alarm-name",
+            "shop-5xx",
+            "--state-value",
+            "ALARM",
+            "--state-reason",
+            "Threshold Crossed",
+        ],
+    ] {
+        test_support::aws_cli_json(&endpoint, "cloudwatch", &args)
+            .await
+            .unwrap();
+    }
+    let mut settings = settings(
+        vec![root().join("examples/app")],
+        &[("SwapAlarmName", "shop-5xx")],
+        tmp.path(),
+    );
+    settings.endpoints = cloud.endpoints();
+    let outcome = run::run(&settings, &Ui { json: true }).await.unwrap();
+    let run = &outcome.runs[0];
+    assert!(
+        run.actions.iter().any(|a| a.stage == "Swap" && a.ok),
+        "{}",
+        outcome.report
+    );
+    assert_eq!(
+        run.failure.as_ref().map(ToString::to_string).as_deref(),
+        Some("Swap succeeded, but its success condition failed: rule SwapAlarm: CloudWatch alarm `shop-5xx` is in ALARM (Threshold Crossed)")
+    );
+    assert_eq!(
+        run.rollback,
+        Some(beanswap_cli::pipeline::Rollback::Impossible(
+            "no earlier execution succeeded, so there is nothing to roll back to".into()
+        ))
+    );
+}

@@ -65,6 +65,11 @@ impl CloudWatch {
             client: Client::new(config),
         }
     }
+
+    /// Around a client built elsewhere (the local run aims its own at local-aws).
+    pub fn from_client(client: Client) -> Self {
+        CloudWatch { client }
+    }
 }
 
 impl AlarmsApi for CloudWatch {
