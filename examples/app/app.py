@@ -20,7 +20,8 @@ A few environment variables make it misbehave on purpose, so tests can prove fai
   SLOW_MS        delay every answer by this many milliseconds
   START_DELAY_SECONDS  wait this long before listening
   EXIT_AFTER_SECONDS   exit(1) after this long
-  ERROR_PERCENT  answer this share of requests (all but /health, so the load balancer keeps the instance)
+  ERROR_PERCENT  answer this share of requests (all but /health and the load balancer's health checks, whose
+                 User-Agent is ELB-HealthChecker/2.0, so the load balancer keeps the instance)
                  with 500, deterministically: with 5, every 20th request of this process fails. Also read
                  from a file ERROR_PERCENT in the bundle: a release that ships the bug (`beanswap demo
                  --bad-release`), caught by the swap's bake after the move.
@@ -174,7 +175,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = self.path.split("?", 1)[0]
-        if path != "/health" and FAULTS.fail_now():
+        checker = self.headers.get("User-Agent", "").startswith("ELB-HealthChecker")
+        if path != "/health" and not checker and FAULTS.fail_now():
             self.answer(500, "injected failure (ERROR_PERCENT)\n")
         elif path == "/version":
             self.answer(200, VERSION + "\n")

@@ -291,6 +291,19 @@ pub trait BeanstalkApi: Send + Sync {
         source_id: &str,
         destination_id: &str,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// The instances an environment runs and how many are healthy (DescribeInstancesHealth), and its
+    /// Auto Scaling bounds (DescribeConfigurationSettings, `aws:autoscaling:asg`).
+    fn capacity(
+        &self,
+        env: &Environment,
+    ) -> impl Future<Output = Result<crate::swap::capacity::Capacity, AwsError>> + Send;
+    /// UpdateEnvironment of MinSize and MaxSize (an environment update: Updating until it is done).
+    fn set_size(
+        &self,
+        env: &Environment,
+        min: u32,
+        max: u32,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
     /// DescribeEnvironmentHealth (AttributeNames All): enhanced health's figures now.
     fn health_figures(
         &self,
@@ -425,6 +438,63 @@ impl BeanstalkApi for Beanstalk {
             .await
             .map_err(|e| eb_error("SwapEnvironmentCNAMEs", e))?;
         Ok(())
+    }
+
+    async fn capacity(
+        &self,
+        env: &Environment,
+    ) -> Result<crate::swap::capacity::Capacity, AwsError> {
+        use crate::swap::capacity::{Capacity, ASG_NAMESPACE, DEFAULT_MAX, DEFAULT_MIN};
+        use aws_sdk_elasticbeanstalk::types::InstancesHealthAttribute;
+        let mut instances = 0u32;
+        let mut healthy = 0u32;
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_instances_health()
+                .environment_id(&env.id)
+                .attribute_names(InstancesHealthAttribute::Color)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| eb_error("DescribeInstancesHealth", e))?;
+            for i in out.instance_health_list() {
+                instances += 1;
+                if i.color() == Some("Green") {
+                    healthy += 1;
+                }
+            }
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let settings = self.option_settings(&env.application, &env.name).await?;
+        let option = |name: &str, default: u32| {
+            settings
+                .get(&(ASG_NAMESPACE.to_string(), name.to_string()))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        Ok(Capacity {
+            instances,
+            healthy,
+            min: option("MinSize", DEFAULT_MIN),
+            max: option("MaxSize", DEFAULT_MAX),
+        })
+    }
+
+    async fn set_size(&self, env: &Environment, min: u32, max: u32) -> Result<(), AwsError> {
+        use crate::swap::capacity::ASG_NAMESPACE;
+        self.update_option_settings(
+            &env.id,
+            &[
+                (ASG_NAMESPACE, "MinSize", min.to_string()),
+                (ASG_NAMESPACE, "MaxSize", max.to_string()),
+            ],
+        )
+        .await
     }
 
     async fn health_figures(&self, environment_id: &str) -> Result<HealthFigures, AwsError> {

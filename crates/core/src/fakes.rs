@@ -46,6 +46,8 @@ struct Eb {
     calls: Vec<String>,
     /// Environment name -> enhanced health readings to give, one per call; the last one stays.
     figures: BTreeMap<String, VecDeque<HealthFigures>>,
+    /// Environment name -> its capacity (default: one healthy instance, MinSize 1, MaxSize 4).
+    sizes: BTreeMap<String, crate::swap::capacity::Capacity>,
 }
 
 /// Elastic Beanstalk in memory.
@@ -140,6 +142,19 @@ impl FakeBeanstalk {
         lock(&self.eb).failures.push_back((operation, error));
     }
 
+    /// What `name` runs: `instances`, `healthy` of them, within MinSize/MaxSize.
+    pub fn set_capacity(&self, name: &str, capacity: crate::swap::capacity::Capacity) {
+        lock(&self.eb).sizes.insert(name.to_string(), capacity);
+    }
+
+    pub fn capacity_of(&self, name: &str) -> crate::swap::capacity::Capacity {
+        lock(&self.eb)
+            .sizes
+            .get(name)
+            .copied()
+            .unwrap_or(DEFAULT_SIZE)
+    }
+
     /// What DescribeEnvironmentHealth answers for `name`: these readings in turn, then the last one
     /// again (none given: no requests, the environment's color).
     pub fn set_figures(&self, name: &str, readings: Vec<HealthFigures>) {
@@ -216,7 +231,43 @@ pub fn figures(requests: u64, errors: u32, p99_ms: u64) -> HealthFigures {
     }
 }
 
+const DEFAULT_SIZE: crate::swap::capacity::Capacity = crate::swap::capacity::Capacity {
+    instances: 1,
+    healthy: 1,
+    min: 1,
+    max: 4,
+};
+
 impl BeanstalkApi for FakeBeanstalk {
+    async fn capacity(
+        &self,
+        env: &Environment,
+    ) -> Result<crate::swap::capacity::Capacity, AwsError> {
+        let eb = self.call("DescribeInstancesHealth")?;
+        Ok(eb.sizes.get(&env.name).copied().unwrap_or(DEFAULT_SIZE))
+    }
+
+    /// A new size launches instances at once, healthy, as a test would want them after the update
+    /// (the update itself makes the environment Updating for a few reads, as a tag change does).
+    async fn set_size(&self, env: &Environment, min: u32, max: u32) -> Result<(), AwsError> {
+        let mut eb = self.call("UpdateEnvironment")?;
+        if let Some(e) = eb.environments.iter().find(|e| e.id == env.id) {
+            if !e.is_ready() {
+                return Err(not_ready("UpdateEnvironment", &e.name));
+            }
+        }
+        let size = eb.sizes.entry(env.name.clone()).or_insert(DEFAULT_SIZE);
+        size.min = min;
+        size.max = max;
+        size.instances = size.instances.clamp(min, max);
+        size.healthy = size.instances;
+        eb.busy.insert(env.id.clone(), self.update_reads);
+        if let Some(e) = eb.environments.iter_mut().find(|e| e.id == env.id) {
+            e.status = "Updating".into();
+        }
+        Ok(())
+    }
+
     async fn health_figures(&self, environment_id: &str) -> Result<HealthFigures, AwsError> {
         let mut eb = self.call("DescribeEnvironmentHealth")?;
         let Some(env) = eb

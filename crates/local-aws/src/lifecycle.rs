@@ -8,6 +8,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// The User-Agent of an Application Load Balancer's health checks (Elastic Load Balancing: "Health
+/// checks for Application Load Balancer target groups").
+pub const HEALTH_CHECKER: &str = "ELB-HealthChecker/2.0";
+
 use tokio::process::{Child, Command};
 
 use crate::beanstalk::{Effect, Environment, Severity, Target};
@@ -902,6 +906,8 @@ impl Runtime {
         match self
             .http
             .get(&url)
+            // As an Application Load Balancer's health checks say who they are.
+            .header("user-agent", HEALTH_CHECKER)
             .timeout(Duration::from_secs(5))
             .send()
             .await

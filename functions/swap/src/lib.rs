@@ -88,6 +88,10 @@ pub struct Params {
     /// CloudWatch alarms (names) that must not be in ALARM during the bake.
     #[serde(default)]
     pub bake_alarms: Vec<String>,
+    /// Before the move, make the staged environment run as many healthy instances as the live one runs
+    /// now (its MinSize raised for the move, restored after the bake). On by default.
+    #[serde(default = "default_true")]
+    pub match_capacity: bool,
 }
 
 /// What production must serve after the move.
@@ -109,6 +113,9 @@ fn default_ttl() -> i64 {
 }
 fn default_bake() -> u64 {
     300
+}
+fn default_true() -> bool {
+    true
 }
 fn default_bake_poll() -> u64 {
     MAX_POLL.as_secs()
@@ -304,6 +311,7 @@ impl Params {
                 max_p99: self.bake_max_p99_ms.map(Duration::from_millis),
                 alarms: self.bake_alarms.clone(),
             }),
+            match_capacity: self.match_capacity,
             verify: self.verify.as_ref().map(|v| VerifySpec {
                 path: v.path.clone(),
                 expected: v.expected.clone(),
@@ -377,7 +385,7 @@ mod tests {
             r#"{"application":"shop","staged_environment":"shop-b","production_cname":"shop-prod","mode":"route53","hosted_zone_id":"Z1","domain":"shop.example.com","record_type":"alias"}"#,
             r#"{"application":"shop","staged_environment":"shop-b","production_cname":"shop-prod","mode":"weighted","hosted_zone_id":"Z1","domain":"shop.example.com","record_type":"alias","steps":[10,50,100],"bake_seconds":300}"#,
             r#"{"application":"shop","production_cname":"shop-prod","mode":"rollback"}"#,
-            r#"{"application":"shop","staged_environment":"shop-b","production_cname":"shop-prod","bake_minutes":0.5,"bake_poll_seconds":2,"bake_max_5xx_percent":2,"bake_max_p99_ms":1500,"bake_alarms":["shop-5xx"]}"#,
+            r#"{"application":"shop","staged_environment":"shop-b","production_cname":"shop-prod","bake_minutes":0.5,"bake_poll_seconds":2,"bake_max_5xx_percent":2,"bake_max_p99_ms":1500,"bake_alarms":["shop-5xx"],"match_capacity":false}"#,
             r#"{"application":"shop","staged_environment":"shop-b","production_cname":"shop-prod","verify":{"path":"/version","expected":"v2"},"resolve":"127.0.0.1:8080"}"#,
         ] {
             parse::<Params>(Some(raw)).unwrap_or_else(|e| panic!("{raw}: {e}"));

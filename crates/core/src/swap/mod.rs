@@ -5,6 +5,7 @@
 //! [`ops`] performs them against Elastic Beanstalk and Route 53.
 
 pub mod bake;
+pub mod capacity;
 pub mod engine;
 mod http;
 

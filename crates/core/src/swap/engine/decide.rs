@@ -1,6 +1,6 @@
 //! [`decide`]: what to do next, from what AWS shows, what this invocation did and the time. Pure.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::words::Moved;
 use super::{Plan, Progress, State, Step, View};
@@ -8,6 +8,7 @@ use crate::beanstalk::{Environment, TAG_OUT_OF_SERVICE_SINCE};
 use crate::clock::{from_unix_seconds, unix_seconds};
 use crate::route53::Record;
 use crate::swap::bake::{breach_reason, judge, Bake};
+use crate::swap::capacity::{need, Need};
 use crate::swap::{
     bake_left, check_health, check_preconditions, next_step, simple_record, weighted_records,
     Check, Mode, SwapError, TAG_PREVIOUS_ENVIRONMENT,
@@ -56,9 +57,14 @@ pub fn decide(
 
 /// How long a busy environment may keep the job waiting, from its start.
 fn waited_too_long(plan: &Plan, state: &State, now: SystemTime) -> bool {
+    // An update that launches instances for the move (a raised MinSize) gets their time too.
+    let allowance = match state.raised {
+        Some(_) => plan.timeout + CAPACITY_TIMEOUT,
+        None => plan.timeout,
+    };
     now.duration_since(from_unix_seconds(state.started))
         .unwrap_or_default()
-        >= plan.timeout
+        >= allowance
 }
 
 /// Waits for `envs` to be Ready, or fails when that has taken too long; `None` when all are Ready.
@@ -139,6 +145,11 @@ fn decide_forward(
     if let Err(e) = check_preconditions(staged, live, &plan.application, plan.min_health) {
         return fail_for(e, staged);
     }
+    if plan.match_capacity {
+        if let Some(step) = decide_capacity(plan, progress, state, now, live, staged) {
+            return step;
+        }
+    }
     let prepared = view.staged_tags.get(TAG_PREVIOUS_ENVIRONMENT) == Some(&live.name)
         && !view.staged_tags.contains_key(TAG_OUT_OF_SERVICE_SINCE);
     if !prepared {
@@ -171,6 +182,62 @@ fn decide_forward(
             },
             Err(e) => Step::Fail(e.to_string()),
         },
+    }
+}
+
+/// How long the staged environment's new instances may take to turn healthy after its MinSize was
+/// raised (instances launch and pass their health checks in minutes on AWS).
+pub const CAPACITY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Capacity before the move: `None` when the staged environment runs enough healthy instances.
+fn decide_capacity(
+    plan: &Plan,
+    progress: &Progress,
+    state: &State,
+    now: SystemTime,
+    live: &Environment,
+    staged: &Environment,
+) -> Option<Step> {
+    let Some((live_size, staged_size)) = &progress.sizes else {
+        return Some(Step::ReadCapacity {
+            live: live.clone(),
+            staged: staged.clone(),
+        });
+    };
+    match need(live_size, staged_size, state.raised.as_ref()) {
+        Need::Enough => None,
+        Need::Raise { to } => {
+            let configured = state
+                .raised
+                .as_ref()
+                .map_or((staged_size.min, staged_size.max), |r| (r.min, r.max));
+            Some(Step::RaiseCapacity {
+                staged: staged.clone(),
+                min: to,
+                max: staged_size.max.max(to),
+                configured,
+            })
+        }
+        Need::Wait { target } => {
+            let waited = now
+                .duration_since(from_unix_seconds(state.started))
+                .unwrap_or_default();
+            if waited >= plan.timeout + CAPACITY_TIMEOUT {
+                return Some(Step::Fail(format!(
+                    "the staged environment `{}` runs {} healthy of the {target} instances the live `{}` runs, after {} s; nothing was swapped",
+                    staged.name,
+                    staged_size.healthy,
+                    live.name,
+                    waited.as_secs()
+                )));
+            }
+            Some(Step::AwaitCapacity {
+                summary: format!(
+                    "waiting for `{}` to run {target} healthy instances as the live `{}` does ({} of them healthy now) before production moves",
+                    staged.name, live.name, staged_size.healthy
+                ),
+            })
+        }
     }
 }
 
@@ -256,6 +323,15 @@ fn decide_settled(
                     return Step::MarkOutOfService(prev.clone());
                 }
             }
+            if let (Some(raised), None) = (&state.raised, &progress.size_restored) {
+                if raised.environment == staged.name {
+                    return Step::RestoreCapacity {
+                        env: staged.clone(),
+                        min: raised.min,
+                        max: raised.max,
+                    };
+                }
+            }
             let bake = match (&baked, &plan.bake) {
                 (Some(passed), _) => format!("passed: {passed}"),
                 (None, Some(b)) if !b.duration.is_zero() && how.moved_now() => {
@@ -264,6 +340,17 @@ fn decide_settled(
                 _ => "none".into(),
             };
             let mut summary = how.success(plan, staged, &host, progress);
+            match (&state.raised, &progress.size_restored) {
+                (Some(r), Some(Ok(()))) => summary.push_str(&format!(
+                    "; `{}` ran {} instances for the move, its MinSize is {} again",
+                    staged.name, r.target, r.min
+                )),
+                (Some(r), Some(Err(e))) => summary.push_str(&format!(
+                    "; restoring `{}`'s MinSize to {} FAILED ({e}): set it by hand",
+                    staged.name, r.min
+                )),
+                _ => {}
+            }
             if let Some(passed) = baked {
                 summary.push_str("; ");
                 summary.push_str(&passed);

@@ -29,6 +29,7 @@ pub use run::{latest_events, live_of, observe, run, Clients};
 pub use words::moved_back_report;
 
 use super::bake::{Bake, Baking, Reading};
+use super::capacity::{Capacity, Raised};
 use super::{share_of, Check, Domain, Mode, Shift};
 use crate::beanstalk::{Environment, HealthGate};
 use crate::route53::Record;
@@ -68,6 +69,9 @@ pub struct Plan {
     pub step_bake: Duration,
     /// After production moved (every mode): watch it this long, and move it back on a breach.
     pub bake: Option<Bake>,
+    /// Before the move: the staged environment runs at least as many healthy instances as the live one
+    /// (its MinSize raised for the move, restored once production settled).
+    pub match_capacity: bool,
     pub verify: Option<VerifySpec>,
     /// Reach every checked host at this address (`ip:port`), like curl --resolve.
     pub resolve: Option<String>,
@@ -90,6 +94,9 @@ pub struct State {
     /// The bake after the move, once production moved.
     #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
     pub baking: Option<Baking>,
+    /// The staged environment's MinSize as raised for the move, and what to restore.
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub raised: Option<Raised>,
 }
 
 /// What AWS shows now, as far as the decision needs it.
@@ -157,6 +164,10 @@ pub struct Progress {
     pub shifted: Option<u8>,
     /// The bake's latest reading in this invocation (cleared before the next).
     pub reading: Option<Reading>,
+    /// The live and the staged environments' capacity, read in this invocation (cleared after a change).
+    pub sizes: Option<(Capacity, Capacity)>,
+    /// The staged environment's MinSize/MaxSize were restored now (or restoring failed: why).
+    pub size_restored: Option<Result<(), String>>,
 }
 
 /// The next thing to do.
@@ -203,6 +214,29 @@ pub enum Step {
     TagRestored {
         env: Environment,
         from: String,
+    },
+    /// Read both environments' instances and the staged one's Auto Scaling bounds.
+    ReadCapacity {
+        live: Environment,
+        staged: Environment,
+    },
+    /// Raise the staged environment's MinSize (and MaxSize when lower) to `min` before the move.
+    RaiseCapacity {
+        staged: Environment,
+        min: u32,
+        max: u32,
+        /// The configured bounds, restored after the move.
+        configured: (u32, u32),
+    },
+    /// Wait for the staged environment's new instances to be healthy (or hand over).
+    AwaitCapacity {
+        summary: String,
+    },
+    /// Production settled: the staged environment gets its configured MinSize/MaxSize back.
+    RestoreCapacity {
+        env: Environment,
+        min: u32,
+        max: u32,
     },
     /// Production moved away from `previous` (kept in service meanwhile): the bake begins.
     StartBake {

@@ -14,6 +14,7 @@ use crate::clock::{rfc3339, unix_seconds, Clock};
 use crate::route53::{changes_to, Record, Route53Api};
 use crate::runner::ActionError;
 use crate::swap::bake::{Baking, Reading, MAX_POLL};
+use crate::swap::capacity::Raised;
 use crate::swap::{
     serving_environment, share_of, weighted_records, Domain, Mode, Shift, SwapError, Verify,
     TAG_PREVIOUS_ENVIRONMENT, TAG_RESTORED_FROM,
@@ -188,6 +189,67 @@ where
                     .with_variable(OUTPUT_VARIABLES[1], previous)
                     .with_variable(OUTPUT_VARIABLES[2], plan.mode.as_str())
                     .with_variable(OUTPUT_VARIABLES[3], bake))
+            }
+            Step::ReadCapacity { live, staged } => {
+                let read = async {
+                    Ok::<_, crate::aws_error::AwsError>((
+                        eb.capacity(&live).await?,
+                        eb.capacity(&staged).await?,
+                    ))
+                };
+                match unless_transient(read.await).map_err(SwapError::from)? {
+                    Some(sizes) => progress.sizes = Some(sizes),
+                    None => {
+                        attempt += 1;
+                        clock
+                            .sleep(poll_delay(attempt).min(Duration::from_secs(5)))
+                            .await;
+                    }
+                }
+                known = Some(view);
+            }
+            Step::RaiseCapacity {
+                staged,
+                min,
+                max,
+                configured,
+            } => {
+                eb.set_size(&staged, min, max)
+                    .await
+                    .map_err(SwapError::from)?;
+                tracing::info!(environment = %staged.name, min, max, "raised for the move");
+                state.raised = Some(Raised {
+                    environment: staged.name.clone(),
+                    min: configured.0,
+                    max: configured.1,
+                    target: min,
+                });
+                progress.sizes = None;
+                view.update(Environment {
+                    status: "Updating".into(),
+                    ..staged
+                });
+                known = Some(view);
+            }
+            Step::AwaitCapacity { summary } => {
+                attempt += 1;
+                let delay = poll_delay(attempt).min(Duration::from_secs(10));
+                if clock.since(began) + delay > budget {
+                    return Ok(Outcome::InProgress {
+                        summary,
+                        percent: 10,
+                        state,
+                    });
+                }
+                clock.sleep(delay).await;
+                progress.sizes = None;
+                known = None;
+            }
+            Step::RestoreCapacity { env, min, max } => {
+                // Production is settled: a failure here is reported, never a reason to undo the move.
+                progress.size_restored =
+                    Some(eb.set_size(&env, min, max).await.map_err(|e| e.to_string()));
+                known = Some(view);
             }
             Step::StartBake { previous } => {
                 state.baking = Some(Baking {

@@ -38,6 +38,7 @@ fn plan(mode: Mode) -> Plan {
         steps: vec![10, 50, 100],
         step_bake: Duration::from_secs(60),
         bake: None,
+        match_capacity: false,
         verify: None,
         resolve: None,
         min_health: crate::beanstalk::HealthGate::Green,
@@ -117,6 +118,14 @@ fn name(step: &Step) -> String {
         Step::TagRestored { env, from } => format!("restored {} from {from}", env.name),
         Step::HandOver { summary, .. } => format!("hand over: {summary}"),
         Step::StartBake { previous } => format!("start bake (back to {previous})"),
+        Step::ReadCapacity { .. } => "read capacity".into(),
+        Step::RaiseCapacity {
+            staged, min, max, ..
+        } => {
+            format!("raise {} to {min}..{max}", staged.name)
+        }
+        Step::AwaitCapacity { summary } => format!("await capacity: {summary}"),
+        Step::RestoreCapacity { env, min, max } => format!("restore {} to {min}..{max}", env.name),
         Step::Watch(env) => format!("watch {}", env.name),
         Step::BakeWait { left, .. } => format!("bake wait {}s", left.as_secs()),
         Step::Done { summary, .. } => format!("done: {summary}"),
@@ -490,6 +499,7 @@ fn weighted_steps_bake_and_are_judged_before_the_next() {
             since: unix_seconds(since),
         }),
         baking: None,
+        raised: None,
     };
     let records = Some(vec![
         alias(&live_a(), Some(90)),
@@ -1256,4 +1266,146 @@ async fn the_first_deployment_has_nothing_to_bake_against() {
     };
     assert_eq!(variables["Bake"], "none");
     assert_eq!(eb.count("DescribeEnvironmentHealth"), 0);
+}
+
+// --- capacity before the move -------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_grown_live_environment_is_matched_before_the_move_and_the_size_restored_after_the_bake()
+{
+    use crate::swap::capacity::Capacity;
+    for mode in [Mode::Cname, Mode::Route53, Mode::Weighted] {
+        let (eb, r53) = bed(mode);
+        // Auto Scaling grew the live environment to 4; the clone starts at its MinSize, 2.
+        eb.set_capacity(
+            "shop-a",
+            Capacity {
+                instances: 4,
+                healthy: 4,
+                min: 2,
+                max: 6,
+            },
+        );
+        eb.set_capacity(
+            "shop-b",
+            Capacity {
+                instances: 2,
+                healthy: 2,
+                min: 2,
+                max: 6,
+            },
+        );
+        eb.set_figures("shop-b", vec![figures(200, 0, 100)]);
+        let clock = FakeClock::default();
+        let mut p = baking(plan(mode), &[]);
+        p.match_capacity = true;
+        let (end, _) = run_to_end(
+            &eb,
+            &r53,
+            &FakeAlarms::default(),
+            &clock,
+            &p,
+            Duration::from_secs(60),
+        )
+        .await;
+        let Ok(Outcome::Succeeded { summary, .. }) = end else {
+            panic!("{mode:?}: {end:?}")
+        };
+        assert!(
+            summary.contains("; `shop-b` ran 4 instances for the move, its MinSize is 2 again"),
+            "{mode:?}: {summary}"
+        );
+        assert_eq!(production(&eb, &r53, mode), "shop-b");
+        // Raised before the move (two updates: the raise, then the restore after the bake).
+        let calls = eb.calls();
+        let raise = calls.iter().position(|c| c == "UpdateEnvironment").unwrap();
+        let moved = calls
+            .iter()
+            .position(|c| c == "SwapEnvironmentCNAMEs")
+            .unwrap_or(usize::MAX);
+        let restore = calls
+            .iter()
+            .rposition(|c| c == "UpdateEnvironment")
+            .unwrap();
+        assert!(raise < restore, "{mode:?}: {calls:?}");
+        if mode == Mode::Cname {
+            assert!(raise < moved && moved < restore, "{calls:?}");
+        }
+        let size = eb.capacity_of("shop-b");
+        assert_eq!((size.min, size.max), (2, 6), "{mode:?}");
+    }
+}
+
+#[tokio::test]
+async fn instances_that_never_turn_healthy_stop_the_swap_before_the_move() {
+    use crate::swap::capacity::Capacity;
+    let (eb, r53) = bed(Mode::Cname);
+    eb.set_capacity(
+        "shop-a",
+        Capacity {
+            instances: 3,
+            healthy: 3,
+            min: 1,
+            max: 4,
+        },
+    );
+    // Raised already (MinSize 3), but its new instances stay unhealthy.
+    eb.set_capacity(
+        "shop-b",
+        Capacity {
+            instances: 3,
+            healthy: 1,
+            min: 3,
+            max: 4,
+        },
+    );
+    let clock = FakeClock::default();
+    let mut p = plan(Mode::Cname);
+    p.match_capacity = true;
+    let (end, handed_over) = run_to_end(
+        &eb,
+        &r53,
+        &FakeAlarms::default(),
+        &clock,
+        &p,
+        Duration::from_secs(600),
+    )
+    .await;
+    let err = end.unwrap_err();
+    assert!(
+        err.message.starts_with("the staged environment `shop-b` runs 1 healthy of the 3 instances the live `shop-a` runs, after "),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.ends_with("nothing was swapped"),
+        "{}",
+        err.message
+    );
+    assert!(handed_over > 0);
+    assert_eq!(eb.count("SwapEnvironmentCNAMEs"), 0);
+    assert_eq!(production(&eb, &r53, Mode::Cname), "shop-a");
+}
+
+#[test]
+fn without_match_capacity_no_size_is_read() {
+    let p = plan(Mode::Cname);
+    let step = decide(
+        &p,
+        &view(live_a(), staged_b(), &prepared()),
+        &Progress::default(),
+        &state(),
+        t0(),
+    );
+    assert_eq!(name(&step), "swap shop-a -> shop-b");
+    let mut matching = p;
+    matching.match_capacity = true;
+    let step = decide(
+        &matching,
+        &view(live_a(), staged_b(), &prepared()),
+        &Progress::default(),
+        &state(),
+        t0(),
+    );
+    assert_eq!(name(&step), "read capacity");
 }
