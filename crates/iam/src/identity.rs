@@ -271,7 +271,9 @@ mod tests {
             refused.to_string(),
             "User: arn:aws:sts::123456789012:assumed-role/beanswap-local-SwapFunctionRole-LOCAL/SwapFunctionRole is not authorized to perform: elasticbeanstalk:AddTags on resource: arn:aws:elasticbeanstalk:us-east-1:123456789012:environment/shop/a because no identity-based policy allows the elasticbeanstalk:AddTags action"
         );
-        assert!(ids.authorize(Some(ADMIN_KEY), std::slice::from_ref(&tag)).is_ok());
+        assert!(ids
+            .authorize(Some(ADMIN_KEY), std::slice::from_ref(&tag))
+            .is_ok());
         assert!(matches!(
             ids.authorize(Some("testing"), std::slice::from_ref(&tag)),
             Err(Refusal::NoRole { .. })
