@@ -132,6 +132,7 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
             domain: domain.clone(),
             log_dir: std::env::temp_dir(),
             launch_delay: Some(config.launch_delay),
+            identities: None,
         };
         let run = pipeline::run(&cloud, &options, &ui, epoch).await;
         let end = probe.started.elapsed();

@@ -96,8 +96,13 @@ impl Cloud {
         .unwrap();
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
+            // The test's own look at what a run left is the administrator's, as the runner's are.
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "local", "local", None, None, "test",
+                beanswap_iam::identity::ADMIN_KEY,
+                "local",
+                None,
+                None,
+                "test",
             ))
             .load()
             .await;

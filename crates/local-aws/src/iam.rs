@@ -221,9 +221,11 @@ pub fn passed_role(
 pub fn rds_arn(params: &Params, kind: ResourceKind) -> Option<String> {
     let (region, account) = (beanstalk::REGION, beanstalk::ACCOUNT);
     match kind {
+        // DescribeDBSnapshots takes either (SAR: resource types db, snapshot): the one it names.
         ResourceKind::DbInstance => params
             .get("DBInstanceIdentifier")
-            .map(|id| format!("arn:aws:rds:{region}:{account}:db:{id}")),
+            .map(|id| format!("arn:aws:rds:{region}:{account}:db:{id}"))
+            .or_else(|| rds_arn(params, ResourceKind::DbSnapshot)),
         ResourceKind::DbSnapshot => params
             .get("DBSnapshotIdentifier")
             .map(|id| format!("arn:aws:rds:{region}:{account}:snapshot:{id}")),

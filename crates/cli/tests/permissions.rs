@@ -1,0 +1,388 @@
+//! The local cloud enforces the template's policies, and that is real (issue 18.4):
+//! - for every function, each action its role grants is taken out of the template (one at a time, in
+//!   memory) and the pipeline run that needs it fails at that function with a PermissionError naming it;
+//! - `beanswap demo --approve` with a domain and weighted swaps passes under enforcement;
+//! - `beanswap demo --template FILE` whose swap role lacks elasticbeanstalk:AddTags fails at Swap,
+//!   naming elasticbeanstalk:AddTags.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use beanswap_cli::local::Endpoints;
+use beanswap_cli::pipeline::{Approval, PipelineError, Ui};
+use beanswap_cli::run::{self, Settings};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn template() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join("pipeline-template.json")).unwrap())
+        .unwrap()
+}
+
+fn settings(
+    template: PathBuf,
+    sources: Vec<PathBuf>,
+    extra: &[(&str, &str)],
+    report: &Path,
+) -> Settings {
+    let mut parameters = run::local_parameters();
+    for (k, v) in extra {
+        parameters.insert(k.to_string(), v.to_string());
+    }
+    Settings {
+        root: root(),
+        template,
+        sources,
+        parameters,
+        approval: Approval::Auto,
+        json: true,
+        bin_dir: bin_dir(),
+        launch_delay: Duration::from_millis(300),
+        probe_rate: 10,
+        report_dir: report.to_path_buf(),
+        continuation_pause: Duration::from_millis(100),
+        endpoints: Endpoints::default(),
+        domain: None,
+        title: "permissions test".into(),
+    }
+}
+
+/// The statements of a policy document, both branches of an `Fn::If` statement included.
+fn statements_mut(document: &mut Value) -> Vec<&mut Value> {
+    let mut out = vec![];
+    for s in document["Statement"].as_array_mut().unwrap() {
+        if s.get("Fn::If").is_some() {
+            for branch in s["Fn::If"].as_array_mut().unwrap()[1..].iter_mut() {
+                if branch.get("Action").is_some() {
+                    out.push(branch);
+                }
+            }
+        } else {
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn actions_of(statement: &Value) -> Vec<String> {
+    match &statement["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Array(a) => a.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+        _ => vec![],
+    }
+}
+
+/// The policy documents that grant `role`'s function its rights: its inline policies and the template's
+/// managed policies it attaches.
+fn documents_mut<'a>(template: &'a mut Value, role: &str) -> Vec<&'a mut Value> {
+    let managed: Vec<String> = template["Resources"][role]["Properties"]["ManagedPolicyArns"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a["Ref"].as_str().map(str::to_string))
+        .collect();
+    let mut out = vec![];
+    for (name, resource) in template["Resources"].as_object_mut().unwrap() {
+        if name == role {
+            for p in resource["Properties"]["Policies"].as_array_mut().unwrap() {
+                out.push(&mut p["PolicyDocument"]);
+            }
+        } else if managed.contains(name) {
+            out.push(&mut resource["Properties"]["PolicyDocument"]);
+        }
+    }
+    out
+}
+
+/// The template with `action` taken out of every statement that grants it to `role` (a statement left
+/// with no action is dropped).
+fn without(template: &Value, role: &str, action: &str) -> Value {
+    let mut t = template.clone();
+    for doc in documents_mut(&mut t, role) {
+        for s in statements_mut(doc) {
+            let kept: Vec<Value> = actions_of(s)
+                .into_iter()
+                .filter(|a| a != action)
+                .map(Value::String)
+                .collect();
+            s["Action"] = Value::Array(kept);
+        }
+        if let Some(list) = doc["Statement"].as_array_mut() {
+            list.retain(|s| s.get("Fn::If").is_some() || !actions_of(s).is_empty());
+        }
+    }
+    t
+}
+
+/// Actions a role grants that no local path can show missing, each with the reason.
+const NOT_EXERCISED: &[(&str, &str, &str)] = &[
+    (
+        "*",
+        "codepipeline:PutJobFailureResult",
+        "only a failing job reports it, and with it refused the failure cannot be reported at all",
+    ),
+    (
+        "*",
+        "logs:CreateLogStream",
+        "Lambda writes the function's logs with the role, not the function's code; local functions log to files",
+    ),
+    ("*", "logs:PutLogEvents", "as logs:CreateLogStream"),
+    (
+        "package",
+        "s3:AbortMultipartUpload",
+        "called only when a multipart upload fails part-way",
+    ),
+    (
+        "package",
+        "s3:CreateBucket",
+        "Elastic Beanstalk's CreateStorageLocation creates the bucket with the caller's credentials: Beanstalk's own calls are not enforced locally (README, Permissions)",
+    ),
+    ("package", "s3:PutBucketPolicy", "as s3:CreateBucket"),
+    (
+        "stage",
+        "elasticbeanstalk:TerminateEnvironment",
+        "called only when a staged environment fails to launch (on_failure: terminate)",
+    ),
+    (
+        "stage",
+        "elasticbeanstalk:RequestEnvironmentInfo",
+        "called only when a staged environment fails (its tail logs reach the failure message)",
+    ),
+    (
+        "stage",
+        "elasticbeanstalk:RetrieveEnvironmentInfo",
+        "as elasticbeanstalk:RequestEnvironmentInfo",
+    ),
+];
+
+const FUNCTIONS: &[&str] = &[
+    "check-config",
+    "package",
+    "backup",
+    "stage",
+    "smoke-test",
+    "swap",
+    "retire",
+];
+
+fn role_of(function: &str) -> String {
+    let camel: String = function
+        .split('-')
+        .map(|p| {
+            let mut c = p.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("{camel}FunctionRole")
+}
+
+/// Actions a function's code needs that its role gets from a managed policy of the template (the rest
+/// of that policy is what Beanstalk does with the caller's credentials, not enforced locally).
+const FROM_MANAGED: &[(&str, &str)] = &[("stage", "iam:PassRole")];
+
+/// Every (function, action) its role grants: its inline policies' Allow actions, and [`FROM_MANAGED`].
+fn grants(template: &Value) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for f in FUNCTIONS {
+        let role = role_of(f);
+        let mut actions: Vec<String> = vec![];
+        for p in template["Resources"][&role]["Properties"]["Policies"]
+            .as_array()
+            .unwrap()
+        {
+            let mut doc = p["PolicyDocument"].clone();
+            for s in statements_mut(&mut doc) {
+                if s["Effect"] == "Allow" {
+                    actions.extend(actions_of(s));
+                }
+            }
+        }
+        actions.extend(
+            FROM_MANAGED
+                .iter()
+                .filter(|(g, _)| g == f)
+                .map(|(_, a)| a.to_string()),
+        );
+        actions.sort();
+        actions.dedup();
+        out.extend(actions.into_iter().map(|a| (f.to_string(), a)));
+    }
+    out
+}
+
+fn exempt(function: &str, action: &str) -> Option<&'static str> {
+    NOT_EXERCISED
+        .iter()
+        .find(|(f, a, _)| (*f == "*" || *f == function) && *a == action)
+        .map(|(_, _, why)| *why)
+}
+
+/// Three deployments with a custom domain (route53 swaps), KeepPreviousEnvironments 0, KeepVersions 2
+/// and KeepBackups 1: every function's every call is on this path (retire terminates v1 and prunes
+/// versions and their bundles, backup prunes snapshots).
+fn scenario(template: PathBuf, tmp: &Path) -> Settings {
+    let v1 = root().join("examples/app");
+    let v2 = run::changed_copy(&v1, &tmp.join("v2"), "v2\n").unwrap();
+    let v3 = run::changed_copy(&v1, &tmp.join("v3"), "v3\n").unwrap();
+    let mut s = settings(
+        template,
+        vec![v1, v2, v3],
+        &[
+            ("KeepPreviousEnvironments", "0"),
+            ("KeepVersions", "2"),
+            ("KeepBackups", "1"),
+        ],
+        &tmp.join("report"),
+    );
+    s.domain = Some("www.shop.test".into());
+    s
+}
+
+/// What a run's failure says, if it failed.
+async fn failure_of(settings: &Settings) -> Option<String> {
+    match run::run(settings, &Ui { json: true }).await {
+        Err(e) => Some(e),
+        Ok(outcome) => outcome.runs.iter().find_map(|r| match &r.failure {
+            Some(PipelineError::Action {
+                message,
+                stage,
+                action,
+            }) => Some(format!("{stage} / {action}: {message}")),
+            Some(e) => Some(e.to_string()),
+            None => None,
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_any_action_a_role_grants_fails_the_run_at_its_function_naming_it() {
+    let template = template();
+    let only = std::env::var("BEANSWAP_PERMISSION_CASES").ok();
+    let mut cases = grants(&template);
+    cases.retain(|(f, a)| exempt(f, a).is_none());
+    if let Some(only) = &only {
+        cases.retain(|(f, a)| only.split(',').any(|o| f == o || a == o));
+    }
+    assert!(cases.len() > 20 || only.is_some(), "{cases:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let problems: Vec<String> = futures_util::stream::iter(cases.into_iter().enumerate())
+        .map(|(i, (function, action))| {
+            let dir = tmp.path().join(format!("case-{i}"));
+            let template = without(&template, &role_of(&function), &action);
+            async move {
+                std::fs::create_dir_all(&dir).unwrap();
+                let path = dir.join("template.json");
+                std::fs::write(&path, serde_json::to_string_pretty(&template).unwrap()).unwrap();
+                let settings = scenario(path, &dir);
+                let failure = failure_of(&settings).await;
+                let stage_of = |f: &str| match f {
+                    "check-config" => "CheckConfig",
+                    "smoke-test" => "SmokeTest",
+                    "package" => "/ Package",
+                    "backup" => "/ Backup",
+                    "stage" => "/ Stage",
+                    "swap" => "/ Swap",
+                    _ => "/ Retire",
+                };
+                match failure {
+                    Some(f)
+                        if f.contains(stage_of(&function))
+                            && f.contains("PermissionError")
+                            && f.contains(&action) =>
+                    {
+                        None
+                    }
+                    Some(f) => Some(format!(
+                        "without {action}, {function}'s run failed otherwise: {f}"
+                    )),
+                    None => Some(format!(
+                        "without {action}, {function}'s run passed: the path does not need it, or enforcement missed it"
+                    )),
+                }
+            }
+        })
+        .buffer_unordered(2)
+        .filter_map(|p| async move { p })
+        .collect()
+        .await;
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weighted_swaps_on_a_domain_pass_under_enforcement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = root().join("examples/app");
+    let v2 = run::changed_copy(&v1, tmp.path(), "v2\n").unwrap();
+    let mut s = settings(
+        root().join("pipeline-template.json"),
+        vec![v1, v2],
+        &[
+            ("SwapMode", "weighted"),
+            ("WeightedSteps", "50,100"),
+            ("WeightedBakeSeconds", "1"),
+        ],
+        &tmp.path().join("report"),
+    );
+    s.domain = Some("www.shop.test".into());
+    let outcome = run::run(&s, &Ui { json: true }).await.unwrap();
+    for r in &outcome.runs {
+        assert!(r.failure.is_none(), "{:?}\n{}", r.failure, outcome.report);
+    }
+    assert_eq!(outcome.runs[1].variables["Swap.Mode"], "weighted");
+    assert_eq!(outcome.probe.failures, 0, "{}", outcome.report);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_with_a_swap_role_without_add_tags_fails_at_swap_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("template.json");
+    let t = without(&template(), "SwapFunctionRole", "elasticbeanstalk:AddTags");
+    std::fs::write(&path, serde_json::to_string_pretty(&t).unwrap()).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_beanswap"))
+        .current_dir(root())
+        .args(["demo", "--approve", "--template"])
+        .arg(&path)
+        .args([
+            "--launch-delay",
+            "300ms",
+            "--probe-rate",
+            "10",
+            "--report-dir",
+        ])
+        .arg(tmp.path().join("report"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    let stopped = text
+        .lines()
+        .find(|l| l.contains("stopped:"))
+        .unwrap_or_else(|| panic!("no `stopped:` line:\n{text}"));
+    assert!(
+        stopped.contains("Swap / Swap failed: PermissionError")
+            && stopped.contains("elasticbeanstalk:AddTags"),
+        "{stopped}"
+    );
+}
