@@ -11,6 +11,7 @@ pub mod database;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod ops;
+pub mod permissions;
 #[cfg(feature = "local")]
 pub mod pipeline;
 #[cfg(feature = "local")]

@@ -6,10 +6,12 @@
 //! - [`identity`]: who calls: an access key id that names a role (each function's), or the local run's
 //!   administrator (its own setup calls), and the one authorisation decision for a request.
 
+pub mod functions;
 pub mod identity;
 pub mod policy;
 pub mod table;
 
+pub use functions::Functions;
 pub use identity::{Check, Identities, Principal, Refusal, RoleIdentity};
 pub use policy::{Decision, Policy};
 pub use table::{ResourceKind, Service, Table, When};

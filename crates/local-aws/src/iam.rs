@@ -124,11 +124,19 @@ pub fn beanstalk_arn(store: &Store, params: &Params, kind: ResourceKind) -> Opti
         ResourceKind::Application => {
             Some(format!("{EB}:{region}:{account}:application/{}", app()?))
         }
-        ResourceKind::ApplicationVersion => Some(format!(
-            "{EB}:{region}:{account}:applicationversion/{}/{}",
-            app()?,
-            params.get("VersionLabel")?
-        )),
+        ResourceKind::ApplicationVersion => {
+            let labels = params.list("VersionLabels");
+            let label: &str = match (params.get("VersionLabel"), labels.as_slice()) {
+                (Some(label), _) => label,
+                (None, [label]) => label,
+                // Versions of the application, none named: all of them.
+                _ => "*",
+            };
+            Some(format!(
+                "{EB}:{region}:{account}:applicationversion/{}/{label}",
+                app()?
+            ))
+        }
         ResourceKind::ConfigurationTemplate => Some(format!(
             "{EB}:{region}:{account}:configurationtemplate/{}/{}",
             app()?,

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use parameters::check_parameter;
 pub use pipeline::{kebab, substitute_variables};
-pub use roles::{RunIdentities, NO_ROLE_KEY};
+pub use roles::{RunIdentities, MANAGED, NO_ROLE_KEY};
 
 /// Stack name and account the local run pretends to deploy into.
 pub const STACK: &str = "beanswap-local";

@@ -24,6 +24,10 @@ pub struct RunIdentities {
     pub artifact_key: Option<String>,
 }
 
+/// How a managed policy's name starts among a role's policies (`managed:BeanstalkOperatorPolicy`), so a
+/// reader can tell it from the role's inline ones.
+pub const MANAGED: &str = "managed:";
+
 /// The key a function process gets when the stack gives it no role: it names none, so every call is
 /// refused, as a function without a role could call nothing.
 pub const NO_ROLE_KEY: &str = "beanswap-role-none";
@@ -62,7 +66,9 @@ impl Stack {
                     arn == physical || arn.ends_with(&format!("/{physical}"))
                 });
                 match found {
-                    Some((l, props)) => policies.push((l.clone(), props["PolicyDocument"].clone())),
+                    Some((l, props)) => {
+                        policies.push((format!("{MANAGED}{l}"), props["PolicyDocument"].clone()))
+                    }
                     // Its statements are not in the template: the evaluator cannot know them.
                     None => {
                         return Err(invalid(format!(
