@@ -412,3 +412,55 @@ async fn demo_with_a_swap_role_without_add_tags_fails_at_swap_naming_it() {
         "{stopped}"
     );
 }
+
+/// `beanswap permissions`: the template's roles are exactly what their functions need (exit 0); a role
+/// missing an action its code needs, or granting one it does not, is a difference (exit 1) named in the
+/// report.
+#[tokio::test]
+async fn beanswap_permissions_names_every_difference_between_roles_and_code() {
+    let run = |template: &Path, extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_beanswap"))
+            .current_dir(root())
+            .arg("permissions")
+            .arg("--template")
+            .arg(template)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = run(&root().join("pipeline-template.json"), &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(text.matches("  same").count(), FUNCTIONS.len(), "{text}");
+    let domain = [
+        "--parameter",
+        "DomainName=www.shop.test",
+        "--parameter",
+        "HostedZoneId=Z0123456789ABC",
+        "--parameter",
+        "SwapMode=route53",
+    ];
+    let (code, text) = run(&root().join("pipeline-template.json"), &domain);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("route53:ChangeResourceRecordSets"), "{text}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("template.json");
+    let mut t = without(&template(), "SwapFunctionRole", "elasticbeanstalk:AddTags");
+    t["Resources"]["SmokeTestFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::x/*"}));
+    std::fs::write(&path, serde_json::to_string_pretty(&t).unwrap()).unwrap();
+    let (code, text) = run(&path, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("MISSING elasticbeanstalk:AddTags")
+            && text.contains("NOT NEEDED s3:GetObject"),
+        "{text}"
+    );
+}
