@@ -464,3 +464,29 @@ async fn beanswap_permissions_names_every_difference_between_roles_and_code() {
         "{text}"
     );
 }
+
+/// It cannot allow by accident: a condition key the evaluator does not understand stops the run before
+/// any function runs, naming the key and the role.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_the_evaluator_does_not_understand_stops_the_run_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("template.json");
+    let mut t = template();
+    t["Resources"]["SwapFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        ["Statement"][0]["Condition"] = serde_json::json!({"StringEquals": {"aws:SourceVpce": "vpce-1"}, "DateLessThan": {"aws:CurrentTime": "2100-01-01T00:00:00Z"}});
+    std::fs::write(&path, serde_json::to_string_pretty(&t).unwrap()).unwrap();
+    let s = settings(
+        path,
+        vec![root().join("examples/app")],
+        &[],
+        &tmp.path().join("report"),
+    );
+    let error = match run::run(&s, &Ui { json: true }).await {
+        Err(e) => e,
+        Ok(outcome) => panic!("the run went ahead:\n{}", outcome.report),
+    };
+    assert!(
+        error.contains("DateLessThan") && error.contains("SwapFunctionRole"),
+        "{error}"
+    );
+}

@@ -479,7 +479,7 @@ async fn a_migration_that_breaks_v1_stops_before_the_swap_and_its_snapshot_resto
     let snapshot = failed.variables["Backup.SnapshotId"].clone();
     let message = failed.failure.as_ref().expect("v2 stops").to_string();
     for expected in [
-        "SmokeTest / SmokeTest failed: the migration broke the version in production: http://shop-prod.us-east-1.elasticbeanstalk.com/",
+        "SmokeTest / SmokeTest failed: JobFailed: the migration broke the version in production: http://shop-prod.us-east-1.elasticbeanstalk.com/",
         &format!("the migrations of {} left it", failed.variables["Package.VersionLabel"]),
         "before the approval and the swap",
         &format!("restore the database from snapshot {snapshot}"),
