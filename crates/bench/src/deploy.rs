@@ -159,6 +159,7 @@ async fn demo_of(config: &Config, work: &Path, bad: bool) -> Result<DemoRun, Str
                 .rev()
                 .find(|d: &&Deployment| d.run.failure.is_none())
                 .map(|d| d.run.variables.clone()),
+            identities: None,
         };
         let run = pipeline::run(&cloud, &options, &ui, epoch).await;
         let end = probe.started.elapsed();

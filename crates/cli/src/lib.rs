@@ -12,6 +12,7 @@ pub mod database;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod ops;
+pub mod permissions;
 #[cfg(feature = "local")]
 pub mod pipeline;
 #[cfg(feature = "local")]

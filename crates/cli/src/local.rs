@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use beanswap_iam::identity::{IdentitiesSpec, ADMIN_KEY};
+use beanswap_iam::Identities;
 use local_aws::beanstalk::Options;
 use local_aws::proxy::CountingProxy;
 use local_aws::{JobResult, LocalAws};
@@ -167,7 +169,9 @@ impl LocalCloud {
             ("AWS_ENDPOINT_URL_RDS", self.aws.endpoint()),
             ("AWS_ENDPOINT_URL_CLOUDWATCH", self.aws.endpoint()),
             ("AWS_ENDPOINT_URL_SECRETS_MANAGER", self.proxy.endpoint()),
-            ("AWS_ACCESS_KEY_ID", "local".into()),
+            // The administrator, as for the runner's own calls; a function's process is given its
+            // role's key over this (pipeline.rs).
+            ("AWS_ACCESS_KEY_ID", ADMIN_KEY.into()),
             ("AWS_SECRET_ACCESS_KEY", "local".into()),
             ("AWS_REGION", crate::template::REGION.into()),
         ]
@@ -196,7 +200,36 @@ impl LocalCloud {
         }
     }
 
-    /// SDK settings pointed at this cloud (for the CLI's own calls).
+    /// Holds every call to S3, Route 53 (the proxy), Elastic Beanstalk, CodePipeline and RDS (local-aws)
+    /// to these identities' policies from now on. A policy the evaluator does not understand is the
+    /// error, naming it: the run stops before any function runs.
+    pub async fn enforce(&self, spec: &IdentitiesSpec) -> Result<(), String> {
+        let identities = Identities::from_spec(spec).map_err(|e| e.to_string())?;
+        match &self.aws {
+            Aws::Started(aws) => aws.set_identities(Some(identities.clone())),
+            Aws::Running(remote) => {
+                let url = format!("{}/_local/iam", remote.endpoint);
+                let answer = remote
+                    .http
+                    .put(&url)
+                    .json(spec)
+                    .send()
+                    .await
+                    .map_err(|e| format!("PUT {url}: {e}"))?;
+                if !answer.status().is_success() {
+                    let status = answer.status();
+                    let text = answer.text().await.unwrap_or_default();
+                    return Err(format!("PUT {url}: {status}: {}", text.trim()));
+                }
+            }
+        }
+        self.proxy.set_identities(Some(identities));
+        Ok(())
+    }
+
+    /// SDK settings pointed at this cloud for the CLI's own calls: the administrator's identity
+    /// ([`ADMIN_KEY`]), since these are the runner's setup (the stand-ins for Source and Build, buckets,
+    /// zones, the application), never a function's.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         local_sdk_config().await
     }
@@ -393,11 +426,16 @@ fn epoch_millis(t: SystemTime) -> u64 {
         .unwrap_or_default()
 }
 
+/// The administrator's SDK settings: the runner's own calls (see [`LocalCloud::sdk_config`]).
 async fn local_sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(crate::template::REGION))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "local", "local", None, None, "beanswap",
+            ADMIN_KEY,
+            "local",
+            None,
+            None,
+            "beanswap-admin",
         ))
         .load()
         .await

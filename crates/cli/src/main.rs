@@ -71,6 +71,16 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Per function role of the template: the actions it grants and the actions its function's code can
+    /// need (crates/iam); exits 1 when any differ.
+    Permissions {
+        /// The CloudFormation template whose roles are compared.
+        #[arg(long, default_value = "pipeline-template.json")]
+        template: PathBuf,
+        /// Template parameters, NAME=VALUE (repeatable): a domain's parameters add Route 53 grants.
+        #[arg(long = "parameter", value_name = "NAME=VALUE")]
+        parameters: Vec<String>,
+    },
     /// Environments of an application (which one is live), their versions and health.
     Status {
         #[command(flatten)]
@@ -277,6 +287,10 @@ async fn main() -> ExitCode {
         } => print(beanswap_cli::database::restore(&report_dir, &snapshot)),
         #[cfg(feature = "local")]
         Command::Run { source, run } => pipeline_run(run, vec![source], "beanswap run").await,
+        Command::Permissions {
+            template,
+            parameters,
+        } => permissions(&template, &parameters),
         Command::Status { target } => {
             let config =
                 ops::sdk_config(target.endpoint_url.as_deref(), target.region.as_deref()).await;
@@ -397,6 +411,25 @@ async fn stop_signal() -> &'static str {
         _ = term.recv() => "terminated",
         _ = hup.recv() => "hung up",
     }
+}
+
+fn permissions(template: &std::path::Path, given: &[String]) -> Result<ExitCode, CliError> {
+    let mut parameters = std::collections::BTreeMap::new();
+    for p in given {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| CliError::Local(format!("--parameter {p}: expected NAME=VALUE")))?;
+        parameters.insert(k.to_string(), v.to_string());
+    }
+    let reports =
+        beanswap_cli::permissions::compare(template, &parameters).map_err(CliError::Local)?;
+    let (text, same) = beanswap_cli::permissions::render(&reports);
+    print!("{text}");
+    Ok(if same {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn print(result: Result<String, String>) -> Result<ExitCode, CliError> {

@@ -87,6 +87,9 @@ pub struct RunOptions {
     pub now: Option<SystemTime>,
     /// The previous successful execution's variables: what a stage rollback runs with.
     pub previous: Option<BTreeMap<String, String>>,
+    /// Who each function is (its role's access key) when the local cloud enforces the stack's
+    /// policies; none: every process signs as the administrator and nothing is checked.
+    pub identities: Option<crate::template::RunIdentities>,
 }
 
 /// What one action did.
@@ -825,6 +828,16 @@ impl Runner<'_> {
                 beanswap_core::http_check::engine::RESOLVE_ENV,
                 rules.join(","),
             ));
+            // Each function calls AWS as its own role: an access key that names it. One the stack
+            // gives no role gets a key that names none, and every call it makes is refused.
+            if let Some(ids) = &self.options.identities {
+                let key = ids
+                    .function_keys
+                    .get(&binary_name)
+                    .cloned()
+                    .unwrap_or_else(|| crate::template::NO_ROLE_KEY.to_string());
+                env.push(("AWS_ACCESS_KEY_ID", key));
+            }
             let log = self.options.log_dir.join(format!("{binary_name}.log"));
             let mut f = Function::start_logging_to(&binary, &env, Some(&log))
                 .await
@@ -865,6 +878,13 @@ impl Runner<'_> {
             outputs.push(json!({"name": name, "revision": null, "location": location(&key)}));
             self.artifacts.insert(name.clone(), key);
         }
+        // CodePipeline's artifact credentials are its own role's.
+        let artifact_key = self
+            .options
+            .identities
+            .as_ref()
+            .and_then(|i| i.artifact_key.clone())
+            .unwrap_or_else(|| beanswap_iam::identity::ADMIN_KEY.to_string());
         let started = Instant::now();
         let mut token: Option<String> = None;
         let mut seen: BTreeSet<String> = BTreeSet::new();
@@ -896,7 +916,7 @@ impl Runner<'_> {
                 "actionConfiguration": {"configuration": {"FunctionName": binary_name, "UserParameters": user_parameters}},
                 "inputArtifacts": inputs,
                 "outputArtifacts": outputs,
-                "artifactCredentials": {"accessKeyId": "local", "secretAccessKey": "local", "sessionToken": "local", "expirationTime": 4102444800000u64}
+                "artifactCredentials": {"accessKeyId": artifact_key, "secretAccessKey": "local", "sessionToken": "local", "expirationTime": 4102444800000u64}
             });
             if let Some(t) = &token {
                 data["continuationToken"] = json!(t);
@@ -947,7 +967,12 @@ impl Runner<'_> {
                 .ok_or_else(|| format!("{binary_name} reported nothing for job {job_id}"))?;
             let request = &result.request;
             if result.operation == "PutJobFailureResult" {
-                return Err(template::text(&request["failureDetails"]["message"]));
+                // With its type, as the console shows it: a PermissionError is the stack's roles'.
+                return Err(format!(
+                    "{}: {}",
+                    template::text(&request["failureDetails"]["type"]),
+                    template::text(&request["failureDetails"]["message"])
+                ));
             }
             let summary = template::text(&request["executionDetails"]["summary"]);
             let reported = self.epoch.elapsed();

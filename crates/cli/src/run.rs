@@ -287,10 +287,32 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         database.instance.id,
         database.secret_arn
     ));
-    let stack = database.provide(stack);
+    let stack = database.provide(stack).provide(
+        "ArtifactBucket",
+        template::Provided {
+            reference: pipeline::ARTIFACT_BUCKET.into(),
+            attributes: [(
+                "Arn".to_string(),
+                format!("arn:aws:s3:::{}", pipeline::ARTIFACT_BUCKET),
+            )]
+            .into(),
+        },
+    );
     let pipeline_def = stack.pipeline().map_err(|e| e.to_string())?;
     let eb = cloud.beanstalk(&config);
     provision(&stack, &eb).await?;
+    // From here on every function calls AWS as its own role, held to the policies this stack gives it.
+    let identities = stack.identities().map_err(|e| e.to_string())?;
+    cloud.enforce(&identities.spec).await?;
+    ui.line(&format!(
+        "permissions: each function calls as its role ({}); the runner's own calls as the administrator",
+        identities
+            .function_roles
+            .iter()
+            .map(|(f, r)| format!("{f}: {r}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
 
     let production = parameters
         .get("ProductionCnamePrefix")
@@ -343,6 +365,7 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
                 .rev()
                 .find(|r: &&pipeline::RunResult| r.failure.is_none())
                 .map(|r| r.variables.clone()),
+            identities: Some(identities.clone()),
         };
         // Counted between the deployments, so each one's calls are its own.
         let before = cloud.calls().await.unwrap_or_default();

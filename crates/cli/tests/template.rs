@@ -12,7 +12,7 @@
 //!
 //! It also checks that each crate's `OUTPUT_VARIABLES` are names its code passes to `with_variable`, and
 //! that each function's IAM role allows exactly the IAM actions AWS checks for the AWS SDK operations its
-//! code calls, as `iam-operations.json` (next to this file, each row with its source) maps them.
+//! code calls, as `crates/iam/operations.json` (each row with its source) maps them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -748,173 +748,50 @@ fn the_release_script_writes_exactly_the_parameters_the_template_takes() {
     }
 }
 
-/// What one function's code calls with its own role, and why its role may hold anything more.
+/// What one function's code calls with its own role, and why its role may hold anything more: one entry
+/// of `crates/iam/functions.json` (the list `beanswap permissions` compares roles with), held here to the
+/// sources.
 struct Grants {
-    function: &'static str,
+    function: String,
     /// Sources only this function runs: every AWS SDK operation called in them must be listed in `calls`
     /// or `job_calls`. (Shared helpers such as `beanstalk.rs` are not listed; the operations a function
     /// reaches through them are in `calls`, and each must be called somewhere in the code.)
-    own: &'static [&'static str],
+    own: Vec<String>,
     /// (service, SDK operation) called with the function's role.
-    calls: &'static [(&'static str, &'static str)],
+    calls: Vec<(String, String)>,
+    /// SDK call -> the members functions.json says it sets (checked against the code).
+    members: BTreeMap<String, Vec<String>>,
     /// SDK operations called with the job's artifact credentials, not the role.
-    job_calls: &'static [&'static str],
+    job_calls: Vec<String>,
     /// IAM actions the role needs that are not an operation of the code, each with the reason.
-    extra: &'static [(&'static str, &'static str)],
+    extra: Vec<(String, String)>,
 }
 
-const REPORT: [(&str, &str); 2] = [
-    ("codepipeline", "put_job_success_result"),
-    ("codepipeline", "put_job_failure_result"),
-];
+fn grants() -> Vec<Grants> {
+    beanswap_iam::Functions::load()
+        .unwrap()
+        .functions
+        .into_iter()
+        .map(|f| Grants {
+            function: f.function,
+            own: f.own,
+            members: f
+                .calls
+                .iter()
+                .map(|c| (c.call.clone(), c.members.clone()))
+                .collect(),
+            calls: f
+                .calls
+                .into_iter()
+                .map(|c| (c.service.prefix().to_string(), c.call))
+                .collect(),
+            job_calls: f.job_calls,
+            extra: f.extra.into_iter().map(|e| (e.action, e.reason)).collect(),
+        })
+        .collect()
+}
 
-const GRANTS: &[Grants] = &[
-    Grants {
-        function: "check-config",
-        own: &["functions/check-config/src"],
-        calls: &REPORT,
-        job_calls: &["get_object"],
-        extra: &[],
-    },
-    Grants {
-        function: "package",
-        own: &[
-            "functions/package/src",
-            "crates/core/src/package",
-            "crates/core/src/bundle",
-        ],
-        calls: &[
-            REPORT[0],
-            REPORT[1],
-            ("elasticbeanstalk", "create_application_version"),
-            ("elasticbeanstalk", "delete_application_version"),
-            ("elasticbeanstalk", "describe_application_versions"),
-            ("elasticbeanstalk", "describe_environments"),
-            ("elasticbeanstalk", "describe_events"),
-            ("elasticbeanstalk", "create_storage_location"),
-            ("s3", "head_object"),
-            ("s3", "get_object"),
-            ("s3", "put_object"),
-            ("s3", "create_multipart_upload"),
-            ("s3", "upload_part"),
-            ("s3", "complete_multipart_upload"),
-            ("s3", "abort_multipart_upload"),
-            ("s3", "copy_object"),
-        ],
-        job_calls: &["get_object"],
-        extra: &[
-            (
-                "s3:ListBucket",
-                "HeadObject of a missing bundle answers 404, not 403",
-            ),
-            (
-                "s3:CreateBucket",
-                "CreateStorageLocation makes the bucket with the caller's rights",
-            ),
-            (
-                "s3:PutBucketPolicy",
-                "CreateStorageLocation sets the bucket's policy with the caller's rights",
-            ),
-        ],
-    },
-    Grants {
-        function: "stage",
-        own: &[
-            "functions/stage/src",
-            "crates/core/src/stage",
-            "crates/core/src/tail_logs.rs",
-        ],
-        calls: &[
-            REPORT[0],
-            REPORT[1],
-            ("elasticbeanstalk", "create_environment"),
-            ("elasticbeanstalk", "terminate_environment"),
-            ("elasticbeanstalk", "create_configuration_template"),
-            ("elasticbeanstalk", "delete_configuration_template"),
-            ("elasticbeanstalk", "describe_environments"),
-            ("elasticbeanstalk", "describe_events"),
-            ("elasticbeanstalk", "describe_configuration_settings"),
-            ("elasticbeanstalk", "list_tags_for_resource"),
-            ("elasticbeanstalk", "check_dns_availability"),
-            ("elasticbeanstalk", "request_environment_info"),
-            ("elasticbeanstalk", "retrieve_environment_info"),
-        ],
-        job_calls: &[],
-        extra: &[],
-    },
-    Grants {
-        function: "backup",
-        own: &["functions/backup/src", "crates/core/src/backup"],
-        calls: &[
-            REPORT[0],
-            REPORT[1],
-            ("rds", "create_db_snapshot"),
-            ("rds", "describe_db_snapshots"),
-            ("rds", "delete_db_snapshot"),
-        ],
-        job_calls: &[],
-        extra: &[],
-    },
-    Grants {
-        function: "smoke-test",
-        own: &[
-            "functions/smoke-test/src",
-            "crates/core/src/smoke_test",
-            "crates/core/src/http_check",
-        ],
-        calls: &REPORT,
-        job_calls: &[],
-        extra: &[],
-    },
-    Grants {
-        function: "swap",
-        own: &[
-            "functions/swap/src",
-            "crates/core/src/swap",
-            "crates/core/src/alarms.rs",
-        ],
-        calls: &[
-            REPORT[0],
-            REPORT[1],
-            ("elasticbeanstalk", "describe_environments"),
-            ("elasticbeanstalk", "describe_environment_health"),
-            ("elasticbeanstalk", "describe_instances_health"),
-            ("elasticbeanstalk", "describe_configuration_settings"),
-            ("elasticbeanstalk", "update_environment"),
-            ("cloudwatch", "describe_alarms"),
-            ("elasticbeanstalk", "describe_events"),
-            ("elasticbeanstalk", "list_tags_for_resource"),
-            ("elasticbeanstalk", "update_tags_for_resource"),
-            ("elasticbeanstalk", "swap_environment_cnames"),
-            ("route53", "list_resource_record_sets"),
-            ("route53", "change_resource_record_sets"),
-            ("route53", "get_change"),
-        ],
-        job_calls: &[],
-        extra: &[],
-    },
-    Grants {
-        function: "retire",
-        own: &["functions/retire/src", "crates/core/src/retire"],
-        calls: &[
-            REPORT[0],
-            REPORT[1],
-            ("elasticbeanstalk", "describe_environments"),
-            ("elasticbeanstalk", "describe_application_versions"),
-            ("elasticbeanstalk", "describe_configuration_settings"),
-            ("elasticbeanstalk", "list_tags_for_resource"),
-            ("elasticbeanstalk", "update_environment"),
-            ("elasticbeanstalk", "terminate_environment"),
-            ("elasticbeanstalk", "delete_application_version"),
-            ("s3", "delete_object"),
-            ("route53", "list_resource_record_sets"),
-        ],
-        job_calls: &[],
-        extra: &[],
-    },
-];
-
-/// One row of `iam-operations.json`: the IAM actions AWS checks for one API operation.
+/// One row of `crates/iam/operations.json`: the IAM actions AWS checks for one API operation.
 struct OperationRow {
     service: String,
     /// As in the service model: `UpdateTagsForResource`.
@@ -927,31 +804,38 @@ struct OperationRow {
     source: String,
 }
 
-/// `crates/cli/tests/iam-operations.json`: data, not code, so the local cloud can enforce the same table.
+/// `crates/iam/operations.json`: data, not code, so the local cloud enforces the same table (read
+/// through beanswap-iam, as local-aws and `beanswap permissions` read it).
 fn operation_table() -> Vec<OperationRow> {
-    let path = root().join("crates/cli/tests/iam-operations.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let table: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .unwrap_or_else(|| panic!("{path:?}: {v} is not a list"))
-            .iter()
-            .map(|a| a.as_str().unwrap().to_string())
-            .collect()
-    };
-    table["operations"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{path:?}: no `operations` list"))
+    let table = beanswap_iam::Table::load().unwrap();
+    table
+        .operations
         .iter()
-        .map(|row| OperationRow {
-            service: row["service"].as_str().unwrap_or_default().to_string(),
-            operation: row["operation"].as_str().unwrap_or_default().to_string(),
-            actions: strings(&row["actions"]),
-            with: row["with"]
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), strings(v))).collect())
-                .unwrap_or_default(),
-            source: row["source"].as_str().unwrap_or_default().to_string(),
+        .map(|row| {
+            let mut actions: Vec<String> = vec![];
+            let mut with: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for c in &row.checks {
+                match &c.when {
+                    beanswap_iam::When::Always => {
+                        if !actions.contains(&c.action) {
+                            actions.push(c.action.clone())
+                        }
+                    }
+                    beanswap_iam::When::Member(m) => {
+                        with.entry(m.clone()).or_default().push(c.action.clone())
+                    }
+                    // Checked only when the answer would be 404: a role that relies on that answer
+                    // lists the action in GRANTS' `extra`, with the reason.
+                    beanswap_iam::When::NotFound => {}
+                }
+            }
+            OperationRow {
+                service: row.service.prefix().to_string(),
+                operation: row.operation.clone(),
+                actions,
+                with,
+                source: row.source.clone(),
+            }
         })
         .collect()
 }
@@ -982,7 +866,7 @@ fn operation_row<'a>(table: &'a [OperationRow], service: &str, op: &str) -> &'a 
         .find(|r| r.service == service && squash(&r.operation) == squash(op))
         .unwrap_or_else(|| {
             panic!(
-                "{service} {op} has no row in crates/cli/tests/iam-operations.json: add the actions AWS \
+                "{service} {op} has no row in crates/iam/operations.json: add the actions AWS \
                  checks for it, with the page that says so (never assume an action of the same name)"
             )
         })
@@ -1146,6 +1030,27 @@ fn role_statements(template: &Value, role: &str) -> Vec<Value> {
     out
 }
 
+/// The statements of the managed policies of this template that `role` attaches (`ManagedPolicyArns`
+/// entries that `Ref` one).
+fn managed_statements(template: &Value, role: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for arn in template["Resources"][role]["Properties"]["ManagedPolicyArns"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let Some(name) = arn["Ref"].as_str() else {
+            continue;
+        };
+        if let Some(statements) =
+            template["Resources"][name]["Properties"]["PolicyDocument"]["Statement"].as_array()
+        {
+            out.extend(statements.iter().cloned());
+        }
+    }
+    out
+}
+
 fn actions_of(statement: &Value) -> Vec<String> {
     match &statement["Action"] {
         Value::String(a) => vec![a.clone()],
@@ -1166,11 +1071,11 @@ fn every_function_role_allows_exactly_what_its_code_calls() {
         .iter()
         .map(|f| root().join("crates/core/src").join(f))
         .collect();
-    for g in GRANTS {
+    for g in &grants() {
         assert!(FUNCTIONS.iter().any(|f| f.name == g.function));
         // What the code calls: the function's own sources, plus the shared helpers it goes through.
         let mut own_files = Vec::new();
-        for p in g.own {
+        for p in &g.own {
             rust_sources(&root().join(p), &mut own_files);
         }
         assert!(!own_files.is_empty(), "{}: no sources", g.function);
@@ -1186,8 +1091,8 @@ fn every_function_role_allows_exactly_what_its_code_calls() {
         let listed: BTreeSet<&str> = g
             .calls
             .iter()
-            .map(|(_, op)| *op)
-            .chain(g.job_calls.iter().copied())
+            .map(|(_, op)| op.as_str())
+            .chain(g.job_calls.iter().map(String::as_str))
             .collect();
         for op in &own_calls {
             if !listed.contains(op.as_str()) {
@@ -1206,7 +1111,7 @@ fn every_function_role_allows_exactly_what_its_code_calls() {
             }
         }
 
-        let role = format!("{}FunctionRole", camel(g.function));
+        let role = format!("{}FunctionRole", camel(&g.function));
         let statements = role_statements(&template, &role);
         let granted: BTreeSet<String> = statements
             .iter()
@@ -1224,13 +1129,51 @@ fn every_function_role_allows_exactly_what_its_code_calls() {
             .flat_map(|(svc, op)| iam_actions(&table, svc, op, &texts))
             .chain(g.extra.iter().map(|(a, _)| a.to_string()))
             .collect();
+        // functions.json says which members each call sets (what `beanswap permissions` and the local
+        // cloud go by): it must be what the code sets.
+        for (svc, op) in &g.calls {
+            let row = operation_row(&table, svc, op);
+            let set: Vec<String> = parameters_set(row, op, &texts).into_iter().collect();
+            let mut said = g.members.get(op).cloned().unwrap_or_default();
+            said.sort();
+            if set != said {
+                problems.push(format!(
+                    "{}: crates/iam/functions.json says {op} sets {said:?}, the code sets {set:?}",
+                    g.function
+                ));
+            }
+        }
+        // And the role the function runs as is the one functions.json names.
+        let named = beanswap_iam::Functions::load()
+            .unwrap()
+            .functions
+            .into_iter()
+            .find(|f| f.function == g.function)
+            .unwrap()
+            .role;
+        if named != role {
+            problems.push(format!(
+                "crates/iam/functions.json names {named} for {}, the template {role}",
+                g.function
+            ));
+        }
         for a in granted.difference(&expected) {
             problems.push(format!(
                 "{role} allows {a}, which {}'s code does not need",
                 g.function
             ));
         }
+        // An action the code needs may come from a managed policy the role attaches (iam:PassRole for
+        // CreateEnvironment is the operator policy's): that policy is held to what Beanstalk does by its
+        // own test, so only the actions the code needs are looked up in it.
+        let managed = managed_statements(&template, &role);
         for a in expected.difference(&granted) {
+            if managed
+                .iter()
+                .any(|s| s["Effect"] == "Allow" && actions_of(s).contains(a))
+            {
+                continue;
+            }
             problems.push(format!(
                 "{role} lacks {a}, which {}'s code needs",
                 g.function
@@ -1299,8 +1242,8 @@ fn the_operation_table_is_sourced_and_names_real_operations() {
             }
         }
     }
-    for g in GRANTS {
-        for (svc, op) in g.calls {
+    for g in grants() {
+        for (svc, op) in &g.calls {
             if !table
                 .iter()
                 .any(|r| r.service == *svc && squash(&r.operation) == squash(op))
@@ -1611,6 +1554,14 @@ fn the_beanstalk_operator_policy_is_only_what_beanstalk_does_for_its_caller() {
                     };
                     if on != [wanted.clone()] {
                         problem(format!("on {on:?}: only {wanted}"));
+                    }
+                }
+                // A List action with no resource-level permission (Service Authorization Reference,
+                // IAM: ListInstanceProfiles, resource `*`): scoped to the roles it granted nothing, as
+                // parliament pointed out (scripts/lint-policies).
+                "iam" if action == "iam:ListInstanceProfiles" => {
+                    if on != ["*".to_string()] {
+                        problem(format!("on {on:?}: it has no resource-level permission: *"));
                     }
                 }
                 "iam" => {
@@ -1924,9 +1875,9 @@ fn the_beanstalk_operator_policy_fits_iams_size_limit_in_any_region() {
 #[test]
 fn output_variables_are_what_the_code_sets() {
     let mut problems = Vec::new();
-    for g in GRANTS {
+    for g in grants() {
         let mut files = Vec::new();
-        for p in g.own {
+        for p in &g.own {
             rust_sources(&root().join(p), &mut files);
         }
         let text: String = files
@@ -1935,7 +1886,7 @@ fn output_variables_are_what_the_code_sets() {
             .collect::<Vec<_>>()
             .join("\n");
         let compact: String = text.split_whitespace().collect();
-        for (i, name) in function(g.function).outputs.iter().enumerate() {
+        for (i, name) in function(&g.function).outputs.iter().enumerate() {
             let literal = format!(".with_variable(\"{name}\",");
             let indexed = format!(".with_variable(OUTPUT_VARIABLES[{i}],");
             if !compact.contains(&literal) && !compact.contains(&indexed) {

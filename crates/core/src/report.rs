@@ -76,15 +76,33 @@ impl Reporter {
                     ),
                     _ => None,
                 };
-                self.client
+                let sent = self
+                    .client
                     .put_job_success_result()
                     .job_id(job_id)
                     .set_continuation_token(continuation_token.clone())
                     .execution_details(details)
                     .set_output_variables(variables)
                     .send()
-                    .await
-                    .map_err(|e| fail(crate::aws_error::describe(&e).1))?;
+                    .await;
+                if let Err(e) = sent {
+                    let refused = crate::aws_error::AwsError::from_sdk(
+                        crate::aws_error::Service::CodePipeline,
+                        "PutJobSuccessResult",
+                        e,
+                    );
+                    // A role that may not report success (codepipeline:PutJobSuccessResult) may still
+                    // report failure: the job then fails as a PermissionError naming what is missing,
+                    // instead of hanging until CodePipeline's timeout.
+                    if refused.class() == crate::aws_error::ErrorClass::PermissionDenied {
+                        let report = Report::failure(
+                            crate::outcome::FailureKind::PermissionError,
+                            refused.to_string(),
+                        );
+                        return Box::pin(self.send(job_id, &report)).await;
+                    }
+                    return Err(fail(refused.message));
+                }
             }
             Report::Failure { kind, message } => {
                 let details = FailureDetails::builder()

@@ -38,7 +38,7 @@ struct Alarm {
 pub struct Alarms(BTreeMap<String, Alarm>);
 
 /// An error as RPC v2 CBOR returns it: the status, and `__type` naming the model's error shape.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CborError {
     pub status: u16,
     pub code: &'static str,
@@ -149,6 +149,27 @@ fn texts(input: &Value, name: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The alarms a request names (AlarmName, or AlarmNames): the resources its permission is checked on.
+pub fn alarm_names(input: &Value) -> Vec<String> {
+    let mut names = texts(input, "AlarmNames");
+    names.extend(text(input, "AlarmName"));
+    names
+}
+
+/// [`alarm_names`] of an AWS JSON request.
+pub fn alarm_names_json(input: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = input["AlarmNames"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.extend(input["AlarmName"].as_str().map(str::to_string));
+    names
 }
 
 const STATES: [&str; 3] = ["OK", "ALARM", "INSUFFICIENT_DATA"];

@@ -14,6 +14,7 @@ pub mod codepipeline;
 pub mod deploy;
 mod dns;
 pub mod faults;
+pub mod iam;
 pub mod lambda;
 pub mod lifecycle;
 pub mod postgres;
@@ -174,6 +175,12 @@ impl LocalAws {
             .insert(instance.id.to_ascii_lowercase(), instance);
     }
 
+    /// Holds every request from now on to these identities' policies (`None`: checks nothing). The
+    /// local run registers each function's role and its own administrator key.
+    pub fn set_identities(&self, identities: Option<beanswap_iam::Identities>) {
+        self.shared.lock().identities = identities.map(Arc::new);
+    }
+
     /// Calls per `Service.Operation`.
     pub fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
         self.shared.lock().calls.clone()
@@ -226,6 +233,10 @@ fn api_router(runtime: Arc<lifecycle::Runtime>) -> Router {
         .route("/_local/reset", post(admin_reset))
         .route("/_local/faults", get(admin_faults).put(admin_set_faults))
         .route(
+            "/_local/iam",
+            axum::routing::put(admin_set_iam).delete(admin_clear_iam),
+        )
+        .route(
             "/_local/rds/instances",
             axum::routing::put(admin_add_db_instance),
         )
@@ -236,6 +247,7 @@ fn api_router(runtime: Arc<lifecycle::Runtime>) -> Router {
 async fn rpc_v2_cbor(
     AxumState(runtime): AxumState<Arc<lifecycle::Runtime>>,
     axum::extract::Path((service, operation)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let answer = |status: StatusCode, value: &ciborium::Value, query_error: Option<String>| {
@@ -289,11 +301,55 @@ async fn rpc_v2_cbor(
             }
         }
     };
+    let names = cloudwatch::alarm_names(&input);
+    if let Err(refused) = authorize_cloudwatch(shared, &headers, &operation, &names) {
+        return fail(refused);
+    }
     let result = shared.lock().alarms.handle(&operation, &input);
     match result {
         Ok(out) => answer(StatusCode::OK, &out, None),
         Err(e) => fail(e),
     }
+}
+
+/// CloudWatch's permission check: each alarm the request names is a resource of the row's checks.
+fn authorize_cloudwatch(
+    shared: &state::Shared,
+    headers: &HeaderMap,
+    operation: &str,
+    names: &[String],
+) -> Result<(), cloudwatch::CborError> {
+    authorize(
+        shared,
+        headers,
+        beanswap_iam::Service::CloudWatch,
+        operation,
+        |row| {
+            let arns: Vec<Option<String>> = if names.is_empty() {
+                vec![None]
+            } else {
+                names
+                    .iter()
+                    .map(|n| {
+                        Some(format!(
+                            "arn:aws:cloudwatch:{}:{}:alarm:{n}",
+                            beanstalk::REGION,
+                            beanstalk::ACCOUNT
+                        ))
+                    })
+                    .collect()
+            };
+            arns.into_iter()
+                .flat_map(|arn| iam::checks(row, |_| false, |_| arn.clone()))
+                .collect()
+        },
+    )
+    // CloudWatch's AccessDenied (query-compatible code AccessDenied, HTTP 403).
+    .map_err(|message| cloudwatch::CborError {
+        status: 403,
+        code: "AccessDenied",
+        message,
+    })
 }
 
 async fn dispatch(
@@ -322,6 +378,20 @@ async fn dispatch(
                 })
             }
         };
+        if let Err(refused) = authorize(
+            shared,
+            &headers,
+            beanswap_iam::Service::CodePipeline,
+            operation,
+            |row| iam::checks(row, |m| parsed.get(m).is_some(), |_| None),
+        ) {
+            // CodePipeline's common AccessDeniedException (awsJson1_1: HTTP 400).
+            return json_error(codepipeline::JsonError {
+                status: 400,
+                code: "AccessDeniedException",
+                message: refused,
+            });
+        }
         return match codepipeline::handle(shared, operation, &parsed) {
             Ok(v) => json_response(StatusCode::OK, v),
             Err(e) => json_error(e),
@@ -338,7 +408,9 @@ async fn dispatch(
         } else {
             serde_json::from_slice(&body).unwrap_or(Value::Null)
         };
-        let result = shared.lock().alarms.handle_json(operation, &input);
+        let names = cloudwatch::alarm_names_json(&input);
+        let result = authorize_cloudwatch(shared, &headers, operation, &names)
+            .and_then(|()| shared.lock().alarms.handle_json(operation, &input));
         return match result {
             Ok(v) => json_response(StatusCode::OK, v),
             Err(e) => {
@@ -366,6 +438,25 @@ async fn dispatch(
     let params = query::Params::parse(&body);
     let operation = params.get("Action").unwrap_or_default().to_string();
     if params.get("Version") == Some(rds::VERSION) {
+        if let Err(refused) = authorize(
+            shared,
+            &headers,
+            beanswap_iam::Service::Rds,
+            &operation,
+            |row| {
+                iam::checks(
+                    row,
+                    |m| iam::query_has(&params, m),
+                    |k| iam::rds_arn(&params, k),
+                )
+            },
+        ) {
+            let e = query::QueryError::new(403, "AccessDenied", refused);
+            return xml_response(
+                StatusCode::FORBIDDEN,
+                query::error_body(rds::NAMESPACE, &e, &uuid::Uuid::new_v4().to_string()),
+            );
+        }
         return rds_dispatch(&runtime, &operation, &params);
     }
     let qualified = format!("ElasticBeanstalk.{operation}");
@@ -384,7 +475,46 @@ async fn dispatch(
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    let result = if params.get("Version") != Some("2010-12-01") {
+    let refused = {
+        let state = shared.lock();
+        let store = &state.beanstalk;
+        let identities = state.identities.clone();
+        authorize_with(
+            identities.as_deref(),
+            &headers,
+            beanswap_iam::Service::ElasticBeanstalk,
+            &operation,
+            |row| {
+                let settings = (operation == "CreateEnvironment")
+                    .then(|| iam::create_settings(store, &params));
+                iam::checks(
+                    row,
+                    |m| iam::query_has(&params, m),
+                    |kind| match (&settings, &identities) {
+                        (Some(settings), Some(ids))
+                            if matches!(
+                                kind,
+                                beanswap_iam::ResourceKind::ServiceRole
+                                    | beanswap_iam::ResourceKind::InstanceRole
+                            ) =>
+                        {
+                            iam::passed_role(ids, settings, kind)
+                        }
+                        _ => iam::beanstalk_arn(store, &params, kind),
+                    },
+                )
+            },
+        )
+        .err()
+    };
+    let result = if let Some(refused) = refused {
+        // Elastic Beanstalk's InsufficientPrivilegesException (the model's 403).
+        Err(query::QueryError::new(
+            403,
+            "InsufficientPrivilegesException",
+            refused,
+        ))
+    } else if params.get("Version") != Some("2010-12-01") {
         Err(query::QueryError::new(
             400,
             "InvalidAction",
@@ -491,6 +621,50 @@ async fn create_storage_location(
     Ok((Some(format!("<S3Bucket>{bucket}</S3Bucket>")), vec![]))
 }
 
+/// The access key id a request was signed with.
+fn access_key(headers: &HeaderMap) -> Option<String> {
+    beanswap_iam::identity::access_key(
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+        "",
+    )
+}
+
+/// `Err(message)` when the registered identities refuse the request (nothing is refused before the
+/// local run registers them).
+fn authorize(
+    shared: &state::Shared,
+    headers: &HeaderMap,
+    service: beanswap_iam::Service,
+    operation: &str,
+    checks_of: impl FnOnce(&beanswap_iam::table::Operation) -> Vec<beanswap_iam::Check>,
+) -> Result<(), String> {
+    let identities = shared.lock().identities.clone();
+    authorize_with(
+        identities.as_deref(),
+        headers,
+        service,
+        operation,
+        checks_of,
+    )
+}
+
+fn authorize_with(
+    identities: Option<&beanswap_iam::Identities>,
+    headers: &HeaderMap,
+    service: beanswap_iam::Service,
+    operation: &str,
+    checks_of: impl FnOnce(&beanswap_iam::table::Operation) -> Vec<beanswap_iam::Check>,
+) -> Result<(), String> {
+    let Some(identities) = identities else {
+        return Ok(());
+    };
+    let key = access_key(headers);
+    iam::authorize(identities, key.as_deref(), service, operation, checks_of).map_err(|r| {
+        tracing::info!(%operation, refused = %r.message(), "refused by the caller's policies");
+        r.message()
+    })
+}
+
 fn xml_response(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     response
@@ -527,12 +701,15 @@ async fn admin_calls(AxumState(rt): Rt) -> Json<Value> {
     Json(json!(rt.shared.lock().calls))
 }
 
-/// Forgets everything (and stops every app), keeping the options the server started with.
+/// Forgets everything (and stops every app), keeping the options the server started with and the
+/// identities it enforces.
 async fn admin_reset(AxumState(rt): Rt) -> StatusCode {
     let mut state = rt.shared.lock();
     let options = state.beanstalk.options.clone();
+    let identities = state.identities.clone();
     *state = Default::default();
     state.beanstalk.options = options;
+    state.identities = identities;
     StatusCode::NO_CONTENT
 }
 
@@ -549,6 +726,28 @@ async fn admin_add_db_instance(AxumState(rt): Rt, body: Bytes) -> Response {
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("instance: {e}\n")).into_response(),
     }
+}
+
+/// Registers the identities to enforce (`beanswap_iam::identity::IdentitiesSpec` as JSON); a policy the
+/// evaluator does not understand is a 400 naming it, so the run that sent it fails before it starts.
+async fn admin_set_iam(AxumState(rt): Rt, body: Bytes) -> Response {
+    let spec = match serde_json::from_slice::<beanswap_iam::identity::IdentitiesSpec>(&body) {
+        Ok(spec) => spec,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("identities: {e}\n")).into_response(),
+    };
+    match beanswap_iam::Identities::from_spec(&spec) {
+        Ok(ids) => {
+            rt.shared.lock().identities = Some(Arc::new(ids));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Stops checking permissions.
+async fn admin_clear_iam(AxumState(rt): Rt) -> StatusCode {
+    rt.shared.lock().identities = None;
+    StatusCode::NO_CONTENT
 }
 
 async fn admin_faults(AxumState(rt): Rt) -> Json<Value> {

@@ -99,6 +99,14 @@ impl Params {
         }
     }
 
+    /// Whether any member starts with `prefix` (`Tags.` for a list of tags).
+    pub fn has_prefix(&self, prefix: &str) -> bool {
+        self.0
+            .range(prefix.to_string()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(prefix))
+    }
+
     /// `Name.member.1`, `Name.member.2`, ... in order.
     pub fn list(&self, name: &str) -> Vec<&str> {
         (1..)

@@ -25,6 +25,9 @@ pub struct State {
     pub fault_calls: BTreeMap<String, u64>,
     /// Running apps by environment id; dropping one kills it.
     pub processes: BTreeMap<String, AppProcess>,
+    /// The identities whose policies every request is held to, once the local run registered them
+    /// (`iam.rs`); none: nothing is checked.
+    pub identities: crate::iam::Enforcement,
     /// Set when the server shuts down, so no lifecycle task starts another process.
     pub stopped: bool,
 }

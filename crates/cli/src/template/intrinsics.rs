@@ -186,6 +186,9 @@ impl Stack {
                 if self.is_absent(&resource) {
                     return Ok(None);
                 }
+                if let Some(arn) = self.arn_attribute(&resource, &attribute)? {
+                    return Ok(Some(Value::String(arn)));
+                }
                 Ok(Some(Value::String(format!(
                     "{}.{attribute}",
                     self.physical_id(&resource)
@@ -199,6 +202,32 @@ impl Stack {
                 "{other} is not supported by the local run"
             ))),
         }
+    }
+
+    /// `Arn` of the resources whose ARN a policy or a setting compares (IAM roles and instance profiles
+    /// with their Path, S3 buckets), as CloudFormation returns it: a passed role must match the
+    /// `iam:PassRole` grant, a bucket the S3 grants.
+    fn arn_attribute(
+        &self,
+        logical: &str,
+        attribute: &str,
+    ) -> Result<Option<String>, TemplateError> {
+        if attribute != "Arn" {
+            return Ok(None);
+        }
+        let resource = &self.template["Resources"][logical];
+        let path = resource["Properties"]["Path"].as_str().unwrap_or("/");
+        let name = self.physical_id(logical);
+        Ok(match resource["Type"].as_str() {
+            Some("AWS::IAM::Role") => Some(format!("arn:aws:iam::{ACCOUNT}:role{path}{name}")),
+            Some("AWS::IAM::InstanceProfile") => Some(format!(
+                "arn:aws:iam::{ACCOUNT}:instance-profile{path}{name}"
+            )),
+            Some("AWS::S3::Bucket") => self
+                .reference(logical)?
+                .map(|r| format!("arn:aws:s3:::{}", text(&r))),
+            _ => None,
+        })
     }
 
     fn reference(&self, name: &str) -> Result<Option<Value>, TemplateError> {
@@ -269,6 +298,8 @@ impl Stack {
                             value
                         } else if self.is_absent(resource) {
                             None
+                        } else if let Some(arn) = self.arn_attribute(resource, attribute)? {
+                            Some(Value::String(arn))
                         } else {
                             Some(Value::String(format!(
                                 "{}.{attribute}",

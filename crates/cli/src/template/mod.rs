@@ -17,6 +17,7 @@
 mod intrinsics;
 mod parameters;
 mod pipeline;
+mod roles;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +26,7 @@ use serde_json::{Map, Value};
 
 use parameters::check_parameter;
 pub use pipeline::{kebab, substitute_variables};
+pub use roles::{RunIdentities, MANAGED, NO_ROLE_KEY};
 
 /// Stack name and account the local run pretends to deploy into.
 pub const STACK: &str = "beanswap-local";

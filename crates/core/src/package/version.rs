@@ -31,10 +31,16 @@ impl Packager {
                 "{missing}; Elastic Beanstalk's storage bucket is {}, not {bucket}: {hint}",
                 out.s3_bucket().unwrap_or("(none)")
             ))),
-            Err(e) => Err(PackageError::Config(format!(
-                "{missing}; creating it failed: {}: {hint}",
-                Beanstalk::error("CreateStorageLocation", e)
-            ))),
+            Err(e) => {
+                let e = Beanstalk::error("CreateStorageLocation", e);
+                // The role's trouble, not the pipeline's setup: a PermissionError naming the action.
+                if e.class() == crate::aws_error::ErrorClass::PermissionDenied {
+                    return Err(PackageError::Aws(e));
+                }
+                Err(PackageError::Config(format!(
+                    "{missing}; creating it failed: {e}: {hint}"
+                )))
+            }
         }
     }
 
