@@ -951,7 +951,7 @@ async fn a_bad_release_is_caught_by_the_bake_and_production_returns_to_v2() {
         .expect("v3 is moved back")
         .to_string();
     for expected in [
-        "Swap / Swap failed: the bake caught ",
+        "Swap / Swap failed: JobFailed: the bake caught ",
         "answered 5xx over the last 10 s (threshold 1 %)",
         "Swapped back: ",
     ] {
