@@ -178,15 +178,31 @@ pub fn ensure_binaries(root: &Path, bin_dir: &Path, ui: &Ui) -> Result<(), Strin
     }
 }
 
+/// What Beanstalk's 60 s CNAME TTL becomes in a local run (every DNS TTL is scaled alike): long
+/// enough that cached answers visibly outlive a swap, short enough for a run of a few minutes.
+pub const DNS_TTL: Duration = Duration::from_secs(5);
+
 /// The local cloud's timing for a pipeline run: environments launch in `launch_delay`; updates and
-/// terminations take half as long, as they roughly do on AWS.
+/// terminations take half as long, as they roughly do on AWS; DNS answers live [`DNS_TTL`] where AWS
+/// gives 60 s, and Beanstalk's 20 s deregistration timeout takes 2 s.
 pub fn cloud_options(launch_delay: Duration) -> Options {
     Options {
         launch_delay,
         update_delay: launch_delay / 2,
         terminate_delay: launch_delay / 2,
         health_interval: Duration::from_millis(500),
+        dns_ttl: DNS_TTL,
+        deregistration_delay: Duration::from_secs(2),
         ..Options::default()
+    }
+}
+
+/// The load probe's clients in a local run: they resolve production through local-aws's DNS and
+/// keep each answer for its TTL, 10 % of them for three TTLs (probe::Crowd::default).
+pub fn probe_resolution(cloud: &LocalCloud) -> probe::Resolution {
+    probe::Resolution::Cached {
+        dns: cloud.aws.endpoint(),
+        crowd: probe::Crowd::default(),
     }
 }
 

@@ -177,14 +177,7 @@ impl LocalAws {
     /// Instances running (registered with their load balancer) per environment name, for reports of
     /// how environments grew and shrank; terminated environments are left out.
     pub fn instance_counts(&self) -> std::collections::BTreeMap<String, usize> {
-        let state = self.shared.lock();
-        state
-            .beanstalk
-            .environments
-            .values()
-            .filter(|e| e.is_live())
-            .map(|e| (e.name.clone(), e.running()))
-            .collect()
+        instance_counts(&self.shared)
     }
 
     /// Kills one instance's app process (as a crashed app or a lost instance would end), leaving the
@@ -215,6 +208,22 @@ impl Drop for LocalAws {
         state.processes.clear();
         state.lbs.clear();
     }
+}
+
+/// `/_local/instances`: instances running per environment name (LocalAws::instance_counts).
+async fn admin_instances(AxumState(runtime): AxumState<Arc<lifecycle::Runtime>>) -> Response {
+    Json(instance_counts(&runtime.shared)).into_response()
+}
+
+fn instance_counts(shared: &Shared) -> std::collections::BTreeMap<String, usize> {
+    let state = shared.lock();
+    state
+        .beanstalk
+        .environments
+        .values()
+        .filter(|e| e.is_live())
+        .map(|e| (e.name.clone(), e.running()))
+        .collect()
 }
 
 /// `/_local/dns/{name}`: the name resolved as a client's resolver would (crate::dns), with the
@@ -260,6 +269,7 @@ fn api_router(runtime: Arc<lifecycle::Runtime>) -> Router {
         .route("/_local/reset", post(admin_reset))
         .route("/_local/faults", get(admin_faults).put(admin_set_faults))
         .route("/_local/dns/{name}", get(admin_dns))
+        .route("/_local/instances", get(admin_instances))
         .route(
             "/_local/rds/instances",
             axum::routing::put(admin_add_db_instance),

@@ -567,6 +567,7 @@ pub(crate) mod tests {
             latency: ms(5),
             status,
             version: version.map(str::to_string),
+            refused: None,
         }
     }
 
