@@ -41,6 +41,8 @@ pub fn local_parameters() -> BTreeMap<String, String> {
         // live environment.
         ("SmokeTestPaths", "/,/health,/api/orders"),
         ("RetireGraceMinutes", "0"),
+        // Retire waits for the old environment to serve nothing for the DNS TTL: the local one.
+        ("DnsTtlSeconds", "5"),
         ("KeepPreviousEnvironments", "1"),
         ("RepositoryId", "local/app"),
         ("FunctionsBucket", "local-functions"),

@@ -886,6 +886,7 @@ const GRANTS: &[Grants] = &[
             ("elasticbeanstalk", "describe_environments"),
             ("elasticbeanstalk", "describe_application_versions"),
             ("elasticbeanstalk", "describe_configuration_settings"),
+            ("elasticbeanstalk", "describe_environment_health"),
             ("elasticbeanstalk", "list_tags_for_resource"),
             ("elasticbeanstalk", "update_environment"),
             ("elasticbeanstalk", "terminate_environment"),

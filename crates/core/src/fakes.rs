@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::aws_error::{AwsError, Service};
-use crate::beanstalk::{BeanstalkApi, Environment, Event};
+use crate::beanstalk::{BeanstalkApi, Environment, Event, Traffic};
 use crate::route53::{Existing, Planned, Record, Route53Api};
 use crate::swap::{Check, Verify};
 
@@ -43,6 +43,8 @@ struct Eb {
     busy: BTreeMap<String, u32>,
     failures: VecDeque<(&'static str, AwsError)>,
     calls: Vec<String>,
+    /// Environment id -> what enhanced health reports it served; unset: nothing in the last 10 s.
+    traffic: BTreeMap<String, Option<Traffic>>,
 }
 
 /// Elastic Beanstalk in memory.
@@ -130,6 +132,12 @@ impl FakeBeanstalk {
     pub fn tags_of(&self, name: &str) -> BTreeMap<String, String> {
         let arn = self.env(name).arn;
         lock(&self.eb).tags.get(&arn).cloned().unwrap_or_default()
+    }
+
+    /// What enhanced health reports the environment served (`None`: no metrics, enhanced health off).
+    pub fn set_traffic(&self, name: &str, traffic: Option<Traffic>) {
+        let id = self.env(name).id;
+        lock(&self.eb).traffic.insert(id, traffic);
     }
 
     /// The next call of `operation` fails with `error`.
@@ -315,6 +323,18 @@ impl BeanstalkApi for FakeBeanstalk {
         Self::event(&mut eb, &ea, message.clone());
         Self::event(&mut eb, &eb_, message);
         Ok(())
+    }
+
+    async fn traffic(&self, environment_id: &str) -> Result<Option<Traffic>, AwsError> {
+        let eb = self.call("DescribeEnvironmentHealth")?;
+        Ok(eb
+            .traffic
+            .get(environment_id)
+            .copied()
+            .unwrap_or(Some(Traffic {
+                requests: 0,
+                window: Duration::from_secs(10),
+            })))
     }
 }
 
