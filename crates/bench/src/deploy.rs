@@ -41,6 +41,9 @@ pub struct DemoRun {
     pub deployments: Vec<Deployment>,
     pub samples: Vec<Sample>,
     pub peaks_kib: BTreeMap<String, u64>,
+    /// Per deployment: failures, the old version after the swap, the cutover, draining refusals,
+    /// instances over time (the report module's reading of the probe).
+    pub cutovers: Vec<beanswap_cli::report::DeploymentSummary>,
 }
 
 use beanswap_cli::run::diff;
@@ -108,8 +111,8 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
         .clone()
         .unwrap_or_else(|| format!("shop-prod.{}.elasticbeanstalk.com", template::REGION));
     let epoch = Instant::now();
-    let probe = Probe::start(
-        cloud.aws.router_addr(),
+    let probe = Probe::start_with(
+        beanswap_cli::run::probe_resolution(&cloud),
         production.clone(),
         beanswap_cli::run::PROBE_PATH.into(),
         config.probe_rate,
@@ -161,6 +164,7 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     if let Some(last) = deployments.last_mut() {
         pipeline::later_events(&cloud, &ui, &mut last.run, epoch).await;
     }
+    let timeline = probe.instances();
     let samples = probe.stop().await;
     let peaks_kib = sampler.peaks();
     drop(sampler);
@@ -168,7 +172,7 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
         .iter()
         .flat_map(|d: &Deployment| d.run.events.iter().cloned())
         .collect();
-    let data = beanswap_cli::report::Run::new(
+    let mut data = beanswap_cli::report::Run::new(
         format!("beanswap-bench deployments ({})", swap_mode(config)),
         format!("http://{production}/version"),
         samples.clone(),
@@ -176,6 +180,10 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
         events,
         epoch.elapsed(),
     );
+    data.instances = timeline;
+    let cutovers = (0..data.deployments.len())
+        .map(|i| data.summary(i))
+        .collect();
     match beanswap_cli::report::write(&data, &config.report_dir) {
         Ok(written) => {
             crate::progress(&format!("deployments' report: {}", written.html.display()));
@@ -192,6 +200,7 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
         deployments,
         samples,
         peaks_kib,
+        cutovers,
     })
 }
 
@@ -388,9 +397,14 @@ pub fn calls_table(
 pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table {
     let mut table = Table::new(
         &format!(
-            "6. Downtime: a steady {} req/s on the production URL through the deployments ({})",
+            "6. Downtime: a steady {} req/s on the production URL through the deployments ({}; \
+             {} clients caching DNS answers for the TTL, 60 s scaled to {} s, {:.0} % of them for {}x)",
             config.probe_rate,
-            swap_mode(config)
+            swap_mode(config),
+            probe::Crowd::default().clients,
+            beanswap_cli::run::DNS_TTL.as_secs(),
+            probe::Crowd::default().stubborn_share * 100.0,
+            probe::Crowd::default().stubborn_factor
         ),
         &[
             "window",
@@ -449,9 +463,63 @@ pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table 
         format!("zero failed requests ({} failed)", overall.failures),
         Verdict::of(overall.failures == 0 && overall.requests > 0),
     );
+    // Retire must not terminate an environment that served a request within the last TTL: the old
+    // version's last answer after each swap against the old environment's termination.
+    let ttl = beanswap_cli::run::DNS_TTL;
+    let mut idle_checks = vec![];
+    let mut idle_ok = true;
+    for (i, (d, c)) in demo.deployments.iter().zip(&demo.cutovers).enumerate() {
+        let terminated = d
+            .run
+            .events
+            .iter()
+            .find(|e| e.message == "terminateEnvironment is starting.")
+            .map(|e| e.at);
+        match (c.old_until, terminated) {
+            (Some(last), Some(t)) => {
+                idle_checks.push(format!(
+                    "#{}: last old answer {:.1} s, termination began {:.1} s",
+                    i + 1,
+                    last.as_secs_f64(),
+                    t.as_secs_f64()
+                ));
+                idle_ok &= last + ttl <= t;
+            }
+            (None, Some(t)) => idle_checks.push(format!(
+                "#{}: no old answer after the swap, termination began {:.1} s",
+                i + 1,
+                t.as_secs_f64()
+            )),
+            (_, None) => {}
+        }
+    }
+    table.goal(
+        format!(
+            "retire never terminated an environment that served a request in the last TTL ({})",
+            if idle_checks.is_empty() {
+                "nothing terminated".to_string()
+            } else {
+                idle_checks.join("; ")
+            }
+        ),
+        if idle_checks.is_empty() {
+            Verdict::Missing
+        } else {
+            Verdict::of(idle_ok)
+        },
+    );
+    for (i, c) in demo.cutovers.iter().enumerate() {
+        table.note(format!(
+            "deployment #{}: {}",
+            i + 1,
+            beanswap_cli::report::describe_cutover(c)
+        ));
+    }
     table.note(format!(
-        "the load probe of `beanswap demo` (GET /api/orders, a database write and read, through local-aws's router by the production \
-         host name, 5 s timeout); {} requests before production first answered are not counted",
+        "the load probe of `beanswap demo` (GET /api/orders, a database write and read, 5 s timeout) from clients that \
+         resolve the production name through local-aws's DNS and connect to the load balancer it answers with, \
+         keeping each answer for its TTL; every environment runs the template's MinInstances (2) instances; \
+         {} requests before production first answered are not counted",
         overall.before_up
     ));
     table

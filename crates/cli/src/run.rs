@@ -318,8 +318,8 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         .clone()
         .unwrap_or_else(|| format!("{production}.{}.elasticbeanstalk.com", template::REGION));
     let epoch = Instant::now();
-    let probe = Probe::start(
-        cloud.aws.router_addr(),
+    let probe = Probe::start_with(
+        probe_resolution(&cloud),
         host.clone(),
         PROBE_PATH.into(),
         settings.probe_rate,
@@ -381,6 +381,7 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
             probe.in_flight()
         ));
     }
+    let timeline = probe.instances();
     let samples = probe.stop().await;
     let end = epoch.elapsed();
     let summary = probe::summarize(&samples);
@@ -395,8 +396,13 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         events,
         end,
     );
+    let mut data = data;
+    data.instances = timeline;
     let written = report::write(&data, &settings.report_dir)?;
     let svg = written.svg.clone();
+    let cutovers: Vec<report::DeploymentSummary> = (0..data.deployments.len())
+        .map(|i| data.summary(i))
+        .collect();
     let png = screenshot(&data, &written.html, ui).await;
 
     let environments = eb
@@ -485,6 +491,15 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         summary.max_latency.as_millis(),
         summary.before_up
     );
+    for (i, c) in cutovers.iter().enumerate() {
+        let _ = writeln!(
+            text,
+            "cutover of deployment {} (clients keep DNS answers {} s, 10 % of them 3x): {}",
+            i + 1,
+            DNS_TTL.as_secs(),
+            report::describe_cutover(c)
+        );
+    }
     let _ = writeln!(text, "report: {}", written.html.display());
     if let Some(png) = &png {
         let _ = writeln!(text, "screenshot: {}", png.display());
@@ -515,6 +530,8 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         "ok": ok,
         "probe": {"requests": summary.requests, "failures": summary.failures, "max_latency_ms": summary.max_latency.as_millis() as u64},
         "calls": calls,
+        "dns_ttl_s": DNS_TTL.as_secs(),
+        "deployments": cutovers.iter().map(report::cutover_json).collect::<Vec<_>>(),
         "timeline": svg.display().to_string(),
         "html": written.html.display().to_string(),
         "screenshot": png.as_ref().map(|p| p.display().to_string()),
