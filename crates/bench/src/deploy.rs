@@ -68,6 +68,9 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
     .map_err(|e| e.to_string())?;
     let sdk = cloud.sdk_config().await;
     let mut parameters = beanswap_cli::run::local_parameters();
+    // No previous environment kept: retire terminates v1's after the swap, so the run measures that it
+    // waits for the old environment to go idle (and the cutover is watched to its end).
+    parameters.insert("KeepPreviousEnvironments".into(), "0".into());
     if let Some(domain) = &config.domain {
         beanswap_cli::run::serve_domain(&cloud.route53(&sdk), domain, &mut parameters).await?;
     }
@@ -159,8 +162,14 @@ pub async fn demo(config: &Config, work: &Path) -> Result<DemoRun, String> {
             break;
         }
     }
-    // Keep probing a moment after the last swap, so its aftermath is measured too.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Keep probing after the last swap until every client's cached answer has expired (the stubborn
+    // ones keep theirs 3 TTLs), so the cutover is measured to its end even when the old environment
+    // stays (a route53 swap leaves it holding the production CNAME, so retire keeps it).
+    let crowd = probe::Crowd::default();
+    tokio::time::sleep(
+        beanswap_cli::run::DNS_TTL.mul_f64(crowd.stubborn_factor) + Duration::from_secs(1),
+    )
+    .await;
     if let Some(last) = deployments.last_mut() {
         pipeline::later_events(&cloud, &ui, &mut last.run, epoch).await;
     }

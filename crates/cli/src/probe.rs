@@ -93,6 +93,24 @@ impl Crowd {
     fn stubborn(&self, n: usize) -> bool {
         (n as f64) < self.stubborn_share * self.clients as f64
     }
+
+    /// The share of its TTL client `n`'s first answer is kept, in (0, 1]: spread evenly over the
+    /// clients (and over the stubborn ones among themselves), in a scrambled order.
+    fn phase(&self, n: usize) -> f64 {
+        let stubborn = (self.stubborn_share * self.clients as f64).ceil() as usize;
+        let (index, group) = if self.stubborn(n) {
+            (n, stubborn.max(1))
+        } else {
+            (n - stubborn.min(n), (self.clients - stubborn).max(1))
+        };
+        // 7 is coprime with every group size that is not a multiple of 7; otherwise plain order.
+        let k = if group % 7 == 0 {
+            index
+        } else {
+            (index * 7) % group
+        };
+        (k + 1) as f64 / group as f64
+    }
 }
 
 /// The DNS answers each client holds: (address, kept until).
@@ -139,6 +157,11 @@ impl Caches {
         }
         if let Ok(mut held) = self.held.lock() {
             if let Some(slot) = held.get_mut(n) {
+                // A client's first answer is as if it had been cached a while ago: real clients'
+                // caches expire at scattered moments, not all together from when the probe started.
+                if slot.is_none() {
+                    ttl = ttl.mul_f64(self.crowd.phase(n));
+                }
                 *slot = Some((answer.address, now + ttl));
             }
         }
@@ -421,6 +444,17 @@ mod tests {
             ..crowd
         };
         assert!(!(0..100).any(|n| none.stubborn(n)));
+        // First answers expire at scattered moments, within each group.
+        let mut phases: Vec<f64> = (0..10).map(|n| crowd.phase(n)).collect();
+        phases.sort_by(f64::total_cmp);
+        assert_eq!(
+            phases,
+            (1..=10).map(|k| k as f64 / 10.0).collect::<Vec<_>>()
+        );
+        let mut rest: Vec<f64> = (10..100).map(|n| crowd.phase(n)).collect();
+        rest.sort_by(f64::total_cmp);
+        assert_eq!(rest[0], 1.0 / 90.0);
+        assert_eq!(rest[89], 1.0);
     }
 
     #[test]

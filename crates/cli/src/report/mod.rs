@@ -533,6 +533,11 @@ impl Run {
                 .entry(op.split('.').next().unwrap_or(op).to_string())
                 .or_default() += n;
         }
+        // The 99 % point is judged by slices: never after the exact 100 % one.
+        let to_99 = match (to_99, cutover) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, _) => a,
+        };
         DeploymentSummary {
             requests,
             failures,
