@@ -186,7 +186,8 @@ pub const DNS_TTL: Duration = Duration::from_secs(5);
 
 /// The local cloud's timing for a pipeline run: environments launch in `launch_delay`; updates and
 /// terminations take half as long, as they roughly do on AWS; DNS answers live [`DNS_TTL`] where AWS
-/// gives 60 s, and Beanstalk's 20 s deregistration timeout takes 2 s.
+/// gives 60 s, Beanstalk's 20 s deregistration timeout takes 2 s, and a request-rate trigger scales the
+/// environments.
 pub fn cloud_options(launch_delay: Duration) -> Options {
     Options {
         launch_delay,
@@ -195,6 +196,14 @@ pub fn cloud_options(launch_delay: Duration) -> Options {
         health_interval: Duration::from_millis(500),
         dns_ttl: DNS_TTL,
         deregistration_delay: Duration::from_secs(2),
+        // A loaded live environment grows, as Auto Scaling grows it on AWS: above 100 requests per
+        // second per instance over 5 s one more instance (up to MaxSize), below 10 one fewer (down to
+        // MinSize).
+        scaling: Some(local_aws::beanstalk::Scaling {
+            upper: 100.0,
+            lower: 10.0,
+            window: Duration::from_secs(5),
+        }),
         ..Options::default()
     }
 }
