@@ -41,6 +41,9 @@ pub struct DemoRun {
     pub deployments: Vec<Deployment>,
     pub samples: Vec<Sample>,
     pub peaks_kib: BTreeMap<String, u64>,
+    /// Per deployment: failures, the old version after the swap, the cutover, draining refusals,
+    /// instances over time (the report module's reading of the probe).
+    pub cutovers: Vec<beanswap_cli::report::DeploymentSummary>,
 }
 
 use beanswap_cli::run::diff;
@@ -82,6 +85,9 @@ async fn demo_of(config: &Config, work: &Path, bad: bool) -> Result<DemoRun, Str
     .map_err(|e| e.to_string())?;
     let sdk = cloud.sdk_config().await;
     let mut parameters = beanswap_cli::run::local_parameters();
+    // No previous environment kept: retire terminates v1's after the swap, so the run measures that it
+    // waits for the old environment to go idle (and the cutover is watched to its end).
+    parameters.insert("KeepPreviousEnvironments".into(), "0".into());
     if let Some(domain) = &config.domain {
         beanswap_cli::run::serve_domain(&cloud.route53(&sdk), domain, &mut parameters).await?;
     }
@@ -125,8 +131,8 @@ async fn demo_of(config: &Config, work: &Path, bad: bool) -> Result<DemoRun, Str
         .clone()
         .unwrap_or_else(|| format!("shop-prod.{}.elasticbeanstalk.com", template::REGION));
     let epoch = Instant::now();
-    let probe = Probe::start(
-        cloud.aws.router_addr(),
+    let probe = Probe::start_with(
+        beanswap_cli::run::probe_resolution(&cloud),
         production.clone(),
         beanswap_cli::run::PROBE_PATH.into(),
         config.probe_rate,
@@ -191,11 +197,18 @@ async fn demo_of(config: &Config, work: &Path, bad: bool) -> Result<DemoRun, Str
             break;
         }
     }
-    // Keep probing a moment after the last swap, so its aftermath is measured too.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Keep probing after the last swap until every client's cached answer has expired (the stubborn
+    // ones keep theirs 3 TTLs), so the cutover is measured to its end even when the old environment
+    // stays (a route53 swap leaves it holding the production CNAME, so retire keeps it).
+    let crowd = probe::Crowd::default();
+    tokio::time::sleep(
+        beanswap_cli::run::DNS_TTL.mul_f64(crowd.stubborn_factor) + Duration::from_secs(1),
+    )
+    .await;
     if let Some(last) = deployments.last_mut() {
         pipeline::later_events(&cloud, &ui, &mut last.run, epoch).await;
     }
+    let timeline = probe.instances();
     let samples = probe.stop().await;
     let peaks_kib = sampler.peaks();
     drop(sampler);
@@ -203,7 +216,7 @@ async fn demo_of(config: &Config, work: &Path, bad: bool) -> Result<DemoRun, Str
         .iter()
         .flat_map(|d: &Deployment| d.run.events.iter().cloned())
         .collect();
-    let data = beanswap_cli::report::Run::new(
+    let mut data = beanswap_cli::report::Run::new(
         format!("beanswap-bench deployments ({})", swap_mode(config)),
         format!("http://{production}/version"),
         samples.clone(),
@@ -211,6 +224,10 @@ async fn demo_of(config: &Config, work: &Path, bad: bool) -> Result<DemoRun, Str
         events,
         epoch.elapsed(),
     );
+    data.instances = timeline;
+    let cutovers = (0..data.deployments.len())
+        .map(|i| data.summary(i))
+        .collect();
     let report_dir = if bad {
         config.report_dir.join("bad-release")
     } else {
@@ -232,6 +249,7 @@ async fn demo_of(config: &Config, work: &Path, bad: bool) -> Result<DemoRun, Str
         deployments,
         samples,
         peaks_kib,
+        cutovers,
     })
 }
 
@@ -428,9 +446,14 @@ pub fn calls_table(
 pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table {
     let mut table = Table::new(
         &format!(
-            "6. Downtime: a steady {} req/s on the production URL through the deployments ({})",
+            "6. Downtime: a steady {} req/s on the production URL through the deployments ({}; \
+             {} clients caching DNS answers for the TTL, 60 s scaled to {} s, {:.0} % of them for {}x)",
             config.probe_rate,
-            swap_mode(config)
+            swap_mode(config),
+            probe::Crowd::default().clients,
+            beanswap_cli::run::DNS_TTL.as_secs(),
+            probe::Crowd::default().stubborn_share * 100.0,
+            probe::Crowd::default().stubborn_factor
         ),
         &[
             "window",
@@ -489,9 +512,63 @@ pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table 
         format!("zero failed requests ({} failed)", overall.failures),
         Verdict::of(overall.failures == 0 && overall.requests > 0),
     );
+    // Retire must not terminate an environment that served a request within the last TTL: the old
+    // version's last answer after each swap against the old environment's termination.
+    let ttl = beanswap_cli::run::DNS_TTL;
+    let mut idle_checks = vec![];
+    let mut idle_ok = true;
+    for (i, (d, c)) in demo.deployments.iter().zip(&demo.cutovers).enumerate() {
+        let terminated = d
+            .run
+            .events
+            .iter()
+            .find(|e| e.message == "terminateEnvironment is starting.")
+            .map(|e| e.at);
+        match (c.old_until, terminated) {
+            (Some(last), Some(t)) => {
+                idle_checks.push(format!(
+                    "#{}: last old answer {:.1} s, termination began {:.1} s",
+                    i + 1,
+                    last.as_secs_f64(),
+                    t.as_secs_f64()
+                ));
+                idle_ok &= last + ttl <= t;
+            }
+            (None, Some(t)) => idle_checks.push(format!(
+                "#{}: no old answer after the swap, termination began {:.1} s",
+                i + 1,
+                t.as_secs_f64()
+            )),
+            (_, None) => {}
+        }
+    }
+    table.goal(
+        format!(
+            "retire never terminated an environment that served a request in the last TTL ({})",
+            if idle_checks.is_empty() {
+                "nothing terminated".to_string()
+            } else {
+                idle_checks.join("; ")
+            }
+        ),
+        if idle_checks.is_empty() {
+            Verdict::Missing
+        } else {
+            Verdict::of(idle_ok)
+        },
+    );
+    for (i, c) in demo.cutovers.iter().enumerate() {
+        table.note(format!(
+            "deployment #{}: {}",
+            i + 1,
+            beanswap_cli::report::describe_cutover(c)
+        ));
+    }
     table.note(format!(
-        "the load probe of `beanswap demo` (GET /api/orders, a database write and read, through local-aws's router by the production \
-         host name, 5 s timeout); {} requests before production first answered are not counted",
+        "the load probe of `beanswap demo` (GET /api/orders, a database write and read, 5 s timeout) from clients that \
+         resolve the production name through local-aws's DNS and connect to the load balancer it answers with, \
+         keeping each answer for its TTL; every environment runs the template's MinInstances (2) instances; \
+         {} requests before production first answered are not counted",
         overall.before_up
     ));
     table

@@ -46,7 +46,7 @@ struct Args {
     /// Simulated launch delay of a Beanstalk environment (default 5m, 1s with --short).
     #[arg(long, value_parser = humantime::parse_duration)]
     launch_delay: Option<Duration>,
-    /// Requests per second on production during the deployments (default 200, 50 with --short).
+    /// Requests per second on production during the deployments (default 300, 50 with --short).
     #[arg(long)]
     probe_rate: Option<u32>,
     /// How long "CodePipeline" waits before invoking a continuation (default 1s, 200ms with --short).
@@ -233,7 +233,7 @@ async fn run(args: Args, root: PathBuf) -> ExitCode {
         } else {
             Duration::from_secs(120)
         },
-        probe_rate: args.probe_rate.unwrap_or(if short { 50 } else { 200 }),
+        probe_rate: args.probe_rate.unwrap_or(if short { 50 } else { 300 }),
         continuation_pause: args.continuation_pause.unwrap_or(if short {
             Duration::from_millis(200)
         } else {

@@ -85,6 +85,13 @@ fn the_short_benchmark_runs_every_point_and_its_goals_hold() {
         let line = goal(&stdout, which);
         assert!(line.ends_with(verdict), "{line}\n\n{stdout}\n{stderr}");
     }
+    // Retire never terminated an environment within a TTL of its last request (with --domain v1's
+    // environment keeps the production CNAME, so nothing may be terminated at all: n/a, never FAIL).
+    let idle = goal(
+        &stdout,
+        "retire never terminated an environment that served a request in the last TTL",
+    );
+    assert!(!idle.ends_with("FAIL"), "{idle}\n\n{stdout}");
     // Both sides of the cold-start comparison really ran and reported their job.
     let python = stdout
         .lines()

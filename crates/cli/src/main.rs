@@ -112,6 +112,10 @@ enum Command {
         /// Say what would happen; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// How long clients keep production's DNS answers: an environment goes only once it has
+        /// served no request for this long (Beanstalk's CNAMEs: 60 s).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        dns_ttl: Duration,
     },
     /// Return production to the environment it came from (the live one's
     /// `beanswap:previous-environment`, or --to) while that one still exists, as the swap action's
@@ -318,6 +322,7 @@ async fn main() -> ExitCode {
             grace,
             prune_versions,
             dry_run,
+            dns_ttl,
         } => match target.production_cname.clone() {
             None => Err(CliError::Local(
                 "retire needs --production-cname: the live environment is never guessed".into(),
@@ -337,6 +342,7 @@ async fn main() -> ExitCode {
                         delete_bundles: false,
                     }),
                     dry_run,
+                    dns_ttl,
                 };
                 print(ops::retire(&config, &settings).await)
             }

@@ -2,7 +2,14 @@
 //! downtime" is measured, not claimed. Requests before production first answers don't count as failures
 //! (there is nothing to take down yet); every one after does. Each answer records which version of the
 //! app gave it (its `X-App-Version` header, or the body of the version path), so a cutover can be seen.
+//!
+//! The requests come from a crowd of clients that resolve the production name as real ones do
+//! ([`Resolution::Cached`]): each keeps a DNS answer (a load balancer's address) for the answer's TTL,
+//! a share of "stubborn" ones for several times longer, as resolvers that do not honour TTLs do
+//! (AWS's blue/green guide warns of them). So after a swap the old environment keeps receiving requests
+//! until the caches expire, as on AWS, and a retire that does not wait for that fails requests.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +34,9 @@ pub struct Sample {
     pub status: u16,
     /// The version of the app that answered, when it said.
     pub version: Option<String>,
+    /// Why the load balancer refused the request without the app, when it did (local-aws's
+    /// `x-local-aws-refused`: `draining`, `no-target`, `overloaded`).
+    pub refused: Option<String>,
 }
 
 impl Sample {
@@ -45,8 +55,126 @@ pub struct Summary {
     pub before_up: usize,
 }
 
+/// How the probe's clients reach production.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// Every request through local-aws's shared router with the Host header: a client that resolves
+    /// the name afresh for every request.
+    Router(SocketAddr),
+    /// A crowd of clients resolving through local-aws's DNS (`<endpoint>/_local/dns/<name>`), each
+    /// keeping its answer for the answer's TTL (the stubborn ones for longer), requests spread over them
+    /// in turn.
+    Cached { dns: String, crowd: Crowd },
+}
+
+/// The clients of [`Resolution::Cached`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crowd {
+    pub clients: usize,
+    /// The share of clients that keep answers longer than their TTL (0..=1).
+    pub stubborn_share: f64,
+    /// How many TTLs a stubborn client keeps an answer.
+    pub stubborn_factor: f64,
+}
+
+impl Default for Crowd {
+    /// 100 clients, 10 % of them keeping answers for 3 TTLs.
+    fn default() -> Self {
+        Crowd {
+            clients: 100,
+            stubborn_share: 0.10,
+            stubborn_factor: 3.0,
+        }
+    }
+}
+
+impl Crowd {
+    /// Whether client `n` is stubborn: the first `share` of them.
+    fn stubborn(&self, n: usize) -> bool {
+        (n as f64) < self.stubborn_share * self.clients as f64
+    }
+
+    /// The share of its TTL client `n`'s first answer is kept, in (0, 1]: spread evenly over the
+    /// clients (and over the stubborn ones among themselves), in a scrambled order.
+    fn phase(&self, n: usize) -> f64 {
+        let stubborn = (self.stubborn_share * self.clients as f64).ceil() as usize;
+        let (index, group) = if self.stubborn(n) {
+            (n, stubborn.max(1))
+        } else {
+            (n - stubborn.min(n), (self.clients - stubborn).max(1))
+        };
+        // 7 is coprime with every group size that is not a multiple of 7; otherwise plain order.
+        let k = if group % 7 == 0 {
+            index
+        } else {
+            (index * 7) % group
+        };
+        (k + 1) as f64 / group as f64
+    }
+}
+
+/// The DNS answers each client holds: (address, kept until).
+struct Caches {
+    dns: String,
+    crowd: Crowd,
+    held: Mutex<Vec<Option<(SocketAddr, Instant)>>>,
+}
+
+/// local-aws's DNS answer (crate local_aws::dns::Answer on the wire).
+#[derive(serde::Deserialize)]
+struct Answer {
+    address: SocketAddr,
+    /// Milliseconds.
+    ttl: u64,
+}
+
+impl Caches {
+    /// The address client `n` sends to: its cached answer while it holds one, else a fresh one.
+    async fn address(&self, http: &reqwest::Client, n: usize, host: &str) -> Option<SocketAddr> {
+        let now = Instant::now();
+        if let Some((address, until)) = self
+            .held
+            .lock()
+            .ok()
+            .and_then(|h| h.get(n).copied().flatten())
+        {
+            if now < until {
+                return Some(address);
+            }
+        }
+        let answer: Answer = http
+            .get(format!("{}/_local/dns/{host}", self.dns))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())?
+            .json()
+            .await
+            .ok()?;
+        let mut ttl = Duration::from_millis(answer.ttl);
+        if self.crowd.stubborn(n) {
+            ttl = ttl.mul_f64(self.crowd.stubborn_factor);
+        }
+        if let Ok(mut held) = self.held.lock() {
+            if let Some(slot) = held.get_mut(n) {
+                // A client's first answer is as if it had been cached a while ago: real clients'
+                // caches expire at scattered moments, not all together from when the probe started.
+                if slot.is_none() {
+                    ttl = ttl.mul_f64(self.crowd.phase(n));
+                }
+                *slot = Some((answer.address, now + ttl));
+            }
+        }
+        Some(answer.address)
+    }
+}
+
+/// Instances per environment, as sampled during the run (since the probe started).
+pub type InstanceTimeline = Vec<(Duration, BTreeMap<String, usize>)>;
+
 pub struct Probe {
     samples: Arc<Mutex<Vec<Sample>>>,
+    instances: Arc<Mutex<InstanceTimeline>>,
     stop: Arc<AtomicBool>,
     /// Requests sent and not yet recorded.
     in_flight: Arc<AtomicUsize>,
@@ -57,7 +185,15 @@ pub struct Probe {
 impl Probe {
     /// Sends `rate` requests per second to `path` on `router` with `Host: host`.
     pub fn start(router: SocketAddr, host: String, path: String, rate: u32) -> Probe {
+        Self::start_with(Resolution::Router(router), host, path, rate)
+    }
+
+    /// Sends `rate` requests per second to `path` on `host`, reached as `resolution` says. With
+    /// [`Resolution::Cached`] it also samples local-aws's instances per environment (`/_local/instances`)
+    /// every quarter second.
+    pub fn start_with(resolution: Resolution, host: String, path: String, rate: u32) -> Probe {
         let samples = Arc::new(Mutex::new(Vec::new()));
+        let instances = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let in_flight = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
@@ -65,50 +201,79 @@ impl Probe {
             .timeout(REQUEST_TIMEOUT)
             .build()
             .unwrap_or_default();
-        let url = format!("http://{router}{path}");
+        let (router, caches) = match resolution {
+            Resolution::Router(router) => (Some(router), None),
+            Resolution::Cached { dns, crowd } => {
+                let dns = dns.trim_end_matches('/').to_string();
+                let timeline_task = {
+                    let (http, dns, stop, instances) =
+                        (http.clone(), dns.clone(), stop.clone(), instances.clone());
+                    async move {
+                        while !stop.load(Ordering::Relaxed) {
+                            if let Ok(r) = http.get(format!("{dns}/_local/instances")).send().await
+                            {
+                                if let Ok(counts) = r.json::<BTreeMap<String, usize>>().await {
+                                    if let Ok(mut t) = instances.lock() {
+                                        t.push((started.elapsed(), counts));
+                                    }
+                                }
+                            }
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                    }
+                };
+                tokio::spawn(timeline_task);
+                let caches = Caches {
+                    dns,
+                    crowd,
+                    held: Mutex::new(vec![None; crowd.clients.max(1)]),
+                };
+                (None, Some(Arc::new(caches)))
+            }
+        };
         let task = {
             let (samples, stop, in_flight) = (samples.clone(), stop.clone(), in_flight.clone());
             tokio::spawn(async move {
                 let mut tick =
                     tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut n: usize = 0;
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
-                    let (http, url, host, samples, in_flight) = (
+                    let client = n;
+                    n = n.wrapping_add(1);
+                    let (http, host, path, samples, in_flight, caches) = (
                         http.clone(),
-                        url.clone(),
                         host.clone(),
+                        path.clone(),
                         samples.clone(),
                         in_flight.clone(),
+                        caches.clone(),
                     );
                     in_flight.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
                         let at = started.elapsed();
                         let sent = Instant::now();
-                        let (status, version) =
-                            match http.get(&url).header("host", &host).send().await {
-                                Ok(r) => {
-                                    let status = r.status().as_u16();
-                                    let header = r
-                                        .headers()
-                                        .get(VERSION_HEADER)
-                                        .and_then(|v| v.to_str().ok())
-                                        .map(str::to_string);
-                                    // Read the body: a response cut off mid-way is a failure too.
-                                    match r.bytes().await {
-                                        Ok(body) => {
-                                            (status, answered_by(status, header.as_deref(), &body))
-                                        }
-                                        Err(_) => (0, None),
-                                    }
-                                }
-                                Err(_) => (0, None),
-                            };
+                        let address = match &caches {
+                            Some(c) => {
+                                c.address(&http, client % c.crowd.clients.max(1), &host)
+                                    .await
+                            }
+                            None => router,
+                        };
+                        let (status, version, refused) = match address {
+                            Some(address) => {
+                                ask(&http, &format!("http://{address}{path}"), &host).await
+                            }
+                            // The name did not resolve: the client has nowhere to send it.
+                            None => (0, None, None),
+                        };
                         let sample = Sample {
                             at,
                             latency: sent.elapsed(),
                             status,
                             version,
+                            refused,
                         };
                         if let Ok(mut s) = samples.lock() {
                             s.push(sample);
@@ -120,11 +285,17 @@ impl Probe {
         };
         Probe {
             samples,
+            instances,
             stop,
             in_flight,
             task,
             started,
         }
+    }
+
+    /// Instances per environment sampled so far (only with [`Resolution::Cached`]).
+    pub fn instances(&self) -> InstanceTimeline {
+        self.instances.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
     /// Requests sent and not answered yet.
@@ -162,6 +333,40 @@ impl Probe {
         s
     }
 }
+
+/// One request: (status or 0 without one, the version that answered, why the load balancer refused).
+async fn ask(
+    http: &reqwest::Client,
+    url: &str,
+    host: &str,
+) -> (u16, Option<String>, Option<String>) {
+    match http.get(url).header("host", host).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let header = |name: &str| {
+                r.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let version = header(VERSION_HEADER);
+            let refused = header(REFUSED_HEADER);
+            // Read the body: a response cut off mid-way is a failure too.
+            match r.bytes().await {
+                Ok(body) => (
+                    status,
+                    answered_by(status, version.as_deref(), &body),
+                    refused,
+                ),
+                Err(_) => (0, None, None),
+            }
+        }
+        Err(_) => (0, None, None),
+    }
+}
+
+/// The header local-aws's load balancers mark their own refusals with (local_aws::lb::REFUSED_HEADER).
+pub const REFUSED_HEADER: &str = "x-local-aws-refused";
 
 /// The version that answered: the version header, or else a good answer's body when it is one short
 /// line (the probe asks the version path, whose body is the version).
@@ -206,6 +411,7 @@ mod tests {
             latency: Duration::from_millis(ms / 10),
             status,
             version: None,
+            refused: None,
         }
     }
 
@@ -226,6 +432,29 @@ mod tests {
         assert_eq!(answered_by(200, None, b"<html> a page </html>"), None);
         assert_eq!(answered_by(200, None, "x".repeat(65).as_bytes()), None);
         assert_eq!(answered_by(200, Some("  "), b""), None);
+    }
+
+    #[test]
+    fn the_first_share_of_the_crowd_is_stubborn() {
+        let crowd = Crowd::default();
+        let stubborn: Vec<usize> = (0..crowd.clients).filter(|n| crowd.stubborn(*n)).collect();
+        assert_eq!(stubborn, (0..10).collect::<Vec<_>>());
+        let none = Crowd {
+            stubborn_share: 0.0,
+            ..crowd
+        };
+        assert!(!(0..100).any(|n| none.stubborn(n)));
+        // First answers expire at scattered moments, within each group.
+        let mut phases: Vec<f64> = (0..10).map(|n| crowd.phase(n)).collect();
+        phases.sort_by(f64::total_cmp);
+        assert_eq!(
+            phases,
+            (1..=10).map(|k| k as f64 / 10.0).collect::<Vec<_>>()
+        );
+        let mut rest: Vec<f64> = (10..100).map(|n| crowd.phase(n)).collect();
+        rest.sort_by(f64::total_cmp);
+        assert_eq!(rest[0], 1.0 / 90.0);
+        assert_eq!(rest[89], 1.0);
     }
 
     #[test]

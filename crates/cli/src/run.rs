@@ -44,6 +44,8 @@ pub fn local_parameters() -> BTreeMap<String, String> {
         // The bake after the move, scaled from minutes to 3 seconds: it watches production (enhanced
         // health from the router's requests) and moves it back on a breach (`--bad-release`).
         ("BakeMinutes", "0.05"),
+        // Retire waits for the old environment to serve nothing for the DNS TTL: the local one.
+        ("DnsTtlSeconds", "5"),
         ("KeepPreviousEnvironments", "1"),
         ("RepositoryId", "local/app"),
         ("FunctionsBucket", "local-functions"),
@@ -183,15 +185,40 @@ pub fn ensure_binaries(root: &Path, bin_dir: &Path, ui: &Ui) -> Result<(), Strin
     }
 }
 
+/// What Beanstalk's 60 s CNAME TTL becomes in a local run (every DNS TTL is scaled alike): long
+/// enough that cached answers visibly outlive a swap, short enough for a run of a few minutes.
+pub const DNS_TTL: Duration = Duration::from_secs(5);
+
 /// The local cloud's timing for a pipeline run: environments launch in `launch_delay`; updates and
-/// terminations take half as long, as they roughly do on AWS.
+/// terminations take half as long, as they roughly do on AWS; DNS answers live [`DNS_TTL`] where AWS
+/// gives 60 s, Beanstalk's 20 s deregistration timeout takes 2 s, and a request-rate trigger scales the
+/// environments.
 pub fn cloud_options(launch_delay: Duration) -> Options {
     Options {
         launch_delay,
         update_delay: launch_delay / 2,
         terminate_delay: launch_delay / 2,
         health_interval: Duration::from_millis(500),
+        dns_ttl: DNS_TTL,
+        deregistration_delay: Duration::from_secs(2),
+        // A loaded live environment grows, as Auto Scaling grows it on AWS: above 100 requests per
+        // second per instance over 5 s one more instance (up to MaxSize), below 10 one fewer (down to
+        // MinSize).
+        scaling: Some(local_aws::beanstalk::Scaling {
+            upper: 100.0,
+            lower: 10.0,
+            window: Duration::from_secs(5),
+        }),
         ..Options::default()
+    }
+}
+
+/// The load probe's clients in a local run: they resolve production through local-aws's DNS and
+/// keep each answer for its TTL, 10 % of them for three TTLs (probe::Crowd::default).
+pub fn probe_resolution(cloud: &LocalCloud) -> probe::Resolution {
+    probe::Resolution::Cached {
+        dns: cloud.aws.endpoint(),
+        crowd: probe::Crowd::default(),
     }
 }
 
@@ -327,8 +354,8 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         .clone()
         .unwrap_or_else(|| format!("{production}.{}.elasticbeanstalk.com", template::REGION));
     let epoch = Instant::now();
-    let probe = Probe::start(
-        cloud.aws.router_addr(),
+    let probe = Probe::start_with(
+        probe_resolution(&cloud),
         host.clone(),
         PROBE_PATH.into(),
         settings.probe_rate,
@@ -398,6 +425,7 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
             probe.in_flight()
         ));
     }
+    let timeline = probe.instances();
     let samples = probe.stop().await;
     let end = epoch.elapsed();
     let summary = probe::summarize(&samples);
@@ -412,8 +440,13 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         events,
         end,
     );
+    let mut data = data;
+    data.instances = timeline;
     let written = report::write(&data, &settings.report_dir)?;
     let svg = written.svg.clone();
+    let cutovers: Vec<report::DeploymentSummary> = (0..data.deployments.len())
+        .map(|i| data.summary(i))
+        .collect();
     let png = screenshot(&data, &written.html, ui).await;
 
     let environments = eb
@@ -508,6 +541,15 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         summary.max_latency.as_millis(),
         summary.before_up
     );
+    for (i, c) in cutovers.iter().enumerate() {
+        let _ = writeln!(
+            text,
+            "cutover of deployment {} (clients keep DNS answers {} s, 10 % of them 3x): {}",
+            i + 1,
+            DNS_TTL.as_secs(),
+            report::describe_cutover(c)
+        );
+    }
     let _ = writeln!(text, "report: {}", written.html.display());
     if let Some(png) = &png {
         let _ = writeln!(text, "screenshot: {}", png.display());
@@ -538,6 +580,8 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         "ok": ok,
         "probe": {"requests": summary.requests, "failures": summary.failures, "max_latency_ms": summary.max_latency.as_millis() as u64},
         "calls": calls,
+        "dns_ttl_s": DNS_TTL.as_secs(),
+        "deployments": cutovers.iter().map(report::cutover_json).collect::<Vec<_>>(),
         "timeline": svg.display().to_string(),
         "html": written.html.display().to_string(),
         "screenshot": png.as_ref().map(|p| p.display().to_string()),

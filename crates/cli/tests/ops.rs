@@ -100,6 +100,7 @@ async fn status_events_and_a_dry_run_retire() {
         scale_down_kept: None,
         prune: None,
         dry_run: true,
+        dns_ttl: Duration::from_secs(1),
     };
     let report = ops::retire(&config, &settings).await.unwrap();
     assert!(report.contains("shop-one"), "{report}");

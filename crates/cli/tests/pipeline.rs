@@ -410,8 +410,34 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
     );
     let moved = data.summary(1);
     assert!(moved.swap_at.is_some(), "{:?}", data.marks);
-    assert_eq!(moved.old_after_swap, Some(0), "{moved:?}");
-    assert!(moved.cutover.is_some(), "{moved:?}");
+    // The probe's clients keep DNS answers for the TTL (some three times as long): v1 went on
+    // answering them after the swap, and retire terminated it only once it had served nobody for a
+    // TTL.
+    assert!(moved.old_after_swap.unwrap_or(0) > 0, "{moved:?}");
+    assert!(
+        moved.cutover.is_some() && moved.to_99.is_some(),
+        "{moved:?}"
+    );
+    assert_eq!(moved.refused_draining, 0, "{moved:?}");
+    let last_old = moved.old_until.unwrap();
+    let terminated = data
+        .marks
+        .iter()
+        .find(|m| m.kind == beanswap_cli::report::MarkKind::Termination)
+        .map(|m| m.at)
+        .unwrap();
+    assert!(
+        last_old + beanswap_cli::run::DNS_TTL <= terminated,
+        "v1 answered at {last_old:?} and was terminated at {terminated:?}, within the TTL"
+    );
+    // Each environment ran the template's two instances.
+    assert!(
+        moved
+            .instances
+            .values()
+            .any(|seen| seen.iter().any(|(_, n)| *n == 2)),
+        "{moved:?}"
+    );
     assert_eq!(
         data.summary(0).swap_at,
         None,

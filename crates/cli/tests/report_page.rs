@@ -90,6 +90,7 @@ fn demo_like() -> Run {
             latency: ms(2 + (i * 7) % 11 + if at % 1000 == 0 { 30 } else { 0 }),
             status,
             version: version.map(str::to_string),
+            refused: None,
         });
     }
     let mut events = vec![];

@@ -247,6 +247,15 @@ fn to_system_time(d: &DateTime) -> Option<SystemTime> {
     SystemTime::try_from(*d).ok()
 }
 
+/// What an environment's load balancer served lately, as enhanced health reports it
+/// (DescribeEnvironmentHealth's ApplicationMetrics): `requests` (RequestCount) over the last `window`
+/// (Duration, 10 s on AWS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    pub requests: u64,
+    pub window: Duration,
+}
+
 /// The Elastic Beanstalk calls the sequences in this crate make, narrow enough that an in-memory fake
 /// ([`crate::fakes::FakeBeanstalk`]) stands in for AWS in unit tests; [`Beanstalk`] makes them with the
 /// SDK. Every answer is ours ([`Environment`], [`Event`]), every error the one [`AwsError`].
@@ -309,6 +318,12 @@ pub trait BeanstalkApi: Send + Sync {
         &self,
         environment_id: &str,
     ) -> impl Future<Output = Result<HealthFigures, AwsError>> + Send;
+    /// The requests the environment served lately (DescribeEnvironmentHealth, ApplicationMetrics);
+    /// `None` when enhanced health is off or reports no metrics, so nobody can say.
+    fn traffic(
+        &self,
+        environment_id: &str,
+    ) -> impl Future<Output = Result<Option<Traffic>, AwsError>> + Send;
 }
 
 impl BeanstalkApi for Beanstalk {
@@ -507,6 +522,36 @@ impl BeanstalkApi for Beanstalk {
             .await
             .map_err(|e| eb_error("DescribeEnvironmentHealth", e))?;
         Ok(HealthFigures::from_sdk(&out))
+    }
+
+    async fn traffic(&self, environment_id: &str) -> Result<Option<Traffic>, AwsError> {
+        let out = self
+            .client
+            .describe_environment_health()
+            .environment_id(environment_id)
+            .attribute_names(
+                aws_sdk_elasticbeanstalk::types::EnvironmentHealthAttribute::ApplicationMetrics,
+            )
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                let e = eb_error("DescribeEnvironmentHealth", e);
+                // "only available with AWS Elastic Beanstalk Enhanced Health": nobody can say.
+                if e.code.as_deref() == Some("InvalidRequestException") {
+                    return Ok(None);
+                }
+                return Err(e.on(format!("environment {environment_id}")));
+            }
+        };
+        Ok(out.application_metrics().and_then(|m| {
+            let window = u64::try_from(m.duration()?).ok().filter(|s| *s > 0)?;
+            Some(Traffic {
+                requests: u64::try_from(m.request_count()).unwrap_or(0),
+                window: Duration::from_secs(window),
+            })
+        }))
     }
 }
 

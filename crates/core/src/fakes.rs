@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::alarms::{Alarm, AlarmsApi};
 use crate::aws_error::{AwsError, Service};
-use crate::beanstalk::{BeanstalkApi, Environment, Event, HealthFigures};
+use crate::beanstalk::{BeanstalkApi, Environment, Event, HealthFigures, Traffic};
 use crate::route53::{Existing, Planned, Record, Route53Api};
 use crate::swap::{Check, Verify};
 
@@ -48,6 +48,8 @@ struct Eb {
     figures: BTreeMap<String, VecDeque<HealthFigures>>,
     /// Environment name -> its capacity (default: one healthy instance, MinSize 1, MaxSize 4).
     sizes: BTreeMap<String, crate::swap::capacity::Capacity>,
+    /// Environment id -> what enhanced health reports it served; unset: nothing in the last 10 s.
+    traffic: BTreeMap<String, Option<Traffic>>,
 }
 
 /// Elastic Beanstalk in memory.
@@ -135,6 +137,12 @@ impl FakeBeanstalk {
     pub fn tags_of(&self, name: &str) -> BTreeMap<String, String> {
         let arn = self.env(name).arn;
         lock(&self.eb).tags.get(&arn).cloned().unwrap_or_default()
+    }
+
+    /// What enhanced health reports the environment served (`None`: no metrics, enhanced health off).
+    pub fn set_traffic(&self, name: &str, traffic: Option<Traffic>) {
+        let id = self.env(name).id;
+        lock(&self.eb).traffic.insert(id, traffic);
     }
 
     /// The next call of `operation` fails with `error`.
@@ -418,6 +426,18 @@ impl BeanstalkApi for FakeBeanstalk {
         Self::event(&mut eb, &ea, message.clone());
         Self::event(&mut eb, &eb_, message);
         Ok(())
+    }
+
+    async fn traffic(&self, environment_id: &str) -> Result<Option<Traffic>, AwsError> {
+        let eb = self.call("DescribeEnvironmentHealth")?;
+        Ok(eb
+            .traffic
+            .get(environment_id)
+            .copied()
+            .unwrap_or(Some(Traffic {
+                requests: 0,
+                window: Duration::from_secs(10),
+            })))
     }
 }
 

@@ -5,8 +5,8 @@
 //!
 //! What is modelled, and where each rule comes from (crates/local-aws/FIDELITY-database.md):
 //! - The instances: `aws:autoscaling:asg` MinSize of them (1 when unset), ids `i-<17 hex>`; the first is
-//!   the leader. Each gets its own staging directory (the bundle extracted again) and its own logs; the
-//!   web process runs from the leader's (one process per environment is what local-aws runs).
+//!   the leader. Each gets its own staging directory (the bundle extracted again) and its own logs, and
+//!   runs its own web process (crate::lifecycle).
 //! - The order ("Instance deployment workflow"): `.platform/hooks/prebuild`, then the `container_commands`
 //!   of every `.ebextensions/*.config` (files in alphabetical order, commands in alphabetical order by
 //!   name; `leader_only` ones on the leader only, before the other container commands, and `leader_only`
@@ -46,22 +46,24 @@ pub const LOG_FILES: &[&str] = &[
     "/var/log/web.stdout.log",
 ];
 
-/// The environment's instances: MinSize of `aws:autoscaling:asg` (1 when unset), the first the leader.
+/// The environment's instances: those running, else the ones a launch starts (MinSize of
+/// `aws:autoscaling:asg`, 1 when unset); the first is the leader.
 pub fn instance_ids(env: &Environment) -> Vec<String> {
-    let count = env
-        .settings
-        .get(&("aws:autoscaling:asg".to_string(), "MinSize".to_string()))
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1)
-        .clamp(1, 10);
-    (0..count)
-        .map(|i| {
-            let seed: u64 = env.id.bytes().fold(1469598103934665603u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(1099511628211)
-            });
-            format!("i-0{:016x}", seed.wrapping_add(i as u64))
-        })
+    if !env.instances.is_empty() {
+        return env.instances.iter().map(|i| i.id.clone()).collect();
+    }
+    (0..env.size_bounds().0)
+        .map(|i| instance_id(env, i))
         .collect()
+}
+
+/// The `n`th instance the environment's Auto Scaling group launches (`i-0` and 16 hex digits, stable
+/// per environment so logs and health name the same instances).
+pub fn instance_id(env: &Environment, n: usize) -> String {
+    let seed: u64 = env.id.bytes().fold(1469598103934665603u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(1099511628211)
+    });
+    format!("i-0{:016x}", seed.wrapping_add(n as u64))
 }
 
 /// An instance's log directory (`<dir>/var/log/...` inside it).

@@ -1,17 +1,104 @@
-//! Custom domains, as DNS would resolve them: the router asks Route 53 (moto) which environment CNAME a
-//! domain points at, through an alias or a CNAME record, choosing among weighted records by weight.
-//! Answers are cached briefly, like a resolver honouring a short TTL, so a load test does not turn into
-//! a Route 53 load test.
+//! DNS as clients see it: an environment's CNAME and its load balancer's DNS name resolve to that
+//! load balancer's listener ([`crate::lb`]); a custom domain resolves through Route 53 (moto) to the
+//! environment CNAME (or load balancer name) its alias or CNAME record points at, choosing among
+//! weighted records by weight. Every answer carries a TTL, as DNS answers do: Beanstalk's CNAMEs are
+//! observed with 60 s (FIDELITY.md, "DNS"), a Route 53 CNAME record has its own, an alias answers with
+//! its target's. Locally every TTL is scaled by `Options::dns_ttl` / 60 s, so that "60 s" takes
+//! what the run can afford; clients (the load probe) keep each answer for its TTL.
+//!
+//! Route 53's records are read at most every [`PROPAGATION`]: a change reaches the name servers a
+//! moment after ChangeResourceRecordSets (GetChange PENDING -> INSYNC), and a load test must not turn
+//! into a Route 53 load test.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long a resolved answer is reused.
-const TTL: Duration = Duration::from_millis(500);
+use crate::state::State;
 
-/// Target CNAMEs with their weights.
-type Targets = Vec<(String, i64)>;
+/// How long Route 53's records are reused before they are read again.
+const PROPAGATION: Duration = Duration::from_millis(500);
+
+/// The TTL AWS gives Beanstalk CNAMEs and load balancer names (observed), which `Options::dns_ttl`
+/// stands for locally.
+pub const AWS_CNAME_TTL: Duration = Duration::from_secs(60);
+
+/// A record's target: the name it points at, its weight, and its TTL (none for an alias: the target's
+/// applies).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pointer {
+    pub name: String,
+    pub weight: i64,
+    pub ttl: Option<Duration>,
+}
+
+type Targets = Vec<Pointer>;
+
+/// A resolved name: where to connect, how long the answer may be kept (already scaled), and the
+/// names followed to get there.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Answer {
+    pub address: SocketAddr,
+    #[serde(serialize_with = "millis")]
+    pub ttl: Duration,
+    pub chain: Vec<String>,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// The environment `host` names: one whose CNAME it is (while the environment is not terminating), or
+/// whose load balancer's DNS name it is (while the load balancer exists).
+pub fn environment_of(state: &State, host: &str) -> Option<String> {
+    let host = normalise(host);
+    state
+        .beanstalk
+        .environments
+        .values()
+        .find(|e| {
+            (e.is_live() && e.status != "Terminating" && e.cname == host)
+                || (e.endpoint_url == host && state.lbs.contains_key(&e.id))
+        })
+        .map(|e| e.id.clone())
+}
+
+/// `aws` scaled to the local run: `dns_ttl` for every 60 s.
+pub fn scaled(aws: Duration, dns_ttl: Duration) -> Duration {
+    dns_ttl.mul_f64(aws.as_secs_f64() / AWS_CNAME_TTL.as_secs_f64())
+}
+
+/// Resolves `name` as a client's resolver would, to the load balancer it reaches.
+pub async fn answer(rt: &crate::lifecycle::Runtime, name: &str) -> Option<Answer> {
+    let name = normalise(name);
+    let direct = |name: &str| {
+        let state = rt.shared.lock();
+        let env_id = environment_of(&state, name)?;
+        let env = state.beanstalk.environments.get(&env_id)?;
+        let lb = state.lbs.get(&env_id)?;
+        let mut chain = vec![name.to_string()];
+        if env.endpoint_url != name {
+            chain.push(env.endpoint_url.clone());
+        }
+        Some(Answer {
+            address: lb.addr,
+            ttl: state.beanstalk.options.dns_ttl,
+            chain,
+        })
+    };
+    if let Some(a) = direct(&name) {
+        return Some(a);
+    }
+    let pointer = rt.dns.resolve(&name).await?;
+    let mut a = direct(&pointer.name)?;
+    if let Some(ttl) = pointer.ttl {
+        let dns_ttl = rt.shared.lock().beanstalk.options.dns_ttl;
+        a.ttl = a.ttl.min(scaled(ttl, dns_ttl));
+    }
+    a.chain.insert(0, name);
+    Some(a)
+}
 
 pub struct Resolver {
     route53: Option<aws_sdk_route53::Client>,
@@ -31,13 +118,13 @@ impl Resolver {
         }
     }
 
-    /// The CNAME `host` points at (one pick by weight when records are weighted), if Route 53 knows it.
-    pub async fn resolve(&self, host: &str) -> Option<String> {
+    /// The name `host` points at (one pick by weight when records are weighted), if Route 53 knows it.
+    pub async fn resolve(&self, host: &str) -> Option<Pointer> {
         let cached = {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache
                 .get(host)
-                .filter(|(at, _)| at.elapsed() < TTL)
+                .filter(|(at, _)| at.elapsed() < PROPAGATION)
                 .map(|(_, targets)| targets.clone())
         };
         let targets = match cached {
@@ -54,8 +141,8 @@ impl Resolver {
         pick(&targets, random_unit())
     }
 
-    /// Every (target, weight) for `host` across the hosted zones that could hold it.
-    async fn lookup(&self, host: &str) -> Vec<(String, i64)> {
+    /// Every target for `host` across the hosted zones that could hold it.
+    async fn lookup(&self, host: &str) -> Targets {
         let Some(route53) = &self.route53 else {
             return vec![];
         };
@@ -83,10 +170,21 @@ impl Resolver {
                 }
                 let weight = record.weight().unwrap_or(1);
                 if let Some(alias) = record.alias_target() {
-                    targets.push((normalise(alias.dns_name()), weight));
+                    targets.push(Pointer {
+                        name: normalise(alias.dns_name()),
+                        weight,
+                        ttl: None,
+                    });
                 } else if record.r#type().as_str() == "CNAME" {
+                    let ttl = record
+                        .ttl()
+                        .map(|t| Duration::from_secs(t.max(0).unsigned_abs()));
                     for value in record.resource_records() {
-                        targets.push((normalise(value.value()), weight));
+                        targets.push(Pointer {
+                            name: normalise(value.value()),
+                            weight,
+                            ttl,
+                        });
                     }
                 }
             }
@@ -102,20 +200,20 @@ fn normalise(name: &str) -> String {
 }
 
 /// A weighted choice; `unit` in [0, 1). Weight 0 records get traffic only when all weights are 0.
-fn pick(targets: &[(String, i64)], unit: f64) -> Option<String> {
-    let total: i64 = targets.iter().map(|(_, w)| (*w).max(0)).sum();
+fn pick(targets: &[Pointer], unit: f64) -> Option<Pointer> {
+    let total: i64 = targets.iter().map(|p| p.weight.max(0)).sum();
     if total == 0 {
-        return targets.first().map(|(t, _)| t.clone());
+        return targets.first().cloned();
     }
     let mut point = unit * total as f64;
-    for (target, weight) in targets {
-        let w = (*weight).max(0) as f64;
+    for target in targets {
+        let w = target.weight.max(0) as f64;
         if point < w {
             return Some(target.clone());
         }
         point -= w;
     }
-    targets.last().map(|(t, _)| t.clone())
+    targets.last().cloned()
 }
 
 fn random_unit() -> f64 {
@@ -128,18 +226,38 @@ fn random_unit() -> f64 {
 mod tests {
     use super::*;
 
+    fn p(name: &str, weight: i64) -> Pointer {
+        Pointer {
+            name: name.into(),
+            weight,
+            ttl: None,
+        }
+    }
+
     #[test]
     fn picks_by_weight() {
-        let t = vec![("a".to_string(), 90), ("b".to_string(), 10)];
-        assert_eq!(pick(&t, 0.0).as_deref(), Some("a"));
-        assert_eq!(pick(&t, 0.89).as_deref(), Some("a"));
-        assert_eq!(pick(&t, 0.91).as_deref(), Some("b"));
-        let zero = vec![("a".to_string(), 0), ("b".to_string(), 100)];
-        assert_eq!(pick(&zero, 0.0).as_deref(), Some("b"));
+        let t = vec![p("a", 90), p("b", 10)];
+        let name = |unit| pick(&t, unit).map(|p| p.name);
+        assert_eq!(name(0.0).as_deref(), Some("a"));
+        assert_eq!(name(0.89).as_deref(), Some("a"));
+        assert_eq!(name(0.91).as_deref(), Some("b"));
+        let zero = vec![p("a", 0), p("b", 100)];
+        assert_eq!(pick(&zero, 0.0).map(|p| p.name).as_deref(), Some("b"));
         assert_eq!(pick(&[], 0.5), None);
         assert_eq!(
             normalise("dualstack.Shop-Prod.us-east-1.elasticbeanstalk.com."),
             "shop-prod.us-east-1.elasticbeanstalk.com"
         );
+    }
+
+    #[test]
+    fn ttls_scale_with_the_local_cname_ttl() {
+        let local = Duration::from_secs(5);
+        assert_eq!(scaled(AWS_CNAME_TTL, local), local);
+        assert_eq!(
+            scaled(Duration::from_secs(300), local),
+            Duration::from_secs(25)
+        );
+        assert_eq!(scaled(Duration::ZERO, local), Duration::ZERO);
     }
 }

@@ -12,10 +12,11 @@ pub mod beanstalk;
 pub mod cloudwatch;
 pub mod codepipeline;
 pub mod deploy;
-mod dns;
+pub mod dns;
 pub mod faults;
 pub mod iam;
 pub mod lambda;
+pub mod lb;
 pub mod lifecycle;
 pub mod postgres;
 pub mod proxy;
@@ -181,6 +182,24 @@ impl LocalAws {
         self.shared.lock().identities = identities.map(Arc::new);
     }
 
+    /// Instances running (registered with their load balancer) per environment name, for reports of
+    /// how environments grew and shrank; terminated environments are left out.
+    pub fn instance_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        instance_counts(&self.shared)
+    }
+
+    /// Kills one instance's app process (as a crashed app or a lost instance would end), leaving the
+    /// load balancer to find out by its health checks. False when no such process runs.
+    pub fn kill_instance(&self, instance_id: &str) -> bool {
+        let mut state = self.shared.lock();
+        state
+            .processes
+            .values_mut()
+            .find_map(|by_instance| by_instance.get_mut(instance_id))
+            .map(lifecycle::AppProcess::kill)
+            .is_some()
+    }
+
     /// Calls per `Service.Operation`.
     pub fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
         self.shared.lock().calls.clone()
@@ -195,6 +214,35 @@ impl Drop for LocalAws {
         let mut state = self.shared.lock();
         state.stopped = true;
         state.processes.clear();
+        state.lbs.clear();
+    }
+}
+
+/// `/_local/instances`: instances running per environment name (LocalAws::instance_counts).
+async fn admin_instances(AxumState(runtime): AxumState<Arc<lifecycle::Runtime>>) -> Response {
+    Json(instance_counts(&runtime.shared)).into_response()
+}
+
+fn instance_counts(shared: &Shared) -> std::collections::BTreeMap<String, usize> {
+    let state = shared.lock();
+    state
+        .beanstalk
+        .environments
+        .values()
+        .filter(|e| e.is_live())
+        .map(|e| (e.name.clone(), e.running()))
+        .collect()
+}
+
+/// `/_local/dns/{name}`: the name resolved as a client's resolver would (crate::dns), with the
+/// answer's TTL in milliseconds; 404 (NXDOMAIN) when nothing answers for it.
+async fn admin_dns(
+    AxumState(runtime): AxumState<Arc<lifecycle::Runtime>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    match dns::answer(&runtime, &name).await {
+        Some(answer) => Json(answer).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("NXDOMAIN {name}\n")).into_response(),
     }
 }
 
@@ -232,6 +280,8 @@ fn api_router(runtime: Arc<lifecycle::Runtime>) -> Router {
         .route("/_local/calls", get(admin_calls))
         .route("/_local/reset", post(admin_reset))
         .route("/_local/faults", get(admin_faults).put(admin_set_faults))
+        .route("/_local/dns/{name}", get(admin_dns))
+        .route("/_local/instances", get(admin_instances))
         .route(
             "/_local/iam",
             axum::routing::put(admin_set_iam).delete(admin_clear_iam),

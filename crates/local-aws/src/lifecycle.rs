@@ -3,6 +3,7 @@
 //! delay has passed, a monitor turns it Red/Severe when the process dies or its health path fails, and
 //! terminate stops the process. Each step emits the events Beanstalk emits.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ pub const HEALTH_CHECKER: &str = "ELB-HealthChecker/2.0";
 
 use tokio::process::{Child, Command};
 
-use crate::beanstalk::{Effect, Environment, Severity, Target};
+use crate::beanstalk::{Effect, Environment, Instance, Options, Severity, Target};
 use crate::state::Shared;
 
 /// A running app; its whole process group is killed when this is dropped.
@@ -25,7 +26,29 @@ pub struct AppProcess {
     pub log: PathBuf,
 }
 
+/// How the current deployment of an environment starts a web process, kept so the Auto Scaling group
+/// can start instances later with the same app.
+#[derive(Debug, Clone)]
+pub struct AppSpec {
+    pub generation: u64,
+    pub command: String,
+    pub app_dir: PathBuf,
+    pub vars: Vec<(String, String)>,
+}
+
 impl AppProcess {
+    /// Kills the process group now (the instance's app is gone; its port stops answering).
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.start_kill();
+    }
+
     /// `Some(why)` once the process has exited.
     fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {
@@ -40,16 +63,14 @@ impl Drop for AppProcess {
     fn drop(&mut self) {
         // The Procfile command runs under `sh -c` in its own process group: kill the group, so
         // whatever it started (gunicorn workers, npm's node, ...) ends with it.
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = self.child.start_kill();
+        self.kill();
     }
 }
+
+/// Beanstalk's default deregistration timeout (`DeregistrationTimeout` 20 s, which it sets on the
+/// target group instead of Elastic Load Balancing's own 300 s), which `Options::deregistration_delay`
+/// stands for locally; a configured timeout is scaled by the same factor.
+const DEFAULT_DEREGISTRATION: Duration = Duration::from_secs(20);
 
 /// What the lifecycle tasks share: the store, where to unpack bundles, how to reach S3 and the apps.
 pub struct Runtime {
@@ -206,8 +227,12 @@ impl Runtime {
         ] {
             self.event(env_id, Severity::Info, message);
         }
+        if let Err(e) = crate::lb::start(&self, env_id).await {
+            tracing::error!(env_id, error = %e, "the load balancer's listener could not start");
+        }
         if !self.set(env_id, generation, |e| {
             e.instance_launched = Some(SystemTime::now());
+            e.desired = e.size_bounds().0;
             e.deployment_id += 1;
             e.deployment_status = "In Progress";
             e.deployment_time = Some(SystemTime::now());
@@ -227,7 +252,7 @@ impl Runtime {
                     Severity::Info,
                     "Instance deployment completed successfully.",
                 );
-                let target = self.first_health_check(env_id, generation).await;
+                let targets = self.first_health_check(env_id, generation).await;
                 self.event(
                     env_id,
                     Severity::Info,
@@ -238,7 +263,7 @@ impl Runtime {
                     Severity::Info,
                     format!("Successfully launched environment: {}", env.name),
                 );
-                self.ready(env_id, generation, &env.name, "Pending", target);
+                self.ready(env_id, generation, &env.name, "Pending", targets);
                 self.monitor(env_id.to_string(), generation);
             }
             Err(reason) => {
@@ -270,28 +295,32 @@ impl Runtime {
         }
     }
 
-    /// The load balancer's first health check of a freshly deployed instance: its target turns healthy
-    /// or unhealthy, and from then on the router sends it requests ("Health checks for Application Load
-    /// Balancer target groups": a target must pass one check to be healthy; with none healthy, an ALB
-    /// fails open).
-    async fn first_health_check(&self, env_id: &str, generation: u64) -> Target {
+    /// The load balancer's first health check of freshly deployed instances: each target turns healthy
+    /// or unhealthy, and from then on the load balancer sends it requests ("Health checks for
+    /// Application Load Balancer target groups": a target must pass one check to be healthy; with none
+    /// healthy, an ALB fails open).
+    async fn first_health_check(&self, env_id: &str, generation: u64) -> Vec<(String, Target)> {
         let Some(env) = self.current(env_id, generation) else {
-            return Target::None;
+            return vec![];
         };
-        let target = match env.port {
-            Some(port) => match self.check_health(port, &env.health_path()).await {
-                Ok(()) => Target::Healthy,
-                Err(_) => Target::Unhealthy,
-            },
-            // The sample application: Beanstalk's own, always healthy.
-            None if env.version_label.is_none() => Target::Healthy,
-            None => Target::None,
-        };
+        let mut targets = vec![];
+        for instance in &env.instances {
+            let target = match instance.port {
+                Some(port) => match self.check_health(port, &env.health_path()).await {
+                    Ok(()) => Target::Healthy,
+                    Err(_) => Target::Unhealthy,
+                },
+                // The sample application: Beanstalk's own, always healthy.
+                None if env.version_label.is_none() => Target::Healthy,
+                None => Target::None,
+            };
+            targets.push((instance.id.clone(), target));
+        }
         self.set(env_id, generation, |e| {
             e.deployment_status = "Deployed";
             e.deployment_time = Some(SystemTime::now());
         });
-        target
+        targets
     }
 
     async fn update(self: Arc<Self>, env_id: &str, generation: u64) {
@@ -322,7 +351,7 @@ impl Runtime {
                     Severity::Info,
                     "Instance deployment completed successfully.",
                 );
-                let target = self.first_health_check(env_id, generation).await;
+                let targets = self.first_health_check(env_id, generation).await;
                 self.event(
                     env_id,
                     Severity::Info,
@@ -333,7 +362,7 @@ impl Runtime {
                     Severity::Info,
                     "Environment update completed successfully.",
                 );
-                self.ready(env_id, generation, &env.name, env.health_status, target);
+                self.ready(env_id, generation, &env.name, env.health_status, targets);
                 self.monitor(env_id.to_string(), generation);
             }
             Err(reason) => {
@@ -388,13 +417,25 @@ impl Runtime {
     /// A deployment went well: Ready and Green/Ok, or Yellow/Warning under the `yellow` fault, with the
     /// event enhanced health writes when the status changes ("Environment health has transitioned from
     /// Pending to Ok.").
-    /// The instance's target turns routable in the same step, so nothing answers on a Launching
+    /// The instances' targets turn routable in the same step, so nothing answers on a Launching
     /// environment's CNAME.
-    fn ready(&self, env_id: &str, generation: u64, name: &str, before: &str, target: Target) {
+    fn ready(
+        &self,
+        env_id: &str,
+        generation: u64,
+        name: &str,
+        before: &str,
+        targets: Vec<(String, Target)>,
+    ) {
         let (health, status) = healthy(&self.options(), name);
         let set = self.set(env_id, generation, |e| {
             e.status = "Ready";
-            e.target = target;
+            for (id, target) in &targets {
+                if let Some(i) = e.instances.iter_mut().find(|i| &i.id == id) {
+                    i.target = *target;
+                    i.streak = (*target == Target::Healthy, 1);
+                }
+            }
             e.health = health;
             e.health_status = status;
             e.causes = if health == "Yellow" {
@@ -469,26 +510,82 @@ impl Runtime {
         }
     }
 
+    /// TerminateEnvironment: the targets deregister (the load balancer refuses new requests and lets
+    /// those in flight finish, for at most the deregistration delay), then the instances stop and the
+    /// load balancer is deleted, so its address stops answering and its names stop resolving.
     async fn terminate(self: Arc<Self>, env_id: &str, generation: u64) {
         let options = self.options();
-        // The app stops first, as instances do, and the router stops sending it traffic.
-        drop(self.shared.lock().processes.remove(env_id));
+        let delay = self
+            .current(env_id, generation)
+            .and_then(|e| {
+                e.setting(
+                    "aws:elasticbeanstalk:environment:process:default",
+                    "DeregistrationTimeout",
+                )
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            // A timeout set in seconds is scaled as the default 300 s is.
+            .map(|secs| {
+                options
+                    .deregistration_delay
+                    .mul_f64(secs as f64 / DEFAULT_DEREGISTRATION.as_secs_f64())
+            })
+            .unwrap_or(options.deregistration_delay);
+        {
+            let mut state = self.shared.lock();
+            if let Some(lb) = state.lbs.get_mut(env_id) {
+                lb.draining = true;
+            }
+        }
         self.set(env_id, generation, |e| {
-            e.port = None;
-            e.target = Target::None;
+            for i in &mut e.instances {
+                if i.target != Target::None {
+                    i.target = Target::Draining;
+                }
+            }
         });
-        tokio::time::sleep(options.terminate_delay).await;
+        let started = Instant::now();
+        while started.elapsed() < delay {
+            let idle = self
+                .shared
+                .lock()
+                .lbs
+                .get(env_id)
+                .is_none_or(|lb| lb.in_flight() == 0);
+            if idle {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The instances stop, and the load balancer with them.
+        {
+            let mut state = self.shared.lock();
+            drop(state.processes.remove(env_id));
+            drop(state.lbs.remove(env_id));
+            state.app_specs.remove(env_id);
+        }
+        self.set(env_id, generation, |e| {
+            for i in &mut e.instances {
+                i.port = None;
+                i.target = Target::None;
+            }
+        });
+        tokio::time::sleep(options.terminate_delay.saturating_sub(started.elapsed())).await;
         self.finish_termination(env_id, generation);
     }
 
     fn finish_termination(&self, env_id: &str, generation: u64) {
-        drop(self.shared.lock().processes.remove(env_id));
+        {
+            let mut state = self.shared.lock();
+            drop(state.processes.remove(env_id));
+            drop(state.lbs.remove(env_id));
+            state.app_specs.remove(env_id);
+        }
         let done = self.set(env_id, generation, |e| {
             e.status = "Terminated";
             e.health = "Grey";
             e.health_status = "Unknown";
-            e.port = None;
-            e.target = Target::None;
+            e.instances.clear();
             e.causes = vec![];
             e.terminated_at = Some(SystemTime::now());
         });
@@ -501,14 +598,38 @@ impl Runtime {
         }
     }
 
-    /// Fetches, unpacks and starts the environment's version, replacing any process it ran before.
-    /// An environment without a version runs no process (the router serves a sample page for it).
+    /// Fetches, unpacks and starts the environment's version on each of its instances (the Auto
+    /// Scaling group's desired capacity, within MinSize..=MaxSize), replacing whatever they ran before.
+    /// An environment without a version runs no process (its load balancer serves a sample page).
     async fn start_app(&self, env: &Environment, generation: u64) -> Result<(), String> {
-        drop(self.shared.lock().processes.remove(&env.id));
+        {
+            let mut state = self.shared.lock();
+            drop(state.processes.remove(&env.id));
+            state.app_specs.remove(&env.id);
+        }
         self.set(&env.id, generation, |e| {
-            e.port = None;
-            e.target = Target::None;
+            let (min, max) = e.size_bounds();
+            e.desired = e.desired.clamp(min, max);
+            let count = e.desired;
+            e.instances = (0..count)
+                .map(|n| {
+                    let id = crate::deploy::instance_id(e, n);
+                    let launched = e
+                        .instances
+                        .iter()
+                        .find(|i| i.id == id)
+                        .map(|i| i.launched)
+                        .unwrap_or_else(SystemTime::now);
+                    let mut i = Instance::new(id);
+                    i.launched = launched;
+                    i
+                })
+                .collect();
         });
+        let Some(env) = self.current(&env.id, generation) else {
+            return Err("The environment changed while deploying.".into());
+        };
+        let env = &env;
         let Some(label) = env.version_label.clone() else {
             return Ok(());
         };
@@ -540,10 +661,57 @@ impl Runtime {
         self.deploy_steps(env, &dir, &app_dir, bundle, &vars, false)
             .await?;
         let command = web_command(&app_dir)?;
+        let spec = AppSpec {
+            generation,
+            command,
+            app_dir: app_dir.clone(),
+            vars: vars.clone(),
+        };
+        let mut started = BTreeMap::new();
+        for (n, instance) in env.instances.iter().enumerate() {
+            // Each instance runs from its own staging directory (the leader's is the app directory).
+            let cwd = if n == 0 {
+                app_dir.clone()
+            } else {
+                dir.join(&instance.id).join("staging")
+            };
+            let process = self.start_web(env, &instance.id, &spec, &cwd).await?;
+            started.insert(instance.id.clone(), process);
+        }
+        self.deploy_steps(env, &dir, &app_dir, std::sync::Arc::default(), &vars, true)
+            .await?;
+        let mut state = self.shared.lock();
+        if state.stopped {
+            return Err("local-aws is stopping".into());
+        }
+        match state.beanstalk.environments.get_mut(&env.id) {
+            Some(e) if e.generation == generation => {
+                // Registered with the target group; not routed to until their first health check.
+                for i in &mut e.instances {
+                    i.port = started.get(&i.id).map(|p| p.port);
+                    i.target = Target::Initial;
+                }
+            }
+            _ => return Err("The environment changed while deploying.".into()),
+        }
+        state.processes.insert(env.id.clone(), started);
+        state.app_specs.insert(env.id.clone(), spec);
+        Ok(())
+    }
+
+    /// Starts one instance's web process (the Procfile command with its own `PORT`, its output in the
+    /// instance's `web.stdout.log`) and waits until it listens.
+    async fn start_web(
+        &self,
+        env: &Environment,
+        instance: &str,
+        spec: &AppSpec,
+        cwd: &Path,
+    ) -> Result<AppProcess, String> {
+        let command = &spec.command;
         let port = free_port().map_err(|e| format!("No free port for the app: {e}"))?;
         let env_dir = self.dir.join(&env.id);
-        let leader = crate::deploy::instance_ids(env).remove(0);
-        let log = crate::deploy::web_log(&env_dir, &leader);
+        let log = crate::deploy::web_log(&env_dir, instance);
         if let Some(parent) = log.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| format!("create {}: {e}", parent.display()))?;
@@ -559,11 +727,11 @@ impl Runtime {
         let child = Command::new("sh")
             .arg("-c")
             .arg(ORPHAN_GUARD)
-            .arg(&command)
+            .arg(command)
             .arg(std::process::id().to_string())
-            .current_dir(&app_dir)
+            .current_dir(cwd)
             .env("PORT", port.to_string())
-            .envs(vars.iter().cloned())
+            .envs(spec.vars.iter().cloned())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -589,7 +757,7 @@ impl Runtime {
                 .await
                 .is_ok()
             {
-                break;
+                return Ok(process);
             }
             if started.elapsed() > timeout {
                 return Err(format!(
@@ -600,22 +768,6 @@ impl Runtime {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        self.deploy_steps(env, &dir, &app_dir, std::sync::Arc::default(), &vars, true)
-            .await?;
-        let mut state = self.shared.lock();
-        if state.stopped {
-            return Err("local-aws is stopping".into());
-        }
-        match state.beanstalk.environments.get_mut(&env.id) {
-            Some(e) if e.generation == generation => {
-                // Registered with the target group; not routed to until its first health check.
-                e.port = Some(port);
-                e.target = Target::Initial;
-            }
-            _ => return Err("The environment changed while deploying.".into()),
-        }
-        state.processes.insert(env.id.clone(), process);
-        Ok(())
     }
 
     /// What the app's processes see: the environment properties, and each secret of
@@ -812,14 +964,18 @@ impl Runtime {
         Ok(bytes.into_bytes().to_vec())
     }
 
-    /// Watches a Ready environment until its operation changes: process exit, health path failures
-    /// and the `red_after_seconds` fault turn it Red/Severe; recovery turns it Green (or, under the
-    /// `yellow` fault, Yellow) again.
+    /// Watches a Ready environment until its operation changes: every health interval each instance's
+    /// process and health path are checked. The load balancer takes a target out after
+    /// UnhealthyThresholdCount failed checks in a row and puts it back after HealthyThresholdCount
+    /// passed ones; enhanced health turns Red/Severe when every instance fails (process exit, health
+    /// path, the `red_after_seconds` fault), Yellow/Warning when some do, and Green (or, under the
+    /// `yellow` fault, Yellow) again on recovery. The Auto Scaling trigger runs in the same beat.
     fn monitor(self: &Arc<Self>, env_id: String, generation: u64) {
         let rt = self.clone();
         tokio::spawn(async move {
             let ready_at = Instant::now();
-            let mut exited = false;
+            // Instances whose process exited, and why: they stay failed.
+            let mut exited: BTreeMap<String, String> = BTreeMap::new();
             loop {
                 let options = rt.options();
                 tokio::time::sleep(options.health_interval).await;
@@ -829,74 +985,275 @@ impl Runtime {
                 if env.status != "Ready" {
                     return;
                 }
-                let problem = if exited {
-                    continue;
-                } else if let Some(status) = {
-                    let mut state = rt.shared.lock();
-                    state
-                        .processes
-                        .get_mut(&env_id)
-                        .and_then(AppProcess::exited)
-                } {
-                    exited = true;
-                    let log = rt
-                        .shared
-                        .lock()
-                        .processes
-                        .get(&env_id)
-                        .map(|p| tail(&p.log))
-                        .unwrap_or_default();
-                    Some(format!(
-                        "The web process exited ({status}); no instance is serving requests. Last output: {log}"
-                    ))
-                } else if options
+                let red = options
                     .faults
                     .red_after(&env.name)
-                    .is_some_and(|after| ready_at.elapsed() >= after)
-                {
-                    Some("ELB health is failing or not available for all instances (local-aws fault red_after_seconds).".to_string())
-                } else if let Some(port) = env.port {
-                    rt.check_health(port, &env.health_path()).await.err()
-                } else {
-                    None
-                };
-                match (problem, env.health) {
-                    (Some(why), "Green" | "Yellow") => {
-                        rt.set(&env_id, generation, |e| {
-                            e.health = "Red";
-                            e.health_status = "Severe";
-                            e.causes = vec![why.clone()];
-                            if e.target == Target::Healthy {
-                                e.target = Target::Unhealthy;
-                            }
-                        });
-                        rt.event(
-                            &env_id,
-                            Severity::Warn,
-                            format!(
-                                "Environment health has transitioned from {} to Severe. {why}",
-                                env.health_status
-                            ),
-                        );
+                    .is_some_and(|after| ready_at.elapsed() >= after);
+                let mut verdicts: Vec<(String, Option<String>)> = vec![];
+                for instance in &env.instances {
+                    if matches!(instance.target, Target::None | Target::Draining) {
+                        continue;
                     }
-                    (None, "Red") => {
-                        let (health, status) = healthy(&options, &env.name);
-                        rt.set(&env_id, generation, |e| {
-                            e.health = health;
-                            e.health_status = status;
-                            e.causes = vec![];
-                            if e.target == Target::Unhealthy {
-                                e.target = Target::Healthy;
-                            }
-                        });
-                        rt.event(
-                            &env_id,
-                            Severity::Info,
-                            format!("Environment health has transitioned from Severe to {status}."),
-                        );
-                    }
-                    _ => {}
+                    let problem = if let Some(why) = exited.get(&instance.id) {
+                        Some(why.clone())
+                    } else if let Some(status) = {
+                        let mut state = rt.shared.lock();
+                        state
+                            .processes
+                            .get_mut(&env_id)
+                            .and_then(|p| p.get_mut(&instance.id))
+                            .and_then(AppProcess::exited)
+                    } {
+                        let log = rt
+                            .shared
+                            .lock()
+                            .processes
+                            .get(&env_id)
+                            .and_then(|p| p.get(&instance.id))
+                            .map(|p| tail(&p.log))
+                            .unwrap_or_default();
+                        let why = if env.instances.len() == 1 {
+                            format!("The web process exited ({status}); no instance is serving requests. Last output: {log}")
+                        } else {
+                            format!("The web process of instance {} exited ({status}). Last output: {log}", instance.id)
+                        };
+                        exited.insert(instance.id.clone(), why.clone());
+                        Some(why)
+                    } else if red {
+                        Some("ELB health is failing or not available for all instances (local-aws fault red_after_seconds).".to_string())
+                    } else if let Some(port) = instance.port {
+                        rt.check_health(port, &env.health_path()).await.err()
+                    } else {
+                        None
+                    };
+                    verdicts.push((instance.id.clone(), problem));
                 }
+                let (healthy_after, unhealthy_after) = env.thresholds();
+                let impaired: Vec<&String> =
+                    verdicts.iter().filter_map(|(_, p)| p.as_ref()).collect();
+                let (health, status, causes) = if !verdicts.is_empty()
+                    && impaired.len() == verdicts.len()
+                {
+                    ("Red", "Severe", vec![impaired[0].clone()])
+                } else if !impaired.is_empty() {
+                    (
+                        "Yellow",
+                        "Warning",
+                        vec![format!(
+                            "{} out of {} instances are impaired. {}",
+                            impaired.len(),
+                            verdicts.len(),
+                            impaired[0]
+                        )],
+                    )
+                } else {
+                    let (health, status) = healthy(&options, &env.name);
+                    let causes = if health == "Yellow" {
+                        vec!["1 out of 2 instances are impaired (local-aws fault yellow).".into()]
+                    } else {
+                        vec![]
+                    };
+                    (health, status, causes)
+                };
+                let mut transition = None;
+                rt.set(&env_id, generation, |e| {
+                    for (id, problem) in &verdicts {
+                        let Some(i) = e.instances.iter_mut().find(|i| &i.id == id) else {
+                            continue;
+                        };
+                        let passed = problem.is_none();
+                        i.streak = if i.streak.0 == passed {
+                            (passed, i.streak.1.saturating_add(1))
+                        } else {
+                            (passed, 1)
+                        };
+                        i.problem = problem.clone();
+                        i.target = match (i.target, passed) {
+                            (Target::Initial, true) => Target::Healthy,
+                            (Target::Healthy, false) if i.streak.1 >= unhealthy_after => {
+                                Target::Unhealthy
+                            }
+                            (Target::Unhealthy, true) if i.streak.1 >= healthy_after => {
+                                Target::Healthy
+                            }
+                            (t, _) => t,
+                        };
+                    }
+                    if e.health_status != status {
+                        transition = Some((e.health_status, causes.join(" ")));
+                    }
+                    e.health = health;
+                    e.health_status = status;
+                    e.causes = causes.clone();
+                });
+                if let Some((before, why)) = transition {
+                    let severity = if status == "Ok" {
+                        Severity::Info
+                    } else {
+                        Severity::Warn
+                    };
+                    let why = if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {why}")
+                    };
+                    rt.event(
+                        &env_id,
+                        severity,
+                        format!(
+                            "Environment health has transitioned from {before} to {status}.{why}"
+                        ),
+                    );
+                }
+                rt.autoscale(&env_id, generation, &options).await;
+            }
+        });
+    }
+
+    /// The Auto Scaling trigger and group: the requests per second per instance over the trigger's
+    /// window move the desired capacity one instance at a time within MinSize..=MaxSize, then the
+    /// group launches instances (the app started, registered, routed once its check passes) or
+    /// terminates the newest (deregistered and drained first, as a scale-in does).
+    async fn autoscale(self: &Arc<Self>, env_id: &str, generation: u64, options: &Options) {
+        let Some(env) = self.current(env_id, generation) else {
+            return;
+        };
+        let (min, max) = env.size_bounds();
+        let serving = env
+            .instances
+            .iter()
+            .filter(|i| i.target != Target::Draining)
+            .count();
+        let mut desired = env.desired.clamp(min, max);
+        if let Some(scaling) = &options.scaling {
+            let requests = {
+                let mut state = self.shared.lock();
+                state.beanstalk.requests.keep(scaling.window);
+                state.beanstalk.requests.count(scaling.window, env_id)
+            };
+            let rate = requests as f64 / scaling.window.as_secs_f64() / serving.max(1) as f64;
+            // One step per window: the group waits for a new instance to count before it moves again.
+            let settled = env
+                .instances
+                .iter()
+                .map(|i| i.launched)
+                .max()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age >= scaling.window);
+            if settled && rate > scaling.upper && desired < max {
+                desired += 1;
+            } else if settled && rate < scaling.lower && desired > min {
+                desired -= 1;
+            }
+        }
+        if desired != env.desired {
+            let before = env.desired;
+            self.set(env_id, generation, |e| e.desired = desired);
+            self.event(
+                env_id,
+                Severity::Info,
+                format!(
+                    "Auto Scaling changed the desired capacity of {} from {before} to {desired}.",
+                    crate::beanstalk::auto_scaling_group(env_id)
+                ),
+            );
+        }
+        if serving < desired {
+            self.add_instance(env_id, generation, &env).await;
+        } else if serving > desired {
+            if let Some(last) = env
+                .instances
+                .iter()
+                .rev()
+                .find(|i| i.target != Target::Draining)
+            {
+                self.remove_instance(env_id, generation, last.id.clone());
+            }
+        }
+    }
+
+    /// Launches one more instance with the current deployment's app.
+    async fn add_instance(self: &Arc<Self>, env_id: &str, generation: u64, env: &Environment) {
+        let Some(spec) = self.shared.lock().app_specs.get(env_id).cloned() else {
+            return;
+        };
+        let n = (0..).find(|n| {
+            let id = crate::deploy::instance_id(env, *n);
+            env.instances.iter().all(|i| i.id != id)
+        });
+        let Some(n) = n else { return };
+        let id = crate::deploy::instance_id(env, n);
+        match self.start_web(env, &id, &spec, &spec.app_dir).await {
+            Ok(process) => {
+                let port = process.port;
+                let added = self.set(env_id, generation, |e| {
+                    let mut i = Instance::new(id.clone());
+                    i.port = Some(port);
+                    i.target = Target::Initial;
+                    e.instances.push(i);
+                });
+                if added {
+                    self.shared
+                        .lock()
+                        .processes
+                        .entry(env_id.to_string())
+                        .or_default()
+                        .insert(id.clone(), process);
+                    self.event(
+                        env_id,
+                        Severity::Info,
+                        format!("Added instance [{id}] to your environment."),
+                    );
+                }
+            }
+            Err(why) => self.event(
+                env_id,
+                Severity::Warn,
+                format!("Failed to launch instance [{id}]: {why}"),
+            ),
+        }
+    }
+
+    /// Scales in one instance: deregistered (no new requests), drained for at most the deregistration
+    /// delay, then stopped and removed.
+    fn remove_instance(self: &Arc<Self>, env_id: &str, generation: u64, id: String) {
+        if !self.set(env_id, generation, |e| {
+            if let Some(i) = e.instances.iter_mut().find(|i| i.id == id) {
+                i.target = Target::Draining;
+            }
+        }) {
+            return;
+        }
+        let rt = self.clone();
+        let env_id = env_id.to_string();
+        tokio::spawn(async move {
+            let delay = rt.options().deregistration_delay;
+            let started = Instant::now();
+            while started.elapsed() < delay {
+                if rt
+                    .shared
+                    .lock()
+                    .lbs
+                    .get(&env_id)
+                    .is_none_or(|lb| lb.in_flight_on(&id) == 0)
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            {
+                let mut state = rt.shared.lock();
+                if let Some(p) = state.processes.get_mut(&env_id) {
+                    drop(p.remove(&id));
+                }
+            }
+            let removed = rt.set(&env_id, generation, |e| e.instances.retain(|i| i.id != id));
+            if removed {
+                rt.event(
+                    &env_id,
+                    Severity::Info,
+                    format!("Removed instance [{id}] from your environment."),
+                );
             }
         });
     }

@@ -42,6 +42,15 @@ struct Args {
     /// How often apps' processes and health paths are checked.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     health_interval: Duration,
+    /// What Beanstalk's 60 s CNAME TTL becomes locally (every DNS TTL is scaled alike).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    dns_ttl: Duration,
+    /// What Beanstalk's 20 s deregistration timeout becomes locally.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    deregistration_delay: Duration,
+    /// Concurrent requests one instance serves before it answers 503.
+    #[arg(long, default_value_t = 200)]
+    instance_capacity: usize,
     /// How long an app may take to listen on $PORT.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     app_start_timeout: Duration,
@@ -93,6 +102,9 @@ async fn main() -> std::process::ExitCode {
         terminate_delay: args.terminate_delay,
         health_interval: args.health_interval,
         app_start_timeout: args.app_start_timeout,
+        dns_ttl: args.dns_ttl,
+        deregistration_delay: args.deregistration_delay,
+        instance_capacity: args.instance_capacity,
         state_dir: args.state_dir,
         s3_endpoint: args.s3_endpoint,
         route53_endpoint: args.route53_endpoint,

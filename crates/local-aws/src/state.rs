@@ -23,11 +23,15 @@ pub struct State {
     pub deploy_failures: BTreeMap<String, (String, usize)>,
     /// Calls per operation since the faults were last set (throttling counts from there).
     pub fault_calls: BTreeMap<String, u64>,
-    /// Running apps by environment id; dropping one kills it.
-    pub processes: BTreeMap<String, AppProcess>,
     /// The identities whose policies every request is held to, once the local run registered them
     /// (`iam.rs`); none: nothing is checked.
     pub identities: crate::iam::Enforcement,
+    /// Running apps by environment id, then instance id; dropping one kills it.
+    pub processes: BTreeMap<String, BTreeMap<String, AppProcess>>,
+    /// Environments' load balancers by environment id, while they exist; dropping one closes it.
+    pub lbs: BTreeMap<String, crate::lb::Balancer>,
+    /// How each environment's current deployment starts a web process, for instances added later.
+    pub app_specs: BTreeMap<String, crate::lifecycle::AppSpec>,
     /// Set when the server shuts down, so no lifecycle task starts another process.
     pub stopped: bool,
 }

@@ -46,6 +46,11 @@ pub struct Params {
     /// Report what would happen, change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// How long clients keep production's DNS answers (60 when unset: Beanstalk's CNAMEs carry 60 s):
+    /// past the grace period, an environment is terminated only once it has served no request for
+    /// this long.
+    #[serde(default)]
+    pub dns_ttl_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -116,6 +121,9 @@ impl Params {
                 delete_bundles: p.delete_bundles,
             }),
             dry_run: self.dry_run,
+            dns_ttl: self
+                .dns_ttl_seconds
+                .map_or(exec::DEFAULT_DNS_TTL, Duration::from_secs),
         }
     }
 }

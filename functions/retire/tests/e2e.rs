@@ -400,7 +400,7 @@ async fn keeps_the_newest_terminates_the_older_and_never_touches_production() {
 
     let mut function = bed.function().await;
     let before = bed.all_calls();
-    let params = r#"{"application":"shop","production_cname":"shop-prod","keep":1,"grace_minutes":10,"scale_down_kept":{"min":1,"max":1}}"#;
+    let params = r#"{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"keep":1,"grace_minutes":10,"scale_down_kept":{"min":1,"max":1}}"#;
     let report = bed.invoke_once(&mut function, params).await;
     let after = bed.all_calls();
 
@@ -451,6 +451,8 @@ async fn keeps_the_newest_terminates_the_older_and_never_touches_production() {
         // One per environment.
         ("ElasticBeanstalk.ListTagsForResource", 6),
         ("ElasticBeanstalk.DescribeConfigurationSettings", 1),
+        // One per environment due: has it gone idle?
+        ("ElasticBeanstalk.DescribeEnvironmentHealth", 2),
         ("ElasticBeanstalk.UpdateEnvironment", 1),
         ("ElasticBeanstalk.TerminateEnvironment", 2),
         ("CodePipeline.PutJobSuccessResult", 1),
@@ -512,8 +514,7 @@ async fn the_grace_period_is_waited_out_with_continuation_tokens() {
         ..Faults::default()
     });
     let mut function = bed.function().await;
-    let params =
-        r#"{"application":"shop","production_cname":"shop-prod","keep":0,"grace_seconds":60}"#;
+    let params = r#"{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"keep":0,"grace_seconds":60}"#;
     let job = bed
         .drive(&mut function, params, Duration::from_millis(500), 40)
         .await;
@@ -585,7 +586,7 @@ async fn a_dry_run_reports_the_same_and_changes_nothing() {
 
     let mut function = bed.function().await;
     let before = bed.all_calls();
-    let params = r#"{"application":"shop","production_cname":"shop-prod","keep":1,"grace_minutes":10,"scale_down_kept":{"min":1,"max":1},"prune_versions":{"keep":1,"delete_bundles":true},"dry_run":true}"#;
+    let params = r#"{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"keep":1,"grace_minutes":10,"scale_down_kept":{"min":1,"max":1},"prune_versions":{"keep":1,"delete_bundles":true},"dry_run":true}"#;
     let job = bed.drive(&mut function, params, Duration::ZERO, 1).await;
     let after = bed.all_calls();
 
@@ -635,6 +636,7 @@ async fn a_dry_run_reports_the_same_and_changes_nothing() {
         scale_down_kept: None,
         prune: None,
         dry_run: true,
+        dns_ttl: Duration::from_secs(1),
     };
     let report = beanswap_core::retire::exec::retire(&clients, &settings, None, SystemTime::now())
         .await
@@ -700,7 +702,7 @@ async fn pruning_pages_through_versions_and_leaves_those_in_use() {
 
     let mut function = bed.function().await;
     let before = bed.all_calls();
-    let params = r#"{"application":"shop","production_cname":"shop-prod","keep":1,"prune_versions":{"keep":20,"delete_bundles":true}}"#;
+    let params = r#"{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"keep":1,"prune_versions":{"keep":20,"delete_bundles":true}}"#;
     let job = bed.drive(&mut function, params, Duration::ZERO, 3).await;
     let made = calls_between(&before, &bed.all_calls());
     eprintln!("API calls for pruning 108 of 130 versions: {made:?}");
@@ -849,7 +851,7 @@ async fn the_route53_target_is_live_and_errors_name_their_cause() {
 
     let mut function = bed.function().await;
     let params = format!(
-        r#"{{"application":"shop","production_cname":"shop-prod","hosted_zone_id":"{zone_id}","domain":"www.shop.example","keep":0,"grace_minutes":0}}"#
+        r#"{{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"hosted_zone_id":"{zone_id}","domain":"www.shop.example","keep":0,"grace_minutes":0}}"#
     );
     let before = bed.all_calls();
     let job = bed.drive(&mut function, &params, Duration::ZERO, 1).await;
@@ -875,17 +877,17 @@ async fn the_route53_target_is_live_and_errors_name_their_cause() {
     // Every error ends in a failure report that names its cause, and nothing is terminated.
     let cases = [
         (
-            format!(r#"{{"application":"shop","production_cname":"shop-prod","hosted_zone_id":"{zone_id}","domain":"shop.example.org"}}"#),
+            format!(r#"{{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"hosted_zone_id":"{zone_id}","domain":"shop.example.org"}}"#),
             "ConfigurationError",
             "has no A, AAAA or CNAME record named `shop.example.org`",
         ),
         (
-            format!(r#"{{"application":"shop","production_cname":"shop-prod","hosted_zone_id":"{zone_id}","domain":"cdn.shop.example","keep":0,"grace_minutes":0}}"#),
+            format!(r#"{{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"hosted_zone_id":"{zone_id}","domain":"cdn.shop.example","keep":0,"grace_minutes":0}}"#),
             "ConfigurationError",
             "the production Route 53 record points at d111.cloudfront.net, which is neither the CNAME nor the load balancer of any environment of application `shop`",
         ),
         (
-            r#"{"application":"shop","production_cname":"shop-prod","hosted_zone_id":"ZNOSUCHZONE","domain":"www.shop.example"}"#.to_string(),
+            r#"{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"hosted_zone_id":"ZNOSUCHZONE","domain":"www.shop.example"}"#.to_string(),
             "ConfigurationError",
             "Route 53 ListResourceRecordSets on hosted zone ZNOSUCHZONE failed",
         ),
@@ -895,7 +897,7 @@ async fn the_route53_target_is_live_and_errors_name_their_cause() {
             "no environment of application `shop` holds the production CNAME `shop-prd`",
         ),
         (
-            r#"{"application":"shop","production_cname":"shop-prod","keep":"one"}"#.to_string(),
+            r#"{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"keep":"one"}"#.to_string(),
             "ConfigurationError",
             "UserParameters field `keep`",
         ),
@@ -937,8 +939,7 @@ async fn a_candidate_that_took_production_after_planning_is_not_terminated() {
     let tags_before = bed.calls("ListTagsForResource");
     let listings_before = bed.calls("DescribeEnvironments");
     let mut function = bed.function().await;
-    let params =
-        r#"{"application":"shop","production_cname":"shop-prod","keep":0,"grace_minutes":10}"#;
+    let params = r#"{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"keep":0,"grace_minutes":10}"#;
     let move_production = async {
         let started = Instant::now();
         while bed.calls("ListTagsForResource") == tags_before {
@@ -1018,8 +1019,7 @@ async fn throttling_is_waited_out_not_reported() {
         ..Faults::default()
     });
     let mut function = bed.function_with_attempts(Some(1)).await;
-    let params =
-        r#"{"application":"shop","production_cname":"shop-prod","keep":0,"grace_minutes":10}"#;
+    let params = r#"{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"keep":0,"grace_minutes":10}"#;
     let job = bed
         .drive(&mut function, params, Duration::from_millis(20), 30)
         .await;
@@ -1040,4 +1040,154 @@ async fn throttling_is_waited_out_not_reported() {
     );
     bed.local.set_faults(Faults::default());
     assert_eq!(bed.status(&live).await, "Ready");
+}
+
+/// One request of the crowd below: when it was sent, and what answered.
+#[derive(Debug, Clone)]
+struct Hit {
+    sent: SystemTime,
+    status: u16,
+    body: String,
+}
+
+/// Clients of production that keep DNS answers as real ones do: each resolves through local-aws's DNS
+/// and keeps the answer for its TTL, the first `stubborn` of them for three TTLs.
+fn crowd(
+    dns: String,
+    clients: usize,
+    stubborn: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<Hit>>> {
+    let host = format!("{PROD}.us-east-1.elasticbeanstalk.com");
+    (0..clients)
+        .map(|n| {
+            let (dns, host, stop) = (dns.clone(), host.clone(), stop.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut held: Option<(String, Instant)> = None;
+                let mut hits = vec![];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if held
+                        .as_ref()
+                        .is_none_or(|(_, until)| Instant::now() >= *until)
+                    {
+                        let answer: Value = http
+                            .get(format!("{dns}/_local/dns/{host}"))
+                            .send()
+                            .await
+                            .unwrap()
+                            .json()
+                            .await
+                            .unwrap();
+                        let mut ttl = Duration::from_millis(answer["ttl"].as_u64().unwrap());
+                        if n < stubborn {
+                            ttl *= 3;
+                        }
+                        let address = answer["address"].as_str().unwrap().to_string();
+                        held = Some((address, Instant::now() + ttl));
+                    }
+                    let address = held.as_ref().map(|(a, _)| a.clone()).unwrap();
+                    let sent = SystemTime::now();
+                    let (status, body) = match http
+                        .get(format!("http://{address}/version"))
+                        .header("host", &host)
+                        .send()
+                        .await
+                    {
+                        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                        Err(e) => (0, e.to_string()),
+                    };
+                    hits.push(Hit { sent, status, body });
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                hits
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn retire_waits_until_the_old_environment_has_served_nothing_for_the_dns_ttl() {
+    // DNS answers live 1 s here (AWS: 60 s), enhanced health's metrics cover 1 s (AWS: 10 s).
+    let ttl = Duration::from_secs(1);
+    let bed = Bed::start(Options {
+        dns_ttl: ttl,
+        health_window: Duration::from_secs(1),
+        ..Options::default()
+    })
+    .await;
+    bed.version("v1").await;
+    bed.version("v2").await;
+    let old = bed.launch("shop-old", PROD, "v1", Some("shop"), None).await;
+    let new = bed
+        .launch("shop-new", "shop-new", "v2", Some("shop"), None)
+        .await;
+    bed.wait_all(&[&old, &new], &["Ready"]).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Ten clients, three of them stubborn.
+    let clients = crowd(bed.local.endpoint(), 10, 3, stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bed.eb
+        .swap_environment_cnames()
+        .source_environment_id(&old)
+        .destination_environment_id(&new)
+        .send()
+        .await
+        .unwrap();
+
+    let mut function = bed.function().await;
+    let params = r#"{"application":"shop","production_cname":"shop-prod","keep":0,"grace_seconds":0,"dns_ttl_seconds":1}"#;
+    let job = bed
+        .drive(&mut function, params, Duration::from_millis(300), 60)
+        .await;
+    assert_eq!(job.variables()["Terminated"], "shop-old");
+    let first = job.results[0]["executionDetails"]["summary"]
+        .as_str()
+        .unwrap();
+    assert!(
+        first.contains("Waiting: shop-old (still served "),
+        "the old environment still served cached clients right after the swap: {first}"
+    );
+    bed.wait_all(&[&old], &["Terminated"]).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut hits = vec![];
+    for c in clients {
+        hits.extend(c.await.unwrap());
+    }
+
+    // Nobody saw a failure, and the old environment served its last request at least a TTL before
+    // its termination began.
+    let failed: Vec<&Hit> = hits.iter().filter(|h| h.status != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    let last_old = hits
+        .iter()
+        .filter(|h| h.body == "v1\n")
+        .map(|h| h.sent)
+        .max()
+        .unwrap();
+    let events = bed
+        .eb
+        .describe_events()
+        .environment_id(&old)
+        .send()
+        .await
+        .unwrap();
+    let terminating = events
+        .events()
+        .iter()
+        .find(|e| e.message() == Some("terminateEnvironment is starting."))
+        .and_then(|e| e.event_date())
+        .map(|d| SystemTime::try_from(*d).unwrap())
+        .expect("the termination's event");
+    assert!(
+        terminating >= last_old + ttl,
+        "terminated {:?} after its last request, within the TTL",
+        terminating.duration_since(last_old).unwrap_or_default()
+    );
+    assert!(hits.iter().any(|h| h.body == "v2\n"));
 }

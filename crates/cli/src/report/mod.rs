@@ -157,6 +157,8 @@ pub struct Run {
     pub series: Vec<Series>,
     /// When the probe stopped.
     pub end: Duration,
+    /// Instances per environment as the probe sampled them (empty when it could not).
+    pub instances: probe::InstanceTimeline,
 }
 
 /// Per deployment, what the summary table shows.
@@ -174,8 +176,141 @@ pub struct DeploymentSummary {
     pub old_after_swap: Option<usize>,
     /// From the swap to the first answer by this version after which no other version answered.
     pub cutover: Option<Duration>,
+    /// The last good answer by another version after the swap (clients whose cached DNS answers
+    /// still pointed at the old environment), since the run began.
+    pub old_until: Option<Duration>,
+    /// From the swap until 99 % of the requests reached this version: the start of the first
+    /// [`CUTOVER_BUCKET`] after which every bucket had at most 1 % of its answers from another version.
+    pub to_99: Option<Duration>,
+    /// Requests the old environment's load balancer refused while deregistering (terminated under
+    /// clients that still reached it).
+    pub refused_draining: usize,
+    /// Instances per environment during the deployment: each environment's count when first seen and
+    /// at every change, since the run began.
+    pub instances: BTreeMap<String, Vec<(Duration, usize)>>,
     /// Calls per service.
     pub calls: BTreeMap<String, u64>,
+}
+
+/// The slices the 99 % cutover is judged over.
+pub const CUTOVER_BUCKET: Duration = Duration::from_millis(500);
+
+/// From `swap` until 99 % of the answers come from `new`: the start of the first bucket (of
+/// [`CUTOVER_BUCKET`], from `swap`) after which no bucket had more than 1 % of its answers from
+/// another version. `answers` are (sent at, answered by `new`), in any order.
+pub fn time_to_99(answers: &[(Duration, bool)], swap: Duration) -> Option<Duration> {
+    let mut buckets: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+    for (at, new) in answers.iter().filter(|(at, _)| *at >= swap) {
+        let b = ((*at - swap).as_nanos() / CUTOVER_BUCKET.as_nanos()) as u64;
+        let e = buckets.entry(b).or_default();
+        e.0 += 1;
+        if !new {
+            e.1 += 1;
+        }
+    }
+    if buckets.is_empty() {
+        return None;
+    }
+    // The last bucket with more than 1 % old answers; 99 % from the one after it.
+    let last_bad = buckets
+        .iter()
+        .filter(|(_, (all, old))| *old as f64 > 0.01 * *all as f64)
+        .map(|(b, _)| *b)
+        .max();
+    let first_good = last_bad.map_or(0, |b| b + 1);
+    buckets
+        .range(first_good..)
+        .next()
+        .map(|_| CUTOVER_BUCKET * u32::try_from(first_good).unwrap_or(u32::MAX))
+}
+
+/// Each environment's instance count when first seen and at every change, within `[from, to)`.
+pub fn instance_changes(
+    timeline: &probe::InstanceTimeline,
+    from: Duration,
+    to: Duration,
+) -> BTreeMap<String, Vec<(Duration, usize)>> {
+    let mut out: BTreeMap<String, Vec<(Duration, usize)>> = BTreeMap::new();
+    for (at, counts) in timeline.iter().filter(|(at, _)| *at >= from && *at < to) {
+        for (env, n) in counts {
+            let seen = out.entry(env.clone()).or_default();
+            if seen.last().is_none_or(|(_, last)| last != n) {
+                seen.push((*at, *n));
+            }
+        }
+    }
+    out
+}
+
+/// A deployment's cutover in one line, for the text reports.
+pub fn describe_cutover(s: &DeploymentSummary) -> String {
+    let secs =
+        |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1} s", d.as_secs_f64()));
+    let mut parts = vec![format!("{} failed of {}", s.failures, s.requests)];
+    if let Some(swap) = s.swap_at {
+        parts.push(format!(
+            "swap at {:.1} s; the old version answered {} requests after it{}",
+            swap.as_secs_f64(),
+            s.old_after_swap.unwrap_or(0),
+            s.old_until
+                .map(|u| format!(
+                    ", until {:.1} s ({:.1} s after the swap)",
+                    u.as_secs_f64(),
+                    u.saturating_sub(swap).as_secs_f64()
+                ))
+                .unwrap_or_default()
+        ));
+        parts.push(format!(
+            "99 % on the new version after {}, 100 % after {}",
+            secs(s.to_99),
+            secs(s.cutover)
+        ));
+    }
+    parts.push(format!("{} refused by draining", s.refused_draining));
+    if !s.instances.is_empty() {
+        parts.push(format!("instances: {}", describe_instances(&s.instances)));
+    }
+    parts.join("; ")
+}
+
+/// The same as JSON.
+pub fn cutover_json(s: &DeploymentSummary) -> serde_json::Value {
+    let secs = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0);
+    serde_json::json!({
+        "requests": s.requests,
+        "failures": s.failures,
+        "swap_at_s": secs(s.swap_at),
+        "old_after_swap": s.old_after_swap,
+        "old_until_s": secs(s.old_until),
+        "to_99_percent_s": secs(s.to_99),
+        "to_100_percent_s": secs(s.cutover),
+        "refused_draining": s.refused_draining,
+        "instances": s.instances.iter().map(|(env, seen)| {
+            (env.clone(), seen.iter().map(|(at, n)| serde_json::json!([secs(Some(*at)), n])).collect::<Vec<_>>())
+        }).collect::<BTreeMap<_, _>>(),
+    })
+}
+
+/// `shop-a 2 -> 3 (at 41.2 s) -> 2 (at 63.0 s)`: an environment's instance counts over time.
+pub fn describe_instances(changes: &BTreeMap<String, Vec<(Duration, usize)>>) -> String {
+    changes
+        .iter()
+        .map(|(env, seen)| {
+            let steps: Vec<String> = seen
+                .iter()
+                .enumerate()
+                .map(|(i, (at, n))| {
+                    if i == 0 {
+                        n.to_string()
+                    } else {
+                        format!("{n} (at {:.1} s)", at.as_secs_f64())
+                    }
+                })
+                .collect();
+            format!("{env} {}", steps.join(" -> "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Where a sample goes in the pictures.
@@ -208,6 +343,7 @@ impl Run {
             marks,
             series: vec![],
             end,
+            instances: vec![],
         }
     }
 
@@ -341,6 +477,30 @@ impl Run {
             .iter()
             .find(|m| m.kind == MarkKind::Swap && m.at >= from && m.at < to)
             .map(|m| first_answer.map_or(m.at, |f| f.min(m.at)));
+        let old_until = match (swap_at, &d.version) {
+            (Some(at), Some(new)) => inside
+                .iter()
+                .filter(|s| s.at >= at && s.ok() && s.version.as_ref().is_some_and(|v| v != new))
+                .map(|s| s.at)
+                .max(),
+            _ => None,
+        };
+        let to_99 = match (swap_at, &d.version) {
+            (Some(at), Some(new)) => {
+                let answers: Vec<(Duration, bool)> = inside
+                    .iter()
+                    .filter(|s| s.ok() && s.version.is_some())
+                    .map(|s| (s.at, s.version.as_ref() == Some(new)))
+                    .collect();
+                time_to_99(&answers, at)
+            }
+            _ => None,
+        };
+        let refused_draining = inside
+            .iter()
+            .filter(|s| s.refused.as_deref() == Some("draining"))
+            .count();
+        let instances = instance_changes(&self.instances, from, to);
         let (old_after_swap, cutover) = match (swap_at, &d.version) {
             (Some(at), Some(new)) => {
                 let after: Vec<&&Sample> = inside
@@ -373,6 +533,11 @@ impl Run {
                 .entry(op.split('.').next().unwrap_or(op).to_string())
                 .or_default() += n;
         }
+        // The 99 % point is judged by slices: never after the exact 100 % one.
+        let to_99 = match (to_99, cutover) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, _) => a,
+        };
         DeploymentSummary {
             requests,
             failures,
@@ -380,6 +545,10 @@ impl Run {
             swap_at,
             old_after_swap,
             cutover,
+            old_until,
+            to_99,
+            refused_draining,
+            instances,
             calls,
         }
     }
@@ -567,6 +736,7 @@ pub(crate) mod tests {
             latency: ms(5),
             status,
             version: version.map(str::to_string),
+            refused: None,
         }
     }
 
@@ -837,5 +1007,49 @@ pub(crate) mod tests {
 
     pub(crate) fn fixture() -> Run {
         two_deployments()
+    }
+
+    #[test]
+    fn the_99_percent_cutover_is_the_first_slice_after_which_old_answers_stay_under_1_percent() {
+        let swap = ms(10_000);
+        // Slice 0: half old; slice 1: 1 old in 200 (0.5 %); slice 2: 5 old in 100; slice 3 on: new.
+        let mut answers = vec![];
+        for i in 0..100u64 {
+            answers.push((swap + ms(i * 5), i % 2 == 0));
+            answers.push((swap + ms(500 + i * 2), i != 0));
+            answers.push((swap + ms(500 + i * 2 + 1), true));
+            answers.push((swap + ms(1000 + i * 5), i >= 5));
+            answers.push((swap + ms(1500 + i * 5), true));
+        }
+        assert_eq!(time_to_99(&answers, swap), Some(ms(1500)));
+        // All new from the start: at once.
+        let clean: Vec<(Duration, bool)> = (0..10).map(|i| (swap + ms(i * 100), true)).collect();
+        assert_eq!(time_to_99(&clean, swap), Some(Duration::ZERO));
+        assert_eq!(time_to_99(&[], swap), None);
+    }
+
+    #[test]
+    fn instance_counts_are_reported_when_they_change() {
+        let at = |t: u64, a: usize, b: usize| {
+            (
+                ms(t),
+                [("shop-a".to_string(), a), ("shop-b".to_string(), b)]
+                    .into_iter()
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        };
+        let timeline = vec![
+            at(0, 2, 2),
+            at(250, 2, 2),
+            at(500, 3, 2),
+            at(750, 2, 2),
+            at(2000, 1, 1),
+        ];
+        let changes = instance_changes(&timeline, ms(0), ms(1000));
+        assert_eq!(changes["shop-a"], [(ms(0), 2), (ms(500), 3), (ms(750), 2)]);
+        assert_eq!(
+            describe_instances(&changes),
+            "shop-a 2 -> 3 (at 0.5 s) -> 2 (at 0.8 s); shop-b 2"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! `facts.rs` ([`gather`], [`record_targets`]) and the outcome is written up in `report.rs`
 //! ([`RetireReport`]), both re-exported here.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
@@ -15,12 +16,13 @@ use serde::{Deserialize, Serialize};
 pub use super::facts::{gather, record_targets};
 pub use super::report::RetireReport;
 use super::{
-    live_by, plan, plan_pruning, versions_in_use, Decision, EnvFacts, PlanError, Policy, PrunePlan,
-    SkipReason,
+    idle, live_by, plan, plan_pruning, versions_in_use, Decision, EnvFacts, PlanError, Policy,
+    PrunePlan, SkipReason,
 };
 use crate::artifacts::s3_config;
 use crate::aws_error::{failure_kind, AwsError, Service};
 use crate::beanstalk::Beanstalk;
+use crate::beanstalk::BeanstalkApi;
 use crate::runner::ActionError;
 
 /// Application versions asked for per DescribeApplicationVersions call.
@@ -85,7 +87,14 @@ pub struct Settings {
     pub scale_down_kept: Option<Scale>,
     pub prune: Option<Prune>,
     pub dry_run: bool,
+    /// How long clients keep production's DNS answers (Beanstalk's CNAMEs: 60 s): an environment due
+    /// for termination is terminated only once it has served no request for this long
+    /// ([`super::idle`]).
+    pub dns_ttl: Duration,
 }
+
+/// The DNS TTL Beanstalk gives environment CNAMEs (observed), the default of [`Settings::dns_ttl`].
+pub const DEFAULT_DNS_TTL: Duration = Duration::from_secs(60);
 
 /// Carried between invocations (the continuation token): only what cannot be seen again in AWS.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +114,10 @@ pub struct Progress {
     /// Versions pruned whose labels did not fit in the token.
     #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
     pub pruned_unlisted: usize,
+    /// Environments due for termination seen serving no request, and since when (Unix milliseconds):
+    /// the idle rule's memory between invocations.
+    #[serde(rename = "q", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quiet: BTreeMap<String, u64>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -258,6 +271,33 @@ pub async fn retire(
         }),
     };
     let mut plan = plan(&facts, &policy)?;
+    // The idle rule: what each environment due for termination served lately decides whether it goes
+    // now; `quiet` keeps since when it has served nothing.
+    for e in plan
+        .envs
+        .iter_mut()
+        .filter(|e| e.decision == Decision::Terminate)
+    {
+        let traffic = BeanstalkApi::traffic(&clients.beanstalk, &e.id).await?;
+        let quiet = progress
+            .quiet
+            .get(&e.name)
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(*ms));
+        let due = e.since.map_or(now, |(since, _)| since + settings.grace);
+        let (decision, quiet) = idle(traffic, quiet, settings.dns_ttl, due, now);
+        match quiet {
+            Some(q) => {
+                let ms = q.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+                progress
+                    .quiet
+                    .insert(e.name.clone(), u64::try_from(ms).unwrap_or(u64::MAX));
+            }
+            None => {
+                progress.quiet.remove(&e.name);
+            }
+        }
+        e.decision = decision;
+    }
     let mut report = RetireReport {
         dry_run: settings.dry_run,
         plan: plan.clone(),

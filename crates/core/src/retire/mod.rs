@@ -9,7 +9,10 @@
 //!   one is probably the next release being staged: it is left alone;
 //! - of the rest, the `keep` most recently out of service are kept for rollback; the others are
 //!   terminated once out of service for the grace period, unless they are in a transitional state
-//!   (Launching, Updating, ...), which is reported and never forced.
+//!   (Launching, Updating, ...), which is reported and never forced;
+//! - and even then only once it is idle: its load balancer has served no request for at least the
+//!   production name's DNS TTL (enhanced health's RequestCount), since clients keep cached answers and
+//!   some resolvers keep them longer than the TTL ([`idle`]).
 //!
 //! "Out of service since" is the `beanswap:out-of-service-since` tag swap sets. Without it (environments
 //! from before beanswap, or swapped by hand), the environment's last update (else its creation) stands in:
@@ -26,9 +29,9 @@ mod plan;
 mod report;
 
 pub use plan::{
-    format_time, live_by, live_targets, normalize_host, parse_time, plan, plan_pruning,
+    format_time, idle, live_by, live_targets, normalize_host, parse_time, plan, plan_pruning,
     versions_in_use, Decision, EnvFacts, EnvPlan, Plan, PlanError, Policy, PrunePlan, RecordTarget,
-    SinceBasis, SkipReason, VersionDeletion, BUSY_RECHECK,
+    SinceBasis, SkipReason, Traffic, VersionDeletion, BUSY_RECHECK,
 };
 
 #[cfg(test)]

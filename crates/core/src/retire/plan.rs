@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
+pub use crate::beanstalk::Traffic;
 use crate::beanstalk::{
     ApplicationVersion, Environment, Status, TAG_APPLICATION, TAG_OUT_OF_SERVICE_SINCE, TAG_VERSION,
 };
@@ -83,6 +84,14 @@ pub enum Decision {
     Wait {
         until: SystemTime,
     },
+    /// Out of service past the grace period, but not yet idle: it served requests within the last
+    /// DNS TTL (clients whose cached answers still point at it), or enhanced health cannot say; looked
+    /// at again, terminated once it has served none for the TTL (see [`idle`]). `traffic` is what it
+    /// served lately, when known.
+    Idling {
+        until: SystemTime,
+        traffic: Option<Traffic>,
+    },
     /// Due, but busy for a moment (Updating: a tag change or an update someone started): looked at
     /// again at `until`, while the job's patience lasts; never forced.
     Busy {
@@ -122,7 +131,12 @@ impl Plan {
         self.with(|d| matches!(d, Decision::Live { .. }))
     }
     pub fn waiting(&self) -> impl Iterator<Item = &EnvPlan> {
-        self.with(|d| matches!(d, Decision::Wait { .. } | Decision::Busy { .. }))
+        self.with(|d| {
+            matches!(
+                d,
+                Decision::Wait { .. } | Decision::Busy { .. } | Decision::Idling { .. }
+            )
+        })
     }
     pub fn skipped(&self) -> impl Iterator<Item = &EnvPlan> {
         self.with(|d| matches!(d, Decision::Skip(_)))
@@ -132,7 +146,9 @@ impl Plan {
         self.envs
             .iter()
             .filter_map(|e| match e.decision {
-                Decision::Wait { until } | Decision::Busy { until, .. } => Some(until),
+                Decision::Wait { until }
+                | Decision::Busy { until, .. }
+                | Decision::Idling { until, .. } => Some(until),
                 _ => None,
             })
             .max()
@@ -365,6 +381,61 @@ pub fn plan(facts: &[EnvFacts], policy: &Policy) -> Result<Plan, PlanError> {
         };
     }
     Ok(Plan { envs })
+}
+
+/// The idle rule, applied to an environment the plan would terminate: AWS's blue/green advice is not to
+/// terminate the old environment until DNS changes have propagated and old records have expired, and
+/// resolvers do not always honour TTLs; so beyond the grace period, an environment is terminated only
+/// once its load balancer has served no request for at least `ttl` (the production name's DNS TTL).
+///
+/// `traffic` is what enhanced health reports now: no requests over its window means quiet since the
+/// window began, at the latest; `quiet_since` is the earliest quiet moment an earlier look established
+/// (carried between invocations), reset by any request. Without metrics (enhanced health off) nobody
+/// can see the traffic: the environment waits one more `ttl` after `due` (when its grace period ended),
+/// AWS's advice taken literally. Returns the decision and the quiet moment to carry.
+pub fn idle(
+    traffic: Option<Traffic>,
+    quiet_since: Option<SystemTime>,
+    ttl: Duration,
+    due: SystemTime,
+    now: SystemTime,
+) -> (Decision, Option<SystemTime>) {
+    let Some(t) = traffic else {
+        let until = due + ttl;
+        return if now >= until {
+            (Decision::Terminate, None)
+        } else {
+            (
+                Decision::Idling {
+                    until,
+                    traffic: None,
+                },
+                None,
+            )
+        };
+    };
+    if t.requests > 0 {
+        return (
+            Decision::Idling {
+                until: now + ttl,
+                traffic: Some(t),
+            },
+            None,
+        );
+    }
+    let window_start = now.checked_sub(t.window).unwrap_or(now);
+    let since = quiet_since.map_or(window_start, |q| q.min(window_start));
+    if now.duration_since(since).unwrap_or_default() >= ttl {
+        (Decision::Terminate, Some(since))
+    } else {
+        (
+            Decision::Idling {
+                until: since + ttl,
+                traffic: Some(t),
+            },
+            Some(since),
+        )
+    }
 }
 
 /// One record of the production name in Route 53: where it points, and its weight when weighted.

@@ -137,6 +137,36 @@ impl RetireReport {
                     "{} ({status}: busy for a moment, terminated once it is Ready)",
                     e.name
                 )),
+                Decision::Idling {
+                    until,
+                    traffic: Some(t),
+                } if t.requests > 0 => Some(format!(
+                    "{} (still served {} request{} in the last {} s: clients' cached DNS answers \
+                     point at it; terminated once it has served none for the DNS TTL, {} at the \
+                     earliest)",
+                    e.name,
+                    t.requests,
+                    if t.requests == 1 { "" } else { "s" },
+                    t.window.as_secs(),
+                    format_time(until)
+                )),
+                Decision::Idling {
+                    until,
+                    traffic: Some(_),
+                } => Some(format!(
+                    "{} (no requests lately; terminated once it has served none for the DNS TTL, at {})",
+                    e.name,
+                    format_time(until)
+                )),
+                Decision::Idling {
+                    until,
+                    traffic: None,
+                } => Some(format!(
+                    "{} (enhanced health reports no request metrics, so its traffic cannot be seen: \
+                     terminated one DNS TTL after the grace period, at {})",
+                    e.name,
+                    format_time(until)
+                )),
                 _ => None,
             })
             .collect();
@@ -306,5 +336,36 @@ mod tests {
         let mut unlisted = report(false, vec![], &[]);
         unlisted.progress.pruned_unlisted = 3;
         assert_eq!(unlisted.pruned(), "v1,+3 more");
+    }
+
+    #[test]
+    fn an_environment_waiting_for_idle_says_how_much_it_still_served() {
+        let until = UNIX_EPOCH + Duration::from_secs(1_800_000_660);
+        let busy = Decision::Idling {
+            until,
+            traffic: Some(crate::beanstalk::Traffic {
+                requests: 31,
+                window: Duration::from_secs(10),
+            }),
+        };
+        let r = report(false, vec![env("old", busy)], &[]);
+        let summary = r.summary();
+        assert!(
+            summary.contains(
+                "Waiting: old (still served 31 requests in the last 10 s: clients' cached DNS \
+                 answers point at it; terminated once it has served none for the DNS TTL, \
+                 2027-01-15T08:11:00Z at the earliest)"
+            ),
+            "{summary}"
+        );
+        let blind = Decision::Idling {
+            until,
+            traffic: None,
+        };
+        let summary = report(false, vec![env("old", blind)], &[]).summary();
+        assert!(
+            summary.contains("enhanced health reports no request metrics"),
+            "{summary}"
+        );
     }
 }

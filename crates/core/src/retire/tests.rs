@@ -548,3 +548,98 @@ fn versions_in_use_come_from_labels_and_tags() {
     let used = versions_in_use(&[a, b]);
     assert_eq!(used.into_iter().collect::<Vec<_>>(), vec!["v-b", "v9"]);
 }
+
+/// The idle rule: past the grace period, an environment goes only once it has served no request for
+/// the DNS TTL, counted across looks; any request starts the count again; without metrics it waits one
+/// TTL after the grace period.
+#[test]
+fn an_environment_goes_only_once_idle_for_the_dns_ttl() {
+    let ttl = Duration::from_secs(60);
+    let due = at(5);
+    let window = Duration::from_secs(10);
+    let served = |n| {
+        Some(Traffic {
+            requests: n,
+            window,
+        })
+    };
+    // Still serving cached clients: waits, and says how much it served.
+    let (d, quiet) = idle(served(42), None, ttl, due, now());
+    assert_eq!(
+        d,
+        Decision::Idling {
+            until: now() + ttl,
+            traffic: served(42)
+        }
+    );
+    assert_eq!(quiet, None);
+    // First quiet look: quiet since the window began, not yet for the TTL.
+    let (d, quiet) = idle(served(0), None, ttl, due, now());
+    let since = now() - window;
+    assert_eq!(quiet, Some(since));
+    assert_eq!(
+        d,
+        Decision::Idling {
+            until: since + ttl,
+            traffic: served(0)
+        }
+    );
+    // Later looks, all quiet: the count goes on from the first quiet moment...
+    let later = now() + Duration::from_secs(30);
+    let (d, q) = idle(served(0), quiet, ttl, due, later);
+    assert!(matches!(d, Decision::Idling { until, .. } if until == since + ttl));
+    assert_eq!(q, Some(since));
+    // ...and it goes once quiet for the TTL.
+    let (d, _) = idle(served(0), quiet, ttl, due, since + ttl);
+    assert_eq!(d, Decision::Terminate);
+    // One request in between starts over.
+    let (d, q) = idle(served(1), quiet, ttl, due, since + ttl);
+    assert!(matches!(d, Decision::Idling { .. }));
+    assert_eq!(q, None);
+    // A metrics window as long as the TTL proves it at one look.
+    let (d, _) = idle(
+        Some(Traffic {
+            requests: 0,
+            window: ttl,
+        }),
+        None,
+        ttl,
+        due,
+        now(),
+    );
+    assert_eq!(d, Decision::Terminate);
+    // No metrics (enhanced health off): one TTL after the grace period ended.
+    let (d, _) = idle(None, None, ttl, due, due + Duration::from_secs(59));
+    assert_eq!(
+        d,
+        Decision::Idling {
+            until: due + ttl,
+            traffic: None
+        }
+    );
+    assert_eq!(idle(None, None, ttl, due, due + ttl).0, Decision::Terminate);
+}
+
+#[tokio::test]
+async fn enhanced_health_is_read_through_the_beanstalk_trait() {
+    use crate::beanstalk::BeanstalkApi;
+    let fake = crate::fakes::FakeBeanstalk::with(vec![crate::fakes::environment(
+        "shop", "shop-old", "shop-old", "v1",
+    )]);
+    let quiet = fake.traffic("e-shop-old").await.unwrap().unwrap();
+    assert_eq!(quiet.requests, 0);
+    fake.set_traffic(
+        "shop-old",
+        Some(Traffic {
+            requests: 7,
+            window: Duration::from_secs(10),
+        }),
+    );
+    assert_eq!(
+        fake.traffic("e-shop-old").await.unwrap().unwrap().requests,
+        7
+    );
+    fake.set_traffic("shop-old", None);
+    assert_eq!(fake.traffic("e-shop-old").await.unwrap(), None);
+    assert_eq!(fake.count("DescribeEnvironmentHealth"), 3);
+}

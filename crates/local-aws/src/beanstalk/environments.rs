@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use super::events::{time_param, Severity};
 use super::{
     option_settings, platforms, random_id, tags, Effect, Environment, OptionKey, Request, Store,
-    Target, ACCOUNT, CNAME_SUFFIX, REGION,
+    ACCOUNT, CNAME_SUFFIX, REGION,
 };
 use crate::query::{Params, QueryError, Xml};
 
@@ -252,10 +252,9 @@ pub fn create(
         settings,
         terminated_at: None,
         generation: 1,
-        port: None,
-        instance_id: format!("i-0{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
+        instances: vec![],
+        desired: 0,
         instance_launched: None,
-        target: Target::None,
         causes: vec![],
         deployment_id: 0,
         deployment_status: "In Progress",
@@ -593,10 +592,12 @@ pub fn resources(store: &Store, p: &Params) -> Result<String, QueryError> {
                 });
             })
             .elem("Instances", |x| {
-                if env.instance_launched.is_some() && env.status != "Terminating" {
-                    x.elem("member", |x| {
-                        x.text("Id", &env.instance_id);
-                    });
+                if env.status != "Terminating" {
+                    for instance in &env.instances {
+                        x.elem("member", |x| {
+                            x.text("Id", &instance.id);
+                        });
+                    }
                 }
             })
             .elem("LaunchConfigurations", |_| {})

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Environment, Store};
+use super::{Environment, Instance, Store, Target};
 use crate::query::{Params, QueryError, Xml};
 
 /// The window the metrics cover.
@@ -52,6 +52,11 @@ impl Requests {
         {
             self.0.pop_front();
         }
+    }
+
+    /// How many requests an environment's load balancer answered in the last `window`.
+    pub fn count(&self, window: Duration, env_id: &str) -> usize {
+        self.window(window, env_id, None).len()
     }
 
     /// Records of the last `window` for an environment, or one of its instances.
@@ -127,7 +132,7 @@ fn percent_of(n: usize, total: usize) -> u64 {
 
 fn metrics_xml(x: &mut Xml, m: &Metrics) {
     x.elem("ApplicationMetrics", |x| {
-        x.text("Duration", &m.window.as_secs().to_string())
+        x.text("Duration", &m.window.as_secs_f64().ceil().to_string())
             .text("RequestCount", &m.requests.to_string());
         if m.requests > 0 {
             x.elem("StatusCodes", |x| {
@@ -162,16 +167,38 @@ fn request_causes(m: &Metrics) -> Vec<String> {
     )]
 }
 
-/// The instance's health status: Pending while it launches, then the environment's (it has one).
-fn instance_status(env: &Environment) -> &'static str {
-    match env.status {
-        "Launching" => "Pending",
-        _ => env.health_status,
+/// An instance's health status: Pending while the environment launches or before its target was
+/// checked; Severe while its own checks fail; otherwise the environment's (Ok when only other
+/// instances are impaired).
+fn instance_status(env: &Environment, instance: &Instance) -> &'static str {
+    if env.status == "Launching" || instance.target == Target::Initial {
+        return "Pending";
+    }
+    if instance.problem.is_some() {
+        return "Severe";
+    }
+    if env.instances.iter().any(|i| i.problem.is_some()) {
+        return "Ok";
+    }
+    env.health_status
+}
+
+fn color_of(status: &str) -> &'static str {
+    match status {
+        "Ok" => "Green",
+        "Warning" | "Degraded" => "Yellow",
+        "Severe" => "Red",
+        _ => "Grey",
     }
 }
 
-fn has_instance(env: &Environment) -> bool {
-    env.instance_launched.is_some() && env.status != "Terminated"
+/// The instances enhanced health reports on: those launched and not terminated.
+fn instances(env: &Environment) -> &[Instance] {
+    if env.instance_launched.is_some() && env.status != "Terminated" {
+        &env.instances
+    } else {
+        &[]
+    }
 }
 
 fn attributes<'a>(p: &'a Params, allowed: &[&str]) -> Result<Vec<&'a str>, QueryError> {
@@ -247,12 +274,16 @@ pub fn describe_environment(store: &Store, p: &Params) -> Result<String, QueryEr
         metrics_xml(&mut x, &m);
     }
     if wants("InstancesHealth") {
-        let mine = has_instance(env).then(|| instance_status(env));
+        let statuses: Vec<&str> = instances(env)
+            .iter()
+            .map(|i| instance_status(env, i))
+            .collect();
         x.elem("InstancesHealth", |x| {
             for status in [
                 "NoData", "Unknown", "Pending", "Ok", "Info", "Warning", "Degraded", "Severe",
             ] {
-                x.text(status, if mine == Some(status) { "1" } else { "0" });
+                let n = statuses.iter().filter(|s| **s == status).count();
+                x.text(status, &n.to_string());
             }
         });
     }
@@ -285,67 +316,65 @@ pub fn describe_instances(store: &Store, p: &Params) -> Result<String, QueryErro
     let wants = |n: &str| names.contains(&"All") || names.contains(&n);
     let mut x = Xml::new();
     x.elem("InstanceHealthList", |x| {
-        if !has_instance(env) {
-            return;
-        }
         let w = store.options.health_window;
-        let m = metrics(
-            w,
-            &store.requests.window(w, &env.id, Some(&env.instance_id)),
-        );
-        x.elem("member", |x| {
-            x.text("InstanceId", &env.instance_id);
-            if wants("HealthStatus") {
-                x.text("HealthStatus", instance_status(env));
-            }
-            if wants("Color") {
-                x.text(
-                    "Color",
-                    if env.status == "Launching" {
-                        "Grey"
-                    } else {
-                        env.health
-                    },
-                );
-            }
-            if wants("Causes") {
-                let causes: Vec<String> = env
-                    .causes
-                    .iter()
-                    .cloned()
-                    .chain(request_causes(&m))
-                    .collect();
-                x.strings("Causes", causes.iter().map(String::as_str));
-            }
-            if wants("LaunchedAt") {
-                if let Some(at) = env.instance_launched {
-                    x.time("LaunchedAt", at);
+        for instance in instances(env) {
+            let m = metrics(w, &store.requests.window(w, &env.id, Some(&instance.id)));
+            let status = instance_status(env, instance);
+            x.elem("member", |x| {
+                x.text("InstanceId", &instance.id);
+                if wants("HealthStatus") {
+                    x.text("HealthStatus", status);
                 }
-            }
-            if wants("ApplicationMetrics") {
-                metrics_xml(x, &m);
-            }
-            if wants("Deployment") {
-                x.elem("Deployment", |x| {
-                    x.opt("VersionLabel", env.version_label.as_deref())
-                        .text("DeploymentId", &env.deployment_id.to_string())
-                        .text("Status", env.deployment_status);
-                    if let Some(at) = env.deployment_time {
-                        x.time("DeploymentTime", at);
-                    }
-                });
-            }
-            if wants("AvailabilityZone") {
-                x.text("AvailabilityZone", "us-east-1a");
-            }
-            if wants("InstanceType") {
-                x.text(
-                    "InstanceType",
-                    env.setting("aws:autoscaling:launchconfiguration", "InstanceType")
-                        .unwrap_or("t3.micro"),
-                );
-            }
-        });
+                if wants("Color") {
+                    x.text("Color", color_of(status));
+                }
+                if wants("Causes") {
+                    let causes: Vec<String> = if instance.problem.is_some() {
+                        instance.problem.iter().cloned().collect()
+                    } else if env.instances.iter().any(|i| i.problem.is_some()) {
+                        vec![]
+                    } else {
+                        env.causes.clone()
+                    };
+                    let causes: Vec<String> =
+                        causes.into_iter().chain(request_causes(&m)).collect();
+                    x.strings("Causes", causes.iter().map(String::as_str));
+                }
+                if wants("LaunchedAt") {
+                    x.time("LaunchedAt", instance.launched);
+                }
+                if wants("ApplicationMetrics") {
+                    metrics_xml(x, &m);
+                }
+                if wants("Deployment") {
+                    x.elem("Deployment", |x| {
+                        x.opt("VersionLabel", env.version_label.as_deref())
+                            .text("DeploymentId", &env.deployment_id.to_string())
+                            .text("Status", env.deployment_status);
+                        if let Some(at) = env.deployment_time {
+                            x.time("DeploymentTime", at);
+                        }
+                    });
+                }
+                if wants("AvailabilityZone") {
+                    // Instances spread over the zones, as an Auto Scaling group balances them.
+                    let zone = ["us-east-1a", "us-east-1b", "us-east-1c"][env
+                        .instances
+                        .iter()
+                        .position(|i| i.id == instance.id)
+                        .unwrap_or(0)
+                        % 3];
+                    x.text("AvailabilityZone", zone);
+                }
+                if wants("InstanceType") {
+                    x.text(
+                        "InstanceType",
+                        env.setting("aws:autoscaling:launchconfiguration", "InstanceType")
+                            .unwrap_or("t3.micro"),
+                    );
+                }
+            });
+        }
     });
     if wants("RefreshedAt") {
         x.time("RefreshedAt", SystemTime::now());

@@ -67,6 +67,21 @@ pub struct Options {
     pub health_window: Duration,
     /// How long an app may take to listen on $PORT before its deployment fails.
     pub app_start_timeout: Duration,
+    /// What Beanstalk's 60 s CNAME TTL becomes locally; every DNS TTL is scaled by the same factor
+    /// (crate::dns).
+    pub dns_ttl: Duration,
+    /// What Beanstalk's default deregistration timeout (`aws:elasticbeanstalk:environment:process:default`
+    /// DeregistrationTimeout, 20 s; Elastic Load Balancing's own default is 300 s) becomes locally: how
+    /// long a terminating environment's requests in flight may take before its instances stop. A
+    /// configured timeout is scaled by the same factor.
+    pub deregistration_delay: Duration,
+    /// Concurrent requests one instance serves; beyond it the instance answers 503 (ours: a
+    /// configurable stand-in for an instance's size).
+    pub instance_capacity: usize,
+    /// The Auto Scaling trigger (crate::lifecycle): requests per second per instance over `window`
+    /// above `upper` adds an instance, below `lower` removes one, within MinSize..=MaxSize. `None`
+    /// leaves the group at its desired capacity.
+    pub scaling: Option<Scaling>,
     /// Where bundles are unpacked and app logs written; a temporary directory when `None`.
     pub state_dir: Option<PathBuf>,
     /// S3 endpoint to fetch source bundles from; `AWS_ENDPOINT_URL_S3` when `None`.
@@ -92,12 +107,29 @@ impl Default for Options {
             health_interval: Duration::from_millis(250),
             health_window: health::WINDOW,
             app_start_timeout: Duration::from_secs(20),
+            dns_ttl: Duration::from_secs(1),
+            deregistration_delay: Duration::from_millis(500),
+            instance_capacity: 200,
+            scaling: None,
             state_dir: None,
             s3_endpoint: None,
             route53_endpoint: None,
             faults: Faults::default(),
         }
     }
+}
+
+/// A simple Auto Scaling trigger on request rate (Beanstalk's `aws:autoscaling:trigger` with
+/// MeasureName RequestCount, Statistic Sum, divided by the instances: EB DG, "Auto Scaling triggers").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaling {
+    /// Requests per second per instance above which one instance is added.
+    pub upper: f64,
+    /// Requests per second per instance below which one instance is removed.
+    pub lower: f64,
+    /// The period the rate is measured over (Period x BreachDuration on AWS, 5 minutes by default;
+    /// scaled down locally).
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -162,14 +194,14 @@ pub struct Environment {
     pub terminated_at: Option<SystemTime>,
     /// Bumped by every operation, so a lifecycle task of an older operation knows to stop.
     pub generation: u64,
-    /// The running app's port on 127.0.0.1, while it runs.
-    pub port: Option<u16>,
-    /// The environment's one instance: its id and when it was launched.
-    pub instance_id: String,
+    /// The Auto Scaling group's instances, each running the app on its own port (FIDELITY.md,
+    /// "Instances and load balancer"); empty until the launch starts them.
+    pub instances: Vec<Instance>,
+    /// The Auto Scaling group's desired capacity: MinSize at launch, moved by the scaling trigger
+    /// within MinSize..=MaxSize.
+    pub desired: usize,
+    /// When the first instances were launched.
     pub instance_launched: Option<SystemTime>,
-    /// The instance as the load balancer's target group sees it (the router forwards only to a
-    /// registered target that has been checked: FIDELITY.md, "Routing").
-    pub target: Target,
     /// Why the health is what it is (enhanced health's causes), newest state only.
     pub causes: Vec<String>,
     /// The last deployment to the instance: its id (one more per deployment), status and time.
@@ -180,13 +212,44 @@ pub struct Environment {
 }
 
 /// An instance's state in the load balancer's target group ("Health checks for Application Load
-/// Balancer target groups"): none registered, registered and not yet checked, or checked.
+/// Balancer target groups"): none registered, registered and not yet checked, checked, or draining
+/// (deregistered: no new requests, those in flight finish).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     None,
     Initial,
     Healthy,
     Unhealthy,
+    Draining,
+}
+
+/// One EC2 instance of an environment.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    pub launched: SystemTime,
+    /// The app's port on 127.0.0.1 while it runs; `None` for the sample application (Beanstalk's own
+    /// page) and before the app listens.
+    pub port: Option<u16>,
+    pub target: Target,
+    /// Consecutive health checks with the same verdict (passed?, how many), for the target group's
+    /// healthy and unhealthy thresholds.
+    pub streak: (bool, u32),
+    /// Why its last health check failed (enhanced health's per-instance cause).
+    pub problem: Option<String>,
+}
+
+impl Instance {
+    pub fn new(id: String) -> Instance {
+        Instance {
+            id,
+            launched: SystemTime::now(),
+            port: None,
+            target: Target::None,
+            streak: (true, 0),
+            problem: None,
+        }
+    }
 }
 
 impl Target {
@@ -243,7 +306,54 @@ impl Environment {
     pub fn is_live(&self) -> bool {
         self.status != "Terminated"
     }
+
+    /// The Auto Scaling group's bounds: `aws:autoscaling:asg` MinSize and MaxSize, Beanstalk's defaults
+    /// 1 and 4 for a load-balanced environment, 1 and 1 for a single-instance one (EB DG: "Auto Scaling
+    /// group for your Elastic Beanstalk environment"). Capped at [`MAX_LOCAL_INSTANCES`]: each is a
+    /// process on this machine.
+    pub fn size_bounds(&self) -> (usize, usize) {
+        if self.setting("aws:elasticbeanstalk:environment", "EnvironmentType")
+            == Some("SingleInstance")
+        {
+            return (1, 1);
+        }
+        let read = |name: &str, default: usize| {
+            self.setting("aws:autoscaling:asg", name)
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(default)
+                .clamp(1, MAX_LOCAL_INSTANCES)
+        };
+        let min = read("MinSize", 1);
+        (min, read("MaxSize", 4).max(min))
+    }
+
+    /// The target group's health check thresholds (`aws:elasticbeanstalk:environment:process:default`
+    /// HealthyThresholdCount 3 and UnhealthyThresholdCount 5 by default: EB DG, "Application Load
+    /// Balancer" namespace table).
+    pub fn thresholds(&self) -> (u32, u32) {
+        let read = |name: &str, default: u32| {
+            self.setting("aws:elasticbeanstalk:environment:process:default", name)
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .unwrap_or(default)
+                .max(1)
+        };
+        (
+            read("HealthyThresholdCount", 3),
+            read("UnhealthyThresholdCount", 5),
+        )
+    }
+
+    /// Instances with a running app or a checked target, counted for reports.
+    pub fn running(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.target != Target::None)
+            .count()
+    }
 }
+
+/// The most instances local-aws runs for one environment, whatever MaxSize says.
+pub const MAX_LOCAL_INSTANCES: usize = 10;
 
 /// One entry of DescribeEvents.
 #[derive(Debug, Clone)]
