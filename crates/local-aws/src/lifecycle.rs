@@ -92,6 +92,7 @@ impl Runtime {
                 Effect::UpdateTags { env_id, generation } => {
                     rt.update_tags(&env_id, generation).await
                 }
+                Effect::Resize { env_id, generation } => rt.resize(&env_id, generation).await,
                 Effect::ProcessVersion { application, label } => {
                     rt.process_version(&application, &label).await
                 }
@@ -410,6 +411,31 @@ impl Runtime {
                 Severity::Info,
                 "Environment update completed successfully.",
             );
+            self.monitor(env_id.to_string(), generation);
+        }
+    }
+
+    /// A size change: the group's desired capacity moves into the new bounds and the monitor's Auto
+    /// Scaling step launches or drains instances toward it, one per step; the running instances keep
+    /// serving throughout (nothing is redeployed).
+    async fn resize(self: Arc<Self>, env_id: &str, generation: u64) {
+        self.set(env_id, generation, |e| {
+            let (min, max) = e.size_bounds();
+            e.desired = e.desired.clamp(min, max);
+        });
+        tokio::time::sleep(self.options().update_delay).await;
+        let back = self.set(env_id, generation, |e| {
+            if e.status == "Updating" {
+                e.status = "Ready";
+            }
+        });
+        if back {
+            self.event(
+                env_id,
+                Severity::Info,
+                "Environment update completed successfully.",
+            );
+            // The monitor (health checks, Auto Scaling) watches Ready environments only.
             self.monitor(env_id.to_string(), generation);
         }
     }

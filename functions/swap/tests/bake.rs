@@ -215,3 +215,63 @@ async fn a_cloudwatch_alarm_in_alarm_during_the_bake_moves_production_back() {
     assert_eq!(bed.env(&a.id).await.cname, PROD);
     bed.serves(PROD, "v1").await;
 }
+
+/// Capacity before the move, against local-aws's instances: the live environment runs 3, the clone 1;
+/// swap raises the clone's MinSize to 3, moves production once 3 instances are healthy, then restores
+/// MinSize 1.
+#[tokio::test]
+async fn a_smaller_clone_is_raised_to_the_live_size_before_the_move_and_restored_after() {
+    let mut bed = bed().await;
+    bed.version("v1", "v1").await;
+    bed.version("v2", "v2").await;
+    bed.launch_sized("shop-a", "shop-prod", "v1", Some((3, 4)))
+        .await;
+    let b = bed
+        .launch_sized("shop-b", "shop-b", "v2", Some((1, 4)))
+        .await;
+    let counts = bed.local.instance_counts();
+    assert_eq!((counts["shop-a"], counts["shop-b"]), (3, 1), "{counts:?}");
+    let load = Load::start(&bed, PROD, 4);
+    load.wait_for(50).await;
+    let reports = bed
+        .run_job(&job_event(&params(json!({}), &bed.resolve())))
+        .await;
+    load.wait_for(50).await;
+    let (_, failures, _) = load.stop().await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let done = reports.last().unwrap();
+    let summary = done.summary();
+    assert!(
+        summary.contains("`shop-b` ran 3 instances for the move, its MinSize is 1 again"),
+        "{summary}"
+    );
+    assert_eq!(bed.env(&b.id).await.cname, PROD);
+    let waited = reports.iter().any(|r| {
+        r.summary()
+            .contains("to run 3 healthy instances as the live `shop-a` does")
+    });
+    let calls = bed.local.call_counts();
+    assert_eq!(
+        calls.get("ElasticBeanstalk.UpdateEnvironment").copied(),
+        Some(2),
+        "raised once, restored once: {calls:?}"
+    );
+    eprintln!("waited across invocations for the instances: {waited}");
+    let settings = bed
+        .eb
+        .describe_configuration_settings()
+        .application_name("shop")
+        .environment_name("shop-b")
+        .send()
+        .await
+        .unwrap();
+    let min = settings.configuration_settings()[0]
+        .option_settings()
+        .iter()
+        .find(|o| {
+            o.namespace() == Some("aws:autoscaling:asg") && o.option_name() == Some("MinSize")
+        })
+        .and_then(|o| o.value())
+        .map(str::to_string);
+    assert_eq!(min.as_deref(), Some("1"));
+}

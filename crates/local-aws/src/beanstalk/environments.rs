@@ -401,7 +401,18 @@ pub fn update(
             })?;
         settings.extend(template.settings.clone());
     }
-    settings.extend(option_settings(p, "OptionSettings")?);
+    let given = option_settings(p, "OptionSettings")?;
+    // Only the Auto Scaling group's size changes: the group grows or shrinks, the instances it runs keep
+    // running (no deployment; EB DG: "Auto Scaling group for your Elastic Beanstalk environment",
+    // capacity settings apply to the group).
+    let resize_only = version_label.is_none()
+        && p.get("TemplateName").is_none()
+        && p.structs("OptionsToRemove").is_empty()
+        && !given.is_empty()
+        && given.iter().all(|((ns, option), _)| {
+            ns == "aws:autoscaling:asg" && (option == "MinSize" || option == "MaxSize")
+        });
+    settings.extend(given);
     let defaults = env
         .platform_arn
         .as_deref()
@@ -437,13 +448,18 @@ pub fn update(
     );
     let mut x = Xml::new();
     environment_xml(&mut x, &updated);
-    Ok((
-        Some(x.finish()),
-        vec![Effect::Update {
+    let effect = if resize_only {
+        Effect::Resize {
             env_id: env.id,
             generation,
-        }],
-    ))
+        }
+    } else {
+        Effect::Update {
+            env_id: env.id,
+            generation,
+        }
+    };
+    Ok((Some(x.finish()), vec![effect]))
 }
 
 pub fn terminate(

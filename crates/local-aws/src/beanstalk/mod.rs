@@ -386,6 +386,12 @@ pub enum Effect {
         env_id: String,
         generation: u64,
     },
+    /// Only the Auto Scaling group's MinSize/MaxSize changed: Updating for the update delay, then Ready,
+    /// the group launching or draining instances toward the new bounds while the others keep serving.
+    Resize {
+        env_id: String,
+        generation: u64,
+    },
     /// A tag change applied to the environment's resources: Updating for the update delay, then Ready
     /// again (FIDELITY.md, "Tag changes are environment updates").
     UpdateTags {

@@ -84,9 +84,30 @@ impl Bed {
 
     /// Launches an environment as stage would (beanswap's tags) and waits until it is Ready and Green.
     pub async fn launch(&self, name: &str, prefix: &str, label: &str) -> Env {
-        let created = self
-            .eb
-            .create_environment()
+        self.launch_sized(name, prefix, label, None).await
+    }
+
+    /// [`Bed::launch`] with Auto Scaling's MinSize and MaxSize (`aws:autoscaling:asg`) when given.
+    pub async fn launch_sized(
+        &self,
+        name: &str,
+        prefix: &str,
+        label: &str,
+        size: Option<(u32, u32)>,
+    ) -> Env {
+        let mut request = self.eb.create_environment();
+        if let Some((min, max)) = size {
+            for (option, value) in [("MinSize", min), ("MaxSize", max)] {
+                request = request.option_settings(
+                    aws_sdk_elasticbeanstalk::types::ConfigurationOptionSetting::builder()
+                        .namespace("aws:autoscaling:asg")
+                        .option_name(option)
+                        .value(value.to_string())
+                        .build(),
+                );
+            }
+        }
+        let created = request
             .application_name("shop")
             .environment_name(name)
             .cname_prefix(prefix)
