@@ -399,6 +399,12 @@ impl Runtime {
     /// A tag change: the environment's stack is updated with the new tags (the app keeps running and
     /// serving, as on AWS), then it is Ready again with the health it had.
     async fn update_tags(self: Arc<Self>, env_id: &str, generation: u64) {
+        self.settle_update(env_id, generation).await;
+    }
+
+    /// An update that redeploys nothing: Updating for the update delay, then Ready again, watched by
+    /// the monitor (health checks, Auto Scaling), which looks at Ready environments only.
+    async fn settle_update(self: &Arc<Self>, env_id: &str, generation: u64) {
         tokio::time::sleep(self.options().update_delay).await;
         let back = self.set(env_id, generation, |e| {
             if e.status == "Updating" {
@@ -423,21 +429,7 @@ impl Runtime {
             let (min, max) = e.size_bounds();
             e.desired = e.desired.clamp(min, max);
         });
-        tokio::time::sleep(self.options().update_delay).await;
-        let back = self.set(env_id, generation, |e| {
-            if e.status == "Updating" {
-                e.status = "Ready";
-            }
-        });
-        if back {
-            self.event(
-                env_id,
-                Severity::Info,
-                "Environment update completed successfully.",
-            );
-            // The monitor (health checks, Auto Scaling) watches Ready environments only.
-            self.monitor(env_id.to_string(), generation);
-        }
+        self.settle_update(env_id, generation).await;
     }
 
     /// A deployment went well: Ready and Green/Ok, or Yellow/Warning under the `yellow` fault, with the
