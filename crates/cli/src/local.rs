@@ -452,30 +452,14 @@ fn beanstalk_client(
     )
 }
 
-/// Starts moto_server on a free port and waits until it listens.
+/// Starts moto_server on a loopback port and waits until it says it listens.
 async fn start_moto(root: &Path, log: &dyn Fn(&str)) -> Result<(Child, String), LocalError> {
     let binary = moto_binary(root, log).await?;
-    let port = free_port().map_err(|e| LocalError::Moto(e.to_string()))?;
-    let moto = Command::new(&binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| LocalError::Moto(format!("{}: {e}", binary.display())))?;
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let spawned = local_aws::moto::spawn(&binary)
         .await
-        .is_err()
-    {
-        if started.elapsed() > Duration::from_secs(60) {
-            return Err(LocalError::Moto(format!(
-                "moto_server did not listen on port {port} within 60s"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok((moto, format!("http://127.0.0.1:{port}")))
+        .map_err(LocalError::Moto)?;
+    let endpoint = spawned.endpoint();
+    Ok((spawned.child, endpoint))
 }
 
 impl Drop for LocalCloud {
@@ -484,12 +468,6 @@ impl Drop for LocalCloud {
             let _ = moto.start_kill();
         }
     }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// `$MOTO_SERVER`, `<root>/.venv/bin/moto_server`, `moto_server` on PATH, or a fresh install into

@@ -18,6 +18,7 @@ pub mod iam;
 pub mod lambda;
 pub mod lb;
 pub mod lifecycle;
+pub mod moto;
 pub mod postgres;
 pub mod proxy;
 mod query;
