@@ -6,7 +6,9 @@
 //!
 //! Progress goes to stderr, the tables to stdout.
 
+mod calls;
 mod coldstart;
+mod cutover;
 mod deploy;
 mod fixtures;
 mod package;
@@ -318,19 +320,38 @@ async fn run(args: Args, root: PathBuf) -> ExitCode {
         tables.push((3, t));
     }
     if wants(5) {
-        let reactions = deploy::reaction(&config).await;
+        let reactions = calls::reaction(&config).await;
         if let Some(d) = &demo {
-            tables.push((5, deploy::calls_table(&config, d, &reactions)));
+            tables.push((5, calls::calls_table(&config, d, &reactions)));
         }
     }
     if wants(6) {
         if let Some(d) = &demo {
-            tables.push((6, deploy::downtime_table(&config, d)));
+            tables.push((6, cutover::downtime_table(&config, d)));
         }
     }
     if wants(7) {
-        let run = deploy::bad_release(&config, work.path()).await;
-        tables.push((7, deploy::bad_release_table(&config, &run)));
+        let run = deploy::run(&config, work.path(), deploy::Variant::BadRelease).await;
+        tables.push((7, cutover::bad_release_table(&config, &run)));
+    }
+    if wants(8) {
+        let matched = deploy::run(
+            &config,
+            work.path(),
+            deploy::Variant::UnderProvisioned {
+                match_capacity: true,
+            },
+        )
+        .await;
+        let unmatched = deploy::run(
+            &config,
+            work.path(),
+            deploy::Variant::UnderProvisioned {
+                match_capacity: false,
+            },
+        )
+        .await;
+        tables.push((8, cutover::capacity_table(&config, &matched, &unmatched)));
     }
     tables.sort_by_key(|(n, _)| *n);
 
