@@ -313,17 +313,13 @@ pub trait BeanstalkApi: Send + Sync {
         min: u32,
         max: u32,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
-    /// DescribeEnvironmentHealth (AttributeNames All): enhanced health's figures now.
-    fn health_figures(
+    /// DescribeEnvironmentHealth (AttributeNames All): enhanced health's figures now, what the bake
+    /// judges and, through [`HealthFigures::traffic`], what retire's idle rule counts. With enhanced
+    /// health off, AWS answers InvalidRequestException.
+    fn enhanced_health(
         &self,
         environment_id: &str,
     ) -> impl Future<Output = Result<HealthFigures, AwsError>> + Send;
-    /// The requests the environment served lately (DescribeEnvironmentHealth, ApplicationMetrics);
-    /// `None` when enhanced health is off or reports no metrics, so nobody can say.
-    fn traffic(
-        &self,
-        environment_id: &str,
-    ) -> impl Future<Output = Result<Option<Traffic>, AwsError>> + Send;
 }
 
 impl BeanstalkApi for Beanstalk {
@@ -512,7 +508,7 @@ impl BeanstalkApi for Beanstalk {
         .await
     }
 
-    async fn health_figures(&self, environment_id: &str) -> Result<HealthFigures, AwsError> {
+    async fn enhanced_health(&self, environment_id: &str) -> Result<HealthFigures, AwsError> {
         let out = self
             .client
             .describe_environment_health()
@@ -522,36 +518,6 @@ impl BeanstalkApi for Beanstalk {
             .await
             .map_err(|e| eb_error("DescribeEnvironmentHealth", e))?;
         Ok(HealthFigures::from_sdk(&out))
-    }
-
-    async fn traffic(&self, environment_id: &str) -> Result<Option<Traffic>, AwsError> {
-        let out = self
-            .client
-            .describe_environment_health()
-            .environment_id(environment_id)
-            .attribute_names(
-                aws_sdk_elasticbeanstalk::types::EnvironmentHealthAttribute::ApplicationMetrics,
-            )
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e) => {
-                let e = eb_error("DescribeEnvironmentHealth", e);
-                // "only available with AWS Elastic Beanstalk Enhanced Health": nobody can say.
-                if e.code.as_deref() == Some("InvalidRequestException") {
-                    return Ok(None);
-                }
-                return Err(e.on(format!("environment {environment_id}")));
-            }
-        };
-        Ok(out.application_metrics().and_then(|m| {
-            let window = u64::try_from(m.duration()?).ok().filter(|s| *s > 0)?;
-            Some(Traffic {
-                requests: u64::try_from(m.request_count()).unwrap_or(0),
-                window: Duration::from_secs(window),
-            })
-        }))
     }
 }
 

@@ -44,12 +44,11 @@ struct Eb {
     busy: BTreeMap<String, u32>,
     failures: VecDeque<(&'static str, AwsError)>,
     calls: Vec<String>,
-    /// Environment name -> enhanced health readings to give, one per call; the last one stays.
+    /// Environment name -> enhanced health readings to give, one per call; the last one stays. Unset:
+    /// the environment's own colour, nothing served in the last 10 s.
     figures: BTreeMap<String, VecDeque<HealthFigures>>,
     /// Environment name -> its capacity (default: one healthy instance, MinSize 1, MaxSize 4).
     sizes: BTreeMap<String, crate::swap::capacity::Capacity>,
-    /// Environment id -> what enhanced health reports it served; unset: nothing in the last 10 s.
-    traffic: BTreeMap<String, Option<Traffic>>,
 }
 
 /// Elastic Beanstalk in memory.
@@ -139,10 +138,27 @@ impl FakeBeanstalk {
         lock(&self.eb).tags.get(&arn).cloned().unwrap_or_default()
     }
 
-    /// What enhanced health reports the environment served (`None`: no metrics, enhanced health off).
+    /// What enhanced health reports the environment served (`None`: no metrics, enhanced health off),
+    /// from now on.
     pub fn set_traffic(&self, name: &str, traffic: Option<Traffic>) {
-        let id = self.env(name).id;
-        lock(&self.eb).traffic.insert(id, traffic);
+        let env = self.env(name);
+        let reading = HealthFigures {
+            color: env.health,
+            status: env.health_status,
+            ..match traffic {
+                Some(t) => HealthFigures {
+                    window: t.window,
+                    ..figures(t.requests, 0, 0)
+                },
+                None => HealthFigures {
+                    metrics: false,
+                    ..figures(0, 0, 0)
+                },
+            }
+        };
+        lock(&self.eb)
+            .figures
+            .insert(name.to_string(), VecDeque::from([reading]));
     }
 
     /// The next call of `operation` fails with `error`.
@@ -231,6 +247,7 @@ pub fn figures(requests: u64, errors: u32, p99_ms: u64) -> HealthFigures {
     HealthFigures {
         window: Duration::from_secs(10),
         requests,
+        metrics: true,
         server_errors_percent: (requests > 0).then_some(errors),
         p99: (requests > 0).then(|| Duration::from_millis(p99_ms)),
         color: "Green".into(),
@@ -276,7 +293,7 @@ impl BeanstalkApi for FakeBeanstalk {
         Ok(())
     }
 
-    async fn health_figures(&self, environment_id: &str) -> Result<HealthFigures, AwsError> {
+    async fn enhanced_health(&self, environment_id: &str) -> Result<HealthFigures, AwsError> {
         let mut eb = self.call("DescribeEnvironmentHealth")?;
         let Some(env) = eb
             .environments
@@ -426,18 +443,6 @@ impl BeanstalkApi for FakeBeanstalk {
         Self::event(&mut eb, &ea, message.clone());
         Self::event(&mut eb, &eb_, message);
         Ok(())
-    }
-
-    async fn traffic(&self, environment_id: &str) -> Result<Option<Traffic>, AwsError> {
-        let eb = self.call("DescribeEnvironmentHealth")?;
-        Ok(eb
-            .traffic
-            .get(environment_id)
-            .copied()
-            .unwrap_or(Some(Traffic {
-                requests: 0,
-                window: Duration::from_secs(10),
-            })))
     }
 }
 

@@ -278,7 +278,12 @@ pub async fn retire(
         .iter_mut()
         .filter(|e| e.decision == Decision::Terminate)
     {
-        let traffic = BeanstalkApi::traffic(&clients.beanstalk, &e.id).await?;
+        let traffic = match clients.beanstalk.enhanced_health(&e.id).await {
+            Ok(figures) => figures.traffic(),
+            // "only available with AWS Elastic Beanstalk Enhanced Health": nobody can say.
+            Err(err) if err.code() == Some("InvalidRequestException") => None,
+            Err(err) => return Err(err.on(format!("environment {}", e.id)).into()),
+        };
         let quiet = progress
             .quiet
             .get(&e.name)

@@ -265,7 +265,7 @@ where
                         "internal: a bake reading without a bake",
                     ));
                 };
-                let figures = match unless_transient(eb.health_figures(&env.id).await)
+                let figures = match unless_transient(eb.enhanced_health(&env.id).await)
                     .map_err(SwapError::from)?
                 {
                     Some(figures) => figures,
