@@ -11,7 +11,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::state::Shared;
-use crate::*;
+use crate::{dns, faults, lifecycle, rds};
 
 /// `/_local/instances`: instances running per environment name (LocalAws::instance_counts).
 pub(super) async fn admin_instances(

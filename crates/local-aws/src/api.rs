@@ -17,7 +17,7 @@ use crate::admin::{
     admin_job_results, admin_reset, admin_set_faults, admin_set_iam,
 };
 use crate::auth::{authorize, authorize_cloudwatch, authorize_with};
-use crate::*;
+use crate::{beanstalk, cloudwatch, codepipeline, iam, lifecycle, query, rds};
 
 pub(super) fn api_router(runtime: Arc<lifecycle::Runtime>) -> Router {
     Router::new()

@@ -3,8 +3,8 @@
 
 use axum::http::HeaderMap;
 
-use crate::state::{self};
-use crate::*;
+use crate::state;
+use crate::{beanstalk, cloudwatch, iam};
 
 /// CloudWatch's permission check: each alarm the request names is a resource of the row's checks.
 pub(super) fn authorize_cloudwatch(

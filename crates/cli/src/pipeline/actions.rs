@@ -10,8 +10,10 @@ use indicatif::ProgressBar;
 use local_aws::lambda::{Function, Invocation};
 use serde_json::json;
 
-use super::*;
+use super::ui::{show_events, Seen};
+use super::{decide, first_line, read_line, Approval, Runner, Wait, ARTIFACT_BUCKET};
 use crate::build;
+use crate::template::{self, ActionDef};
 
 impl Runner<'_> {
     pub(super) async fn put_artifact(&mut self, name: &str, zip: Vec<u8>) -> Result<(), String> {

@@ -18,13 +18,12 @@ use crate::report::{self, Span};
 use beanswap_core::alarms::AlarmsApi;
 
 use crate::conditions::{ConditionResult, Rule};
-use crate::template::{self, ActionDef, Pipeline, StageDef};
+use crate::template::{ActionDef, Pipeline, StageDef};
 
 mod actions;
 mod ui;
 
 pub use ui::{decide, later_events, read_line, Ui, Wait};
-use ui::{show_events, Seen};
 
 /// The bucket that plays the pipeline's artifact store.
 pub const ARTIFACT_BUCKET: &str = "beanswap-local-artifacts";

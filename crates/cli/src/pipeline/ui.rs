@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use super::*;
+use super::RunResult;
 use crate::local::LocalCloud;
-use crate::report::{self};
+use crate::report;
 
 /// Prints progress for a person (spinners, lines) or a machine (`--json`: one JSON object per line).
 pub struct Ui {

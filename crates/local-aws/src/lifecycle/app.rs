@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::process::Command;
 
-use super::*;
+use super::{AppProcess, AppSpec, Runtime};
 use crate::beanstalk::{Environment, Instance, Severity, Target};
 
 impl Runtime {

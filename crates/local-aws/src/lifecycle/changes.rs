@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::*;
+use super::Runtime;
 use crate::beanstalk::{Severity, Target};
 
 impl Runtime {

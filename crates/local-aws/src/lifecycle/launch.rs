@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::*;
+use super::{healthy, Runtime};
 use crate::beanstalk::{Severity, Target};
 
 impl Runtime {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::app::tail;
-use super::*;
+use super::{healthy, AppProcess, Runtime, HEALTH_CHECKER};
 use crate::beanstalk::{Environment, Instance, Options, Severity, Target};
 
 impl Runtime {

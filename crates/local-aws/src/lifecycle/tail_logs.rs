@@ -1,10 +1,9 @@
 //! RequestEnvironmentInfo's tail logs: the last lines of every instance's logs put in the environment's
 //! S3 bucket, each behind a presigned URL.
 
+use super::Runtime;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-use super::*;
 
 impl Runtime {
     /// RequestEnvironmentInfo (tail): the last 100 lines of every log of every instance, one object

@@ -1,7 +1,7 @@
 //! ListAvailableSolutionStacks, ListPlatformVersions and ListPlatformBranches over the catalogue: their
 //! filters (operators as the API reference gives them, versions compared numerically) and paging.
 
-use super::*;
+use super::{all, launchable, Platform, CATALOGUE};
 use crate::beanstalk::Store;
 use crate::query::{Params, QueryError, Xml};
 
