@@ -1,6 +1,6 @@
-//! The API port's wire: which protocol a request speaks (AWS JSON for CodePipeline, Lambda and Secrets
-//! Manager; the query protocol for Beanstalk and RDS; Smithy RPC v2 CBOR for CloudWatch), counting each
-//! call, checking it against the caller's policies and answering in that protocol's shape.
+//! The API port's wire: which protocol a request speaks (AWS JSON for CodePipeline and CloudWatch, the
+//! query protocol for Beanstalk and RDS, Smithy RPC v2 CBOR for the CloudWatch SDK client), counting
+//! each call, checking it against the caller's policies and answering in that protocol's shape.
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! [`BeanstalkApi`]: the Elastic Beanstalk calls the sequences make, as a narrow trait (the SDK's
-//! implementation here, the in-memory one in [`crate::fakes`]), so every sequence is tested without a
-//! server.
+//! implementation here, the in-memory one in [`crate::fakes`]), so a sequence written against it is
+//! tested without a server.
 
 use std::collections::BTreeMap;
 use std::future::Future;

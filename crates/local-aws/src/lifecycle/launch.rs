@@ -1,6 +1,7 @@
-//! An environment's launch: its instances start the app, the first health checks pass, and it turns
-//! Ready/Green once the launch delay has passed (or Red with the events Beanstalk emits when an
-//! instance fails), then the monitor takes over.
+//! An environment's launch: its instances start the app, the load balancer's first health checks, and
+//! Ready/Green once the launch delay has passed, then the monitor takes over; Ready but Red/Severe when
+//! the deployment fails, Terminated when the launch itself fails (a fault), each with the events
+//! Beanstalk emits.
 
 use std::sync::Arc;
 use std::time::SystemTime;
