@@ -170,7 +170,7 @@ impl LocalCloud {
             ("AWS_ENDPOINT_URL_CLOUDWATCH", self.aws.endpoint()),
             ("AWS_ENDPOINT_URL_SECRETS_MANAGER", self.proxy.endpoint()),
             // The administrator, as for the runner's own calls; a function's process is given its
-            // role's key over this (pipeline.rs).
+            // role's key over this (pipeline/actions.rs).
             ("AWS_ACCESS_KEY_ID", ADMIN_KEY.into()),
             ("AWS_SECRET_ACCESS_KEY", "local".into()),
             ("AWS_REGION", crate::template::REGION.into()),

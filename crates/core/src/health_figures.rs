@@ -1,5 +1,5 @@
 //! Enhanced health's figures for one environment, as DescribeEnvironmentHealth gives them: what the
-//! swap's bake watches after production moved.
+//! swap's bake watches after production moved, and the traffic retire's idle rule waits out.
 //!
 //! The API reference defines them: ApplicationMetrics cover "the last 10 seconds" (`Duration`),
 //! StatusCodes are "the percentage of requests over the last 10 seconds" in each class, latency
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aws_sdk_elasticbeanstalk::operation::describe_environment_health::DescribeEnvironmentHealthOutput;
 
-use crate::beanstalk::Health;
+use crate::beanstalk::{Health, Traffic};
 
 /// One reading of an environment's enhanced health.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,6 +20,9 @@ pub struct HealthFigures {
     /// RequestCount: whether any request was answered in the window is all beanswap relies on (the
     /// reference calls it both a count and a per-second average).
     pub requests: u64,
+    /// Whether enhanced health reported ApplicationMetrics with a duration: without them nobody can say
+    /// what the environment served, and [`HealthFigures::traffic`] is `None`.
+    pub metrics: bool,
     /// Percent of the window's requests answered with 5xx; `None` without requests.
     pub server_errors_percent: Option<u32>,
     /// The average latency of the slowest 1 % of the window's requests.
@@ -42,6 +45,7 @@ impl HealthFigures {
                     .map_or(10, |d| u64::try_from(d).unwrap_or(10)),
             ),
             requests,
+            metrics: metrics.and_then(|m| m.duration()).is_some_and(|d| d > 0),
             server_errors_percent: metrics
                 .and_then(|m| m.status_codes())
                 .and_then(|c| c.status5xx())
@@ -56,6 +60,15 @@ impl HealthFigures {
             status: out.health_status().map(str::to_string),
             causes: out.causes().to_vec(),
         }
+    }
+
+    /// What the environment served lately, for retire's idle rule: `None` when enhanced health reports
+    /// no request metrics.
+    pub fn traffic(&self) -> Option<Traffic> {
+        self.metrics.then_some(Traffic {
+            requests: self.requests,
+            window: self.window,
+        })
     }
 
     /// One line for a summary: "12 requests in 10 s, 0 % 5xx, P99 0.045 s, Ok".

@@ -4,8 +4,8 @@
 //!
 //! This file holds what a run is asked ([`Settings`]), what it carries between invocations
 //! ([`Progress`]), why it stops ([`RetireError`]) and the acting itself; the facts are read in
-//! `facts.rs` ([`gather`], [`record_targets`]) and the outcome is written up in `report.rs`
-//! ([`RetireReport`]), both re-exported here.
+//! `facts.rs` ([`gather`], [`record_targets`]), the outcome is written up in `report.rs`
+//! ([`RetireReport`]), both re-exported here, and versions are pruned in `prune.rs`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,27 +14,15 @@ use aws_config::SdkConfig;
 use serde::{Deserialize, Serialize};
 
 pub use super::facts::{gather, record_targets};
+use super::prune::{delete_versions, prune_plan};
+pub use super::prune::{PRUNE_BATCH, VERSION_PAGE_SIZE};
 pub use super::report::RetireReport;
-use super::{
-    idle, live_by, plan, plan_pruning, versions_in_use, Decision, EnvFacts, PlanError, Policy,
-    PrunePlan, SkipReason,
-};
+use super::{idle, live_by, plan, Decision, PlanError, Policy, SkipReason};
 use crate::artifacts::s3_config;
-use crate::aws_error::{failure_kind, AwsError, Service};
+use crate::aws_error::{failure_kind, AwsError};
 use crate::beanstalk::Beanstalk;
 use crate::beanstalk::BeanstalkApi;
 use crate::runner::ActionError;
-
-/// Application versions asked for per DescribeApplicationVersions call.
-pub const VERSION_PAGE_SIZE: i32 = 100;
-/// Versions deleted per invocation at most; the rest continue in the next one, so an account at the
-/// 1000-version limit is pruned over a few invocations, each well within the function's timeout.
-pub const PRUNE_BATCH: usize = 100;
-/// Time one invocation spends deleting versions at most (the template gives the function 300 s).
-const PRUNE_TIME_BUDGET: Duration = Duration::from_secs(120);
-/// Characters of names carried in the continuation token (CodePipeline allows 2048 in all); pruned
-/// labels beyond it are carried as a count only.
-const NAMES_BUDGET: usize = 1800;
 
 const ASG: &str = "aws:autoscaling:asg";
 
@@ -278,7 +266,12 @@ pub async fn retire(
         .iter_mut()
         .filter(|e| e.decision == Decision::Terminate)
     {
-        let traffic = BeanstalkApi::traffic(&clients.beanstalk, &e.id).await?;
+        let traffic = match clients.beanstalk.enhanced_health(&e.id).await {
+            Ok(figures) => figures.traffic(),
+            // "only available with AWS Elastic Beanstalk Enhanced Health": nobody can say.
+            Err(err) if err.code() == Some("InvalidRequestException") => None,
+            Err(err) => return Err(err.on(format!("environment {}", e.id)).into()),
+        };
         let quiet = progress
             .quiet
             .get(&e.name)
@@ -379,51 +372,7 @@ pub async fn retire(
         report.done = false;
     } else if let Some(prune) = settings.prune {
         let pruning = prune_plan(clients, settings, &facts, prune).await?;
-        let batch_started = std::time::Instant::now();
-        let mut deleted = 0;
-        for deletion in pruning.delete.iter().take(PRUNE_BATCH) {
-            // Throttled deletions can be slow: stop early and continue next time, well before the
-            // function's timeout.
-            if batch_started.elapsed() > PRUNE_TIME_BUDGET {
-                break;
-            }
-            if let Some((bucket, key)) = &deletion.bundle {
-                // The bundle first: if that fails the version is still there to retry with.
-                clients
-                    .s3
-                    .delete_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(|e| RetireError::DeleteBundle {
-                        label: deletion.label.clone(),
-                        source: AwsError::from_sdk(Service::S3, "DeleteObject", e)
-                            .on(format!("s3://{bucket}/{key}")),
-                    })?;
-            }
-            clients
-                .beanstalk
-                .delete_application_version(&settings.application, &deletion.label)
-                .await
-                .map_err(|source| RetireError::DeleteVersion {
-                    label: deletion.label.clone(),
-                    source,
-                })?;
-            let listed: usize = progress
-                .pruned
-                .iter()
-                .chain(&progress.terminated)
-                .chain(&progress.scaled)
-                .map(|l| l.len() + 3)
-                .sum();
-            if listed + deletion.label.len() + 3 < NAMES_BUDGET {
-                progress.pruned.push(deletion.label.clone());
-            } else {
-                progress.pruned_unlisted += 1;
-            }
-            deleted += 1;
-        }
+        let deleted = delete_versions(clients, settings, &pruning, &mut progress).await?;
         report.prune_remaining = pruning.delete.len().saturating_sub(deleted);
         report.done = report.prune_remaining == 0;
         report.prune = Some(pruning);
@@ -508,28 +457,11 @@ async fn scale_down(
     Ok(format!("scaled to {wanted}"))
 }
 
-async fn prune_plan(
-    clients: &Clients,
-    settings: &Settings,
-    facts: &[EnvFacts],
-    prune: Prune,
-) -> Result<PrunePlan, RetireError> {
-    let versions = clients
-        .beanstalk
-        .application_versions(&settings.application, VERSION_PAGE_SIZE)
-        .await?;
-    Ok(plan_pruning(
-        &versions,
-        &versions_in_use(facts),
-        prune.keep,
-        prune.delete_bundles,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::aws_error::Service;
 
     #[test]
     fn errors_are_classified_for_the_pipeline() {

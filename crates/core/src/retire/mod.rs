@@ -26,6 +26,7 @@
 pub mod exec;
 mod facts;
 mod plan;
+mod prune;
 mod report;
 
 pub use plan::{

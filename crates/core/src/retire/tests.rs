@@ -626,7 +626,12 @@ async fn enhanced_health_is_read_through_the_beanstalk_trait() {
     let fake = crate::fakes::FakeBeanstalk::with(vec![crate::fakes::environment(
         "shop", "shop-old", "shop-old", "v1",
     )]);
-    let quiet = fake.traffic("e-shop-old").await.unwrap().unwrap();
+    let quiet = fake
+        .enhanced_health("e-shop-old")
+        .await
+        .unwrap()
+        .traffic()
+        .unwrap();
     assert_eq!(quiet.requests, 0);
     fake.set_traffic(
         "shop-old",
@@ -635,11 +640,10 @@ async fn enhanced_health_is_read_through_the_beanstalk_trait() {
             window: Duration::from_secs(10),
         }),
     );
-    assert_eq!(
-        fake.traffic("e-shop-old").await.unwrap().unwrap().requests,
-        7
-    );
+    let busy = fake.enhanced_health("e-shop-old").await.unwrap();
+    assert_eq!(busy.traffic().unwrap().requests, 7);
     fake.set_traffic("shop-old", None);
-    assert_eq!(fake.traffic("e-shop-old").await.unwrap(), None);
+    let off = fake.enhanced_health("e-shop-old").await.unwrap();
+    assert_eq!(off.traffic(), None);
     assert_eq!(fake.count("DescribeEnvironmentHealth"), 3);
 }

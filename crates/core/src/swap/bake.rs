@@ -238,6 +238,7 @@ mod tests {
             figures: HealthFigures {
                 window: Duration::from_secs(10),
                 requests,
+                metrics: true,
                 server_errors_percent: Some(errors),
                 p99: Some(Duration::from_millis(p99_ms)),
                 color,

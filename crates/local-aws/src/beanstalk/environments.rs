@@ -1,15 +1,17 @@
-//! CreateEnvironment, DescribeEnvironments, UpdateEnvironment, TerminateEnvironment,
-//! SwapEnvironmentCNAMEs, CheckDNSAvailability, DescribeEnvironmentResources.
+//! CreateEnvironment, DescribeEnvironments, UpdateEnvironment, TerminateEnvironment; the CNAME
+//! operations are in `cnames`, the environment's resources in `resources`.
 //!
 //! State changes that take time in Beanstalk are started here and finished by the lifecycle.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use super::cnames::{check_cname_prefix, cname_taken, full_cname};
 use super::events::{time_param, Severity};
+use super::resources::load_balancer_name;
 use super::{
     option_settings, platforms, random_id, tags, Effect, Environment, OptionKey, Request, Store,
-    ACCOUNT, CNAME_SUFFIX, REGION,
+    CNAME_SUFFIX, REGION,
 };
 use crate::query::{Params, QueryError, Xml};
 
@@ -25,31 +27,7 @@ fn check_env_name(name: &str) -> Result<(), QueryError> {
     Ok(())
 }
 
-fn check_cname_prefix(prefix: &str) -> Result<(), QueryError> {
-    let ok_chars = prefix
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-');
-    let len = prefix.chars().count();
-    if !(4..=63).contains(&len) || !ok_chars || prefix.starts_with('-') || prefix.ends_with('-') {
-        return Err(QueryError::invalid(format!(
-            "Value {prefix} at 'CNAMEPrefix' failed to satisfy constraint: Member must contain only letters, digits, and the dash character and may not start or end with a dash and must have length between 4 and 63"
-        )));
-    }
-    Ok(())
-}
-
-fn full_cname(prefix: &str) -> String {
-    format!("{}.{CNAME_SUFFIX}", prefix.to_ascii_lowercase())
-}
-
-fn cname_taken(store: &Store, cname: &str) -> bool {
-    store
-        .environments
-        .values()
-        .any(|e| e.is_live() && e.cname.eq_ignore_ascii_case(cname))
-}
-
-fn not_ready(env: &Environment) -> QueryError {
+pub(super) fn not_ready(env: &Environment) -> QueryError {
     QueryError::invalid(format!(
         "Environment named {} is in an invalid state for this operation. Must be Ready.",
         env.name
@@ -71,55 +49,6 @@ fn remove_options(
             };
         }
     }
-}
-
-/// The Application Load Balancer Beanstalk creates for an environment: `awseb-AWSEB-<12 characters>`,
-/// stable per environment.
-pub fn load_balancer_name(env_id: &str) -> String {
-    let suffix: String = env_id
-        .trim_start_matches("e-")
-        .to_ascii_uppercase()
-        .chars()
-        .chain("LB".chars())
-        .take(12)
-        .collect();
-    format!("awseb-AWSEB-{suffix}")
-}
-
-/// Its ARN, as DescribeEnvironmentResources and the launch events name it.
-pub fn load_balancer_arn(env_id: &str) -> String {
-    format!(
-        "arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/app/{}/{}",
-        load_balancer_name(env_id),
-        hex_of(env_id)
-    )
-}
-
-/// A target group's ARN, for the launch events.
-pub fn target_group_arn(env_id: &str) -> String {
-    format!(
-        "arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/{}/{}",
-        load_balancer_name(env_id),
-        hex_of(&format!("{env_id}-tg"))
-    )
-}
-
-/// The environment's Auto Scaling group.
-pub fn auto_scaling_group(env_id: &str) -> String {
-    format!(
-        "awseb-{env_id}-stack-AWSEBAutoScalingGroup-{}",
-        env_id.trim_start_matches("e-").to_ascii_uppercase()
-    )
-}
-
-/// 16 stable hex digits derived from `s`.
-fn hex_of(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
 }
 
 pub fn create(
@@ -499,136 +428,4 @@ pub fn terminate(
             generation,
         }],
     ))
-}
-
-pub fn swap(store: &mut Store, request: &Request) -> Result<(), QueryError> {
-    let p = request.params;
-    let source = store
-        .find_env(p.get("SourceEnvironmentId"), p.get("SourceEnvironmentName"))
-        .map_err(|_| {
-            QueryError::invalid(
-                "Source environment not found: specify an existing SourceEnvironmentId or SourceEnvironmentName.",
-            )
-        })?
-        .clone();
-    let destination = store
-        .find_env(
-            p.get("DestinationEnvironmentId"),
-            p.get("DestinationEnvironmentName"),
-        )
-        .map_err(|_| {
-            QueryError::invalid(
-                "Destination environment not found: specify an existing DestinationEnvironmentId or DestinationEnvironmentName.",
-            )
-        })?
-        .clone();
-    if source.id == destination.id {
-        return Err(QueryError::invalid(
-            "Source and destination environments must be different.",
-        ));
-    }
-    for env in [&source, &destination] {
-        if env.status != "Ready" {
-            return Err(not_ready(env));
-        }
-    }
-    if source.application != destination.application {
-        return Err(QueryError::invalid(format!(
-            "Environments {} and {} must belong to the same application to swap CNAMEs.",
-            source.name, destination.name
-        )));
-    }
-    // The events `eb swap` shows (AWS Elastic Beanstalk Developer Guide, "eb swap"): starting, swapping,
-    // each CNAME's new target, completed.
-    let pair = format!("'{}' and '{}'", source.name, destination.name);
-    for message in [
-        "swapEnvironmentCNAMEs is starting.".to_string(),
-        format!("Swapping CNAMEs for environments {pair}."),
-    ] {
-        for env in [&source, &destination] {
-            store.env_event(
-                &env.id,
-                Severity::Info,
-                message.clone(),
-                Some(request.request_id),
-            );
-        }
-    }
-    // One step under the store's lock: the router sees either the old or the new mapping, never a gap.
-    let now = SystemTime::now();
-    if let Some(e) = store.environments.get_mut(&source.id) {
-        e.cname = destination.cname.clone();
-        e.updated = now;
-    }
-    if let Some(e) = store.environments.get_mut(&destination.id) {
-        e.cname = source.cname.clone();
-        e.updated = now;
-    }
-    for (env, cname) in [(&source, &destination.cname), (&destination, &source.cname)] {
-        store.env_event(
-            &env.id,
-            Severity::Info,
-            format!("'{cname}' now points to '{}'.", env.endpoint_url),
-            Some(request.request_id),
-        );
-    }
-    let message = format!("Completed swapping CNAMEs for environments {pair}.");
-    for env in [&source, &destination] {
-        store.env_event(
-            &env.id,
-            Severity::Info,
-            message.clone(),
-            Some(request.request_id),
-        );
-    }
-    Ok(())
-}
-
-pub fn check_dns(store: &Store, p: &Params) -> Result<String, QueryError> {
-    let prefix = p.required("CNAMEPrefix")?;
-    check_cname_prefix(prefix)?;
-    let cname = full_cname(prefix);
-    let available = !cname_taken(store, &cname);
-    let mut x = Xml::new();
-    x.text("Available", if available { "true" } else { "false" })
-        .text("FullyQualifiedCNAME", &cname);
-    Ok(x.finish())
-}
-
-/// DescribeEnvironmentResources: the environment's Auto Scaling group, its instance while it has one, its
-/// launch template and its Application Load Balancer (named by ARN, as Beanstalk names an ALB).
-pub fn resources(store: &Store, p: &Params) -> Result<String, QueryError> {
-    let env = store.find_env(p.get("EnvironmentId"), p.get("EnvironmentName"))?;
-    let mut x = Xml::new();
-    x.elem("EnvironmentResources", |x| {
-        x.text("EnvironmentName", &env.name)
-            .elem("AutoScalingGroups", |x| {
-                x.elem("member", |x| {
-                    x.text("Name", &auto_scaling_group(&env.id));
-                });
-            })
-            .elem("Instances", |x| {
-                if env.status != "Terminating" {
-                    for instance in &env.instances {
-                        x.elem("member", |x| {
-                            x.text("Id", &instance.id);
-                        });
-                    }
-                }
-            })
-            .elem("LaunchConfigurations", |_| {})
-            .elem("LaunchTemplates", |x| {
-                x.elem("member", |x| {
-                    x.text("Id", &format!("lt-0{}", &hex_of(&env.id)[..16]));
-                });
-            })
-            .elem("LoadBalancers", |x| {
-                x.elem("member", |x| {
-                    x.text("Name", &load_balancer_arn(&env.id));
-                });
-            })
-            .elem("Triggers", |_| {})
-            .elem("Queues", |_| {});
-    });
-    Ok(x.finish())
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod decide;
+mod observe;
 mod rollback;
 mod run;
 #[cfg(test)]
@@ -25,7 +26,8 @@ mod tests;
 mod words;
 
 pub use decide::decide;
-pub use run::{latest_events, live_of, observe, run, Clients};
+pub use observe::{latest_events, live_of, observe};
+pub use run::{run, Clients};
 pub use words::moved_back_report;
 
 use super::bake::{Bake, Baking, Reading};

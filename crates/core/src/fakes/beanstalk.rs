@@ -1,39 +1,14 @@
-//! In-memory stand-ins for the AWS traits ([`BeanstalkApi`], [`Route53Api`]) and the version check
-//! ([`Verify`]), so every path of a sequence has a unit test that needs no server (as mountpoint-s3
-//! does with its mock client). Built for this crate's tests and, with the `fakes` feature, for other
-//! crates' tests.
-//!
-//! They keep the AWS rules the sequences depend on, from FIDELITY.md: a tag change on an environment
-//! is an environment update (Updating for a while; what needs Ready is refused meanwhile with "invalid
-//! state ... Must be Ready"); SwapEnvironmentCNAMEs needs both environments Ready; a Route 53 batch is
-//! atomic. Anything may be made to fail once with [`FakeBeanstalk::fail_next`].
+//! Elastic Beanstalk in memory: environments with their tags and events, a tag change as an
+//! environment update (Updating for [`FakeBeanstalk::update_reads`] reads), enhanced health readings
+//! and capacity set by the test.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use crate::alarms::{Alarm, AlarmsApi};
+use super::{lock, not_ready};
 use crate::aws_error::{AwsError, Service};
 use crate::beanstalk::{BeanstalkApi, Environment, Event, HealthFigures, Traffic};
-use crate::route53::{Existing, Planned, Record, Route53Api};
-use crate::swap::{Check, Verify};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// "Environment named X is in an invalid state for this operation. Must be Ready.", as Beanstalk says
-/// it.
-pub fn not_ready(operation: &'static str, name: &str) -> AwsError {
-    AwsError::answered(
-        Service::ElasticBeanstalk,
-        operation,
-        "InvalidParameterValue",
-        format!(
-            "Environment named {name} is in an invalid state for this operation. Must be Ready."
-        ),
-    )
-}
 
 #[derive(Debug, Default)]
 struct Eb {
@@ -44,12 +19,11 @@ struct Eb {
     busy: BTreeMap<String, u32>,
     failures: VecDeque<(&'static str, AwsError)>,
     calls: Vec<String>,
-    /// Environment name -> enhanced health readings to give, one per call; the last one stays.
+    /// Environment name -> enhanced health readings to give, one per call; the last one stays. Unset:
+    /// the environment's own colour, nothing served in the last 10 s.
     figures: BTreeMap<String, VecDeque<HealthFigures>>,
     /// Environment name -> its capacity (default: one healthy instance, MinSize 1, MaxSize 4).
     sizes: BTreeMap<String, crate::swap::capacity::Capacity>,
-    /// Environment id -> what enhanced health reports it served; unset: nothing in the last 10 s.
-    traffic: BTreeMap<String, Option<Traffic>>,
 }
 
 /// Elastic Beanstalk in memory.
@@ -139,10 +113,27 @@ impl FakeBeanstalk {
         lock(&self.eb).tags.get(&arn).cloned().unwrap_or_default()
     }
 
-    /// What enhanced health reports the environment served (`None`: no metrics, enhanced health off).
+    /// What enhanced health reports the environment served (`None`: no metrics, enhanced health off),
+    /// from now on.
     pub fn set_traffic(&self, name: &str, traffic: Option<Traffic>) {
-        let id = self.env(name).id;
-        lock(&self.eb).traffic.insert(id, traffic);
+        let env = self.env(name);
+        let reading = HealthFigures {
+            color: env.health,
+            status: env.health_status,
+            ..match traffic {
+                Some(t) => HealthFigures {
+                    window: t.window,
+                    ..figures(t.requests, 0, 0)
+                },
+                None => HealthFigures {
+                    metrics: false,
+                    ..figures(0, 0, 0)
+                },
+            }
+        };
+        lock(&self.eb)
+            .figures
+            .insert(name.to_string(), VecDeque::from([reading]));
     }
 
     /// The next call of `operation` fails with `error`.
@@ -231,6 +222,7 @@ pub fn figures(requests: u64, errors: u32, p99_ms: u64) -> HealthFigures {
     HealthFigures {
         window: Duration::from_secs(10),
         requests,
+        metrics: true,
         server_errors_percent: (requests > 0).then_some(errors),
         p99: (requests > 0).then(|| Duration::from_millis(p99_ms)),
         color: "Green".into(),
@@ -276,7 +268,7 @@ impl BeanstalkApi for FakeBeanstalk {
         Ok(())
     }
 
-    async fn health_figures(&self, environment_id: &str) -> Result<HealthFigures, AwsError> {
+    async fn enhanced_health(&self, environment_id: &str) -> Result<HealthFigures, AwsError> {
         let mut eb = self.call("DescribeEnvironmentHealth")?;
         let Some(env) = eb
             .environments
@@ -426,182 +418,5 @@ impl BeanstalkApi for FakeBeanstalk {
         Self::event(&mut eb, &ea, message.clone());
         Self::event(&mut eb, &eb_, message);
         Ok(())
-    }
-
-    async fn traffic(&self, environment_id: &str) -> Result<Option<Traffic>, AwsError> {
-        let eb = self.call("DescribeEnvironmentHealth")?;
-        Ok(eb
-            .traffic
-            .get(environment_id)
-            .copied()
-            .unwrap_or(Some(Traffic {
-                requests: 0,
-                window: Duration::from_secs(10),
-            })))
-    }
-}
-
-#[derive(Debug, Default)]
-struct Zone {
-    /// (zone, name) -> records.
-    records: BTreeMap<(String, String), Vec<Record>>,
-    failures: VecDeque<(&'static str, AwsError)>,
-    calls: Vec<String>,
-    changes: usize,
-}
-
-/// Route 53 in memory: records by zone and name; every change is in sync at once.
-#[derive(Debug, Default)]
-pub struct FakeRoute53 {
-    zone: Mutex<Zone>,
-}
-
-impl FakeRoute53 {
-    pub fn set_records(&self, zone: &str, name: &str, records: Vec<Record>) {
-        lock(&self.zone)
-            .records
-            .insert((zone.to_string(), crate::route53::fqdn(name)), records);
-    }
-
-    pub fn records_of(&self, zone: &str, name: &str) -> Vec<Record> {
-        lock(&self.zone)
-            .records
-            .get(&(zone.to_string(), crate::route53::fqdn(name)))
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    pub fn fail_next(&self, operation: &'static str, error: AwsError) {
-        lock(&self.zone).failures.push_back((operation, error));
-    }
-
-    /// How many change batches were applied.
-    pub fn changes(&self) -> usize {
-        lock(&self.zone).changes
-    }
-
-    fn call(&self, operation: &'static str) -> Result<MutexGuard<'_, Zone>, AwsError> {
-        let mut zone = lock(&self.zone);
-        zone.calls.push(operation.to_string());
-        if let Some(i) = zone.failures.iter().position(|(op, _)| *op == operation) {
-            if let Some((_, e)) = zone.failures.remove(i) {
-                return Err(e);
-            }
-        }
-        Ok(zone)
-    }
-}
-
-impl Route53Api for FakeRoute53 {
-    async fn records(&self, zone: &str, name: &str) -> Result<Vec<Existing>, AwsError> {
-        let z = self.call("ListResourceRecordSets")?;
-        z.records
-            .get(&(zone.to_string(), crate::route53::fqdn(name)))
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(Existing::new)
-            .collect()
-    }
-
-    async fn apply(
-        &self,
-        zone: &str,
-        _existing: &[Existing],
-        planned: &[Planned],
-        _comment: &str,
-    ) -> Result<String, AwsError> {
-        let mut z = self.call("ChangeResourceRecordSets")?;
-        z.changes += 1;
-        for p in planned {
-            let (record, upsert) = match p {
-                Planned::Delete(r) => (r, false),
-                Planned::Upsert(r) => (r, true),
-            };
-            let key = (zone.to_string(), record.name.clone());
-            let records = z.records.entry(key).or_default();
-            records.retain(|r| {
-                !(r.set_identifier == record.set_identifier && r.rr_type() == record.rr_type())
-            });
-            if upsert {
-                records.push(record.clone());
-            }
-        }
-        Ok(format!("/change/C{}", z.changes))
-    }
-
-    async fn wait_in_sync(&self, _change_id: &str, _timeout: Duration) -> Result<bool, AwsError> {
-        drop(self.call("GetChange")?);
-        Ok(true)
-    }
-}
-
-/// A version check that answers what its function says: e.g. from the fake Beanstalk, the version of
-/// the environment that holds the checked name.
-pub struct FakeVerifier<F> {
-    pub answer: F,
-    checks: Mutex<Vec<Check>>,
-}
-
-impl<F> FakeVerifier<F>
-where
-    F: Fn(&Check) -> Result<String, String> + Send + Sync,
-{
-    pub fn new(answer: F) -> Self {
-        FakeVerifier {
-            answer,
-            checks: Mutex::default(),
-        }
-    }
-
-    /// Every check made, in order.
-    pub fn checks(&self) -> Vec<Check> {
-        lock(&self.checks).clone()
-    }
-}
-
-impl<F> Verify for FakeVerifier<F>
-where
-    F: Fn(&Check) -> Result<String, String> + Send + Sync,
-{
-    async fn verify(&self, check: &Check) -> Result<String, String> {
-        lock(&self.checks).push(check.clone());
-        (self.answer)(check)
-    }
-}
-
-/// CloudWatch alarms in memory: the alarms that exist, set by the test, one set per call in turn (the
-/// last one stays).
-#[derive(Debug, Default)]
-pub struct FakeAlarms {
-    readings: Mutex<VecDeque<Vec<Alarm>>>,
-    calls: Mutex<usize>,
-}
-
-impl FakeAlarms {
-    /// The alarms each DescribeAlarms call finds, in turn; the last set stays.
-    pub fn set(&self, readings: Vec<Vec<Alarm>>) {
-        *lock(&self.readings) = readings.into();
-    }
-
-    /// How many DescribeAlarms calls were made.
-    pub fn calls(&self) -> usize {
-        *lock(&self.calls)
-    }
-}
-
-impl AlarmsApi for FakeAlarms {
-    async fn alarms(&self, names: &[String]) -> Result<Vec<Alarm>, AwsError> {
-        *lock(&self.calls) += 1;
-        let mut readings = lock(&self.readings);
-        let now = if readings.len() > 1 {
-            readings.pop_front().unwrap_or_default()
-        } else {
-            readings.front().cloned().unwrap_or_default()
-        };
-        Ok(now
-            .into_iter()
-            .filter(|a| names.contains(&a.name))
-            .collect())
     }
 }

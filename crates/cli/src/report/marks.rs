@@ -1,0 +1,96 @@
+//! The timeline's markers (swap, rollback, bake, termination), read from what the Swap action reported
+//! and from Beanstalk's events, whose wording local-aws follows.
+
+use std::time::Duration;
+
+use super::{first_line, Deployment, Event, Mark, MarkKind};
+
+/// Beanstalk's message when a CNAME swap is done (AWS's wording, which local-aws follows).
+pub(super) const CNAME_SWAPPED: &str = "Completed swapping CNAMEs";
+
+/// Beanstalk's message when a termination begins.
+pub(super) const TERMINATING: &str = "terminateEnvironment is starting";
+
+/// How swap's reports say production went back (core::swap::engine::words::moved_back_report).
+pub(super) const MOVED_BACK: &[&str] = &[
+    "Swapped back",
+    "Shifted all weight back",
+    "Restored the previous records",
+];
+
+/// The markers: each swap (Beanstalk's CNAME swap event within the Swap action, or, when production
+/// moved by Route 53, the action's end), each rollback (a second CNAME swap in one action, or a swap
+/// report saying it moved back), each weighted step baking, each termination Beanstalk began.
+pub fn marks(deployments: &[Deployment], events: &[Event]) -> Vec<Mark> {
+    let mut out = vec![];
+    for d in deployments {
+        for a in d.actions.iter().filter(|a| a.name.starts_with("Swap /")) {
+            // Beanstalk records a CNAME swap once for each of its two environments: events seen within
+            // a second of each other are one swap.
+            let mut swaps: Vec<&Event> = vec![];
+            for e in events
+                .iter()
+                .filter(|e| e.message.starts_with(CNAME_SWAPPED))
+                .filter(|e| e.at >= a.start && e.at <= a.end + Duration::from_secs(1))
+            {
+                if swaps
+                    .last()
+                    .is_none_or(|s| e.at.saturating_sub(s.at) >= Duration::from_secs(1))
+                {
+                    swaps.push(e);
+                }
+            }
+            let moved_back = MOVED_BACK.iter().any(|m| a.summary.contains(m));
+            let nothing_moved = a.summary.contains("nothing changed");
+            match swaps.first() {
+                Some(e) => out.push(Mark {
+                    at: e.at,
+                    kind: MarkKind::Swap,
+                    label: format!("swap {}", d.label),
+                    detail: e.message.clone(),
+                }),
+                None if a.ok && !nothing_moved => out.push(Mark {
+                    at: a.end,
+                    kind: MarkKind::Swap,
+                    label: format!("swap {}", d.label),
+                    detail: first_line(&a.summary).to_string(),
+                }),
+                None => {}
+            }
+            if let Some(back) = swaps.get(1) {
+                out.push(Mark {
+                    at: back.at,
+                    kind: MarkKind::Rollback,
+                    label: format!("rollback {}", d.label),
+                    detail: back.message.clone(),
+                });
+            } else if moved_back {
+                out.push(Mark {
+                    at: a.end,
+                    kind: MarkKind::Rollback,
+                    label: format!("rollback {}", d.label),
+                    detail: first_line(&a.summary).to_string(),
+                });
+            }
+            // A step's start says "; baking 60s" (core::swap::engine::decide), later polls "of baking left".
+            for (at, line) in a.lines.iter().filter(|(_, l)| l.contains("; baking ")) {
+                out.push(Mark {
+                    at: *at,
+                    kind: MarkKind::Bake,
+                    label: format!("bake {}", d.label),
+                    detail: line.clone(),
+                });
+            }
+        }
+    }
+    for e in events.iter().filter(|e| e.message.starts_with(TERMINATING)) {
+        out.push(Mark {
+            at: e.at,
+            kind: MarkKind::Termination,
+            label: format!("terminate {}", e.environment),
+            detail: format!("{}: {}", e.environment, e.message),
+        });
+    }
+    out.sort_by_key(|m| (m.at, m.kind));
+    out
+}

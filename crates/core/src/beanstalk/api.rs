@@ -1,0 +1,277 @@
+//! [`BeanstalkApi`]: the Elastic Beanstalk calls the sequences make, as a narrow trait (the SDK's
+//! implementation here, the in-memory one in [`crate::fakes`]), so a sequence written against it is
+//! tested without a server.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::SystemTime;
+
+use aws_sdk_elasticbeanstalk::primitives::DateTime;
+
+use super::{eb_error, Beanstalk, Environment, Event, HealthFigures};
+use crate::aws_error::AwsError;
+
+/// The Elastic Beanstalk calls the sequences in this crate make, narrow enough that an in-memory fake
+/// ([`crate::fakes::FakeBeanstalk`]) stands in for AWS in unit tests; [`Beanstalk`] makes them with the
+/// SDK. Every answer is ours ([`Environment`], [`Event`]), every error the one [`AwsError`].
+pub trait BeanstalkApi: Send + Sync {
+    /// The application's environments that are not terminated, following every page.
+    fn environments(
+        &self,
+        application: &str,
+    ) -> impl Future<Output = Result<Vec<Environment>, AwsError>> + Send;
+    /// An environment by id, terminated ones included.
+    fn environment(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Environment>, AwsError>> + Send;
+    /// A live (not terminated) environment of the application by name.
+    fn environment_named(
+        &self,
+        application: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Environment>, AwsError>> + Send;
+    /// Events of one environment since `since` (every page), oldest first; the newest `max` without.
+    fn events_since(
+        &self,
+        environment_id: &str,
+        since: Option<SystemTime>,
+        max: i32,
+    ) -> impl Future<Output = Result<Vec<Event>, AwsError>> + Send;
+    fn tags(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, AwsError>> + Send;
+    /// One tag change (see [`Beanstalk::retag`]): on an environment, an environment update.
+    fn retag(
+        &self,
+        arn: &str,
+        add: &[(&str, String)],
+        remove: &[&str],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// SwapEnvironmentCNAMEs; both must be Ready.
+    fn swap_cnames(
+        &self,
+        source_id: &str,
+        destination_id: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// The instances an environment runs and how many are healthy (DescribeInstancesHealth), and its
+    /// Auto Scaling bounds (DescribeConfigurationSettings, `aws:autoscaling:asg`).
+    fn capacity(
+        &self,
+        env: &Environment,
+    ) -> impl Future<Output = Result<crate::swap::capacity::Capacity, AwsError>> + Send;
+    /// UpdateEnvironment of MinSize and MaxSize (an environment update: Updating until it is done).
+    fn set_size(
+        &self,
+        env: &Environment,
+        min: u32,
+        max: u32,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// DescribeEnvironmentHealth (AttributeNames All): enhanced health's figures now, what the bake
+    /// judges and, through [`HealthFigures::traffic`], what retire's idle rule counts. With enhanced
+    /// health off, AWS answers InvalidRequestException.
+    fn enhanced_health(
+        &self,
+        environment_id: &str,
+    ) -> impl Future<Output = Result<HealthFigures, AwsError>> + Send;
+}
+
+impl BeanstalkApi for Beanstalk {
+    async fn environments(&self, application: &str) -> Result<Vec<Environment>, AwsError> {
+        Ok(self
+            .live_descriptions(application)
+            .await?
+            .iter()
+            .map(Environment::from_sdk)
+            .collect())
+    }
+
+    async fn environment(&self, id: &str) -> Result<Option<Environment>, AwsError> {
+        Ok(self
+            .description_by_id(id)
+            .await?
+            .as_ref()
+            .map(Environment::from_sdk))
+    }
+
+    async fn environment_named(
+        &self,
+        application: &str,
+        name: &str,
+    ) -> Result<Option<Environment>, AwsError> {
+        let page = self
+            .client
+            .describe_environments()
+            .application_name(application)
+            .environment_names(name)
+            .include_deleted(false)
+            .send()
+            .await
+            .map_err(|e| eb_error("DescribeEnvironments", e))?;
+        Ok(page
+            .environments()
+            .iter()
+            .map(Environment::from_sdk)
+            .find(|e| !e.is_terminated()))
+    }
+
+    async fn events_since(
+        &self,
+        environment_id: &str,
+        since: Option<SystemTime>,
+        max: i32,
+    ) -> Result<Vec<Event>, AwsError> {
+        /// Far beyond any burst between two polls; only a misbehaving endpoint repeats tokens forever.
+        const MAX_PAGES: usize = 50;
+        let mut events: Vec<Event> = vec![];
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut request = self
+                .client
+                .describe_events()
+                .environment_id(environment_id)
+                .max_records(max.clamp(1, 1000))
+                .set_next_token(token.take());
+            if let Some(since) = since {
+                request = request.start_time(DateTime::from(since));
+            }
+            let page = request
+                .send()
+                .await
+                .map_err(|e| eb_error("DescribeEvents", e))?;
+            events.extend(page.events().iter().filter_map(Event::from_sdk));
+            token = page.next_token().map(str::to_string);
+            if since.is_none() || token.is_none() {
+                break;
+            }
+        }
+        events.reverse();
+        Ok(events)
+    }
+
+    async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        let out = self
+            .client
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(|e| eb_error("ListTagsForResource", e))?;
+        Ok(out
+            .resource_tags()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    async fn retag(
+        &self,
+        arn: &str,
+        add: &[(&str, String)],
+        remove: &[&str],
+    ) -> Result<(), AwsError> {
+        let mut request = self.client.update_tags_for_resource().resource_arn(arn);
+        for (key, value) in add {
+            request = request.tags_to_add(
+                aws_sdk_elasticbeanstalk::types::Tag::builder()
+                    .key(*key)
+                    .value(value)
+                    .build(),
+            );
+        }
+        for key in remove {
+            request = request.tags_to_remove(*key);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| eb_error("UpdateTagsForResource", e))?;
+        Ok(())
+    }
+
+    async fn swap_cnames(&self, source_id: &str, destination_id: &str) -> Result<(), AwsError> {
+        self.client
+            .swap_environment_cnames()
+            .source_environment_id(source_id)
+            .destination_environment_id(destination_id)
+            .send()
+            .await
+            .map_err(|e| eb_error("SwapEnvironmentCNAMEs", e))?;
+        Ok(())
+    }
+
+    async fn capacity(
+        &self,
+        env: &Environment,
+    ) -> Result<crate::swap::capacity::Capacity, AwsError> {
+        use crate::swap::capacity::{Capacity, ASG_NAMESPACE, DEFAULT_MAX, DEFAULT_MIN};
+        use aws_sdk_elasticbeanstalk::types::InstancesHealthAttribute;
+        let mut instances = 0u32;
+        let mut healthy = 0u32;
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_instances_health()
+                .environment_id(&env.id)
+                .attribute_names(InstancesHealthAttribute::Color)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| eb_error("DescribeInstancesHealth", e))?;
+            for i in out.instance_health_list() {
+                instances += 1;
+                if i.color() == Some("Green") {
+                    healthy += 1;
+                }
+            }
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let settings = self.option_settings(&env.application, &env.name).await?;
+        let option = |name: &str, default: u32| {
+            settings
+                .get(&(ASG_NAMESPACE.to_string(), name.to_string()))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        Ok(Capacity {
+            instances,
+            healthy,
+            min: option("MinSize", DEFAULT_MIN),
+            max: option("MaxSize", DEFAULT_MAX),
+        })
+    }
+
+    async fn set_size(&self, env: &Environment, min: u32, max: u32) -> Result<(), AwsError> {
+        use crate::swap::capacity::ASG_NAMESPACE;
+        self.update_option_settings(
+            &env.id,
+            &[
+                (ASG_NAMESPACE, "MinSize", min.to_string()),
+                (ASG_NAMESPACE, "MaxSize", max.to_string()),
+            ],
+        )
+        .await
+    }
+
+    async fn enhanced_health(&self, environment_id: &str) -> Result<HealthFigures, AwsError> {
+        let out = self
+            .client
+            .describe_environment_health()
+            .environment_id(environment_id)
+            .attribute_names(aws_sdk_elasticbeanstalk::types::EnvironmentHealthAttribute::All)
+            .send()
+            .await
+            .map_err(|e| eb_error("DescribeEnvironmentHealth", e))?;
+        Ok(HealthFigures::from_sdk(&out))
+    }
+}
