@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{decide, moved_back_report, Plan, Progress, State, Step, View, OUTPUT_VARIABLES};
 use crate::alarms::AlarmsApi;
-use crate::aws_error::unless_transient;
+use crate::aws_error::{unless_transient, AwsError};
 use crate::beanstalk::{
     event_lines, poll_delay, BeanstalkApi, Environment, TAG_OUT_OF_SERVICE_SINCE,
 };
@@ -376,7 +376,19 @@ where
                 known = Some(view);
             }
             Step::Unhealthy { message, env } => {
-                let events = latest_events(*eb, &env).await;
+                let events = match latest_events(*eb, &env).await {
+                    Ok(events) => events,
+                    // The role may not read them: that is what needs fixing first, never skipped.
+                    Err(e) if e.class() == crate::aws_error::ErrorClass::PermissionDenied => {
+                        let mut error = ActionError::from(e);
+                        error.message = format!(
+                            "{message}; reading its latest events was refused: {}",
+                            error.message
+                        );
+                        return Err(error);
+                    }
+                    Err(_) => String::new(),
+                };
                 let events = if events.is_empty() {
                     events
                 } else {
@@ -598,9 +610,8 @@ async fn point<R: Route53Api>(
 }
 
 /// The staged environment's recent events, for a failure message about its health.
-pub async fn latest_events<B: BeanstalkApi>(eb: &B, env: &Environment) -> String {
+pub async fn latest_events<B: BeanstalkApi>(eb: &B, env: &Environment) -> Result<String, AwsError> {
     eb.events_since(&env.id, None, 20)
         .await
         .map(|e| event_lines(&e, 5))
-        .unwrap_or_default()
 }
