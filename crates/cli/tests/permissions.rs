@@ -501,3 +501,75 @@ async fn a_policy_the_evaluator_does_not_understand_stops_the_run_naming_it() {
         "{error}"
     );
 }
+
+/// The parameters the end-to-end test bed (`test_support::bed`) resolves the template's roles with:
+/// the local run's, and, with the reason for each difference:
+/// - `FunctionHostedZoneScope` `*`: each bed test creates its own hosted zone (moto picks its id), so no
+///   single `HostedZoneId` can name it; `*` is the template's documented way to allow every zone;
+/// - `BakeAlarmNames` `shop-errors`: the alarm functions/swap/tests/bake.rs reads (the role gets
+///   cloudwatch:DescribeAlarms only when the stack names alarms);
+/// - `KeptEnvironmentInstances` `1`: retire's scale-down of kept environments is tested on the bed.
+const BED_PARAMETERS: &[(&str, &str)] = &[
+    ("FunctionHostedZoneScope", "*"),
+    ("BakeAlarmNames", "shop-errors"),
+    ("KeptEnvironmentInstances", "1"),
+];
+
+/// The bed's database instance and artifact bucket (functions/backup/tests/e2e.rs, the job fixture).
+const BED_DATABASE: &str = "shop-db";
+const BED_ARTIFACT_BUCKET: &str = "codepipeline-artifacts";
+
+/// Who calls AWS in the test bed, resolved from pipeline-template.json as `beanswap run` resolves it.
+fn bed_identities() -> Value {
+    use beanswap_cli::template::{Provided, Stack};
+    let mut parameters = run::local_parameters();
+    for (k, v) in BED_PARAMETERS {
+        parameters.insert(k.to_string(), v.to_string());
+    }
+    let stack = Stack::load(&root().join("pipeline-template.json"), &parameters)
+        .unwrap()
+        .without(run::NOT_CREATED_LOCALLY)
+        .provide(
+            "Database",
+            Provided {
+                reference: BED_DATABASE.into(),
+                attributes: Default::default(),
+            },
+        )
+        .provide(
+            "ArtifactBucket",
+            Provided {
+                reference: BED_ARTIFACT_BUCKET.into(),
+                attributes: [(
+                    "Arn".to_string(),
+                    format!("arn:aws:s3:::{BED_ARTIFACT_BUCKET}"),
+                )]
+                .into(),
+            },
+        );
+    let ids = stack.identities().unwrap();
+    serde_json::json!({
+        "about": "Generated from pipeline-template.json by crates/cli/tests/permissions.rs (the_test_beds_roles_are_the_templates; BEANSWAP_BLESS=1 rewrites it): each function binary's access key and the roles' policies as `beanswap run` resolves them, with the parameters below. test-support cannot resolve the template itself (beanswap-cli's tests depend on test-support), so it reads this file; the test keeps it equal to the template.",
+        "parameters": parameters,
+        "function_keys": ids.function_keys,
+        "artifact_key": ids.artifact_key,
+        "spec": ids.spec,
+    })
+}
+
+/// The test bed runs each function as its role from the template: its copy of the roles
+/// (tests/fixtures/bed-identities.json) is what the template resolves to now.
+#[test]
+fn the_test_beds_roles_are_the_templates() {
+    let path = root().join("tests/fixtures/bed-identities.json");
+    let fresh = serde_json::to_string_pretty(&bed_identities()).unwrap() + "\n";
+    if std::env::var_os("BEANSWAP_BLESS").is_some() {
+        std::fs::write(&path, &fresh).unwrap();
+    }
+    let stored = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        stored == fresh,
+        "{} is not what pipeline-template.json resolves to: run `BEANSWAP_BLESS=1 scripts/test -E 'test(the_test_beds_roles_are_the_templates)'` and commit it",
+        path.display()
+    );
+}

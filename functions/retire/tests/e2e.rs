@@ -19,10 +19,13 @@ use local_aws::proxy::CountingProxy;
 use local_aws::LocalAws;
 use serde_json::{json, Value};
 use test_support::clients;
+use test_support::identities::BedIdentities;
 use test_support::moto::Moto;
 
 use test_support::SOLUTION_STACK as STACK;
-const BUNDLES: &str = "bundles";
+/// Elastic Beanstalk's own bucket, where package puts bundles: the only one whose objects retire's role
+/// may delete.
+const BUNDLES: &str = "elasticbeanstalk-us-east-1-123456789012";
 const PROD: &str = "shop-prod";
 
 struct Bed {
@@ -30,6 +33,9 @@ struct Bed {
     _moto: Moto,
     /// The function reaches S3 and Route 53 through this, so its calls there are counted too.
     proxy: CountingProxy,
+    /// The roles from pipeline-template.json; retire runs as its own.
+    identities: BedIdentities,
+    /// The administrator's clients: the test's own setup and checks.
     eb: aws_sdk_elasticbeanstalk::Client,
     s3: aws_sdk_s3::Client,
     route53: aws_sdk_route53::Client,
@@ -93,10 +99,15 @@ impl Bed {
             .await
             .unwrap();
         let proxy = CountingProxy::start(&moto.endpoint()).await.unwrap();
+        // From here on retire calls AWS as its role from pipeline-template.json; the clients above are
+        // the administrator's (the test's own setup).
+        let identities = BedIdentities::load();
+        test_support::bed::enforce(&local, &proxy, &identities.spec);
         Bed {
             local,
             _moto: moto,
             proxy,
+            identities,
             eb,
             s3,
             route53,
@@ -114,6 +125,7 @@ impl Bed {
             ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", self.local.endpoint()),
             ("AWS_ENDPOINT_URL_S3", self.proxy.endpoint()),
             ("AWS_ENDPOINT_URL_ROUTE_53", self.proxy.endpoint()),
+            ("AWS_ACCESS_KEY_ID", self.identities.key_of("retire")),
         ];
         if let Some(n) = attempts {
             env.push(("AWS_MAX_ATTEMPTS", n.to_string()));
