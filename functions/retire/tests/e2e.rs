@@ -367,6 +367,60 @@ fn hours(h: u64) -> Option<Duration> {
     Some(Duration::from_secs(h * 3600))
 }
 
+/// The environment kept for rollback is often busy for a moment when retire runs right after swap
+/// (swap's tag on it is an environment update): it is scaled down once Ready, the job going on
+/// meanwhile, not left at full size until the next deployment.
+#[tokio::test]
+async fn a_kept_environment_busy_for_a_moment_is_scaled_down_once_ready() {
+    let bed = Bed::start(Options {
+        update_delay: Duration::from_secs(3),
+        ..Options::default()
+    })
+    .await;
+    for v in ["v1", "v2"] {
+        bed.version(v).await;
+    }
+    let app = Some("shop");
+    let live = bed.launch("shop-live", PROD, "v2", app, None).await;
+    let kept = bed.launch("shop-v1", "shop-v1", "v1", app, hours(1)).await;
+    bed.wait_all(&[&*live, &*kept], &["Ready"]).await;
+    bed.eb
+        .update_environment()
+        .environment_id(&kept)
+        .option_settings(
+            ConfigurationOptionSetting::builder()
+                .namespace("aws:elasticbeanstalk:application:environment")
+                .option_name("COLOR")
+                .value("blue")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bed.status(&kept).await, "Updating");
+
+    let mut function = bed.function().await;
+    let params = r#"{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"keep":1,"grace_minutes":10,"scale_down_kept":{"min":1,"max":1}}"#;
+    let report = bed.invoke_once(&mut function, params).await;
+    assert!(report["continuationToken"].is_string(), "{report}");
+    let summary = report["executionDetails"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("not scaled: Updating (scaled once it is Ready)"),
+        "{summary}"
+    );
+    assert_eq!(bed.calls("UpdateEnvironment"), 1, "the test's own update");
+
+    bed.wait_all(&[&*kept], &["Ready"]).await;
+    let report = bed.invoke_once(&mut function, params).await;
+    assert!(report["continuationToken"].is_null(), "{report}");
+    let summary = report["executionDetails"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("scaled to MinSize 1, MaxSize 1"),
+        "{summary}"
+    );
+    assert_eq!(bed.calls("UpdateEnvironment"), 2);
+}
+
 #[tokio::test]
 async fn keeps_the_newest_terminates_the_older_and_never_touches_production() {
     // Updates take a while here, so an environment caught mid-update stays Updating during the run:
