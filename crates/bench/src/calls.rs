@@ -234,7 +234,7 @@ async fn reaction_inner(config: &Config, launch: Duration) -> Result<Duration, S
         "reaction time: stage on a launch that fails {} in",
         humantime::format_duration(launch / 2)
     ));
-    let bed = Bed::start(Options {
+    let bed = Bed::start_unenforced(Options {
         launch_delay: launch,
         terminate_delay: Duration::from_millis(500),
         faults: Faults {
@@ -242,7 +242,7 @@ async fn reaction_inner(config: &Config, launch: Duration) -> Result<Duration, S
             ..Faults::default()
         },
         ..Options::default()
-    })
+    }, "a benchmark of reaction time: it measures how long stage takes, and the enforced runs are the tests")
     .await;
     let bundle = crate::fixtures::app_bundle(&config.root, "v1")?;
     bed.version("v1", bundle).await;

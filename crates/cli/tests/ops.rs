@@ -14,7 +14,11 @@ use test_support::SOLUTION_STACK as STACK;
 
 #[tokio::test]
 async fn status_events_and_a_dry_run_retire() {
-    let bed = Bed::start(Options::default()).await;
+    let bed = Bed::start_unenforced(
+        Options::default(),
+        "beanswap's manual operations (status, events, retire --dry-run, rollback) run with the operator's own credentials, which the template defines no role for",
+    )
+    .await;
     bed.version("v1", test_support::app_bundle("v1", &[])).await;
     bed.version("v2", test_support::app_bundle("v2", &[])).await;
     for (name, prefix, label) in [

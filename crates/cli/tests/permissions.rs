@@ -180,26 +180,51 @@ const NOT_EXERCISED: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Actions whose removal the scenario's run does not yet show (it passes without them): either the path
-/// that needs them is not on this scenario (a failed processing, a pruning the run does not reach), or
-/// the code tolerates their refusal. Kept exact: an entry whose removal starts failing the run as it
-/// should fails this test until it is taken out, so the list only shrinks. Not done yet (issue 18.4).
-const NOT_YET_SHOWN: &[(&str, &str)] = &[
-    ("package", "elasticbeanstalk:DeleteApplicationVersion"),
-    ("package", "elasticbeanstalk:DescribeEnvironments"),
-    ("package", "elasticbeanstalk:DescribeEvents"),
-    ("package", "s3:GetObject"),
-    ("package", "s3:ListBucket"),
-    ("backup", "rds:DeleteDBSnapshot"),
-    ("stage", "elasticbeanstalk:DescribeConfigurationSettings"),
-    ("stage", "elasticbeanstalk:DeleteConfigurationTemplate"),
-    ("stage", "elasticbeanstalk:ListTagsForResource"),
-    ("swap", "elasticbeanstalk:DescribeEvents"),
-    ("retire", "elasticbeanstalk:DeleteApplicationVersion"),
-    ("retire", "elasticbeanstalk:DescribeConfigurationSettings"),
-    ("retire", "elasticbeanstalk:UpdateEnvironment"),
-    ("retire", "s3:DeleteObject"),
+/// Actions the pipeline's run cannot need, each shown refused by a focused test under enforcement where
+/// its path lives (the function's role from the template, the action taken out), with the reason the
+/// run never takes that path. The run is not repeated for these.
+const SHOWN_ELSEWHERE: &[(&str, &str, &str)] = &[
+    (
+        "package",
+        "elasticbeanstalk:DeleteApplicationVersion",
+        "only with UserParameters `prune_keep` at the account's version limit, which the template never sets (retire prunes): functions/package/tests/permissions.rs, pruning_at_the_version_limit_needs_describe_environments_and_delete_application_version",
+    ),
+    (
+        "package",
+        "elasticbeanstalk:DescribeEnvironments",
+        "as elasticbeanstalk:DeleteApplicationVersion (versions in use are never pruned)",
+    ),
+    (
+        "package",
+        "elasticbeanstalk:DescribeEvents",
+        "only when Elastic Beanstalk fails to process the bundle, which the pipeline's bundles never do: functions/package/tests/permissions.rs, a_failed_processing_reads_its_events_with_describe_events",
+    ),
+    (
+        "package",
+        "s3:GetObject",
+        "only a retried job whose version exists reads the stored bundle (HeadObject), and a run never retries; the server-side copy from the artifact bucket falls back to an upload when refused, as documented in crates/core/src/package/s3.rs (the job's own credentials read the artifact): functions/package/tests/permissions.rs, a_retried_job_reads_the_stored_bundle_with_get_object_and_list_bucket",
+    ),
+    (
+        "package",
+        "s3:ListBucket",
+        "only decides a 403 or a 404 for a missing object, on a retried job whose stored bundle is gone: as s3:GetObject",
+    ),
+    (
+        "stage",
+        "elasticbeanstalk:ListTagsForResource",
+        "only a retried invocation that finds its environment made reads its tags, and a run never retries: functions/stage/tests/e2e.rs, a_retry_adopting_the_environment_deletes_the_template_the_dead_invocation_made",
+    ),
+    (
+        "swap",
+        "elasticbeanstalk:DescribeEvents",
+        "only when the staged environment is not healthy at swap time, which the run's never is (smoke-test just passed): functions/swap/tests/cname.rs, a_staged_environment_that_went_red_is_not_swapped",
+    ),
 ];
+
+/// Actions whose removal the scenario's run does not yet show (it passes without them) and no focused
+/// test shows either. Kept exact: an entry whose removal starts failing the run as it should fails this
+/// test until it is taken out, so the list only shrinks.
+const NOT_YET_SHOWN: &[(&str, &str)] = &[];
 
 const FUNCTIONS: &[&str] = &[
     "check-config",
@@ -261,27 +286,48 @@ fn grants(template: &Value) -> Vec<(String, String)> {
 fn exempt(function: &str, action: &str) -> Option<&'static str> {
     NOT_EXERCISED
         .iter()
+        .chain(SHOWN_ELSEWHERE)
         .find(|(f, a, _)| (*f == "*" || *f == function) && *a == action)
         .map(|(_, _, why)| *why)
 }
 
-/// Three deployments with a custom domain (route53 swaps; CNAME swaps for SwapEnvironmentCNAMEs),
-/// KeepPreviousEnvironments 0, KeepVersions 2 and KeepBackups 1.
-fn scenario(template: PathBuf, tmp: &Path, action: &str) -> Settings {
+/// Three deployments with a custom domain (route53 swaps; CNAME swaps for SwapEnvironmentCNAMEs and
+/// retire's pruning), KeepPreviousEnvironments 0, KeepVersions 2 and KeepBackups 1. Retire's scaling of kept environments
+/// (DescribeConfigurationSettings, UpdateEnvironment) needs an environment kept: those cases run with
+/// KeepPreviousEnvironments 1 and KeptEnvironmentInstances 1 instead.
+fn scenario(template: PathBuf, tmp: &Path, function: &str, action: &str) -> Settings {
     let v1 = root().join("examples/app");
     let v2 = run::changed_copy(&v1, &tmp.join("v2"), "v2\n").unwrap();
     let v3 = run::changed_copy(&v1, &tmp.join("v3"), "v3\n").unwrap();
+    let scales_kept = function == "retire"
+        && [
+            "elasticbeanstalk:DescribeConfigurationSettings",
+            "elasticbeanstalk:UpdateEnvironment",
+        ]
+        .contains(&action);
+    let (keep, kept_instances) = if scales_kept { ("1", "1") } else { ("0", "0") };
     let mut s = settings(
         template,
         vec![v1, v2, v3],
         &[
-            ("KeepPreviousEnvironments", "0"),
+            ("KeepPreviousEnvironments", keep),
+            ("KeptEnvironmentInstances", kept_instances),
             ("KeepVersions", "2"),
             ("KeepBackups", "1"),
         ],
         &tmp.join("report"),
     );
-    if action != "elasticbeanstalk:SwapEnvironmentCNAMEs" {
+    // Retire's pruning needs CNAME swaps too: with a domain, the first environment keeps the production
+    // CNAME (route53 swaps move the record, not the CNAMEs), so retire counts it as production forever
+    // and its version stays in use; with CNAME swaps it is retired in the second run, and the third prunes
+    // its version and bundle.
+    let prunes = function == "retire"
+        && [
+            "elasticbeanstalk:DeleteApplicationVersion",
+            "s3:DeleteObject",
+        ]
+        .contains(&action);
+    if action != "elasticbeanstalk:SwapEnvironmentCNAMEs" && !prunes {
         s.domain = Some("www.shop.test".into());
     }
     s
@@ -322,7 +368,7 @@ async fn removing_any_action_a_role_grants_fails_the_run_at_its_function_naming_
                 std::fs::create_dir_all(&dir).unwrap();
                 let path = dir.join("template.json");
                 std::fs::write(&path, serde_json::to_string_pretty(&template).unwrap()).unwrap();
-                let settings = scenario(path, &dir, &action);
+                let settings = scenario(path, &dir, &function, &action);
                 let failure = failure_of(&settings).await;
                 let stage_of = |f: &str| match f {
                     "check-config" => "CheckConfig",
@@ -499,5 +545,77 @@ async fn a_policy_the_evaluator_does_not_understand_stops_the_run_naming_it() {
     assert!(
         error.contains("DateLessThan") && error.contains("SwapFunctionRole"),
         "{error}"
+    );
+}
+
+/// The parameters the end-to-end test bed (`test_support::bed`) resolves the template's roles with:
+/// the local run's, and, with the reason for each difference:
+/// - `FunctionHostedZoneScope` `*`: each bed test creates its own hosted zone (moto picks its id), so no
+///   single `HostedZoneId` can name it; `*` is the template's documented way to allow every zone;
+/// - `BakeAlarmNames` `shop-errors`: the alarm functions/swap/tests/bake.rs reads (the role gets
+///   cloudwatch:DescribeAlarms only when the stack names alarms);
+/// - `KeptEnvironmentInstances` `1`: retire's scale-down of kept environments is tested on the bed.
+const BED_PARAMETERS: &[(&str, &str)] = &[
+    ("FunctionHostedZoneScope", "*"),
+    ("BakeAlarmNames", "shop-errors"),
+    ("KeptEnvironmentInstances", "1"),
+];
+
+/// The bed's database instance and artifact bucket (functions/backup/tests/e2e.rs, the job fixture).
+const BED_DATABASE: &str = "shop-db";
+const BED_ARTIFACT_BUCKET: &str = "codepipeline-artifacts";
+
+/// Who calls AWS in the test bed, resolved from pipeline-template.json as `beanswap run` resolves it.
+fn bed_identities() -> Value {
+    use beanswap_cli::template::{Provided, Stack};
+    let mut parameters = run::local_parameters();
+    for (k, v) in BED_PARAMETERS {
+        parameters.insert(k.to_string(), v.to_string());
+    }
+    let stack = Stack::load(&root().join("pipeline-template.json"), &parameters)
+        .unwrap()
+        .without(run::NOT_CREATED_LOCALLY)
+        .provide(
+            "Database",
+            Provided {
+                reference: BED_DATABASE.into(),
+                attributes: Default::default(),
+            },
+        )
+        .provide(
+            "ArtifactBucket",
+            Provided {
+                reference: BED_ARTIFACT_BUCKET.into(),
+                attributes: [(
+                    "Arn".to_string(),
+                    format!("arn:aws:s3:::{BED_ARTIFACT_BUCKET}"),
+                )]
+                .into(),
+            },
+        );
+    let ids = stack.identities().unwrap();
+    serde_json::json!({
+        "about": "Generated from pipeline-template.json by crates/cli/tests/permissions.rs (the_test_beds_roles_are_the_templates; BEANSWAP_BLESS=1 rewrites it): each function binary's access key and the roles' policies as `beanswap run` resolves them, with the parameters below. test-support cannot resolve the template itself (beanswap-cli's tests depend on test-support), so it reads this file; the test keeps it equal to the template.",
+        "parameters": parameters,
+        "function_keys": ids.function_keys,
+        "artifact_key": ids.artifact_key,
+        "spec": ids.spec,
+    })
+}
+
+/// The test bed runs each function as its role from the template: its copy of the roles
+/// (tests/fixtures/bed-identities.json) is what the template resolves to now.
+#[test]
+fn the_test_beds_roles_are_the_templates() {
+    let path = root().join("tests/fixtures/bed-identities.json");
+    let fresh = serde_json::to_string_pretty(&bed_identities()).unwrap() + "\n";
+    if std::env::var_os("BEANSWAP_BLESS").is_some() {
+        std::fs::write(&path, &fresh).unwrap();
+    }
+    let stored = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        stored == fresh,
+        "{} is not what pipeline-template.json resolves to: run `BEANSWAP_BLESS=1 scripts/test -E 'test(the_test_beds_roles_are_the_templates)'` and commit it",
+        path.display()
     );
 }

@@ -1,6 +1,11 @@
 //! A deployment test bed: moto (S3, Route 53) and local-aws (Elastic Beanstalk, CodePipeline jobs, the
 //! environments' router) wired together, SDK clients pointed at them, and a driver that runs an action's
 //! real binary through its continuation tokens as CodePipeline would.
+//!
+//! Permissions are enforced as in `beanswap run`: each function binary calls AWS as its own role from
+//! pipeline-template.json ([`crate::identities`]), local-aws and the proxy in front of moto hold its
+//! calls to that role's policies, and a refusal is AWS's. The bed's own setup and checks (its clients,
+//! [`clients`]) sign as the administrator. [`Bed::start_unenforced`] is the exception, with a reason.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -8,10 +13,12 @@ use std::time::{Duration, Instant};
 use aws_sdk_elasticbeanstalk::types::{EnvironmentDescription, S3Location};
 use local_aws::beanstalk::Options;
 use local_aws::lambda::{Function, Invocation};
+use local_aws::proxy::CountingProxy;
 use local_aws::{JobResult, LocalAws};
 use serde_json::{json, Value};
 
 use crate::clients;
+use crate::identities::{self, BedIdentities, IdentitiesSpec};
 use crate::moto::Moto;
 
 /// The bucket test bundles live in.
@@ -20,6 +27,12 @@ pub const BUNDLES: &str = "beanswap-bundles";
 pub struct Bed {
     pub local: LocalAws,
     pub moto: Moto,
+    /// moto behind the proxy that holds S3 and Route 53 calls to the caller's policies: what the
+    /// functions and the bed's own clients are pointed at.
+    pub proxy: CountingProxy,
+    /// The roles the functions run as (`None`: not enforced, see [`Bed::start_unenforced`]).
+    pub identities: Option<BedIdentities>,
+    /// The administrator's clients: the bed's own setup and checks.
     pub eb: aws_sdk_elasticbeanstalk::Client,
     pub s3: aws_sdk_s3::Client,
     pub route53: aws_sdk_route53::Client,
@@ -103,6 +116,14 @@ pub async fn servers(options: Options) -> (LocalAws, Moto) {
     (local, moto)
 }
 
+/// Holds local-aws (Elastic Beanstalk, CodePipeline jobs, RDS, CloudWatch) and `proxy` (S3, Route 53 in
+/// moto) to `spec` from now on, for a test that builds its own bed around [`servers`]: its functions
+/// then sign with their role's key ([`BedIdentities::key_of`]), its own clients as the administrator.
+pub fn enforce(local: &LocalAws, proxy: &CountingProxy, spec: &IdentitiesSpec) {
+    local.set_identities(Some(identities::parse(spec)));
+    proxy.set_identities(Some(identities::parse(spec)));
+}
+
 /// Uploads `bundle` to `bucket` as `shop/<label>.zip` and registers it as version `label` of `shop`.
 pub async fn upload_version(
     s3: &aws_sdk_s3::Client,
@@ -173,12 +194,37 @@ pub async fn wait_for_environment(
 }
 
 impl Bed {
-    /// moto + local-aws (see [`servers`]), with the bundle bucket and application `shop` created.
+    /// moto + local-aws (see [`servers`]), with the bundle bucket and application `shop` created by the
+    /// administrator; from then on every function runs as its role from pipeline-template.json.
     pub async fn start(options: Options) -> Bed {
+        let bed = Self::setup(options).await;
+        let ids = BedIdentities::load();
+        bed.enforce(&ids.spec);
+        Bed {
+            identities: Some(ids),
+            ..bed
+        }
+    }
+
+    /// [`Bed::start`] without permissions enforced: every signed call is accepted, functions included.
+    /// Only for a test that needs what no role of the template grants, and `why` says what that is.
+    pub async fn start_unenforced(options: Options, why: &str) -> Bed {
+        assert!(
+            !why.trim().is_empty(),
+            "a bed without enforcement needs its reason"
+        );
+        Self::setup(options).await
+    }
+
+    async fn setup(options: Options) -> Bed {
         let (local, moto) = servers(options).await;
+        let proxy = CountingProxy::start(&moto.endpoint())
+            .await
+            .expect("start the proxy in front of moto");
+        // The administrator: the bed's own setup and checks.
         let eb = clients::beanstalk(&local.endpoint());
-        let s3 = clients::s3(&moto.endpoint());
-        let route53 = clients::route53(&moto.endpoint());
+        let s3 = clients::s3(&proxy.endpoint());
+        let route53 = clients::route53(&proxy.endpoint());
         s3.create_bucket()
             .bucket(BUNDLES)
             .send()
@@ -192,6 +238,8 @@ impl Bed {
         Bed {
             local,
             moto,
+            proxy,
+            identities: None,
             eb,
             s3,
             route53,
@@ -199,12 +247,20 @@ impl Bed {
         }
     }
 
-    /// Uploads `bundle` and registers it as version `label` of `shop`.
+    /// Holds every function's calls to `spec` from now on: local-aws (Elastic Beanstalk, CodePipeline
+    /// jobs, RDS, CloudWatch) and the proxy (S3, Route 53). A test that shows a refusal passes the
+    /// bed's roles with an action taken out ([`BedIdentities::without`]).
+    pub fn enforce(&self, spec: &IdentitiesSpec) {
+        enforce(&self.local, &self.proxy, spec);
+    }
+
+    /// Uploads `bundle` and registers it as version `label` of `shop` (the administrator: a fixture).
     pub async fn version(&self, label: &str, bundle: Vec<u8>) {
         upload_version(&self.s3, &self.eb, BUNDLES, label, bundle).await;
     }
 
-    /// An action's binary under a local Lambda Runtime API, its AWS calls landing on this bed.
+    /// An action's binary under a local Lambda Runtime API, its AWS calls landing on this bed as its
+    /// role's.
     pub async fn function(&self, binary: &Path) -> Function {
         self.function_with_env(binary, &[]).await
     }
@@ -215,11 +271,19 @@ impl Bed {
         let mut env: Vec<(&str, String)> = vec![
             ("AWS_ENDPOINT_URL_CODEPIPELINE", self.local.endpoint()),
             ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", self.local.endpoint()),
-            ("AWS_ENDPOINT_URL_S3", self.moto.endpoint()),
-            ("AWS_ENDPOINT_URL_ROUTE_53", self.moto.endpoint()),
+            ("AWS_ENDPOINT_URL_S3", self.proxy.endpoint()),
+            ("AWS_ENDPOINT_URL_ROUTE_53", self.proxy.endpoint()),
             ("AWS_ENDPOINT_URL_RDS", self.local.endpoint()),
             ("AWS_MAX_ATTEMPTS", "4".to_string()),
         ];
+        // The function's own role: an access key that names it, as `beanswap run` gives each process.
+        if let Some(ids) = &self.identities {
+            let name = binary
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            env.push(("AWS_ACCESS_KEY_ID", ids.key_of(&name)));
+        }
         env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
         env.extend(extra.iter().cloned());
         crate::lambda::start(binary, &env).await
@@ -237,6 +301,17 @@ impl Bed {
         let mut token: Option<String> = None;
         for invocations in 1..=max {
             let mut event = crate::job_event(user_parameters);
+            // The account the local cloud's ARNs (and the roles' resources) are in, and artifact
+            // credentials of CodePipeline's role, as the pipeline would hand them over.
+            event["CodePipeline.job"]["accountId"] = json!(local_aws::beanstalk::ACCOUNT);
+            if let Some(key) = self
+                .identities
+                .as_ref()
+                .and_then(|i| i.artifact_key.clone())
+            {
+                event["CodePipeline.job"]["data"]["artifactCredentials"]["accessKeyId"] =
+                    json!(key);
+            }
             if let Some(t) = &token {
                 tokio::time::sleep(self.continuation_pause).await;
                 event["CodePipeline.job"]["data"]["continuationToken"] = json!(t);

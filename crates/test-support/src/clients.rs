@@ -1,9 +1,14 @@
 //! SDK clients aimed at the local servers: dummy credentials, us-east-1, the endpoint given. Every test
 //! builds its clients here, so a change to how (say, a new SDK default) is made once.
 
-/// The credentials every local server accepts (moto and local-aws check only that a request is signed).
+use crate::identities::ADMIN_KEY;
+
+/// The administrator's credentials ([`ADMIN_KEY`]): every client a test builds here makes the test's
+/// own setup and checks (buckets, bundles, versions, environments as fixtures, reading what a function
+/// did), never a function's calls, which sign as the function's role (`crate::bed`). Where permissions
+/// are enforced the administrator may do anything; where they are not, any signed request is accepted.
 pub fn credentials() -> aws_sdk_elasticbeanstalk::config::Credentials {
-    aws_sdk_elasticbeanstalk::config::Credentials::new("testing", "testing", None, None, "test")
+    aws_sdk_elasticbeanstalk::config::Credentials::new(ADMIN_KEY, "local", None, None, "admin")
 }
 
 /// The Elastic Beanstalk client configuration, for a test that changes more (retries, timeouts).

@@ -4,6 +4,7 @@
 
 pub mod bed;
 pub mod clients;
+pub mod identities;
 pub mod moto;
 pub mod postgres;
 
@@ -123,8 +124,9 @@ pub async fn aws_cli_json(
     serde_json::from_str(&stdout).map_err(|e| format!("not JSON ({e}): {stdout}"))
 }
 
-/// Runs `aws --endpoint-url ENDPOINT --region us-east-1 --output json SERVICE ARGS` with test
-/// credentials and no retries: (succeeded, stdout, stderr).
+/// Runs `aws --endpoint-url ENDPOINT --region us-east-1 --output json SERVICE ARGS` as the
+/// administrator (a test's own check, never a function's call) and with no retries: (succeeded, stdout,
+/// stderr).
 pub async fn aws_cli(endpoint: &str, service: &str, args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(aws_cli_path())
         .args([
@@ -137,8 +139,8 @@ pub async fn aws_cli(endpoint: &str, service: &str, args: &[&str]) -> (bool, Str
             service,
         ])
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ACCESS_KEY_ID", identities::ADMIN_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_MAX_ATTEMPTS", "1")
         .env_remove("AWS_PROFILE")
         .output()

@@ -120,6 +120,24 @@ async fn backups_are_taken_once_per_execution_and_only_the_newest_are_kept() {
             5,
         )
         .await;
+    // The role may snapshot the stack's own instance only: another name is refused before RDS looks
+    // it up (IAM decides first), naming the instance, as AWS answers.
+    assert_eq!(missing.failure_type(), "PermissionError");
+    assert!(
+        missing.failure().contains("db:no-such-db"),
+        "{}",
+        missing.failure()
+    );
+    // Without enforcement, the instance that does not exist is the answer: a ConfigurationError.
+    bed.local.set_identities(None);
+    bed.proxy.set_identities(None);
+    let missing = bed
+        .drive(
+            &mut f,
+            r#"{"db_instance":"no-such-db","application":"shop","version_label":"v9"}"#,
+            5,
+        )
+        .await;
     assert_eq!(missing.failure_type(), "ConfigurationError");
     assert!(
         missing.failure().contains("DBInstanceNotFound"),

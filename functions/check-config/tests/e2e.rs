@@ -17,12 +17,18 @@ use test_support::{job_event, LocalAws};
 const BUCKET: &str = "codepipeline-artifacts";
 const KEY: &str = "shop-pipeline/BuildOutpu/abc123";
 
+/// The function as its role from pipeline-template.json, held to it by local-aws (its own calls are
+/// CodePipeline's job results). Its one S3 call reads the input artifact with the job's artifact
+/// credentials, not its role, straight from moto (or from an endpoint that does not answer).
 async fn start(local: &LocalAws, s3_endpoint: &str) -> Function {
+    let identities = test_support::identities::BedIdentities::load();
+    local.set_identities(Some(test_support::identities::parse(&identities.spec)));
     test_support::lambda::start(
         Path::new(env!("CARGO_BIN_EXE_check-config")),
         &[
             ("AWS_ENDPOINT_URL_CODEPIPELINE", local.endpoint()),
             ("AWS_ENDPOINT_URL_S3", s3_endpoint.to_string()),
+            ("AWS_ACCESS_KEY_ID", identities.key_of("check-config")),
         ],
     )
     .await
@@ -432,6 +438,8 @@ async fn logs_are_json_lines_carrying_the_job_id_and_never_the_artifact_credenti
     let ok_id = job_id(&ok);
     let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("check-config-{ok_id}.log"));
     let _ = std::fs::remove_file(&log);
+    // Not held to its role (the other tests here are, through `start`): this one is about what the
+    // logs carry, at TRACE, and changes nothing the role decides.
     let mut function = test_support::lambda::Function::start_logging_to(
         Path::new(env!("CARGO_BIN_EXE_check-config")),
         &[

@@ -1,5 +1,10 @@
 //! The package binary under the real lambda_runtime, against a local Runtime API: S3 on moto, Elastic
 //! Beanstalk and the CodePipeline job API on local-aws.
+//!
+//! Not held to its role here: these tests cover how package handles S3's and Beanstalk's answers,
+//! several of which its role from the template never lets it reach (a `bucket` of the user's choice,
+//! another account's Beanstalk bucket); permissions.rs runs it as its role, each path the pipeline's run
+//! cannot take shown refused without the action it needs.
 
 // Test helpers may panic: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

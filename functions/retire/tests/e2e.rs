@@ -19,10 +19,13 @@ use local_aws::proxy::CountingProxy;
 use local_aws::LocalAws;
 use serde_json::{json, Value};
 use test_support::clients;
+use test_support::identities::BedIdentities;
 use test_support::moto::Moto;
 
 use test_support::SOLUTION_STACK as STACK;
-const BUNDLES: &str = "bundles";
+/// Elastic Beanstalk's own bucket, where package puts bundles: the only one whose objects retire's role
+/// may delete.
+const BUNDLES: &str = "elasticbeanstalk-us-east-1-123456789012";
 const PROD: &str = "shop-prod";
 
 struct Bed {
@@ -30,6 +33,9 @@ struct Bed {
     _moto: Moto,
     /// The function reaches S3 and Route 53 through this, so its calls there are counted too.
     proxy: CountingProxy,
+    /// The roles from pipeline-template.json; retire runs as its own.
+    identities: BedIdentities,
+    /// The administrator's clients: the test's own setup and checks.
     eb: aws_sdk_elasticbeanstalk::Client,
     s3: aws_sdk_s3::Client,
     route53: aws_sdk_route53::Client,
@@ -93,10 +99,15 @@ impl Bed {
             .await
             .unwrap();
         let proxy = CountingProxy::start(&moto.endpoint()).await.unwrap();
+        // From here on retire calls AWS as its role from pipeline-template.json; the clients above are
+        // the administrator's (the test's own setup).
+        let identities = BedIdentities::load();
+        test_support::bed::enforce(&local, &proxy, &identities.spec);
         Bed {
             local,
             _moto: moto,
             proxy,
+            identities,
             eb,
             s3,
             route53,
@@ -114,6 +125,7 @@ impl Bed {
             ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", self.local.endpoint()),
             ("AWS_ENDPOINT_URL_S3", self.proxy.endpoint()),
             ("AWS_ENDPOINT_URL_ROUTE_53", self.proxy.endpoint()),
+            ("AWS_ACCESS_KEY_ID", self.identities.key_of("retire")),
         ];
         if let Some(n) = attempts {
             env.push(("AWS_MAX_ATTEMPTS", n.to_string()));
@@ -353,6 +365,60 @@ fn calls_between(
 
 fn hours(h: u64) -> Option<Duration> {
     Some(Duration::from_secs(h * 3600))
+}
+
+/// The environment kept for rollback is often busy for a moment when retire runs right after swap
+/// (swap's tag on it is an environment update): it is scaled down once Ready, the job going on
+/// meanwhile, not left at full size until the next deployment.
+#[tokio::test]
+async fn a_kept_environment_busy_for_a_moment_is_scaled_down_once_ready() {
+    let bed = Bed::start(Options {
+        update_delay: Duration::from_secs(3),
+        ..Options::default()
+    })
+    .await;
+    for v in ["v1", "v2"] {
+        bed.version(v).await;
+    }
+    let app = Some("shop");
+    let live = bed.launch("shop-live", PROD, "v2", app, None).await;
+    let kept = bed.launch("shop-v1", "shop-v1", "v1", app, hours(1)).await;
+    bed.wait_all(&[&*live, &*kept], &["Ready"]).await;
+    bed.eb
+        .update_environment()
+        .environment_id(&kept)
+        .option_settings(
+            ConfigurationOptionSetting::builder()
+                .namespace("aws:elasticbeanstalk:application:environment")
+                .option_name("COLOR")
+                .value("blue")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bed.status(&kept).await, "Updating");
+
+    let mut function = bed.function().await;
+    let params = r#"{"application":"shop","production_cname":"shop-prod","dns_ttl_seconds":1,"keep":1,"grace_minutes":10,"scale_down_kept":{"min":1,"max":1}}"#;
+    let report = bed.invoke_once(&mut function, params).await;
+    assert!(report["continuationToken"].is_string(), "{report}");
+    let summary = report["executionDetails"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("not scaled: Updating (scaled once it is Ready)"),
+        "{summary}"
+    );
+    assert_eq!(bed.calls("UpdateEnvironment"), 1, "the test's own update");
+
+    bed.wait_all(&[&*kept], &["Ready"]).await;
+    let report = bed.invoke_once(&mut function, params).await;
+    assert!(report["continuationToken"].is_null(), "{report}");
+    let summary = report["executionDetails"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("scaled to MinSize 1, MaxSize 1"),
+        "{summary}"
+    );
+    assert_eq!(bed.calls("UpdateEnvironment"), 2);
 }
 
 #[tokio::test]

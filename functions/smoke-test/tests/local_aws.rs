@@ -142,9 +142,17 @@ async fn the_example_app_on_local_aws_passes_healthy_and_fails_precisely_when_br
         healthy_cname.ends_with(".elasticbeanstalk.com"),
         "{healthy_cname}"
     );
+    // The function as its role from pipeline-template.json, held to it by local-aws (its only AWS calls
+    // are CodePipeline's job results); the bed's clients are the administrator's.
+    let identities = test_support::identities::BedIdentities::load();
+    bed.local
+        .set_identities(Some(test_support::identities::parse(&identities.spec)));
     let mut function = test_support::lambda::start(
         Path::new(env!("CARGO_BIN_EXE_smoke-test")),
-        &[("AWS_ENDPOINT_URL_CODEPIPELINE", bed.local.endpoint())],
+        &[
+            ("AWS_ENDPOINT_URL_CODEPIPELINE", bed.local.endpoint()),
+            ("AWS_ACCESS_KEY_ID", identities.key_of("smoke-test")),
+        ],
     )
     .await;
 

@@ -317,6 +317,20 @@ async fn a_retry_adopting_the_environment_deletes_the_template_the_dead_invocati
         .unwrap();
     assert_eq!(template_names(&bed).await, [template.as_str()]);
 
+    // The environment is recognised by its tags, read with the role's
+    // elasticbeanstalk:ListTagsForResource (only a retry reads them, which the pipeline's run never
+    // makes): refused, the refusal is the failure, naming the action, and nothing is created.
+    let roles = bed.identities.clone().unwrap();
+    bed.enforce(&roles.without("StageFunctionRole", "elasticbeanstalk:ListTagsForResource"));
+    let refused = bed.drive(&mut f, &params("v2", ""), 50).await;
+    assert_eq!(refused.failure_type(), "PermissionError");
+    let message = refused.failure();
+    assert!(
+        message.contains("elasticbeanstalk:ListTagsForResource"),
+        "{message}"
+    );
+    bed.enforce(&roles.spec);
+
     let creates = bed.local.call_counts()["ElasticBeanstalk.CreateEnvironment"];
     let run = bed.drive(&mut f, &params("v2", ""), 50).await;
     assert!(run.succeeded(), "{:?}", run.last().request);

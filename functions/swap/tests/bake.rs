@@ -141,8 +141,13 @@ async fn a_cloudwatch_alarm_in_alarm_during_the_bake_moves_production_back() {
             .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
             .region(aws_sdk_cloudwatch::config::Region::new("us-east-1"))
             .endpoint_url(bed.local.endpoint())
+            // The administrator: the test's own alarm, not swap's call.
             .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
-                "test", "test", None, None, "test",
+                test_support::identities::ADMIN_KEY,
+                "local",
+                None,
+                None,
+                "admin",
             ))
             .build(),
     );

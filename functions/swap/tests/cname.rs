@@ -185,6 +185,24 @@ async fn a_staged_environment_that_went_red_is_not_swapped() {
     assert_eq!(bed.env(&a.id).await.cname, PROD);
     assert_eq!(bed.get(PROD, "/version").await, (200, "v1\n".into()));
     assert!(!bed.out_of_service(&a.id).await);
+
+    // Those events are read with the role's elasticbeanstalk:DescribeEvents (only on this path, which
+    // the pipeline's run never takes): refused, the refusal is the failure, naming the action.
+    let without = bed
+        .identities
+        .without("SwapFunctionRole", "elasticbeanstalk:DescribeEvents");
+    test_support::bed::enforce(&bed.local, &bed.proxy, &without);
+    let report = bed
+        .invoke(&job_event(&params("shop-b", json!({}), &bed.resolve())))
+        .await;
+    let (kind, message) = report.failed();
+    assert_eq!(kind, "PermissionError", "{message}");
+    assert!(
+        message.contains("is not healthy now")
+            && message.contains("elasticbeanstalk:DescribeEvents"),
+        "{message}"
+    );
+    assert_eq!(bed.swaps(), 0);
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::aws_error::{unless_transient, AwsError};
+use crate::aws_error::{unless_transient, AwsError, ErrorClass};
 use crate::beanstalk::poll_delay;
 use crate::clock::{from_unix_seconds, unix_seconds, Clock};
 use crate::outcome::limits;
@@ -282,7 +282,7 @@ pub async fn run(
                         let Some(s) = found else {
                             return Err(ActionError::failed("internal: done without a snapshot"));
                         };
-                        return Ok(finish(rds, plan, &s, clock.since(began)).await);
+                        return finish(rds, plan, &s, clock.since(began)).await;
                     }
                     Decision::Fail(kind, message) => {
                         return Err(ActionError::new(kind, message));
@@ -329,20 +329,37 @@ fn note(state: &mut State, trouble: &str) {
 }
 
 /// The snapshot is available: delete beanswap's backups beyond the newest `keep` (a deletion that
-/// fails is named in the summary and left for the next backup) and report.
-async fn finish(rds: &impl RdsApi, plan: &Plan, s: &Snapshot, took: Duration) -> Outcome<State> {
+/// fails is named in the summary and left for the next backup) and report. A permission refusal is
+/// not left for next time: the role lacks what pruning needs and every later backup would be refused
+/// too, so it fails the action as a PermissionError naming the action (the new snapshot stays).
+async fn finish(
+    rds: &impl RdsApi,
+    plan: &Plan,
+    s: &Snapshot,
+    took: Duration,
+) -> Result<Outcome<State>, ActionError> {
     let mut pruned = vec![];
     let mut kept_back = vec![];
+    let refused = |e: AwsError| {
+        let mut error = ActionError::from(e);
+        error.message = format!(
+            "snapshot {} of {} is available, but pruning the older backups was refused: {}",
+            s.id, plan.instance, error.message
+        );
+        error
+    };
     match rds.snapshots_of(&plan.instance).await {
         Ok(all) => {
             for id in to_delete(plan, &all, &s.id) {
                 match rds.delete_snapshot(&id).await {
                     Ok(()) => pruned.push(id),
                     Err(e) if e.code() == Some("DBSnapshotNotFound") => pruned.push(id),
+                    Err(e) if e.class() == ErrorClass::PermissionDenied => return Err(refused(e)),
                     Err(e) => kept_back.push(format!("{id} ({})", e.message)),
                 }
             }
         }
+        Err(e) if e.class() == ErrorClass::PermissionDenied => return Err(refused(e)),
         Err(e) => kept_back.push(format!(
             "the old backups could not be listed ({})",
             e.message
@@ -370,7 +387,9 @@ async fn finish(rds: &impl RdsApi, plan: &Plan, s: &Snapshot, took: Duration) ->
             kept_back.join("; ")
         ));
     }
-    Outcome::succeeded(crate::outcome::truncate(&summary, limits::SUMMARY))
-        .with_variable("SnapshotId", s.id.clone())
-        .with_variable("SnapshotArn", s.arn.clone())
+    Ok(
+        Outcome::succeeded(crate::outcome::truncate(&summary, limits::SUMMARY))
+            .with_variable("SnapshotId", s.id.clone())
+            .with_variable("SnapshotArn", s.arn.clone()),
+    )
 }

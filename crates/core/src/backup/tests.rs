@@ -271,6 +271,33 @@ async fn a_failed_deletion_is_named_and_left_for_the_next_backup() {
     assert!(rds.get("beanswap-shop-a").is_some());
 }
 
+/// A refused deletion is the role's trouble, and every later backup would be refused as well: the
+/// action fails with a PermissionError naming the action, instead of a note in a passing summary.
+#[tokio::test]
+async fn a_refused_deletion_fails_as_a_permission_error() {
+    let p = Plan { keep: 1, ..plan() };
+    let rds = FakeRds::with(vec![snapshot("beanswap-shop-a", "shop-db", 10, OURS)]);
+    rds.fail_next(
+        "DeleteDBSnapshot",
+        AwsError::answered(
+            Service::Rds,
+            "DeleteDBSnapshot",
+            "AccessDenied",
+            "User: arn:aws:sts::123456789012:assumed-role/backup/BackupFunctionRole is not authorized to perform: rds:DeleteDBSnapshot",
+        ),
+    );
+    let e = run(&rds, &FakeClock::default(), &p, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::PermissionError, "{}", e.message);
+    assert!(
+        e.message.contains("rds:DeleteDBSnapshot") && e.message.contains("is available"),
+        "{}",
+        e.message
+    );
+    assert!(rds.get("beanswap-shop-a").is_some());
+}
+
 #[test]
 fn state_fits_a_continuation_token() {
     let state = State {

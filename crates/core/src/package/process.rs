@@ -155,10 +155,18 @@ impl Packager {
                     lines.join("\n")
                 }
             }
-            Err(e) => format!(
-                "(events unavailable: {})",
-                Beanstalk::error("DescribeEvents", e)
-            ),
+            Err(e) => {
+                let mut e = Beanstalk::error("DescribeEvents", e);
+                // The role may not read why: that is the failure to fix first, never left out.
+                if e.class() == crate::aws_error::ErrorClass::PermissionDenied {
+                    e.message = format!(
+                        "version `{label}` of `{}` could not be processed (status {status}), and reading why was refused: {}",
+                        settings.application, e.message
+                    );
+                    return PackageError::Aws(e);
+                }
+                format!("(events unavailable: {e})")
+            }
         };
         PackageError::ProcessingFailed {
             application: settings.application.clone(),

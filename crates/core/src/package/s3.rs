@@ -113,7 +113,17 @@ impl Packager {
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
                 return Ok(None)
             }
-            Err(e) => return Err(s3_error("HeadObject", bucket, key, e).into()),
+            Err(e) => {
+                let mut e = s3_error("HeadObject", bucket, key, e);
+                // A HEAD answer has no body, so AWS's 403 names no action: say which ones decide it.
+                if e.status == Some(403) {
+                    e.message = format!(
+                        "{} (403 to HEAD, which carries no reason: S3 refuses it without s3:GetObject on the object, and answers a missing object with 403 instead of 404 without s3:ListBucket on the bucket)",
+                        e.message
+                    );
+                }
+                return Err(e.into());
+            }
         }
         let mut object = self
             .s3

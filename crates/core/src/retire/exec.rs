@@ -301,9 +301,13 @@ pub async fn retire(
         done: true,
         now,
     };
+    // A kept environment busy for a moment (swap's own tag change on the old environment is an
+    // environment update) is scaled down once it is Ready: the job goes on while the patience lasts,
+    // instead of leaving it at full size until the next deployment.
+    let mut kept_busy = false;
     if let Some(scale) = settings.scale_down_kept {
         for kept in plan.kept() {
-            let note = scale_down(
+            let (note, busy) = scale_down(
                 clients,
                 settings,
                 kept,
@@ -312,9 +316,11 @@ pub async fn retire(
                 settings.dry_run,
             )
             .await?;
+            kept_busy |= busy;
             report.kept_notes.push((kept.name.clone(), note));
         }
     }
+    let kept_busy = kept_busy && policy.busy_patience.is_some_and(|patience| now < patience);
     if settings.dry_run {
         if let Some(prune) = settings.prune {
             report.prune = Some(prune_plan(clients, settings, &facts, prune).await?);
@@ -377,6 +383,9 @@ pub async fn retire(
         report.done = report.prune_remaining == 0;
         report.prune = Some(pruning);
     }
+    if kept_busy {
+        report.done = false;
+    }
     report.progress = progress;
     Ok(report)
 }
@@ -413,7 +422,8 @@ async fn recheck(
     Ok(None)
 }
 
-/// Applies MinSize/MaxSize to a kept environment unless it already has them.
+/// Applies MinSize/MaxSize to a kept environment unless it already has them: the note for the summary,
+/// and whether it was not scaled because it is busy (not Ready) now.
 async fn scale_down(
     clients: &Clients,
     settings: &Settings,
@@ -421,10 +431,10 @@ async fn scale_down(
     scale: Scale,
     progress: &mut Progress,
     dry_run: bool,
-) -> Result<String, RetireError> {
+) -> Result<(String, bool), RetireError> {
     let wanted = format!("MinSize {}, MaxSize {}", scale.min, scale.max);
     if progress.scaled.contains(&kept.name) {
-        return Ok(format!("scaled to {wanted}"));
+        return Ok((format!("scaled to {wanted}"), false));
     }
     let err = |source| RetireError::ScaleDown {
         name: kept.name.clone(),
@@ -440,13 +450,16 @@ async fn scale_down(
     if get("MinSize").as_deref() == Some(min.as_str())
         && get("MaxSize").as_deref() == Some(max.as_str())
     {
-        return Ok(format!("already at {wanted}"));
+        return Ok((format!("already at {wanted}"), false));
     }
     if kept.status != "Ready" {
-        return Ok(format!("not scaled: {}", kept.status));
+        return Ok((
+            format!("not scaled: {} (scaled once it is Ready)", kept.status),
+            true,
+        ));
     }
     if dry_run {
-        return Ok(format!("would scale to {wanted}"));
+        return Ok((format!("would scale to {wanted}"), false));
     }
     clients
         .beanstalk
@@ -454,7 +467,7 @@ async fn scale_down(
         .await
         .map_err(err)?;
     progress.scaled.push(kept.name.clone());
-    Ok(format!("scaled to {wanted}"))
+    Ok((format!("scaled to {wanted}"), false))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! resumes (polls with backoff, streams events) and asks [`assess`] what each poll means.
 
 use super::*;
+use crate::aws_error::{AwsError, ErrorClass};
 
 /// One invocation of the stage action: begins (finds production, creates or adopts the environment)
 /// when nothing has begun yet, then polls until a verdict or the poll budget is spent.
@@ -322,7 +323,14 @@ pub async fn resume(
             state.health = env.health.to_string();
             match assess(&env, &events, plan.health, elapsed, plan.timeout) {
                 Verdict::Healthy => {
-                    cleanup_template(eb, plan, &state).await;
+                    if let Err(e) = cleanup_template(eb, plan, &state).await {
+                        let mut error = ActionError::from(e);
+                        error.message = format!(
+                            "{} is staged and healthy, but deleting the configuration template cloned for it was refused: {}",
+                            state.env_name, error.message
+                        );
+                        return Err(error);
+                    }
                     return Ok(succeeded(
                         &env,
                         state.live.as_deref(),
@@ -393,9 +401,12 @@ fn or_unknown(s: &str) -> &str {
     }
 }
 
-async fn cleanup_template(eb: &Beanstalk, plan: &Plan, state: &State) {
+/// Deletes the configuration template cloned from the live environment. Best effort for what AWS may
+/// answer about the template itself (a template left behind costs nothing, and the name is this
+/// version's), but a permission refusal is returned: the role lacks DeleteConfigurationTemplate, and a
+/// refusal is never skipped in silence.
+async fn cleanup_template(eb: &Beanstalk, plan: &Plan, state: &State) -> Result<(), AwsError> {
     if let Some(template) = &state.template {
-        // Best effort: a template left behind costs nothing and the next run reuses the name.
         match eb
             .client()
             .delete_configuration_template()
@@ -413,10 +424,15 @@ async fn cleanup_template(eb: &Beanstalk, plan: &Plan, state: &State) {
                 tracing::debug!(template = %template, "the cloned configuration template is already gone");
             }
             Err(e) => {
-                tracing::warn!(template = %template, error = %Beanstalk::error("DeleteConfigurationTemplate", e), "could not delete the cloned configuration template");
+                let e = Beanstalk::error("DeleteConfigurationTemplate", e);
+                if e.class() == ErrorClass::PermissionDenied {
+                    return Err(e);
+                }
+                tracing::warn!(template = %template, error = %e, "could not delete the cloned configuration template");
             }
         }
     }
+    Ok(())
 }
 
 /// How long a failure waits for Beanstalk to compile the tail logs.
@@ -485,9 +501,12 @@ async fn fail(
             ),
         },
     };
-    cleanup_template(eb, plan, state).await;
+    let cleanup = match cleanup_template(eb, plan, state).await {
+        Ok(()) => String::new(),
+        Err(e) => format!(" Deleting the cloned configuration template was refused too: {e}."),
+    };
     ActionError::failed(format!(
-        "Staging version {} failed: {reason}. {what_now}. Production is unchanged{}.{instances}\nRecent events of {}:\n{recent}",
+        "Staging version {} failed: {reason}. {what_now}. Production is unchanged{}.{cleanup}{instances}\nRecent events of {}:\n{recent}",
         plan.version_label,
         state
             .live

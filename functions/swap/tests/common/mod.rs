@@ -14,9 +14,11 @@ use aws_sdk_route53::types::{
     AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType,
 };
 use local_aws::beanstalk::Options;
+use local_aws::proxy::CountingProxy;
 use local_aws::LocalAws;
 use serde_json::{json, Value};
 use test_support::clients;
+use test_support::identities::BedIdentities;
 use test_support::lambda::{Function, Invocation};
 use test_support::moto::Moto;
 
@@ -28,6 +30,10 @@ pub const EB_ZONE_US_EAST_1: &str = "Z117KPS5GTRQ2G";
 pub struct Bed {
     pub local: LocalAws,
     pub moto: Moto,
+    /// moto behind the proxy that holds Route 53 calls to the caller's policies (swap's go through it).
+    pub proxy: CountingProxy,
+    /// The roles from pipeline-template.json; swap runs as its own.
+    pub identities: BedIdentities,
     pub eb: aws_sdk_elasticbeanstalk::Client,
     pub s3: aws_sdk_s3::Client,
     pub r53: aws_sdk_route53::Client,
@@ -46,19 +52,27 @@ pub async fn bed() -> Bed {
         .send()
         .await
         .unwrap();
+    // From here on swap calls AWS as its role from pipeline-template.json; the clients above are the
+    // administrator's (the test's own setup and checks).
+    let proxy = CountingProxy::start(&moto.endpoint()).await.unwrap();
+    let identities = BedIdentities::load();
+    test_support::bed::enforce(&local, &proxy, &identities.spec);
     let function = test_support::lambda::start(
         Path::new(env!("CARGO_BIN_EXE_swap")),
         &[
             ("AWS_ENDPOINT_URL_CODEPIPELINE", local.endpoint()),
             ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", local.endpoint()),
-            ("AWS_ENDPOINT_URL_ROUTE_53", moto.endpoint()),
+            ("AWS_ENDPOINT_URL_ROUTE_53", proxy.endpoint()),
             ("AWS_ENDPOINT_URL_CLOUDWATCH", local.endpoint()),
+            ("AWS_ACCESS_KEY_ID", identities.key_of("swap")),
         ],
     )
     .await;
     Bed {
         local,
         moto,
+        proxy,
+        identities,
         eb,
         s3,
         r53,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{Plan, State, View};
+use crate::aws_error::AwsError;
 use crate::beanstalk::{event_lines, BeanstalkApi, Environment};
 use crate::route53::{Record, Route53Api};
 use crate::swap::{serving_environment, share_of, Mode, SwapError};
@@ -114,9 +115,8 @@ pub(super) async fn observe_aws<B: BeanstalkApi, R: Route53Api>(
 }
 
 /// The staged environment's recent events, for a failure message about its health.
-pub async fn latest_events<B: BeanstalkApi>(eb: &B, env: &Environment) -> String {
+pub async fn latest_events<B: BeanstalkApi>(eb: &B, env: &Environment) -> Result<String, AwsError> {
     eb.events_since(&env.id, None, 20)
         .await
         .map(|e| event_lines(&e, 5))
-        .unwrap_or_default()
 }

@@ -283,7 +283,19 @@ where
                 known = Some(view);
             }
             Step::Unhealthy { message, env } => {
-                let events = latest_events(*eb, &env).await;
+                let events = match latest_events(*eb, &env).await {
+                    Ok(events) => events,
+                    // The role may not read them: that is what needs fixing first, never skipped.
+                    Err(e) if e.class() == crate::aws_error::ErrorClass::PermissionDenied => {
+                        let mut error = ActionError::from(e);
+                        error.message = format!(
+                            "{message}; reading its latest events was refused: {}",
+                            error.message
+                        );
+                        return Err(error);
+                    }
+                    Err(_) => String::new(),
+                };
                 let events = if events.is_empty() {
                     events
                 } else {

@@ -898,6 +898,44 @@ async fn throttling_is_waited_out_and_a_permission_refusal_is_reported_as_one() 
     assert_eq!(eb.count("SwapEnvironmentCNAMEs"), 0, "nothing moved");
 }
 
+/// A staged environment that is not healthy fails the swap with its latest events; when the role may
+/// not read them, the failure is the PermissionError naming the action, never a message without them.
+#[tokio::test]
+async fn an_unhealthy_staged_environment_whose_events_are_refused_is_a_permission_error() {
+    let eb = FakeBeanstalk::with(vec![
+        live_a(),
+        with(staged_b(), |e| e.health = "Red".into()),
+    ]);
+    eb.fail_next(
+        "DescribeEvents",
+        AwsError::answered(
+            Service::ElasticBeanstalk,
+            "DescribeEvents",
+            "InsufficientPrivilegesException",
+            "not authorized to perform: elasticbeanstalk:DescribeEvents",
+        ),
+    );
+    let verifier = FakeVerifier::new(version_of(&eb, &[]));
+    let err = run_once(
+        &eb,
+        &FakeRoute53::default(),
+        &verifier,
+        &FakeClock::default(),
+        &plan(Mode::Cname),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, FailureKind::PermissionError, "{}", err.message);
+    assert!(
+        err.message.contains("is not healthy now")
+            && err.message.contains("elasticbeanstalk:DescribeEvents"),
+        "{}",
+        err.message
+    );
+    assert_eq!(eb.count("SwapEnvironmentCNAMEs"), 0, "nothing moved");
+}
+
 #[tokio::test]
 async fn an_environment_busy_past_the_invocation_hands_over_and_the_next_goes_on() {
     let eb = fake_eb();
