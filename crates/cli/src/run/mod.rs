@@ -6,7 +6,6 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use local_aws::beanstalk::Options;
 use serde_json::{json, Value};
 
 use crate::local::{Endpoints, LocalCloud};
@@ -15,45 +14,14 @@ use crate::probe::{self, Probe};
 use crate::report;
 use crate::template::{self, Stack};
 
-/// Function binaries the template's Lambda actions need.
-pub const FUNCTIONS: &[&str] = &[
-    "check-config",
-    "package",
-    "backup",
-    "stage",
-    "smoke-test",
-    "swap",
-    "retire",
-];
+mod releases;
+mod setup;
 
-/// Parameters that make the template's defaults fit one machine: a Beanstalk platform for the first
-/// environment, a version check, no grace period to wait out.
-pub fn local_parameters() -> BTreeMap<String, String> {
-    [
-        ("ApplicationName", "shop"),
-        ("ProductionCnamePrefix", "shop-prod"),
-        (
-            "SolutionStackName",
-            "64bit Amazon Linux 2023 v4.5.2 running Python 3.11",
-        ),
-        ("VersionPath", "/version"),
-        // The smoke test checks a path that writes and reads the database too, on the staged and on the
-        // live environment.
-        ("SmokeTestPaths", "/,/health,/api/orders"),
-        ("RetireGraceMinutes", "0"),
-        // The bake after the move, scaled from minutes to 3 seconds: it watches production (enhanced
-        // health from the router's requests) and moves it back on a breach (`--bad-release`).
-        ("BakeMinutes", "0.05"),
-        // Retire waits for the old environment to serve nothing for the DNS TTL: the local one.
-        ("DnsTtlSeconds", "5"),
-        ("KeepPreviousEnvironments", "1"),
-        ("RepositoryId", "local/app"),
-        ("FunctionsBucket", "local-functions"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
+pub use releases::{bad_release, changed_copy, next_release};
+pub use setup::{
+    cloud_options, ensure_binaries, local_parameters, probe_resolution, provision, serve_domain,
+    DNS_TTL, FUNCTIONS, NOT_CREATED_LOCALLY, PROBE_PATH,
+};
 
 pub struct Settings {
     pub root: PathBuf,
@@ -93,181 +61,6 @@ pub struct Outcome {
     pub png: Option<PathBuf>,
     pub ok: bool,
 }
-
-/// Creates what the template would create on Beanstalk before the pipeline first runs: the application
-/// and the first environment's saved configuration.
-pub async fn provision(stack: &Stack, eb: &aws_sdk_elasticbeanstalk::Client) -> Result<(), String> {
-    let err = |what: &str, e: String| format!("provision {what}: {e}");
-    for (_, props) in stack
-        .resources_of("AWS::ElasticBeanstalk::Application")
-        .map_err(|e| e.to_string())?
-    {
-        let name = template::text(&props["ApplicationName"]);
-        if let Err(e) = eb.create_application().application_name(&name).send().await {
-            let message = aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata::message(&e)
-                .unwrap_or_default()
-                .to_string();
-            if !message.contains("already exists") {
-                return Err(err("application", message));
-            }
-        }
-    }
-    for (logical, props) in stack
-        .resources_of("AWS::ElasticBeanstalk::ConfigurationTemplate")
-        .map_err(|e| e.to_string())?
-    {
-        let mut request = eb
-            .create_configuration_template()
-            .application_name(template::text(&props["ApplicationName"]))
-            .template_name(stack.physical_id(&logical))
-            .set_solution_stack_name(props.get("SolutionStackName").map(template::text))
-            .set_platform_arn(props.get("PlatformArn").map(template::text));
-        // A setting whose value came from a resource not created here (the database) has none: left out.
-        for o in props["OptionSettings"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|o| o.get("Value").is_some())
-        {
-            request = request.option_settings(
-                aws_sdk_elasticbeanstalk::types::ConfigurationOptionSetting::builder()
-                    .namespace(template::text(&o["Namespace"]))
-                    .option_name(template::text(&o["OptionName"]))
-                    .value(template::text(&o["Value"]))
-                    .build(),
-            );
-        }
-        if let Err(e) = request.send().await {
-            let message = aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata::message(&e)
-                .unwrap_or_default()
-                .to_string();
-            if !message.contains("already exists") {
-                return Err(err(&logical, message));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Builds the function binaries with cargo when running from the source tree and any is missing.
-pub fn ensure_binaries(root: &Path, bin_dir: &Path, ui: &Ui) -> Result<(), String> {
-    let missing: Vec<&str> = FUNCTIONS
-        .iter()
-        .copied()
-        .filter(|f| !bin_dir.join(f).exists())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if !root.join("Cargo.toml").exists() {
-        return Err(format!(
-            "function binaries missing in {}: {missing:?}",
-            bin_dir.display()
-        ));
-    }
-    ui.line(&format!("building {} (first run only)", missing.join(", ")));
-    let release = bin_dir.ends_with("release");
-    let mut command =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.current_dir(root).arg("build").arg("--quiet");
-    if release {
-        command.arg("--release");
-    }
-    for f in &missing {
-        command.args(["-p", f]);
-    }
-    let status = command.status().map_err(|e| format!("run cargo: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("cargo build failed ({status})"))
-    }
-}
-
-/// What Beanstalk's 60 s CNAME TTL becomes in a local run (every DNS TTL is scaled alike): long
-/// enough that cached answers visibly outlive a swap, short enough for a run of a few minutes.
-pub const DNS_TTL: Duration = Duration::from_secs(5);
-
-/// The local cloud's timing for a pipeline run: environments launch in `launch_delay`; updates and
-/// terminations take half as long, as they roughly do on AWS; DNS answers live [`DNS_TTL`] where AWS
-/// gives 60 s, Beanstalk's 20 s deregistration timeout takes 2 s, and a request-rate trigger scales the
-/// environments.
-pub fn cloud_options(launch_delay: Duration) -> Options {
-    Options {
-        launch_delay,
-        update_delay: launch_delay / 2,
-        terminate_delay: launch_delay / 2,
-        health_interval: Duration::from_millis(500),
-        dns_ttl: DNS_TTL,
-        deregistration_delay: Duration::from_secs(2),
-        // A loaded live environment grows, as Auto Scaling grows it on AWS: above 100 requests per
-        // second per instance over 5 s one more instance (up to MaxSize), below 10 one fewer (down to
-        // MinSize).
-        scaling: Some(local_aws::beanstalk::Scaling {
-            upper: 100.0,
-            lower: 10.0,
-            window: Duration::from_secs(5),
-        }),
-        ..Options::default()
-    }
-}
-
-/// The load probe's clients in a local run: they resolve production through local-aws's DNS and
-/// keep each answer for its TTL, 10 % of them for three TTLs (probe::Crowd::default).
-pub fn probe_resolution(cloud: &LocalCloud) -> probe::Resolution {
-    probe::Resolution::Cached {
-        dns: cloud.aws.endpoint(),
-        crowd: probe::Crowd::default(),
-    }
-}
-
-/// Production on a custom domain, as the template sets it up on AWS: a hosted zone for the domain's
-/// parent in moto's Route 53 (AWS accounts have theirs already), and the parameters HostedZoneId and
-/// DomainName pointing at it, with SwapMode route53 unless `weighted` was asked for. Swap then creates
-/// the domain's record on the first deployment and moves it on every later one; the router resolves the
-/// domain through those records, as DNS would.
-pub async fn serve_domain(
-    route53: &aws_sdk_route53::Client,
-    domain: &str,
-    parameters: &mut BTreeMap<String, String>,
-) -> Result<(), String> {
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let zone = match domain.split_once('.') {
-        Some((_, parent)) if parent.contains('.') => parent.to_string(),
-        _ => domain.clone(),
-    };
-    let created = route53
-        .create_hosted_zone()
-        .name(&zone)
-        .caller_reference(format!("beanswap-local-{}", uuid::Uuid::new_v4()))
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "create the hosted zone {zone}: {}",
-                beanswap_core::aws_error::describe(&e).1
-            )
-        })?;
-    let id = created
-        .hosted_zone()
-        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
-        .ok_or_else(|| format!("create the hosted zone {zone}: no zone in the answer"))?;
-    parameters.insert("HostedZoneId".into(), id);
-    parameters.insert("DomainName".into(), domain);
-    if parameters.get("SwapMode").map(String::as_str) != Some("weighted") {
-        parameters.insert("SwapMode".into(), "route53".into());
-    }
-    Ok(())
-}
-
-/// Resource types the local run has no stand-in of by themselves: a reference to one is left out. The
-/// run's own database ([`crate::database`]) then provides `Database` and `DatabaseSecret`, which take
-/// precedence: every environment gets the real server's host, port, name and secret.
-pub const NOT_CREATED_LOCALLY: &[&str] = &["AWS::RDS::DBInstance", "AWS::SecretsManager::Secret"];
-
-/// The path the load probe requests on production: one that writes and reads the database.
-pub const PROBE_PATH: &str = "/api/orders";
 
 pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     ensure_binaries(&settings.root, &settings.bin_dir, ui)?;
@@ -654,71 +447,6 @@ pub async fn screenshot(data: &report::Run, html: &Path, ui: &Ui) -> Option<Path
             None
         }
     }
-}
-
-/// The demo's second release: a [`changed_copy`] that also ships the migration `next/<migration>` of
-/// the example app (`0002_orders_note.sql`, an expansion; or `0002_orders_note_required.sql`, the
-/// same column made required, which `--break-migration` deploys), which the app's code reads as its expected schema.
-pub fn next_release(
-    source: &Path,
-    into: &Path,
-    marker: &str,
-    migration: &str,
-) -> Result<PathBuf, String> {
-    let target = changed_copy(source, into, marker)?;
-    let from = source.join("next").join(migration);
-    let to = target.join("migrations").join(migration);
-    std::fs::create_dir_all(target.join("migrations")).map_err(|e| e.to_string())?;
-    std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
-    Ok(target)
-}
-
-/// The demo's bad third release (`--bad-release`): a copy of `v2` that ships a bug answering 5 % of
-/// requests with 500 (the example app's `ERROR_PERCENT` file). It passes the smoke test (a few requests)
-/// and fails under production's load after the swap, which the swap's bake catches.
-pub fn bad_release(v2: &Path, into: &Path) -> Result<PathBuf, String> {
-    let target = copy_tree(v2, &into.join("app-v3"))?;
-    std::fs::write(target.join("RELEASE"), "third release, with a bug\n")
-        .map_err(|e| e.to_string())?;
-    std::fs::write(target.join("ERROR_PERCENT"), "5\n").map_err(|e| e.to_string())?;
-    // The build ships the file with the rest of the app.
-    let buildspec = target.join("buildspec.yml");
-    let spec = std::fs::read_to_string(&buildspec).map_err(|e| e.to_string())?;
-    let shipped = spec.replace("    - VERSION\n", "    - VERSION\n    - ERROR_PERCENT\n");
-    if shipped == spec {
-        return Err(format!(
-            "{}: no `- VERSION` artifact line to ship ERROR_PERCENT beside",
-            buildspec.display()
-        ));
-    }
-    std::fs::write(&buildspec, shipped).map_err(|e| e.to_string())?;
-    Ok(target)
-}
-
-/// A copy of `source` with a change, so the second deployment of the demo is a new version.
-pub fn changed_copy(source: &Path, into: &Path, marker: &str) -> Result<PathBuf, String> {
-    let target = copy_tree(source, &into.join("app-v2"))?;
-    std::fs::write(target.join("RELEASE"), marker).map_err(|e| e.to_string())?;
-    Ok(target)
-}
-
-fn copy_tree(source: &Path, target: &Path) -> Result<PathBuf, String> {
-    for entry in walkdir::WalkDir::new(source)
-        .into_iter()
-        .filter_map(Result::ok)
-    {
-        let relative = entry
-            .path()
-            .strip_prefix(source)
-            .map_err(|e| e.to_string())?;
-        let to = target.join(relative);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
-        } else if entry.file_type().is_file() {
-            std::fs::copy(entry.path(), &to).map_err(|e| format!("{}: {e}", to.display()))?;
-        }
-    }
-    Ok(target.to_path_buf())
 }
 
 #[cfg(test)]
