@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use super::{lock, not_ready};
 use crate::aws_error::{AwsError, Service};
-use crate::beanstalk::{BeanstalkApi, Environment, Event, HealthFigures, Traffic};
+use crate::beanstalk::{
+    ApplicationVersion, BeanstalkApi, Environment, EnvironmentDetails, Event, HealthFigures,
+    Traffic,
+};
 
 #[derive(Debug, Default)]
 struct Eb {
@@ -24,6 +27,12 @@ struct Eb {
     figures: BTreeMap<String, VecDeque<HealthFigures>>,
     /// Environment name -> its capacity (default: one healthy instance, MinSize 1, MaxSize 4).
     sizes: BTreeMap<String, crate::swap::capacity::Capacity>,
+    /// Environment name -> DateUpdated (unset: none).
+    updated: BTreeMap<String, SystemTime>,
+    /// Environment name -> EndpointURL (unset: none).
+    endpoints: BTreeMap<String, String>,
+    /// Application -> its versions.
+    versions: BTreeMap<String, Vec<ApplicationVersion>>,
 }
 
 /// Elastic Beanstalk in memory.
@@ -162,6 +171,36 @@ impl FakeBeanstalk {
             .insert(name.to_string(), readings.into());
     }
 
+    /// What DescribeEnvironments gives as the environment's DateUpdated.
+    pub fn set_updated(&self, name: &str, updated: SystemTime) {
+        lock(&self.eb).updated.insert(name.to_string(), updated);
+    }
+
+    /// What DescribeEnvironments gives as the environment's EndpointURL (its load balancer).
+    pub fn set_endpoint(&self, name: &str, endpoint: &str) {
+        lock(&self.eb)
+            .endpoints
+            .insert(name.to_string(), endpoint.to_string());
+    }
+
+    /// Registers an application version.
+    pub fn add_version(&self, application: &str, version: ApplicationVersion) {
+        lock(&self.eb)
+            .versions
+            .entry(application.to_string())
+            .or_default()
+            .push(version);
+    }
+
+    /// The labels of the application's versions, in the order they were added.
+    pub fn version_labels(&self, application: &str) -> Vec<String> {
+        lock(&self.eb)
+            .versions
+            .get(application)
+            .map(|v| v.iter().map(|v| v.label.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Every call so far, as `Operation` names in order.
     pub fn calls(&self) -> Vec<String> {
         lock(&self.eb).calls.clone()
@@ -204,6 +243,14 @@ impl FakeBeanstalk {
                     e.status = "Ready".into();
                 }
             }
+        }
+    }
+
+    fn details(eb: &Eb, env: &Environment) -> EnvironmentDetails {
+        EnvironmentDetails {
+            environment: env.clone(),
+            updated: eb.updated.get(&env.name).copied(),
+            endpoint_url: eb.endpoints.get(&env.name).cloned(),
         }
     }
 
@@ -417,6 +464,127 @@ impl BeanstalkApi for FakeBeanstalk {
         );
         Self::event(&mut eb, &ea, message.clone());
         Self::event(&mut eb, &eb_, message);
+        Ok(())
+    }
+    async fn environments_detailed(
+        &self,
+        application: &str,
+    ) -> Result<Vec<EnvironmentDetails>, AwsError> {
+        let mut eb = self.call("DescribeEnvironments")?;
+        Self::tick(&mut eb);
+        Ok(eb
+            .environments
+            .iter()
+            .filter(|e| e.application == application && e.status != "Terminated")
+            .map(|e| Self::details(&eb, e))
+            .collect())
+    }
+
+    async fn environment_detailed(&self, id: &str) -> Result<Option<EnvironmentDetails>, AwsError> {
+        let mut eb = self.call("DescribeEnvironments")?;
+        Self::tick(&mut eb);
+        Ok(eb
+            .environments
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| Self::details(&eb, e)))
+    }
+
+    /// Refused unless the environment is Ready; then it is Terminated at once.
+    async fn terminate(&self, id: &str) -> Result<(), AwsError> {
+        let mut eb = self.call("TerminateEnvironment")?;
+        let Some(env) = eb
+            .environments
+            .iter()
+            .find(|e| e.id == id && !e.is_terminated())
+            .cloned()
+        else {
+            return Err(AwsError::answered(
+                Service::ElasticBeanstalk,
+                "TerminateEnvironment",
+                "InvalidParameterValue",
+                format!("No Environment found for EnvironmentId = '{id}'."),
+            ));
+        };
+        if !env.is_ready() {
+            return Err(not_ready("TerminateEnvironment", &env.name));
+        }
+        if let Some(e) = eb.environments.iter_mut().find(|e| e.id == id) {
+            e.status = "Terminated".into();
+        }
+        Self::event(&mut eb, &env, "terminateEnvironment is starting.".into());
+        Ok(())
+    }
+
+    /// The Auto Scaling bounds ([`FakeBeanstalk::set_capacity`]) as `aws:autoscaling:asg` options.
+    async fn option_settings(
+        &self,
+        application: &str,
+        environment_name: &str,
+    ) -> Result<BTreeMap<(String, String), String>, AwsError> {
+        use crate::swap::capacity::ASG_NAMESPACE;
+        let eb = self.call("DescribeConfigurationSettings")?;
+        if !eb.environments.iter().any(|e| {
+            e.application == application && e.name == environment_name && !e.is_terminated()
+        }) {
+            return Err(AwsError::answered(
+                Service::ElasticBeanstalk,
+                "DescribeConfigurationSettings",
+                "InvalidParameterValue",
+                format!("No Environment found for EnvironmentName = '{environment_name}'."),
+            ));
+        }
+        let size = eb
+            .sizes
+            .get(environment_name)
+            .copied()
+            .unwrap_or(DEFAULT_SIZE);
+        Ok(BTreeMap::from([
+            (
+                (ASG_NAMESPACE.to_string(), "MinSize".to_string()),
+                size.min.to_string(),
+            ),
+            (
+                (ASG_NAMESPACE.to_string(), "MaxSize".to_string()),
+                size.max.to_string(),
+            ),
+        ]))
+    }
+
+    async fn application_versions(
+        &self,
+        application: &str,
+        _page_size: i32,
+    ) -> Result<Vec<ApplicationVersion>, AwsError> {
+        let eb = self.call("DescribeApplicationVersions")?;
+        Ok(eb.versions.get(application).cloned().unwrap_or_default())
+    }
+
+    /// Refused for a version a running environment uses, as Beanstalk refuses it.
+    async fn delete_application_version(
+        &self,
+        application: &str,
+        label: &str,
+    ) -> Result<(), AwsError> {
+        let mut eb = self.call("DeleteApplicationVersion")?;
+        if let Some(env) = eb.environments.iter().find(|e| {
+            e.application == application
+                && !e.is_terminated()
+                && e.version_label.as_deref() == Some(label)
+        }) {
+            return Err(AwsError::answered(
+                Service::ElasticBeanstalk,
+                "DeleteApplicationVersion",
+                "InvalidParameterValue",
+                format!(
+                    "Unable to delete application version {label} because it is being deployed to running environment {}.",
+                    env.name
+                ),
+            ));
+        }
+        if let Some(versions) = eb.versions.get_mut(application) {
+            versions.retain(|v| v.label != label);
+        }
         Ok(())
     }
 }
