@@ -456,3 +456,104 @@ async fn a_throttle_is_a_continuation_until_the_patience_runs_out() {
         .unwrap_err();
     assert_eq!(err.kind, FailureKind::SystemUnavailable, "{}", err.message);
 }
+
+#[tokio::test]
+async fn a_dry_run_only_reads_and_says_what_would_happen() {
+    let clock = FakeClock::default();
+    let clients = fakes(&clock, 30);
+    clients.beanstalk.set_traffic("shop-b", serving(0));
+    clients.beanstalk.set_capacity(
+        "shop-b",
+        Capacity {
+            instances: 2,
+            healthy: 2,
+            min: 2,
+            max: 4,
+        },
+    );
+    for (label, age) in [("v0", 50), ("v1", 40), ("v2", 30)] {
+        clients
+            .beanstalk
+            .add_version("shop", version(label, age, &clock));
+    }
+    let settings = Settings {
+        dry_run: true,
+        dns_ttl: Duration::from_secs(5),
+        prune: Some(Prune {
+            keep: 1,
+            delete_bundles: true,
+        }),
+        ..settings()
+    };
+
+    let (summary, variables) = succeeded(invoke(&clients, &settings, None, &clock).await);
+
+    for write in [
+        "TerminateEnvironment",
+        "UpdateEnvironment",
+        "DeleteApplicationVersion",
+        "UpdateTagsForResource",
+    ] {
+        assert_eq!(clients.beanstalk.count(write), 0, "{write}: {summary}");
+    }
+    assert!(clients.s3.calls().is_empty());
+    assert_eq!(clients.beanstalk.count("DescribeApplicationVersions"), 1);
+    assert_eq!(variables["Terminated"], "");
+    assert_eq!(variables["PrunedVersions"], "");
+    assert!(summary.contains("shop-b"), "{summary}");
+    assert_eq!(status(&clients, "shop-b"), "Ready");
+    assert_eq!(clients.beanstalk.version_labels("shop").len(), 3);
+}
+
+fn record_to(target: &str) -> crate::route53::Record {
+    crate::route53::Record {
+        name: "www.shop.example.".into(),
+        pointer: crate::route53::Pointer::Cname {
+            value: target.into(),
+            ttl: 60,
+        },
+        set_identifier: None,
+        weight: None,
+    }
+}
+
+#[tokio::test]
+async fn with_a_domain_the_record_is_read_for_the_plan_and_again_before_terminating() {
+    let clock = FakeClock::default();
+    let clients = fakes(&clock, 30);
+    clients.beanstalk.set_traffic("shop-b", serving(0));
+    clients.route53.set_records(
+        "Z1",
+        "www.shop.example",
+        vec![record_to("shop-prod.us-east-1.elasticbeanstalk.com")],
+    );
+    let settings = Settings {
+        record: Some(exec::Record {
+            hosted_zone_id: "Z1".into(),
+            domain: "www.shop.example".into(),
+        }),
+        dns_ttl: Duration::from_secs(5),
+        ..settings()
+    };
+
+    let (_, variables) = succeeded(invoke(&clients, &settings, None, &clock).await);
+    assert_eq!(variables["Terminated"], "shop-b");
+    // Read for the plan, and again just before the termination (is it the target now?).
+    assert_eq!(
+        clients.route53.calls(),
+        ["ListResourceRecordSets", "ListResourceRecordSets"]
+    );
+
+    // A typo in the domain is a configuration error before anything is touched.
+    let clients = fakes(&clock, 30);
+    let err = exec::run(&clients, &settings, None, clock.now())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::ConfigurationError, "{}", err.message);
+    assert!(
+        err.message.contains("Z1") && err.message.contains("www.shop.example"),
+        "{}",
+        err.message
+    );
+    assert_eq!(clients.beanstalk.count("TerminateEnvironment"), 0);
+}
