@@ -10,7 +10,7 @@ use aws_sdk_elasticbeanstalk::primitives::DateTime;
 
 use super::{
     eb_error, to_system_time, ApplicationVersion, Beanstalk, Environment, EnvironmentDetails,
-    Event, HealthFigures,
+    Event, HealthFigures, LaunchFrom, NewEnvironment,
 };
 use crate::aws_error::AwsError;
 
@@ -112,6 +112,21 @@ pub trait BeanstalkApi: Send + Sync {
         application: &str,
         label: &str,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// CheckDNSAvailability: whether `prefix` is free to become a new environment's CNAME.
+    fn cname_available(&self, prefix: &str) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    /// CreateConfigurationTemplate from a running environment's configuration.
+    fn create_configuration_template(
+        &self,
+        application: &str,
+        template: &str,
+        environment_id: &str,
+        description: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// CreateEnvironment: the new environment's id and CNAME.
+    fn create_environment(
+        &self,
+        new: &NewEnvironment,
+    ) -> impl Future<Output = Result<(String, String), AwsError>> + Send;
 }
 
 impl BeanstalkApi for Beanstalk {
@@ -420,5 +435,72 @@ impl BeanstalkApi for Beanstalk {
             .await
             .map_err(|e| eb_error("TerminateEnvironment", e))?;
         Ok(())
+    }
+
+    async fn cname_available(&self, prefix: &str) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .check_dns_availability()
+            .cname_prefix(prefix)
+            .send()
+            .await
+            .map_err(|e| eb_error("CheckDNSAvailability", e))?;
+        Ok(out.available().unwrap_or(false))
+    }
+
+    async fn create_configuration_template(
+        &self,
+        application: &str,
+        template: &str,
+        environment_id: &str,
+        description: &str,
+    ) -> Result<(), AwsError> {
+        self.client
+            .create_configuration_template()
+            .application_name(application)
+            .template_name(template)
+            .environment_id(environment_id)
+            .description(description)
+            .send()
+            .await
+            .map_err(|e| eb_error("CreateConfigurationTemplate", e))?;
+        Ok(())
+    }
+
+    async fn create_environment(&self, new: &NewEnvironment) -> Result<(String, String), AwsError> {
+        use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, Tag};
+        let mut create = self
+            .client
+            .create_environment()
+            .application_name(&new.application)
+            .environment_name(&new.name)
+            .version_label(&new.version_label)
+            .description(&new.description)
+            .set_cname_prefix(new.cname_prefix.clone());
+        create = match &new.from {
+            LaunchFrom::Template(name) => create.template_name(name),
+            LaunchFrom::SolutionStack(stack) => create.solution_stack_name(stack),
+            LaunchFrom::PlatformArn(arn) => create.platform_arn(arn),
+        };
+        for (namespace, option, value) in &new.option_settings {
+            create = create.option_settings(
+                ConfigurationOptionSetting::builder()
+                    .namespace(namespace)
+                    .option_name(option)
+                    .value(value)
+                    .build(),
+            );
+        }
+        for (key, value) in &new.tags {
+            create = create.tags(Tag::builder().key(key).value(value).build());
+        }
+        let created = create
+            .send()
+            .await
+            .map_err(|e| eb_error("CreateEnvironment", e))?;
+        Ok((
+            created.environment_id().unwrap_or_default().to_string(),
+            created.cname().unwrap_or_default().to_string(),
+        ))
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Every read of environments (DescribeEnvironments, events, tags, health) goes through here, so every
 //! action shares one understanding of "the live environment" and of what counts as healthy. A few
-//! writes call the SDK client directly through [`Beanstalk::client`]: stage's CreateEnvironment and
-//! configuration templates, package's application versions, the tail logs of `tail_logs`.
+//! writes call the SDK client directly through [`Beanstalk::client`]: stage's deletion of its cloned
+//! configuration template and forced termination of a failed launch, package's application versions,
+//! the tail logs of `tail_logs`.
 //!
 //! `model` holds the shapes of the answers, `api` the narrow trait the sequences call (and its SDK
 //! implementation); this file the client and its other calls.
@@ -25,7 +26,8 @@ mod model;
 pub use api::BeanstalkApi;
 use model::to_system_time;
 pub use model::{
-    ApplicationVersion, Environment, EnvironmentDetails, Event, Health, HealthGate, Status, Traffic,
+    ApplicationVersion, Environment, EnvironmentDetails, Event, Health, HealthGate, LaunchFrom,
+    NewEnvironment, Status, Traffic,
 };
 
 /// Tags beanswap puts on the environments it creates; retire only ever considers environments with them.
@@ -154,18 +156,6 @@ impl Beanstalk {
             tokio::time::sleep(poll_delay(attempt).min(Duration::from_secs(5))).await;
             attempt += 1;
         }
-    }
-
-    /// Whether `prefix` is free to become a new environment's CNAME.
-    pub async fn cname_available(&self, prefix: &str) -> Result<bool, AwsError> {
-        let out = self
-            .client
-            .check_dns_availability()
-            .cname_prefix(prefix)
-            .send()
-            .await
-            .map_err(|e| eb_error("CheckDNSAvailability", e))?;
-        Ok(out.available().unwrap_or(false))
     }
 
     /// Wraps any other SDK call's error the same way.

@@ -2,7 +2,7 @@
 //! environment update (Updating for [`FakeBeanstalk::update_reads`] reads), enhanced health readings
 //! and capacity set by the test.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +10,7 @@ use super::{lock, not_ready};
 use crate::aws_error::{AwsError, Service};
 use crate::beanstalk::{
     ApplicationVersion, BeanstalkApi, Environment, EnvironmentDetails, Event, HealthFigures,
-    Traffic,
+    NewEnvironment, Traffic,
 };
 
 #[derive(Debug, Default)]
@@ -33,6 +33,12 @@ struct Eb {
     endpoints: BTreeMap<String, String>,
     /// Application -> its versions.
     versions: BTreeMap<String, Vec<ApplicationVersion>>,
+    /// (application, template name) of the configuration templates made.
+    templates: BTreeSet<(String, String)>,
+    /// CNAME prefixes taken outside the fake (another application or account).
+    taken: BTreeSet<String>,
+    /// Every CreateEnvironment request, in order.
+    created: Vec<NewEnvironment>,
 }
 
 /// Elastic Beanstalk in memory.
@@ -199,6 +205,21 @@ impl FakeBeanstalk {
             .get(application)
             .map(|v| v.iter().map(|v| v.label.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// The CNAME prefix is taken by someone the fake does not hold (CheckDNSAvailability says no).
+    pub fn take_cname(&self, prefix: &str) {
+        lock(&self.eb).taken.insert(prefix.to_ascii_lowercase());
+    }
+
+    /// The configuration templates that exist, as (application, name).
+    pub fn templates(&self) -> Vec<(String, String)> {
+        lock(&self.eb).templates.iter().cloned().collect()
+    }
+
+    /// Every CreateEnvironment request so far.
+    pub fn created(&self) -> Vec<NewEnvironment> {
+        lock(&self.eb).created.clone()
     }
 
     /// Every call so far, as `Operation` names in order.
@@ -586,5 +607,77 @@ impl BeanstalkApi for FakeBeanstalk {
             versions.retain(|v| v.label != label);
         }
         Ok(())
+    }
+
+    async fn cname_available(&self, prefix: &str) -> Result<bool, AwsError> {
+        let eb = self.call("CheckDNSAvailability")?;
+        let prefix = prefix.to_ascii_lowercase();
+        Ok(!eb.taken.contains(&prefix)
+            && !eb
+                .environments
+                .iter()
+                .any(|e| !e.is_terminated() && e.cname_prefix().eq_ignore_ascii_case(&prefix)))
+    }
+
+    async fn create_configuration_template(
+        &self,
+        application: &str,
+        template: &str,
+        environment_id: &str,
+        _description: &str,
+    ) -> Result<(), AwsError> {
+        let mut eb = self.call("CreateConfigurationTemplate")?;
+        let refuse = |message: String| {
+            AwsError::answered(
+                Service::ElasticBeanstalk,
+                "CreateConfigurationTemplate",
+                "InvalidParameterValue",
+                message,
+            )
+        };
+        if !eb.environments.iter().any(|e| e.id == environment_id) {
+            return Err(refuse(format!(
+                "No Environment found for EnvironmentId = '{environment_id}'."
+            )));
+        }
+        let key = (application.to_string(), template.to_string());
+        if !eb.templates.insert(key) {
+            return Err(refuse(format!(
+                "Configuration Template {template} already exists."
+            )));
+        }
+        Ok(())
+    }
+
+    /// The new environment is Launching (Grey) with the request's tags, on the prefix asked for (else
+    /// one made of its name).
+    async fn create_environment(&self, new: &NewEnvironment) -> Result<(String, String), AwsError> {
+        let mut eb = self.call("CreateEnvironment")?;
+        if eb
+            .environments
+            .iter()
+            .any(|e| e.application == new.application && e.name == new.name && !e.is_terminated())
+        {
+            return Err(AwsError::answered(
+                Service::ElasticBeanstalk,
+                "CreateEnvironment",
+                "InvalidParameterValue",
+                format!("Environment {} already exists.", new.name),
+            ));
+        }
+        let prefix = new
+            .cname_prefix
+            .clone()
+            .unwrap_or_else(|| format!("{}-x7k2", new.name.to_ascii_lowercase()));
+        let mut env = environment(&new.application, &new.name, &prefix, &new.version_label);
+        env.status = "Launching".into();
+        env.health = "Grey".into();
+        env.health_status = None;
+        let (id, cname) = (env.id.clone(), env.cname.clone());
+        eb.tags.insert(env.arn.clone(), new.tags.clone());
+        eb.created.push(new.clone());
+        Self::event(&mut eb, &env, "createEnvironment is starting.".into());
+        eb.environments.push(env);
+        Ok((id, cname))
     }
 }

@@ -1,8 +1,12 @@
 //! stage's I/O half: one invocation begins (finds production, creates or adopts the environment) or
 //! resumes (polls with backoff, streams events) and asks [`assess`] what each poll means.
+//!
+//! [`begin`] runs over [`BeanstalkApi`] at a given moment, so it is tested on the in-memory fakes
+//! (`begin_tests.rs`); [`resume`] still takes the SDK's [`Beanstalk`] and the wall clock.
 
 use super::*;
 use crate::aws_error::{AwsError, ErrorClass};
+use crate::beanstalk::{LaunchFrom, NewEnvironment};
 
 /// One invocation of the stage action: begins (finds production, creates or adopts the environment)
 /// when nothing has begun yet, then polls until a verdict or the poll budget is spent.
@@ -18,7 +22,7 @@ pub async fn run(
 ) -> Result<Outcome<State>, ActionError> {
     let state = match state {
         Some(state) if state.begun() => state,
-        earlier => match begin(eb, plan).await {
+        earlier => match begin(eb, plan, SystemTime::now()).await {
             Ok(Outcome::InProgress { state, .. }) => state,
             Ok(other) => return Ok(other),
             Err(e) if e.is_transient() => {
@@ -57,15 +61,19 @@ pub async fn run(
     resume(eb, plan, state).await
 }
 
-/// The first invocation: find production, then create (or adopt) the new environment.
-pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, ActionError> {
+/// The first invocation, at `now`: find production, then create (or adopt) the new environment.
+pub async fn begin<B: BeanstalkApi>(
+    eb: &B,
+    plan: &Plan,
+    now: SystemTime,
+) -> Result<Outcome<State>, ActionError> {
     let environments = eb.environments(&plan.application).await?;
     let live = match (&plan.production_cname, &plan.production_environment) {
         (Some(cname), _) => environments.iter().find(|e| e.holds_cname(cname)).cloned(),
         (None, Some(name)) => environments.iter().find(|e| &e.name == name).cloned(),
         (None, None) => None,
     };
-    let started = SystemTime::now();
+    let started = now;
 
     // Idempotency: the name is derived from the version, so an earlier invocation's environment is
     // found by name; its tags say whether beanswap made it for this version.
@@ -117,17 +125,9 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
         });
     }
 
-    let client = eb.client();
-    let mut create = client
-        .create_environment()
-        .application_name(&plan.application)
-        .environment_name(&plan.environment_name)
-        .version_label(&plan.version_label)
-        .description(format!("beanswap: version {}", plan.version_label));
-
     // CNAME: the first environment takes the production CNAME itself, so there is nothing to swap;
     // later ones take a free prefix of their own.
-    match (&live, &plan.production_cname) {
+    let cname_prefix = match (&live, &plan.production_cname) {
         (None, Some(cname)) if !cname.contains('.') => {
             if !eb.cname_available(cname).await? {
                 return Err(ActionError::config(format!(
@@ -135,15 +135,13 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
                     plan.application
                 )));
             }
-            create = create.cname_prefix(cname);
+            Some(cname.clone())
         }
         _ => {
             let prefix = plan.environment_name.to_ascii_lowercase();
-            if eb.cname_available(&prefix).await? {
-                create = create.cname_prefix(prefix);
-            }
+            eb.cname_available(&prefix).await?.then_some(prefix)
         }
-    }
+    };
 
     // Configuration: clone the live one, or the named source for a first deployment.
     let mut template = None;
@@ -163,7 +161,7 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
             ))
         }
     };
-    create = match source {
+    let from = match source {
         Source::CloneLive => {
             let Some(live) = &live else {
                 return Err(ActionError::failed(
@@ -171,56 +169,52 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
                 ));
             };
             let name = clone_template_name(plan);
-            let made = client
-                .create_configuration_template()
-                .application_name(&plan.application)
-                .template_name(&name)
-                .environment_id(&live.id)
-                .description(format!(
-                    "beanswap: configuration of {} cloned for {}",
-                    live.name, plan.environment_name
-                ))
-                .send()
+            let made = eb
+                .create_configuration_template(
+                    &plan.application,
+                    &name,
+                    &live.id,
+                    &format!(
+                        "beanswap: configuration of {} cloned for {}",
+                        live.name, plan.environment_name
+                    ),
+                )
                 .await;
             match made {
-                Ok(_) => {}
+                Ok(()) => {}
                 // A retried first invocation made it already: use it.
-                Err(e)
-                    if aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata::message(&e)
-                        .is_some_and(|m| m.contains("already exists")) => {}
-                Err(e) => return Err(Beanstalk::error("CreateConfigurationTemplate", e).into()),
+                Err(e) if e.message.contains("already exists") => {}
+                Err(e) => return Err(e.into()),
             }
             template = Some(name.clone());
-            create.template_name(name)
+            LaunchFrom::Template(name)
         }
-        Source::Template(name) => create.template_name(name),
-        Source::SolutionStack(stack) => create.solution_stack_name(stack),
-        Source::PlatformArn(arn) => create.platform_arn(arn),
+        Source::Template(name) => LaunchFrom::Template(name),
+        Source::SolutionStack(stack) => LaunchFrom::SolutionStack(stack),
+        Source::PlatformArn(arn) => LaunchFrom::PlatformArn(arn),
     };
-    for o in &plan.option_settings {
-        create = create.option_settings(
-            ConfigurationOptionSetting::builder()
-                .namespace(&o.namespace)
-                .option_name(&o.option_name)
-                .value(&o.value)
-                .build(),
-        );
-    }
     let mut tags: BTreeMap<String, String> = plan.tags.clone();
     tags.insert(TAG_APPLICATION.into(), plan.application.clone());
     tags.insert(TAG_VERSION.into(), plan.version_label.clone());
     if let Some(execution) = &plan.pipeline_execution {
         tags.insert(TAG_PIPELINE_EXECUTION.into(), execution.clone());
     }
-    for (key, value) in tags {
-        create = create.tags(Tag::builder().key(key).value(value).build());
-    }
-    let created = create
-        .send()
-        .await
-        .map_err(|e| Beanstalk::error("CreateEnvironment", e))?;
-    let env_id = created.environment_id().unwrap_or_default().to_string();
-    let cname = created.cname().unwrap_or_default().to_string();
+    let (env_id, cname) = eb
+        .create_environment(&NewEnvironment {
+            application: plan.application.clone(),
+            name: plan.environment_name.clone(),
+            version_label: plan.version_label.clone(),
+            description: format!("beanswap: version {}", plan.version_label),
+            cname_prefix,
+            from,
+            option_settings: plan
+                .option_settings
+                .iter()
+                .map(|o| (o.namespace.clone(), o.option_name.clone(), o.value.clone()))
+                .collect(),
+            tags,
+        })
+        .await?;
     Ok(Outcome::InProgress {
         summary: format!(
             "Creating {} with version {} ({}){}",

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, Tag};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -295,6 +294,8 @@ pub(crate) fn adopted_cursor(
     }
 }
 
+#[cfg(test)]
+mod begin_tests;
 mod exec;
 #[cfg(test)]
 mod tests;
