@@ -127,6 +127,21 @@ pub trait BeanstalkApi: Send + Sync {
         &self,
         new: &NewEnvironment,
     ) -> impl Future<Output = Result<(String, String), AwsError>> + Send;
+    /// DeleteConfigurationTemplate.
+    fn delete_configuration_template(
+        &self,
+        application: &str,
+        template: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// TerminateEnvironment with ForceTerminate (a failed launch, whatever state it is in).
+    fn force_terminate(&self, id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// The environment's tail logs, `(instance, text)` each, waited for at most `budget`
+    /// ([`crate::tail_logs::fetch`]); the error worded for a failure message.
+    fn tail_logs(
+        &self,
+        environment_id: &str,
+        budget: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, String>> + Send;
 }
 
 impl BeanstalkApi for Beanstalk {
@@ -502,5 +517,39 @@ impl BeanstalkApi for Beanstalk {
             created.environment_id().unwrap_or_default().to_string(),
             created.cname().unwrap_or_default().to_string(),
         ))
+    }
+
+    async fn delete_configuration_template(
+        &self,
+        application: &str,
+        template: &str,
+    ) -> Result<(), AwsError> {
+        self.client
+            .delete_configuration_template()
+            .application_name(application)
+            .template_name(template)
+            .send()
+            .await
+            .map_err(|e| eb_error("DeleteConfigurationTemplate", e))?;
+        Ok(())
+    }
+
+    async fn force_terminate(&self, id: &str) -> Result<(), AwsError> {
+        self.client
+            .terminate_environment()
+            .environment_id(id)
+            .force_terminate(true)
+            .send()
+            .await
+            .map_err(|e| eb_error("TerminateEnvironment", e))?;
+        Ok(())
+    }
+
+    async fn tail_logs(
+        &self,
+        environment_id: &str,
+        budget: std::time::Duration,
+    ) -> Result<Vec<(String, String)>, String> {
+        crate::tail_logs::fetch(self, environment_id, budget).await
     }
 }

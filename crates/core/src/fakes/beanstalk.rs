@@ -39,6 +39,8 @@ struct Eb {
     taken: BTreeSet<String>,
     /// Every CreateEnvironment request, in order.
     created: Vec<NewEnvironment>,
+    /// Environment name -> its instances' tail logs, (instance, text).
+    tail: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// Elastic Beanstalk in memory.
@@ -215,6 +217,21 @@ impl FakeBeanstalk {
     /// The configuration templates that exist, as (application, name).
     pub fn templates(&self) -> Vec<(String, String)> {
         lock(&self.eb).templates.iter().cloned().collect()
+    }
+
+    /// An event of `name` at `date`, as Beanstalk would report it.
+    pub fn add_event(&self, name: &str, date: SystemTime, severity: &str, message: &str) {
+        lock(&self.eb).events.push(Event {
+            date,
+            severity: severity.to_string(),
+            message: message.to_string(),
+            environment: Some(name.to_string()),
+        });
+    }
+
+    /// What the instances of `name` logged, for the tail logs.
+    pub fn set_tail_logs(&self, name: &str, logs: Vec<(String, String)>) {
+        lock(&self.eb).tail.insert(name.to_string(), logs);
     }
 
     /// Every CreateEnvironment request so far.
@@ -679,5 +696,51 @@ impl BeanstalkApi for FakeBeanstalk {
         Self::event(&mut eb, &env, "createEnvironment is starting.".into());
         eb.environments.push(env);
         Ok((id, cname))
+    }
+
+    async fn delete_configuration_template(
+        &self,
+        application: &str,
+        template: &str,
+    ) -> Result<(), AwsError> {
+        let mut eb = self.call("DeleteConfigurationTemplate")?;
+        if !eb
+            .templates
+            .remove(&(application.to_string(), template.to_string()))
+        {
+            return Err(AwsError::answered(
+                Service::ElasticBeanstalk,
+                "DeleteConfigurationTemplate",
+                "InvalidParameterValue",
+                format!("No Configuration Template named '{application}/{template}' found."),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Terminated at once, whatever its state.
+    async fn force_terminate(&self, id: &str) -> Result<(), AwsError> {
+        let mut eb = self.call("TerminateEnvironment")?;
+        if let Some(e) = eb.environments.iter_mut().find(|e| e.id == id) {
+            e.status = "Terminated".into();
+        }
+        Ok(())
+    }
+
+    async fn tail_logs(
+        &self,
+        environment_id: &str,
+        _budget: Duration,
+    ) -> Result<Vec<(String, String)>, String> {
+        let eb = self
+            .call("RequestEnvironmentInfo")
+            .map_err(|e| e.to_string())?;
+        let name = eb
+            .environments
+            .iter()
+            .find(|e| e.id == environment_id)
+            .map(|e| e.name.clone())
+            .unwrap_or_default();
+        Ok(eb.tail.get(&name).cloned().unwrap_or_default())
     }
 }

@@ -1,12 +1,13 @@
 //! stage's I/O half: one invocation begins (finds production, creates or adopts the environment) or
 //! resumes (polls with backoff, streams events) and asks [`assess`] what each poll means.
 //!
-//! [`begin`] runs over [`BeanstalkApi`] at a given moment, so it is tested on the in-memory fakes
-//! (`begin_tests.rs`); [`resume`] still takes the SDK's [`Beanstalk`] and the wall clock.
+//! The sequence runs over [`BeanstalkApi`] on an injected [`Clock`] ([`run_on`]; [`run`] is it with
+//! the SDK's client and the system clock), so it is tested on the in-memory fakes (`sequence_tests.rs`).
 
 use super::*;
 use crate::aws_error::{AwsError, ErrorClass};
 use crate::beanstalk::{LaunchFrom, NewEnvironment};
+use crate::clock::Clock;
 
 /// One invocation of the stage action: begins (finds production, creates or adopts the environment)
 /// when nothing has begun yet, then polls until a verdict or the poll budget is spent.
@@ -20,19 +21,27 @@ pub async fn run(
     plan: &Plan,
     state: Option<State>,
 ) -> Result<Outcome<State>, ActionError> {
+    run_on(eb, plan, state, &crate::clock::SystemClock).await
+}
+
+/// [`run`] over any [`BeanstalkApi`], on `clock`.
+pub async fn run_on<B: BeanstalkApi, C: Clock>(
+    eb: &B,
+    plan: &Plan,
+    state: Option<State>,
+    clock: &C,
+) -> Result<Outcome<State>, ActionError> {
     let state = match state {
         Some(state) if state.begun() => state,
-        earlier => match begin(eb, plan, SystemTime::now()).await {
+        earlier => match begin(eb, plan, clock.now()).await {
             Ok(Outcome::InProgress { state, .. }) => state,
             Ok(other) => return Ok(other),
             Err(e) if e.is_transient() => {
                 let mut state = earlier.unwrap_or_else(|| State {
-                    started_ms: unix_millis(SystemTime::now()),
+                    started_ms: unix_millis(clock.now()),
                     ..State::default()
                 });
-                let elapsed = from_unix_millis(state.started_ms)
-                    .elapsed()
-                    .unwrap_or_default();
+                let elapsed = clock.since(from_unix_millis(state.started_ms));
                 if elapsed >= plan.timeout {
                     return Err(ActionError::new(
                         e.kind,
@@ -58,7 +67,7 @@ pub async fn run(
             Err(e) => return Err(e),
         },
     };
-    resume(eb, plan, state).await
+    resume(eb, plan, state, clock).await
 }
 
 /// The first invocation, at `now`: find production, then create (or adopt) the new environment.
@@ -261,13 +270,14 @@ fn describe_production(plan: &Plan) -> String {
 /// Each poll asks for the new events (one call) and reads the environment only when there were some,
 /// when [`STATUS_EVERY`] has passed, or at the timeout: half the calls of a tool that reads both every
 /// 10 s, and as quick to notice a failure, since [`poll_delay`] never waits longer than such a tool.
-pub async fn resume(
-    eb: &Beanstalk,
+pub async fn resume<B: BeanstalkApi, C: Clock>(
+    eb: &B,
     plan: &Plan,
     mut state: State,
+    clock: &C,
 ) -> Result<Outcome<State>, ActionError> {
     let started = from_unix_millis(state.started_ms);
-    let invocation_began = std::time::Instant::now();
+    let invocation_began = clock.now();
     let mut seen: Vec<Event> = vec![];
     loop {
         let polled = eb
@@ -278,8 +288,8 @@ pub async fn resume(
             state.cursor_ms = unix_millis(last.date) + 1;
         }
         seen.extend(events.iter().cloned());
-        let elapsed = started.elapsed().unwrap_or_default();
-        let now_ms = unix_millis(SystemTime::now());
+        let elapsed = clock.since(started);
+        let now_ms = unix_millis(clock.now());
         let status_due = !events.is_empty()
             || now_ms.saturating_sub(state.status_checked_ms) >= STATUS_EVERY.as_millis() as u64
             || elapsed >= plan.timeout;
@@ -346,7 +356,7 @@ pub async fn resume(
         }
         state.attempt += 1;
         let delay = poll_delay(state.attempt);
-        if invocation_began.elapsed() + delay > plan.poll_budget {
+        if clock.since(invocation_began) + delay > plan.poll_budget {
             let percent =
                 (elapsed.as_secs_f64() / plan.timeout.as_secs_f64() * 100.0).clamp(5.0, 95.0) as u8;
             let latest = if seen.is_empty() {
@@ -367,7 +377,7 @@ pub async fn resume(
                 state,
             });
         }
-        tokio::time::sleep(delay).await;
+        clock.sleep(delay).await;
     }
 }
 
@@ -399,26 +409,22 @@ fn or_unknown(s: &str) -> &str {
 /// answer about the template itself (a template left behind costs nothing, and the name is this
 /// version's), but a permission refusal is returned: the role lacks DeleteConfigurationTemplate, and a
 /// refusal is never skipped in silence.
-async fn cleanup_template(eb: &Beanstalk, plan: &Plan, state: &State) -> Result<(), AwsError> {
+async fn cleanup_template<B: BeanstalkApi>(
+    eb: &B,
+    plan: &Plan,
+    state: &State,
+) -> Result<(), AwsError> {
     if let Some(template) = &state.template {
         match eb
-            .client()
-            .delete_configuration_template()
-            .application_name(&plan.application)
-            .template_name(template)
-            .send()
+            .delete_configuration_template(&plan.application, template)
             .await
         {
-            Ok(_) => {}
+            Ok(()) => {}
             // Already gone (an adopted environment's invocation deleted it, or never made it).
-            Err(e)
-                if aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata::message(&e)
-                    .is_some_and(|m| m.contains("No Configuration Template")) =>
-            {
+            Err(e) if e.message.contains("No Configuration Template") => {
                 tracing::debug!(template = %template, "the cloned configuration template is already gone");
             }
             Err(e) => {
-                let e = Beanstalk::error("DeleteConfigurationTemplate", e);
                 if e.class() == ErrorClass::PermissionDenied {
                     return Err(e);
                 }
@@ -436,8 +442,8 @@ const TAIL_LOGS_CHARS: usize = 2400;
 
 /// The failure message, with the environment's recent events and, when an instance's deployment failed,
 /// the lines of its tail logs that say why; terminates it when asked to.
-async fn fail(
-    eb: &Beanstalk,
+async fn fail<B: BeanstalkApi>(
+    eb: &B,
     plan: &Plan,
     state: &State,
     env: &Environment,
@@ -456,7 +462,7 @@ async fn fail(
     // only when Beanstalk reported a failed instance deployment, and only while the environment
     // still runs (a terminated one has no instances to tail).
     let instances = if recent.contains("Instance deployment failed") && !env.is_terminated() {
-        match crate::tail_logs::fetch(eb, &state.env_id, TAIL_LOGS_WAIT).await {
+        match eb.tail_logs(&state.env_id, TAIL_LOGS_WAIT).await {
             Ok(logs) => {
                 let mut out = String::new();
                 let per_instance = TAIL_LOGS_CHARS / logs.len().max(1);
@@ -479,20 +485,9 @@ async fn fail(
             env.name, env.id
         ),
         OnFailure::Terminate if env.is_terminated() => format!("{} is already terminated", env.name),
-        OnFailure::Terminate => match eb
-            .client()
-            .terminate_environment()
-            .environment_id(&env.id)
-            .force_terminate(true)
-            .send()
-            .await
-        {
-            Ok(_) => format!("{} is being terminated (on_failure: terminate)", env.name),
-            Err(e) => format!(
-                "terminating {} failed too: {}",
-                env.name,
-                Beanstalk::error("TerminateEnvironment", e)
-            ),
+        OnFailure::Terminate => match eb.force_terminate(&env.id).await {
+            Ok(()) => format!("{} is being terminated (on_failure: terminate)", env.name),
+            Err(e) => format!("terminating {} failed too: {e}", env.name),
         },
     };
     let cleanup = match cleanup_template(eb, plan, state).await {

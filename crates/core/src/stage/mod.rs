@@ -294,10 +294,10 @@ pub(crate) fn adopted_cursor(
     }
 }
 
-#[cfg(test)]
-mod begin_tests;
 mod exec;
+#[cfg(test)]
+mod sequence_tests;
 #[cfg(test)]
 mod tests;
 
-pub use exec::{begin, resume, run};
+pub use exec::{begin, resume, run, run_on};

@@ -1,6 +1,7 @@
-//! stage's first invocation without a server: [`begin`](super::begin) against the in-memory Beanstalk
-//! at a given moment. Which calls are made, what CreateEnvironment is asked, and what the token
-//! carries; what each poll means ([`assess`](super::assess)) is tested in `tests.rs`.
+//! stage's sequence without a server: [`begin`](super::begin) and [`run_on`](super::run_on) against
+//! the in-memory Beanstalk on a clock that never sleeps. Which calls are made, what CreateEnvironment
+//! is asked, what the token carries and what the job reports; what each poll means
+//! ([`assess`](super::assess)) is tested in `tests.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -196,4 +197,141 @@ async fn a_template_left_by_an_earlier_attempt_is_used_and_refusals_are_not_tran
     let err = begin(&eb, &plan(), clock.now()).await.unwrap_err();
     assert_eq!(err.kind, FailureKind::PermissionError, "{}", err.message);
     assert!(err.message.contains("CreateEnvironment"), "{}", err.message);
+}
+
+/// Invocations as CodePipeline makes them, until one is not a continuation (at most `max`).
+async fn invoke_until_done(
+    eb: &FakeBeanstalk,
+    plan: &Plan,
+    mut state: Option<State>,
+    clock: &FakeClock,
+    max: usize,
+) -> Result<Outcome<State>, ActionError> {
+    for _ in 0..max {
+        match run_on(eb, plan, state.take(), clock).await? {
+            Outcome::InProgress { state: next, .. } => state = Some(next),
+            done => return Ok(done),
+        }
+    }
+    panic!("still in progress after {max} invocations: {state:?}");
+}
+
+#[tokio::test]
+async fn a_launch_is_a_continuation_until_ready_and_healthy_then_succeeds() {
+    let clock = FakeClock::default();
+    let eb = with_live();
+
+    // Begins, then polls the Launching environment until the poll budget is spent.
+    let (state, summary) = begun(run_on(&eb, &plan(), None, &clock).await.unwrap());
+    assert_eq!(eb.count("CreateEnvironment"), 1);
+    assert!(eb.count("DescribeEvents") > 1, "{summary}");
+    assert!(summary.contains("Launching"), "{summary}");
+    assert!(clock.slept().iter().sum::<Duration>() <= plan().poll_budget);
+    assert!(eb
+        .calls()
+        .iter()
+        .all(|c| c != "DeleteConfigurationTemplate" && c != "TerminateEnvironment"));
+
+    // Still launching at the next invocation: another continuation, nothing created again.
+    let (state, _) = begun(run_on(&eb, &plan(), Some(state), &clock).await.unwrap());
+    assert_eq!(eb.count("CreateEnvironment"), 1);
+
+    eb.set("shop-v2", |e| {
+        e.status = "Ready".into();
+        e.health = "Green".into();
+    });
+    let done = invoke_until_done(&eb, &plan(), Some(state), &clock, 3)
+        .await
+        .unwrap();
+    let Outcome::Succeeded { summary, .. } = done else {
+        panic!("expected success, got {done:?}");
+    };
+    assert!(summary.contains("shop-v2"), "{summary}");
+    // The template cloned for it is deleted once it is staged.
+    assert!(eb.templates().is_empty());
+    assert_eq!(eb.count("DeleteConfigurationTemplate"), 1);
+    assert_eq!(eb.env("shop-a").status, "Ready");
+}
+
+#[tokio::test]
+async fn a_red_launch_fails_with_its_events_and_is_terminated_when_asked() {
+    let clock = FakeClock::default();
+    let eb = with_live();
+    let plan = Plan {
+        on_failure: OnFailure::Terminate,
+        ..plan()
+    };
+    let (state, _) = begun(begin(&eb, &plan, clock.now()).await.unwrap());
+
+    clock.advance(Duration::from_secs(120));
+    eb.set("shop-v2", |e| {
+        e.status = "Ready".into();
+        e.health = "Red".into();
+    });
+    eb.add_event(
+        "shop-v2",
+        clock.now(),
+        "ERROR",
+        "Instance deployment failed. For details, see 'eb-engine.log'.",
+    );
+    eb.set_tail_logs(
+        "shop-v2",
+        vec![(
+            "i-0abc".into(),
+            "2026/12/02 12:00:00.000000 [ERROR] An error occurred during execution of command \
+             [app-deploy] - [RunAppDeployPreBuildHooks]."
+                .into(),
+        )],
+    );
+
+    let err = invoke_until_done(&eb, &plan, Some(state), &clock, 3)
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.kind, FailureKind::JobFailed, "{}", err.message);
+    for part in [
+        "Staging version v2 failed",
+        "Instance deployment failed",
+        "shop-a still serves it",
+        "being terminated (on_failure: terminate)",
+    ] {
+        assert!(err.message.contains(part), "{part}: {}", err.message);
+    }
+    assert_eq!(eb.count("RequestEnvironmentInfo"), 1);
+    assert_eq!(eb.env("shop-v2").status, "Terminated");
+    assert_eq!(eb.env("shop-a").status, "Ready");
+    assert!(
+        eb.templates().is_empty(),
+        "the cloned template is deleted too"
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_poll_is_skipped_not_a_verdict() {
+    let clock = FakeClock::default();
+    let eb = with_live();
+    let (state, _) = begun(begin(&eb, &plan(), clock.now()).await.unwrap());
+    eb.set("shop-v2", |e| {
+        e.status = "Ready".into();
+        e.health = "Green".into();
+    });
+    let throttled = |operation: &'static str| {
+        crate::aws_error::AwsError::answered(
+            crate::aws_error::Service::ElasticBeanstalk,
+            operation,
+            "Throttling",
+            "Rate exceeded",
+        )
+    };
+    // The first poll's events and status reads are both throttled: skipped, read again next poll.
+    eb.fail_next("DescribeEvents", throttled("DescribeEvents"));
+    eb.fail_next("DescribeEnvironments", throttled("DescribeEnvironments"));
+    let before = eb.count("DescribeEnvironments");
+
+    let done = invoke_until_done(&eb, &plan(), Some(state), &clock, 3)
+        .await
+        .unwrap();
+    assert!(matches!(done, Outcome::Succeeded { .. }), "{done:?}");
+    assert_eq!(eb.count("DescribeEnvironments") - before, 2);
+    assert_eq!(eb.count("DescribeEvents"), 2);
 }
