@@ -21,6 +21,7 @@ pub mod report;
 pub mod retire;
 pub mod route53;
 pub mod runner;
+pub mod s3;
 pub mod smoke_test;
 pub mod stage;
 pub mod swap;

@@ -8,7 +8,10 @@ use std::time::SystemTime;
 
 use aws_sdk_elasticbeanstalk::primitives::DateTime;
 
-use super::{eb_error, Beanstalk, Environment, Event, HealthFigures};
+use super::{
+    eb_error, to_system_time, ApplicationVersion, Beanstalk, Environment, EnvironmentDetails,
+    Event, HealthFigures, LaunchFrom, NewEnvironment,
+};
 use crate::aws_error::AwsError;
 
 /// The Elastic Beanstalk calls the sequences in this crate make, narrow enough that an in-memory fake
@@ -75,6 +78,70 @@ pub trait BeanstalkApi: Send + Sync {
         &self,
         environment_id: &str,
     ) -> impl Future<Output = Result<HealthFigures, AwsError>> + Send;
+    /// The application's environments that are not terminated, with what DescribeEnvironments tells
+    /// beyond [`Environment`] (DateUpdated, EndpointURL), following every page: the same call as
+    /// [`BeanstalkApi::environments`].
+    fn environments_detailed(
+        &self,
+        application: &str,
+    ) -> impl Future<Output = Result<Vec<EnvironmentDetails>, AwsError>> + Send;
+    /// One environment by id with its details, terminated ones included.
+    fn environment_detailed(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<EnvironmentDetails>, AwsError>> + Send;
+    /// TerminateEnvironment. Beanstalk refuses it while the environment is busy (not Ready).
+    fn terminate(&self, id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// An environment's option settings (DescribeConfigurationSettings), keyed by (namespace, option
+    /// name).
+    fn option_settings(
+        &self,
+        application: &str,
+        environment_name: &str,
+    ) -> impl Future<Output = Result<BTreeMap<(String, String), String>, AwsError>> + Send;
+    /// Every version of the application, `page_size` per DescribeApplicationVersions call (1..=1000),
+    /// following NextToken.
+    fn application_versions(
+        &self,
+        application: &str,
+        page_size: i32,
+    ) -> impl Future<Output = Result<Vec<ApplicationVersion>, AwsError>> + Send;
+    /// Deletes a version from Beanstalk only; its source bundle stays in S3.
+    fn delete_application_version(
+        &self,
+        application: &str,
+        label: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// CheckDNSAvailability: whether `prefix` is free to become a new environment's CNAME.
+    fn cname_available(&self, prefix: &str) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    /// CreateConfigurationTemplate from a running environment's configuration.
+    fn create_configuration_template(
+        &self,
+        application: &str,
+        template: &str,
+        environment_id: &str,
+        description: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// CreateEnvironment: the new environment's id and CNAME.
+    fn create_environment(
+        &self,
+        new: &NewEnvironment,
+    ) -> impl Future<Output = Result<(String, String), AwsError>> + Send;
+    /// DeleteConfigurationTemplate.
+    fn delete_configuration_template(
+        &self,
+        application: &str,
+        template: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// TerminateEnvironment with ForceTerminate (a failed launch, whatever state it is in).
+    fn force_terminate(&self, id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// The environment's tail logs, `(instance, text)` each, waited for at most `budget`
+    /// ([`crate::tail_logs::fetch`]); the error worded for a failure message.
+    fn tail_logs(
+        &self,
+        environment_id: &str,
+        budget: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, String>> + Send;
 }
 
 impl BeanstalkApi for Beanstalk {
@@ -273,5 +340,216 @@ impl BeanstalkApi for Beanstalk {
             .await
             .map_err(|e| eb_error("DescribeEnvironmentHealth", e))?;
         Ok(HealthFigures::from_sdk(&out))
+    }
+
+    async fn environments_detailed(
+        &self,
+        application: &str,
+    ) -> Result<Vec<EnvironmentDetails>, AwsError> {
+        Ok(self
+            .live_descriptions(application)
+            .await?
+            .iter()
+            .map(EnvironmentDetails::from_sdk)
+            .collect())
+    }
+
+    async fn environment_detailed(&self, id: &str) -> Result<Option<EnvironmentDetails>, AwsError> {
+        Ok(self
+            .description_by_id(id)
+            .await?
+            .as_ref()
+            .map(EnvironmentDetails::from_sdk))
+    }
+
+    async fn application_versions(
+        &self,
+        application: &str,
+        page_size: i32,
+    ) -> Result<Vec<ApplicationVersion>, AwsError> {
+        let mut out = vec![];
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_application_versions()
+                .application_name(application)
+                .max_records(page_size.clamp(1, 1000))
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| eb_error("DescribeApplicationVersions", e))?;
+            out.extend(page.application_versions().iter().map(|v| {
+                ApplicationVersion {
+                    label: v.version_label().unwrap_or_default().to_string(),
+                    created: v.date_created().and_then(to_system_time),
+                    status: v
+                        .status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    bundle: v
+                        .source_bundle()
+                        .and_then(|b| Some((b.s3_bucket()?.to_string(), b.s3_key()?.to_string()))),
+                }
+            }));
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_application_version(
+        &self,
+        application: &str,
+        label: &str,
+    ) -> Result<(), AwsError> {
+        self.client
+            .delete_application_version()
+            .application_name(application)
+            .version_label(label)
+            .delete_source_bundle(false)
+            .send()
+            .await
+            .map_err(|e| eb_error("DeleteApplicationVersion", e))?;
+        Ok(())
+    }
+
+    async fn option_settings(
+        &self,
+        application: &str,
+        environment_name: &str,
+    ) -> Result<BTreeMap<(String, String), String>, AwsError> {
+        let out = self
+            .client
+            .describe_configuration_settings()
+            .application_name(application)
+            .environment_name(environment_name)
+            .send()
+            .await
+            .map_err(|e| eb_error("DescribeConfigurationSettings", e))?;
+        Ok(out
+            .configuration_settings()
+            .iter()
+            .flat_map(|c| c.option_settings())
+            .filter_map(|o| {
+                Some((
+                    (o.namespace()?.to_string(), o.option_name()?.to_string()),
+                    o.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    async fn terminate(&self, id: &str) -> Result<(), AwsError> {
+        self.client
+            .terminate_environment()
+            .environment_id(id)
+            .send()
+            .await
+            .map_err(|e| eb_error("TerminateEnvironment", e))?;
+        Ok(())
+    }
+
+    async fn cname_available(&self, prefix: &str) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .check_dns_availability()
+            .cname_prefix(prefix)
+            .send()
+            .await
+            .map_err(|e| eb_error("CheckDNSAvailability", e))?;
+        Ok(out.available().unwrap_or(false))
+    }
+
+    async fn create_configuration_template(
+        &self,
+        application: &str,
+        template: &str,
+        environment_id: &str,
+        description: &str,
+    ) -> Result<(), AwsError> {
+        self.client
+            .create_configuration_template()
+            .application_name(application)
+            .template_name(template)
+            .environment_id(environment_id)
+            .description(description)
+            .send()
+            .await
+            .map_err(|e| eb_error("CreateConfigurationTemplate", e))?;
+        Ok(())
+    }
+
+    async fn create_environment(&self, new: &NewEnvironment) -> Result<(String, String), AwsError> {
+        use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, Tag};
+        let mut create = self
+            .client
+            .create_environment()
+            .application_name(&new.application)
+            .environment_name(&new.name)
+            .version_label(&new.version_label)
+            .description(&new.description)
+            .set_cname_prefix(new.cname_prefix.clone());
+        create = match &new.from {
+            LaunchFrom::Template(name) => create.template_name(name),
+            LaunchFrom::SolutionStack(stack) => create.solution_stack_name(stack),
+            LaunchFrom::PlatformArn(arn) => create.platform_arn(arn),
+        };
+        for (namespace, option, value) in &new.option_settings {
+            create = create.option_settings(
+                ConfigurationOptionSetting::builder()
+                    .namespace(namespace)
+                    .option_name(option)
+                    .value(value)
+                    .build(),
+            );
+        }
+        for (key, value) in &new.tags {
+            create = create.tags(Tag::builder().key(key).value(value).build());
+        }
+        let created = create
+            .send()
+            .await
+            .map_err(|e| eb_error("CreateEnvironment", e))?;
+        Ok((
+            created.environment_id().unwrap_or_default().to_string(),
+            created.cname().unwrap_or_default().to_string(),
+        ))
+    }
+
+    async fn delete_configuration_template(
+        &self,
+        application: &str,
+        template: &str,
+    ) -> Result<(), AwsError> {
+        self.client
+            .delete_configuration_template()
+            .application_name(application)
+            .template_name(template)
+            .send()
+            .await
+            .map_err(|e| eb_error("DeleteConfigurationTemplate", e))?;
+        Ok(())
+    }
+
+    async fn force_terminate(&self, id: &str) -> Result<(), AwsError> {
+        self.client
+            .terminate_environment()
+            .environment_id(id)
+            .force_terminate(true)
+            .send()
+            .await
+            .map_err(|e| eb_error("TerminateEnvironment", e))?;
+        Ok(())
+    }
+
+    async fn tail_logs(
+        &self,
+        environment_id: &str,
+        budget: std::time::Duration,
+    ) -> Result<Vec<(String, String)>, String> {
+        crate::tail_logs::fetch(self, environment_id, budget).await
     }
 }

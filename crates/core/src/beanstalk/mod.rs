@@ -3,13 +3,13 @@
 //!
 //! Every read of environments (DescribeEnvironments, events, tags, health) goes through here, so every
 //! action shares one understanding of "the live environment" and of what counts as healthy. A few
-//! writes call the SDK client directly through [`Beanstalk::client`]: stage's CreateEnvironment and
-//! configuration templates, package's application versions, the tail logs of `tail_logs`.
+//! writes call the SDK client directly through [`Beanstalk::client`]: stage's deletion of its cloned
+//! configuration template and forced termination of a failed launch, package's application versions,
+//! the tail logs of `tail_logs`.
 //!
 //! `model` holds the shapes of the answers, `api` the narrow trait the sequences call (and its SDK
 //! implementation); this file the client and its other calls.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -26,7 +26,8 @@ mod model;
 pub use api::BeanstalkApi;
 use model::to_system_time;
 pub use model::{
-    ApplicationVersion, Environment, EnvironmentDetails, Event, Health, HealthGate, Status, Traffic,
+    ApplicationVersion, Environment, EnvironmentDetails, Event, Health, HealthGate, LaunchFrom,
+    NewEnvironment, Status, Traffic,
 };
 
 /// Tags beanswap puts on the environments it creates; retire only ever considers environments with them.
@@ -157,28 +158,6 @@ impl Beanstalk {
         }
     }
 
-    /// Whether `prefix` is free to become a new environment's CNAME.
-    pub async fn cname_available(&self, prefix: &str) -> Result<bool, AwsError> {
-        let out = self
-            .client
-            .check_dns_availability()
-            .cname_prefix(prefix)
-            .send()
-            .await
-            .map_err(|e| eb_error("CheckDNSAvailability", e))?;
-        Ok(out.available().unwrap_or(false))
-    }
-
-    pub async fn terminate(&self, id: &str) -> Result<(), AwsError> {
-        self.client
-            .terminate_environment()
-            .environment_id(id)
-            .send()
-            .await
-            .map_err(|e| eb_error("TerminateEnvironment", e))?;
-        Ok(())
-    }
-
     /// Wraps any other SDK call's error the same way.
     pub fn error<E, R>(
         operation: &'static str,
@@ -193,116 +172,6 @@ impl Beanstalk {
 }
 
 impl Beanstalk {
-    /// The application's environments that are not terminated, with their details, following every
-    /// page. Same call as [`Beanstalk::environments`].
-    pub async fn environments_detailed(
-        &self,
-        application: &str,
-    ) -> Result<Vec<EnvironmentDetails>, AwsError> {
-        Ok(self
-            .live_descriptions(application)
-            .await?
-            .iter()
-            .map(EnvironmentDetails::from_sdk)
-            .collect())
-    }
-
-    /// One environment by id with its details, terminated ones included.
-    pub async fn environment_detailed(
-        &self,
-        id: &str,
-    ) -> Result<Option<EnvironmentDetails>, AwsError> {
-        Ok(self
-            .description_by_id(id)
-            .await?
-            .as_ref()
-            .map(EnvironmentDetails::from_sdk))
-    }
-
-    /// Every version of the application, `page_size` per DescribeApplicationVersions call (1..=1000),
-    /// following NextToken.
-    pub async fn application_versions(
-        &self,
-        application: &str,
-        page_size: i32,
-    ) -> Result<Vec<ApplicationVersion>, AwsError> {
-        let mut out = vec![];
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .describe_application_versions()
-                .application_name(application)
-                .max_records(page_size.clamp(1, 1000))
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| eb_error("DescribeApplicationVersions", e))?;
-            out.extend(page.application_versions().iter().map(|v| {
-                ApplicationVersion {
-                    label: v.version_label().unwrap_or_default().to_string(),
-                    created: v.date_created().and_then(to_system_time),
-                    status: v
-                        .status()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                    bundle: v
-                        .source_bundle()
-                        .and_then(|b| Some((b.s3_bucket()?.to_string(), b.s3_key()?.to_string()))),
-                }
-            }));
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Deletes a version from Beanstalk only; its source bundle stays in S3.
-    pub async fn delete_application_version(
-        &self,
-        application: &str,
-        label: &str,
-    ) -> Result<(), AwsError> {
-        self.client
-            .delete_application_version()
-            .application_name(application)
-            .version_label(label)
-            .delete_source_bundle(false)
-            .send()
-            .await
-            .map_err(|e| eb_error("DeleteApplicationVersion", e))?;
-        Ok(())
-    }
-
-    /// An environment's option settings, keyed by (namespace, option name).
-    pub async fn option_settings(
-        &self,
-        application: &str,
-        environment_name: &str,
-    ) -> Result<BTreeMap<(String, String), String>, AwsError> {
-        let out = self
-            .client
-            .describe_configuration_settings()
-            .application_name(application)
-            .environment_name(environment_name)
-            .send()
-            .await
-            .map_err(|e| eb_error("DescribeConfigurationSettings", e))?;
-        Ok(out
-            .configuration_settings()
-            .iter()
-            .flat_map(|c| c.option_settings())
-            .filter_map(|o| {
-                Some((
-                    (o.namespace()?.to_string(), o.option_name()?.to_string()),
-                    o.value().unwrap_or_default().to_string(),
-                ))
-            })
-            .collect())
-    }
-
     /// UpdateEnvironment with option settings only: (namespace, option name, value).
     pub async fn update_option_settings(
         &self,

@@ -258,3 +258,27 @@ impl EnvironmentDetails {
         }
     }
 }
+
+/// What a new environment is launched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchFrom {
+    /// A saved configuration (configuration template) of the application.
+    Template(String),
+    SolutionStack(String),
+    PlatformArn(String),
+}
+
+/// A CreateEnvironment request, in our terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEnvironment {
+    pub application: String,
+    pub name: String,
+    pub version_label: String,
+    pub description: String,
+    /// The CNAME prefix asked for; `None` lets Beanstalk choose.
+    pub cname_prefix: Option<String>,
+    pub from: LaunchFrom,
+    /// (namespace, option name, value).
+    pub option_settings: Vec<(String, String, String)>,
+    pub tags: std::collections::BTreeMap<String, String>,
+}

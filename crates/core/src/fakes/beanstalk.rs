@@ -2,13 +2,16 @@
 //! environment update (Updating for [`FakeBeanstalk::update_reads`] reads), enhanced health readings
 //! and capacity set by the test.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use super::{lock, not_ready};
 use crate::aws_error::{AwsError, Service};
-use crate::beanstalk::{BeanstalkApi, Environment, Event, HealthFigures, Traffic};
+use crate::beanstalk::{
+    ApplicationVersion, BeanstalkApi, Environment, EnvironmentDetails, Event, HealthFigures,
+    NewEnvironment, Traffic,
+};
 
 #[derive(Debug, Default)]
 struct Eb {
@@ -24,6 +27,20 @@ struct Eb {
     figures: BTreeMap<String, VecDeque<HealthFigures>>,
     /// Environment name -> its capacity (default: one healthy instance, MinSize 1, MaxSize 4).
     sizes: BTreeMap<String, crate::swap::capacity::Capacity>,
+    /// Environment name -> DateUpdated (unset: none).
+    updated: BTreeMap<String, SystemTime>,
+    /// Environment name -> EndpointURL (unset: none).
+    endpoints: BTreeMap<String, String>,
+    /// Application -> its versions.
+    versions: BTreeMap<String, Vec<ApplicationVersion>>,
+    /// (application, template name) of the configuration templates made.
+    templates: BTreeSet<(String, String)>,
+    /// CNAME prefixes taken outside the fake (another application or account).
+    taken: BTreeSet<String>,
+    /// Every CreateEnvironment request, in order.
+    created: Vec<NewEnvironment>,
+    /// Environment name -> its instances' tail logs, (instance, text).
+    tail: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// Elastic Beanstalk in memory.
@@ -162,6 +179,66 @@ impl FakeBeanstalk {
             .insert(name.to_string(), readings.into());
     }
 
+    /// What DescribeEnvironments gives as the environment's DateUpdated.
+    pub fn set_updated(&self, name: &str, updated: SystemTime) {
+        lock(&self.eb).updated.insert(name.to_string(), updated);
+    }
+
+    /// What DescribeEnvironments gives as the environment's EndpointURL (its load balancer).
+    pub fn set_endpoint(&self, name: &str, endpoint: &str) {
+        lock(&self.eb)
+            .endpoints
+            .insert(name.to_string(), endpoint.to_string());
+    }
+
+    /// Registers an application version.
+    pub fn add_version(&self, application: &str, version: ApplicationVersion) {
+        lock(&self.eb)
+            .versions
+            .entry(application.to_string())
+            .or_default()
+            .push(version);
+    }
+
+    /// The labels of the application's versions, in the order they were added.
+    pub fn version_labels(&self, application: &str) -> Vec<String> {
+        lock(&self.eb)
+            .versions
+            .get(application)
+            .map(|v| v.iter().map(|v| v.label.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The CNAME prefix is taken by someone the fake does not hold (CheckDNSAvailability says no).
+    pub fn take_cname(&self, prefix: &str) {
+        lock(&self.eb).taken.insert(prefix.to_ascii_lowercase());
+    }
+
+    /// The configuration templates that exist, as (application, name).
+    pub fn templates(&self) -> Vec<(String, String)> {
+        lock(&self.eb).templates.iter().cloned().collect()
+    }
+
+    /// An event of `name` at `date`, as Beanstalk would report it.
+    pub fn add_event(&self, name: &str, date: SystemTime, severity: &str, message: &str) {
+        lock(&self.eb).events.push(Event {
+            date,
+            severity: severity.to_string(),
+            message: message.to_string(),
+            environment: Some(name.to_string()),
+        });
+    }
+
+    /// What the instances of `name` logged, for the tail logs.
+    pub fn set_tail_logs(&self, name: &str, logs: Vec<(String, String)>) {
+        lock(&self.eb).tail.insert(name.to_string(), logs);
+    }
+
+    /// Every CreateEnvironment request so far.
+    pub fn created(&self) -> Vec<NewEnvironment> {
+        lock(&self.eb).created.clone()
+    }
+
     /// Every call so far, as `Operation` names in order.
     pub fn calls(&self) -> Vec<String> {
         lock(&self.eb).calls.clone()
@@ -204,6 +281,14 @@ impl FakeBeanstalk {
                     e.status = "Ready".into();
                 }
             }
+        }
+    }
+
+    fn details(eb: &Eb, env: &Environment) -> EnvironmentDetails {
+        EnvironmentDetails {
+            environment: env.clone(),
+            updated: eb.updated.get(&env.name).copied(),
+            endpoint_url: eb.endpoints.get(&env.name).cloned(),
         }
     }
 
@@ -418,5 +503,244 @@ impl BeanstalkApi for FakeBeanstalk {
         Self::event(&mut eb, &ea, message.clone());
         Self::event(&mut eb, &eb_, message);
         Ok(())
+    }
+    async fn environments_detailed(
+        &self,
+        application: &str,
+    ) -> Result<Vec<EnvironmentDetails>, AwsError> {
+        let mut eb = self.call("DescribeEnvironments")?;
+        Self::tick(&mut eb);
+        Ok(eb
+            .environments
+            .iter()
+            .filter(|e| e.application == application && e.status != "Terminated")
+            .map(|e| Self::details(&eb, e))
+            .collect())
+    }
+
+    async fn environment_detailed(&self, id: &str) -> Result<Option<EnvironmentDetails>, AwsError> {
+        let mut eb = self.call("DescribeEnvironments")?;
+        Self::tick(&mut eb);
+        Ok(eb
+            .environments
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| Self::details(&eb, e)))
+    }
+
+    /// Refused unless the environment is Ready; then it is Terminated at once.
+    async fn terminate(&self, id: &str) -> Result<(), AwsError> {
+        let mut eb = self.call("TerminateEnvironment")?;
+        let Some(env) = eb
+            .environments
+            .iter()
+            .find(|e| e.id == id && !e.is_terminated())
+            .cloned()
+        else {
+            return Err(AwsError::answered(
+                Service::ElasticBeanstalk,
+                "TerminateEnvironment",
+                "InvalidParameterValue",
+                format!("No Environment found for EnvironmentId = '{id}'."),
+            ));
+        };
+        if !env.is_ready() {
+            return Err(not_ready("TerminateEnvironment", &env.name));
+        }
+        if let Some(e) = eb.environments.iter_mut().find(|e| e.id == id) {
+            e.status = "Terminated".into();
+        }
+        Self::event(&mut eb, &env, "terminateEnvironment is starting.".into());
+        Ok(())
+    }
+
+    /// The Auto Scaling bounds ([`FakeBeanstalk::set_capacity`]) as `aws:autoscaling:asg` options.
+    async fn option_settings(
+        &self,
+        application: &str,
+        environment_name: &str,
+    ) -> Result<BTreeMap<(String, String), String>, AwsError> {
+        use crate::swap::capacity::ASG_NAMESPACE;
+        let eb = self.call("DescribeConfigurationSettings")?;
+        if !eb.environments.iter().any(|e| {
+            e.application == application && e.name == environment_name && !e.is_terminated()
+        }) {
+            return Err(AwsError::answered(
+                Service::ElasticBeanstalk,
+                "DescribeConfigurationSettings",
+                "InvalidParameterValue",
+                format!("No Environment found for EnvironmentName = '{environment_name}'."),
+            ));
+        }
+        let size = eb
+            .sizes
+            .get(environment_name)
+            .copied()
+            .unwrap_or(DEFAULT_SIZE);
+        Ok(BTreeMap::from([
+            (
+                (ASG_NAMESPACE.to_string(), "MinSize".to_string()),
+                size.min.to_string(),
+            ),
+            (
+                (ASG_NAMESPACE.to_string(), "MaxSize".to_string()),
+                size.max.to_string(),
+            ),
+        ]))
+    }
+
+    async fn application_versions(
+        &self,
+        application: &str,
+        _page_size: i32,
+    ) -> Result<Vec<ApplicationVersion>, AwsError> {
+        let eb = self.call("DescribeApplicationVersions")?;
+        Ok(eb.versions.get(application).cloned().unwrap_or_default())
+    }
+
+    /// Refused for a version a running environment uses, as Beanstalk refuses it.
+    async fn delete_application_version(
+        &self,
+        application: &str,
+        label: &str,
+    ) -> Result<(), AwsError> {
+        let mut eb = self.call("DeleteApplicationVersion")?;
+        if let Some(env) = eb.environments.iter().find(|e| {
+            e.application == application
+                && !e.is_terminated()
+                && e.version_label.as_deref() == Some(label)
+        }) {
+            return Err(AwsError::answered(
+                Service::ElasticBeanstalk,
+                "DeleteApplicationVersion",
+                "InvalidParameterValue",
+                format!(
+                    "Unable to delete application version {label} because it is being deployed to running environment {}.",
+                    env.name
+                ),
+            ));
+        }
+        if let Some(versions) = eb.versions.get_mut(application) {
+            versions.retain(|v| v.label != label);
+        }
+        Ok(())
+    }
+
+    async fn cname_available(&self, prefix: &str) -> Result<bool, AwsError> {
+        let eb = self.call("CheckDNSAvailability")?;
+        let prefix = prefix.to_ascii_lowercase();
+        Ok(!eb.taken.contains(&prefix)
+            && !eb
+                .environments
+                .iter()
+                .any(|e| !e.is_terminated() && e.cname_prefix().eq_ignore_ascii_case(&prefix)))
+    }
+
+    async fn create_configuration_template(
+        &self,
+        application: &str,
+        template: &str,
+        environment_id: &str,
+        _description: &str,
+    ) -> Result<(), AwsError> {
+        let mut eb = self.call("CreateConfigurationTemplate")?;
+        let refuse = |message: String| {
+            AwsError::answered(
+                Service::ElasticBeanstalk,
+                "CreateConfigurationTemplate",
+                "InvalidParameterValue",
+                message,
+            )
+        };
+        if !eb.environments.iter().any(|e| e.id == environment_id) {
+            return Err(refuse(format!(
+                "No Environment found for EnvironmentId = '{environment_id}'."
+            )));
+        }
+        let key = (application.to_string(), template.to_string());
+        if !eb.templates.insert(key) {
+            return Err(refuse(format!(
+                "Configuration Template {template} already exists."
+            )));
+        }
+        Ok(())
+    }
+
+    /// The new environment is Launching (Grey) with the request's tags, on the prefix asked for (else
+    /// one made of its name).
+    async fn create_environment(&self, new: &NewEnvironment) -> Result<(String, String), AwsError> {
+        let mut eb = self.call("CreateEnvironment")?;
+        if eb
+            .environments
+            .iter()
+            .any(|e| e.application == new.application && e.name == new.name && !e.is_terminated())
+        {
+            return Err(AwsError::answered(
+                Service::ElasticBeanstalk,
+                "CreateEnvironment",
+                "InvalidParameterValue",
+                format!("Environment {} already exists.", new.name),
+            ));
+        }
+        let prefix = new
+            .cname_prefix
+            .clone()
+            .unwrap_or_else(|| format!("{}-x7k2", new.name.to_ascii_lowercase()));
+        let mut env = environment(&new.application, &new.name, &prefix, &new.version_label);
+        env.status = "Launching".into();
+        env.health = "Grey".into();
+        env.health_status = None;
+        let (id, cname) = (env.id.clone(), env.cname.clone());
+        eb.tags.insert(env.arn.clone(), new.tags.clone());
+        eb.created.push(new.clone());
+        Self::event(&mut eb, &env, "createEnvironment is starting.".into());
+        eb.environments.push(env);
+        Ok((id, cname))
+    }
+
+    async fn delete_configuration_template(
+        &self,
+        application: &str,
+        template: &str,
+    ) -> Result<(), AwsError> {
+        let mut eb = self.call("DeleteConfigurationTemplate")?;
+        if !eb
+            .templates
+            .remove(&(application.to_string(), template.to_string()))
+        {
+            return Err(AwsError::answered(
+                Service::ElasticBeanstalk,
+                "DeleteConfigurationTemplate",
+                "InvalidParameterValue",
+                format!("No Configuration Template named '{application}/{template}' found."),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Terminated at once, whatever its state.
+    async fn force_terminate(&self, id: &str) -> Result<(), AwsError> {
+        let mut eb = self.call("TerminateEnvironment")?;
+        if let Some(e) = eb.environments.iter_mut().find(|e| e.id == id) {
+            e.status = "Terminated".into();
+        }
+        Ok(())
+    }
+
+    async fn tail_logs(
+        &self,
+        environment_id: &str,
+        _budget: Duration,
+    ) -> Result<Vec<(String, String)>, String> {
+        let eb = self
+            .call("RequestEnvironmentInfo")
+            .map_err(|e| e.to_string())?;
+        let name = eb
+            .environments
+            .iter()
+            .find(|e| e.id == environment_id)
+            .map(|e| e.name.clone())
+            .unwrap_or_default();
+        Ok(eb.tail.get(&name).cloned().unwrap_or_default())
     }
 }

@@ -42,6 +42,11 @@ impl FakeRoute53 {
         lock(&self.zone).failures.push_back((operation, error));
     }
 
+    /// Every call so far, as `Operation` names in order.
+    pub fn calls(&self) -> Vec<String> {
+        lock(&self.zone).calls.clone()
+    }
+
     /// How many change batches were applied.
     pub fn changes(&self) -> usize {
         lock(&self.zone).changes

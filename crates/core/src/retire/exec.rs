@@ -1,6 +1,9 @@
 //! retire against AWS: gathers the facts (environments, their tags, the production Route 53 record,
 //! application versions), asks the plan, and acts on it with the safety re-checks. Used by the retire
-//! Lambda and by the CLI (`beanswap retire --dry-run` calls [`retire`] with `dry_run` set).
+//! Lambda and by the CLI (`beanswap retire --dry-run` calls [`retire`] with `dry_run` set), both with
+//! the SDK's clients ([`Clients::new`]). The calls go through the narrow traits
+//! ([`BeanstalkApi`], [`Route53Api`], [`S3Api`]) and the moment is given (`now`), so the sequence is
+//! also tested on the in-memory fakes of [`crate::fakes`] (`sequence_tests.rs`).
 //!
 //! This file holds what a run is asked ([`Settings`]), what it carries between invocations
 //! ([`Progress`]), why it stops ([`RetireError`]) and the acting itself; the facts are read in
@@ -20,25 +23,27 @@ pub use super::report::RetireReport;
 use super::{idle, live_by, plan, Decision, PlanError, Policy, SkipReason};
 use crate::artifacts::s3_config;
 use crate::aws_error::{failure_kind, AwsError};
-use crate::beanstalk::Beanstalk;
-use crate::beanstalk::BeanstalkApi;
+use crate::beanstalk::{Beanstalk, BeanstalkApi};
+use crate::route53::{Route53, Route53Api};
 use crate::runner::ActionError;
+use crate::s3::S3Api;
 
 const ASG: &str = "aws:autoscaling:asg";
 
-/// The clients retire uses, built once per cold start.
+/// The clients retire uses, built once per cold start: the SDK's by default ([`Clients::new`]); the
+/// in-memory fakes of [`crate::fakes`] in unit tests.
 #[derive(Clone, Debug)]
-pub struct Clients {
-    pub beanstalk: Beanstalk,
-    pub route53: crate::route53::Route53,
-    pub s3: aws_sdk_s3::Client,
+pub struct Clients<B = Beanstalk, R = Route53, S = aws_sdk_s3::Client> {
+    pub beanstalk: B,
+    pub route53: R,
+    pub s3: S,
 }
 
 impl Clients {
     pub fn new(config: &SdkConfig) -> Self {
         Clients {
             beanstalk: Beanstalk::new(config),
-            route53: crate::route53::Route53::new(config),
+            route53: Route53::new(config),
             s3: aws_sdk_s3::Client::from_conf(s3_config(config).build()),
         }
     }
@@ -160,8 +165,8 @@ pub const TRANSIENT_PATIENCE: Duration = Duration::from_secs(15 * 60);
 /// as such), so transient AWS trouble (throttling, AWS unavailable, an environment busy for a moment)
 /// ends this invocation with a continuation token carrying the progress so far, and the next one
 /// tries again, for at most the grace period plus [`TRANSIENT_PATIENCE`].
-pub async fn run(
-    clients: &Clients,
+pub async fn run<B: BeanstalkApi, R: Route53Api, S: S3Api>(
+    clients: &Clients<B, R, S>,
     settings: &Settings,
     state: Option<Progress>,
     now: SystemTime,
@@ -232,8 +237,8 @@ use crate::clock::unix_seconds as unix;
 
 /// One invocation of retire: `progress` is `None` on the first. With `dry_run`, only Describe/List
 /// calls are made and the report says what would happen.
-pub async fn retire(
-    clients: &Clients,
+pub async fn retire<B: BeanstalkApi, R: Route53Api, S: S3Api>(
+    clients: &Clients<B, R, S>,
     settings: &Settings,
     progress: Option<Progress>,
     now: SystemTime,
@@ -307,10 +312,15 @@ pub async fn retire(
     let mut kept_busy = false;
     if let Some(scale) = settings.scale_down_kept {
         for kept in plan.kept() {
+            // The plan is made of the facts: every kept environment is among them.
+            let Some(env) = facts.iter().map(|f| &f.env).find(|e| e.id == kept.id) else {
+                continue;
+            };
             let (note, busy) = scale_down(
                 clients,
                 settings,
                 kept,
+                env,
                 scale,
                 &mut progress,
                 settings.dry_run,
@@ -392,8 +402,8 @@ pub async fn retire(
 
 /// Just before TerminateEnvironment: why not to, if anything changed. Reads the environment again
 /// (does it hold the production CNAME now? still Ready?) and the Route 53 record (is it its target now?).
-async fn recheck(
-    clients: &Clients,
+async fn recheck<B: BeanstalkApi, R: Route53Api, S: S3Api>(
+    clients: &Clients<B, R, S>,
     settings: &Settings,
     id: &str,
 ) -> Result<Option<SkipReason>, RetireError> {
@@ -424,10 +434,11 @@ async fn recheck(
 
 /// Applies MinSize/MaxSize to a kept environment unless it already has them: the note for the summary,
 /// and whether it was not scaled because it is busy (not Ready) now.
-async fn scale_down(
-    clients: &Clients,
+async fn scale_down<B: BeanstalkApi, R: Route53Api, S: S3Api>(
+    clients: &Clients<B, R, S>,
     settings: &Settings,
     kept: &super::EnvPlan,
+    env: &crate::beanstalk::Environment,
     scale: Scale,
     progress: &mut Progress,
     dry_run: bool,
@@ -461,9 +472,10 @@ async fn scale_down(
     if dry_run {
         return Ok((format!("would scale to {wanted}"), false));
     }
+    // UpdateEnvironment of MinSize and MaxSize.
     clients
         .beanstalk
-        .update_option_settings(&kept.id, &[(ASG, "MinSize", min), (ASG, "MaxSize", max)])
+        .set_size(env, scale.min, scale.max)
         .await
         .map_err(err)?;
     progress.scaled.push(kept.name.clone());

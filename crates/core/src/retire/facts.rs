@@ -5,13 +5,12 @@
 
 use super::exec::{Record, RetireError};
 use super::{live_targets, EnvFacts, RecordTarget};
-use crate::beanstalk::Beanstalk;
 use crate::beanstalk::BeanstalkApi;
 use crate::route53::Route53Api;
 
 /// Every environment of the application with its tags.
-pub async fn gather(
-    beanstalk: &Beanstalk,
+pub async fn gather<B: BeanstalkApi>(
+    beanstalk: &B,
     application: &str,
 ) -> Result<Vec<EnvFacts>, RetireError> {
     let mut facts = vec![];

@@ -22,6 +22,7 @@
 //! alone and why, which versions to prune); [`exec`] gathers the facts from AWS (`facts.rs`), asks the
 //! plan, and acts on it with the safety re-checks; `report.rs` says what a run found and did, for a
 //! person (the summary) and for the pipeline (the output variables' values).
+//! `tests.rs` tests the decisions; `sequence_tests.rs` the sequence, on the in-memory fakes.
 
 pub mod exec;
 mod facts;
@@ -35,5 +36,7 @@ pub use plan::{
     SinceBasis, SkipReason, Traffic, VersionDeletion, BUSY_RECHECK,
 };
 
+#[cfg(test)]
+mod sequence_tests;
 #[cfg(test)]
 mod tests;

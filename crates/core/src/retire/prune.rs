@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::exec::{Clients, Progress, Prune, RetireError, Settings};
 use super::{plan_pruning, versions_in_use, EnvFacts, PrunePlan};
-use crate::aws_error::{AwsError, Service};
+use crate::beanstalk::BeanstalkApi;
+use crate::route53::Route53Api;
+use crate::s3::S3Api;
 
 /// Application versions asked for per DescribeApplicationVersions call.
 pub const VERSION_PAGE_SIZE: i32 = 100;
@@ -20,8 +22,8 @@ const PRUNE_TIME_BUDGET: Duration = Duration::from_secs(120);
 const NAMES_BUDGET: usize = 1800;
 
 /// What pruning would delete now: every version of the application against the ones in use.
-pub(super) async fn prune_plan(
-    clients: &Clients,
+pub(super) async fn prune_plan<B: BeanstalkApi, R: Route53Api, S: S3Api>(
+    clients: &Clients<B, R, S>,
     settings: &Settings,
     facts: &[EnvFacts],
     prune: Prune,
@@ -41,8 +43,8 @@ pub(super) async fn prune_plan(
 /// Deletes the first [`PRUNE_BATCH`] versions of `pruning` (their bundles first), stopping early when
 /// the batch takes longer than its budget; records their labels in `progress` while the continuation
 /// token has room. Returns how many were deleted.
-pub(super) async fn delete_versions(
-    clients: &Clients,
+pub(super) async fn delete_versions<B: BeanstalkApi, R: Route53Api, S: S3Api>(
+    clients: &Clients<B, R, S>,
     settings: &Settings,
     pruning: &PrunePlan,
     progress: &mut Progress,
@@ -59,15 +61,11 @@ pub(super) async fn delete_versions(
             // The bundle first: if that fails the version is still there to retry with.
             clients
                 .s3
-                .delete_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
+                .delete_object(bucket, key)
                 .await
                 .map_err(|e| RetireError::DeleteBundle {
                     label: deletion.label.clone(),
-                    source: AwsError::from_sdk(Service::S3, "DeleteObject", e)
-                        .on(format!("s3://{bucket}/{key}")),
+                    source: e.on(format!("s3://{bucket}/{key}")),
                 })?;
         }
         clients

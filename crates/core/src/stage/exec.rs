@@ -1,8 +1,13 @@
 //! stage's I/O half: one invocation begins (finds production, creates or adopts the environment) or
 //! resumes (polls with backoff, streams events) and asks [`assess`] what each poll means.
+//!
+//! The sequence runs over [`BeanstalkApi`] on an injected [`Clock`] ([`run_on`]; [`run`] is it with
+//! the SDK's client and the system clock), so it is tested on the in-memory fakes (`sequence_tests.rs`).
 
 use super::*;
 use crate::aws_error::{AwsError, ErrorClass};
+use crate::beanstalk::{LaunchFrom, NewEnvironment};
+use crate::clock::Clock;
 
 /// One invocation of the stage action: begins (finds production, creates or adopts the environment)
 /// when nothing has begun yet, then polls until a verdict or the poll budget is spent.
@@ -16,19 +21,27 @@ pub async fn run(
     plan: &Plan,
     state: Option<State>,
 ) -> Result<Outcome<State>, ActionError> {
+    run_on(eb, plan, state, &crate::clock::SystemClock).await
+}
+
+/// [`run`] over any [`BeanstalkApi`], on `clock`.
+pub async fn run_on<B: BeanstalkApi, C: Clock>(
+    eb: &B,
+    plan: &Plan,
+    state: Option<State>,
+    clock: &C,
+) -> Result<Outcome<State>, ActionError> {
     let state = match state {
         Some(state) if state.begun() => state,
-        earlier => match begin(eb, plan).await {
+        earlier => match begin(eb, plan, clock.now()).await {
             Ok(Outcome::InProgress { state, .. }) => state,
             Ok(other) => return Ok(other),
             Err(e) if e.is_transient() => {
                 let mut state = earlier.unwrap_or_else(|| State {
-                    started_ms: unix_millis(SystemTime::now()),
+                    started_ms: unix_millis(clock.now()),
                     ..State::default()
                 });
-                let elapsed = from_unix_millis(state.started_ms)
-                    .elapsed()
-                    .unwrap_or_default();
+                let elapsed = clock.since(from_unix_millis(state.started_ms));
                 if elapsed >= plan.timeout {
                     return Err(ActionError::new(
                         e.kind,
@@ -54,18 +67,22 @@ pub async fn run(
             Err(e) => return Err(e),
         },
     };
-    resume(eb, plan, state).await
+    resume(eb, plan, state, clock).await
 }
 
-/// The first invocation: find production, then create (or adopt) the new environment.
-pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, ActionError> {
+/// The first invocation, at `now`: find production, then create (or adopt) the new environment.
+pub async fn begin<B: BeanstalkApi>(
+    eb: &B,
+    plan: &Plan,
+    now: SystemTime,
+) -> Result<Outcome<State>, ActionError> {
     let environments = eb.environments(&plan.application).await?;
     let live = match (&plan.production_cname, &plan.production_environment) {
         (Some(cname), _) => environments.iter().find(|e| e.holds_cname(cname)).cloned(),
         (None, Some(name)) => environments.iter().find(|e| &e.name == name).cloned(),
         (None, None) => None,
     };
-    let started = SystemTime::now();
+    let started = now;
 
     // Idempotency: the name is derived from the version, so an earlier invocation's environment is
     // found by name; its tags say whether beanswap made it for this version.
@@ -117,17 +134,9 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
         });
     }
 
-    let client = eb.client();
-    let mut create = client
-        .create_environment()
-        .application_name(&plan.application)
-        .environment_name(&plan.environment_name)
-        .version_label(&plan.version_label)
-        .description(format!("beanswap: version {}", plan.version_label));
-
     // CNAME: the first environment takes the production CNAME itself, so there is nothing to swap;
     // later ones take a free prefix of their own.
-    match (&live, &plan.production_cname) {
+    let cname_prefix = match (&live, &plan.production_cname) {
         (None, Some(cname)) if !cname.contains('.') => {
             if !eb.cname_available(cname).await? {
                 return Err(ActionError::config(format!(
@@ -135,15 +144,13 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
                     plan.application
                 )));
             }
-            create = create.cname_prefix(cname);
+            Some(cname.clone())
         }
         _ => {
             let prefix = plan.environment_name.to_ascii_lowercase();
-            if eb.cname_available(&prefix).await? {
-                create = create.cname_prefix(prefix);
-            }
+            eb.cname_available(&prefix).await?.then_some(prefix)
         }
-    }
+    };
 
     // Configuration: clone the live one, or the named source for a first deployment.
     let mut template = None;
@@ -163,7 +170,7 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
             ))
         }
     };
-    create = match source {
+    let from = match source {
         Source::CloneLive => {
             let Some(live) = &live else {
                 return Err(ActionError::failed(
@@ -171,56 +178,52 @@ pub async fn begin(eb: &Beanstalk, plan: &Plan) -> Result<Outcome<State>, Action
                 ));
             };
             let name = clone_template_name(plan);
-            let made = client
-                .create_configuration_template()
-                .application_name(&plan.application)
-                .template_name(&name)
-                .environment_id(&live.id)
-                .description(format!(
-                    "beanswap: configuration of {} cloned for {}",
-                    live.name, plan.environment_name
-                ))
-                .send()
+            let made = eb
+                .create_configuration_template(
+                    &plan.application,
+                    &name,
+                    &live.id,
+                    &format!(
+                        "beanswap: configuration of {} cloned for {}",
+                        live.name, plan.environment_name
+                    ),
+                )
                 .await;
             match made {
-                Ok(_) => {}
+                Ok(()) => {}
                 // A retried first invocation made it already: use it.
-                Err(e)
-                    if aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata::message(&e)
-                        .is_some_and(|m| m.contains("already exists")) => {}
-                Err(e) => return Err(Beanstalk::error("CreateConfigurationTemplate", e).into()),
+                Err(e) if e.message.contains("already exists") => {}
+                Err(e) => return Err(e.into()),
             }
             template = Some(name.clone());
-            create.template_name(name)
+            LaunchFrom::Template(name)
         }
-        Source::Template(name) => create.template_name(name),
-        Source::SolutionStack(stack) => create.solution_stack_name(stack),
-        Source::PlatformArn(arn) => create.platform_arn(arn),
+        Source::Template(name) => LaunchFrom::Template(name),
+        Source::SolutionStack(stack) => LaunchFrom::SolutionStack(stack),
+        Source::PlatformArn(arn) => LaunchFrom::PlatformArn(arn),
     };
-    for o in &plan.option_settings {
-        create = create.option_settings(
-            ConfigurationOptionSetting::builder()
-                .namespace(&o.namespace)
-                .option_name(&o.option_name)
-                .value(&o.value)
-                .build(),
-        );
-    }
     let mut tags: BTreeMap<String, String> = plan.tags.clone();
     tags.insert(TAG_APPLICATION.into(), plan.application.clone());
     tags.insert(TAG_VERSION.into(), plan.version_label.clone());
     if let Some(execution) = &plan.pipeline_execution {
         tags.insert(TAG_PIPELINE_EXECUTION.into(), execution.clone());
     }
-    for (key, value) in tags {
-        create = create.tags(Tag::builder().key(key).value(value).build());
-    }
-    let created = create
-        .send()
-        .await
-        .map_err(|e| Beanstalk::error("CreateEnvironment", e))?;
-    let env_id = created.environment_id().unwrap_or_default().to_string();
-    let cname = created.cname().unwrap_or_default().to_string();
+    let (env_id, cname) = eb
+        .create_environment(&NewEnvironment {
+            application: plan.application.clone(),
+            name: plan.environment_name.clone(),
+            version_label: plan.version_label.clone(),
+            description: format!("beanswap: version {}", plan.version_label),
+            cname_prefix,
+            from,
+            option_settings: plan
+                .option_settings
+                .iter()
+                .map(|o| (o.namespace.clone(), o.option_name.clone(), o.value.clone()))
+                .collect(),
+            tags,
+        })
+        .await?;
     Ok(Outcome::InProgress {
         summary: format!(
             "Creating {} with version {} ({}){}",
@@ -267,13 +270,14 @@ fn describe_production(plan: &Plan) -> String {
 /// Each poll asks for the new events (one call) and reads the environment only when there were some,
 /// when [`STATUS_EVERY`] has passed, or at the timeout: half the calls of a tool that reads both every
 /// 10 s, and as quick to notice a failure, since [`poll_delay`] never waits longer than such a tool.
-pub async fn resume(
-    eb: &Beanstalk,
+pub async fn resume<B: BeanstalkApi, C: Clock>(
+    eb: &B,
     plan: &Plan,
     mut state: State,
+    clock: &C,
 ) -> Result<Outcome<State>, ActionError> {
     let started = from_unix_millis(state.started_ms);
-    let invocation_began = std::time::Instant::now();
+    let invocation_began = clock.now();
     let mut seen: Vec<Event> = vec![];
     loop {
         let polled = eb
@@ -284,8 +288,8 @@ pub async fn resume(
             state.cursor_ms = unix_millis(last.date) + 1;
         }
         seen.extend(events.iter().cloned());
-        let elapsed = started.elapsed().unwrap_or_default();
-        let now_ms = unix_millis(SystemTime::now());
+        let elapsed = clock.since(started);
+        let now_ms = unix_millis(clock.now());
         let status_due = !events.is_empty()
             || now_ms.saturating_sub(state.status_checked_ms) >= STATUS_EVERY.as_millis() as u64
             || elapsed >= plan.timeout;
@@ -352,7 +356,7 @@ pub async fn resume(
         }
         state.attempt += 1;
         let delay = poll_delay(state.attempt);
-        if invocation_began.elapsed() + delay > plan.poll_budget {
+        if clock.since(invocation_began) + delay > plan.poll_budget {
             let percent =
                 (elapsed.as_secs_f64() / plan.timeout.as_secs_f64() * 100.0).clamp(5.0, 95.0) as u8;
             let latest = if seen.is_empty() {
@@ -373,7 +377,7 @@ pub async fn resume(
                 state,
             });
         }
-        tokio::time::sleep(delay).await;
+        clock.sleep(delay).await;
     }
 }
 
@@ -405,26 +409,22 @@ fn or_unknown(s: &str) -> &str {
 /// answer about the template itself (a template left behind costs nothing, and the name is this
 /// version's), but a permission refusal is returned: the role lacks DeleteConfigurationTemplate, and a
 /// refusal is never skipped in silence.
-async fn cleanup_template(eb: &Beanstalk, plan: &Plan, state: &State) -> Result<(), AwsError> {
+async fn cleanup_template<B: BeanstalkApi>(
+    eb: &B,
+    plan: &Plan,
+    state: &State,
+) -> Result<(), AwsError> {
     if let Some(template) = &state.template {
         match eb
-            .client()
-            .delete_configuration_template()
-            .application_name(&plan.application)
-            .template_name(template)
-            .send()
+            .delete_configuration_template(&plan.application, template)
             .await
         {
-            Ok(_) => {}
+            Ok(()) => {}
             // Already gone (an adopted environment's invocation deleted it, or never made it).
-            Err(e)
-                if aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata::message(&e)
-                    .is_some_and(|m| m.contains("No Configuration Template")) =>
-            {
+            Err(e) if e.message.contains("No Configuration Template") => {
                 tracing::debug!(template = %template, "the cloned configuration template is already gone");
             }
             Err(e) => {
-                let e = Beanstalk::error("DeleteConfigurationTemplate", e);
                 if e.class() == ErrorClass::PermissionDenied {
                     return Err(e);
                 }
@@ -442,8 +442,8 @@ const TAIL_LOGS_CHARS: usize = 2400;
 
 /// The failure message, with the environment's recent events and, when an instance's deployment failed,
 /// the lines of its tail logs that say why; terminates it when asked to.
-async fn fail(
-    eb: &Beanstalk,
+async fn fail<B: BeanstalkApi>(
+    eb: &B,
     plan: &Plan,
     state: &State,
     env: &Environment,
@@ -462,7 +462,7 @@ async fn fail(
     // only when Beanstalk reported a failed instance deployment, and only while the environment
     // still runs (a terminated one has no instances to tail).
     let instances = if recent.contains("Instance deployment failed") && !env.is_terminated() {
-        match crate::tail_logs::fetch(eb, &state.env_id, TAIL_LOGS_WAIT).await {
+        match eb.tail_logs(&state.env_id, TAIL_LOGS_WAIT).await {
             Ok(logs) => {
                 let mut out = String::new();
                 let per_instance = TAIL_LOGS_CHARS / logs.len().max(1);
@@ -485,20 +485,9 @@ async fn fail(
             env.name, env.id
         ),
         OnFailure::Terminate if env.is_terminated() => format!("{} is already terminated", env.name),
-        OnFailure::Terminate => match eb
-            .client()
-            .terminate_environment()
-            .environment_id(&env.id)
-            .force_terminate(true)
-            .send()
-            .await
-        {
-            Ok(_) => format!("{} is being terminated (on_failure: terminate)", env.name),
-            Err(e) => format!(
-                "terminating {} failed too: {}",
-                env.name,
-                Beanstalk::error("TerminateEnvironment", e)
-            ),
+        OnFailure::Terminate => match eb.force_terminate(&env.id).await {
+            Ok(()) => format!("{} is being terminated (on_failure: terminate)", env.name),
+            Err(e) => format!("terminating {} failed too: {e}", env.name),
         },
     };
     let cleanup = match cleanup_template(eb, plan, state).await {

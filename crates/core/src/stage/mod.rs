@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_elasticbeanstalk::types::{ConfigurationOptionSetting, Tag};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -297,6 +296,8 @@ pub(crate) fn adopted_cursor(
 
 mod exec;
 #[cfg(test)]
+mod sequence_tests;
+#[cfg(test)]
 mod tests;
 
-pub use exec::{begin, resume, run};
+pub use exec::{begin, resume, run, run_on};

@@ -1,0 +1,64 @@
+//! S3 in memory: the objects that exist, by bucket and key.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use super::lock;
+use crate::aws_error::AwsError;
+use crate::s3::S3Api;
+
+#[derive(Debug, Default)]
+struct Buckets {
+    objects: BTreeSet<(String, String)>,
+    failures: VecDeque<(&'static str, AwsError)>,
+    calls: Vec<String>,
+}
+
+/// S3 in memory: objects by (bucket, key); deleting one that is not there succeeds, as on S3.
+#[derive(Debug, Default)]
+pub struct FakeS3 {
+    buckets: Mutex<Buckets>,
+}
+
+impl FakeS3 {
+    pub fn put(&self, bucket: &str, key: &str) {
+        lock(&self.buckets)
+            .objects
+            .insert((bucket.to_string(), key.to_string()));
+    }
+
+    pub fn exists(&self, bucket: &str, key: &str) -> bool {
+        lock(&self.buckets)
+            .objects
+            .contains(&(bucket.to_string(), key.to_string()))
+    }
+
+    /// The next call of `operation` fails with `error`.
+    pub fn fail_next(&self, operation: &'static str, error: AwsError) {
+        lock(&self.buckets).failures.push_back((operation, error));
+    }
+
+    /// Every call so far, as `Operation` names in order.
+    pub fn calls(&self) -> Vec<String> {
+        lock(&self.buckets).calls.clone()
+    }
+
+    fn call(&self, operation: &'static str) -> Result<MutexGuard<'_, Buckets>, AwsError> {
+        let mut b = lock(&self.buckets);
+        b.calls.push(operation.to_string());
+        if let Some(i) = b.failures.iter().position(|(op, _)| *op == operation) {
+            if let Some((_, e)) = b.failures.remove(i) {
+                return Err(e);
+            }
+        }
+        Ok(b)
+    }
+}
+
+impl S3Api for FakeS3 {
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), AwsError> {
+        let mut b = self.call("DeleteObject")?;
+        b.objects.remove(&(bucket.to_string(), key.to_string()));
+        Ok(())
+    }
+}
