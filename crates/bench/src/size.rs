@@ -6,8 +6,8 @@ use std::path::Path;
 use crate::table::{mb, Table, Verdict, MB};
 use crate::Config;
 
-/// The issue's "under 6 MB", in bytes.
-const GOAL_BYTES: u64 = 6 * MB;
+/// Issue 17's "every zip under 4 MB" (issue 11 asked for 6 MB), in bytes.
+const GOAL_BYTES: u64 = 4 * MB;
 
 /// The machine an ELF executable is for, from its header.
 fn arch(head: &[u8]) -> &'static str {
@@ -76,14 +76,14 @@ pub fn run(config: &Config) -> Table {
     }
     match largest {
         Some(l) => table.goal(
-            format!("every zip under 6 MB (largest: {} MB)", mb(l)),
+            format!("every zip under 4 MB (largest: {} MB)", mb(l)),
             if complete {
                 Verdict::of(l < GOAL_BYTES)
             } else {
                 Verdict::Missing
             },
         ),
-        None => table.goal("every zip under 6 MB", Verdict::Missing),
+        None => table.goal("every zip under 4 MB", Verdict::Missing),
     }
     table.note(format!(
         "zips from {} (build them with `cargo lambda build --global cargo-lambda.toml -p <function>` or \

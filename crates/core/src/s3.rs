@@ -18,7 +18,9 @@ pub trait S3Api: Send + Sync {
 
 impl S3Api for aws_sdk_s3::Client {
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), AwsError> {
-        aws_sdk_s3::Client::delete_object(self)
+        // The SDK's inherent `delete_object()` (inherent methods win over this trait's): written as a
+        // builder chain, which is what the template test reads to check the role grants s3:DeleteObject.
+        self.delete_object()
             .bucket(bucket)
             .key(key)
             .send()
