@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use beanswap_cli::local::Endpoints;
 use beanswap_cli::pipeline::{Approval, PipelineError, Ui};
-use beanswap_cli::run::{self, Settings};
+use beanswap_cli::run::{self, Settings, FUNCTIONS};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -225,16 +225,6 @@ const SHOWN_ELSEWHERE: &[(&str, &str, &str)] = &[
 /// test shows either. Kept exact: an entry whose removal starts failing the run as it should fails this
 /// test until it is taken out, so the list only shrinks.
 const NOT_YET_SHOWN: &[(&str, &str)] = &[];
-
-const FUNCTIONS: &[&str] = &[
-    "check-config",
-    "package",
-    "backup",
-    "stage",
-    "smoke-test",
-    "swap",
-    "retire",
-];
 
 fn role_of(function: &str) -> String {
     let camel: String = function
