@@ -366,8 +366,13 @@ fn capacity_row(run: &DemoRun) -> Result<CapacityRow, &str> {
             .map(|(_, n)| n.to_string())
             .unwrap_or_else(|| "-".into())
     };
-    let after: Vec<&Sample> = run.samples.iter().filter(|s| s.at >= moved).collect();
-    let summary = probe::summarize(&after.iter().map(|s| (*s).clone()).collect::<Vec<_>>());
+    let after: Vec<Sample> = run
+        .samples
+        .iter()
+        .filter(|s| s.at >= moved)
+        .cloned()
+        .collect();
+    let summary = probe::summarize(&after);
     let outcome = match &second.run.failure {
         None => "moved production".to_string(),
         Some(f) if f.to_string().contains("the bake caught") => {

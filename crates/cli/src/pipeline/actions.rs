@@ -16,18 +16,18 @@ use crate::build;
 use crate::template::{self, ActionDef};
 
 impl Runner<'_> {
-    pub(super) async fn put_artifact(&mut self, name: &str, zip: Vec<u8>) -> Result<(), String> {
-        let key = format!(
-            "{}/{}/{}",
-            self.options
-                .pipeline
-                .name
-                .chars()
-                .take(20)
-                .collect::<String>(),
-            name,
+    /// Where an output artifact goes in the artifact bucket: `<pipeline name, 20 characters>/<artifact>/<7
+    /// random hex>`, the shape CodePipeline gives its artifacts' keys.
+    fn artifact_key(&self, name: &str) -> String {
+        let pipeline: String = self.options.pipeline.name.chars().take(20).collect();
+        format!(
+            "{pipeline}/{name}/{}",
             &uuid::Uuid::new_v4().simple().to_string()[..7]
-        );
+        )
+    }
+
+    pub(super) async fn put_artifact(&mut self, name: &str, zip: Vec<u8>) -> Result<(), String> {
+        let key = self.artifact_key(name);
         self.s3
             .put_object()
             .bucket(ARTIFACT_BUCKET)
@@ -266,17 +266,7 @@ impl Runner<'_> {
         }
         let mut outputs = vec![];
         for name in &action.output_artifacts {
-            let key = format!(
-                "{}/{}/{}",
-                self.options
-                    .pipeline
-                    .name
-                    .chars()
-                    .take(20)
-                    .collect::<String>(),
-                name,
-                &uuid::Uuid::new_v4().simple().to_string()[..7]
-            );
+            let key = self.artifact_key(name);
             outputs.push(json!({"name": name, "revision": null, "location": location(&key)}));
             self.artifacts.insert(name.clone(), key);
         }
