@@ -87,7 +87,9 @@ pub async fn status(
         .max_records(10)
         .send()
         .await
-        .map_err(|e| Beanstalk::error("DescribeApplicationVersions", e).to_string())?;
+        .map_err(|e| {
+            beanswap_core::beanstalk::eb_error("DescribeApplicationVersions", e).to_string()
+        })?;
     let _ = writeln!(out, "newest versions:");
     for v in versions.application_versions() {
         let _ = writeln!(

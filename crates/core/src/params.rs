@@ -27,6 +27,21 @@ pub enum ParamsError {
     Invalid(String),
 }
 
+impl ParamsError {
+    /// A mistake in one field, said as a sentence about that field (`field `x`: reason`).
+    pub fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ParamsError::Field {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `#[serde(default = "beanswap_core::params::yes")]`: a switch that is on unless turned off.
+pub fn yes() -> bool {
+    true
+}
+
 /// An Elastic Beanstalk application's name, as UserParameters give it: 1 to 100 characters (the
 /// ApplicationName constraint in the Elastic Beanstalk API reference). Every action's parameters use
 /// this one type, so the rule and its message are written once.

@@ -29,7 +29,7 @@ pub async fn fetch(
         .info_type(EnvironmentInfoType::Tail)
         .send()
         .await
-        .map_err(|e| Beanstalk::error("RequestEnvironmentInfo", e).to_string())?;
+        .map_err(|e| crate::beanstalk::eb_error("RequestEnvironmentInfo", e).to_string())?;
     let mut attempt = 0;
     let urls = loop {
         let answer = eb
@@ -39,7 +39,7 @@ pub async fn fetch(
             .info_type(EnvironmentInfoType::Tail)
             .send()
             .await
-            .map_err(|e| Beanstalk::error("RetrieveEnvironmentInfo", e));
+            .map_err(|e| crate::beanstalk::eb_error("RetrieveEnvironmentInfo", e));
         if let Some(out) = unless_transient(answer).map_err(|e| e.to_string())? {
             // Only what this request compiled: an earlier request's logs would miss the failure.
             let fresh: Vec<(String, String)> = out

@@ -51,13 +51,6 @@ fn two_minutes() -> f64 {
     120.0
 }
 
-fn field(field: &str, reason: impl Into<String>) -> ParamsError {
-    ParamsError::Field {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
 impl UserParameters for Params {
     const EXAMPLE: &'static str = r##"{"db_instance":"shop-database","application":"shop","version_label":"#{Package.VersionLabel}","pipeline_execution":"#{codepipeline.PipelineExecutionId}","keep":5}"##;
 
@@ -71,34 +64,40 @@ impl UserParameters for Params {
             || id.ends_with('-')
             || id.contains("--")
         {
-            return Err(field(
+            return Err(ParamsError::field(
                 "db_instance",
                 format!("`{id}` is not a DB instance identifier (1 to 63 letters, digits and single hyphens, a letter first)"),
             ));
         }
         if !(1..=100).contains(&self.application.chars().count()) {
-            return Err(field("application", "must be 1 to 100 characters"));
+            return Err(ParamsError::field(
+                "application",
+                "must be 1 to 100 characters",
+            ));
         }
         if self.version_label.is_empty() || self.version_label.contains("#{") {
-            return Err(field(
+            return Err(ParamsError::field(
                 "version_label",
                 format!("`{}` is empty or was not substituted: is the package action's namespace `Package`?", self.version_label),
             ));
         }
         if !(1..=100).contains(&self.keep) {
-            return Err(field(
+            return Err(ParamsError::field(
                 "keep",
                 "must be 1 to 100 (the new snapshot is always kept)",
             ));
         }
         if !(self.timeout_minutes > 0.0 && self.timeout_minutes <= 24.0 * 60.0) {
-            return Err(field(
+            return Err(ParamsError::field(
                 "timeout_minutes",
                 "must be more than 0 and at most 1440",
             ));
         }
         if !(0.0..=600.0).contains(&self.poll_seconds) {
-            return Err(field("poll_seconds", "must be between 0 and 600"));
+            return Err(ParamsError::field(
+                "poll_seconds",
+                "must be between 0 and 600",
+            ));
         }
         Ok(())
     }

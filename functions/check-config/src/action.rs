@@ -49,22 +49,16 @@ impl UserParameters for Params {
     fn validate(&self) -> Result<(), ParamsError> {
         if let Some(s) = &self.scaling {
             if s.max_instances < s.min_instances {
-                return Err(ParamsError::Field {
-                    field: "scaling.max_instances".into(),
-                    reason: format!(
+                return Err(ParamsError::field("scaling.max_instances", format!(
                         "{} is less than scaling.min_instances ({}): the Auto Scaling maximum must be at least its minimum",
                         s.max_instances, s.min_instances
-                    ),
-                });
+                    )));
             }
             if s.scale_down_cpu_percent >= s.scale_up_cpu_percent {
-                return Err(ParamsError::Field {
-                    field: "scaling.scale_down_cpu_percent".into(),
-                    reason: format!(
+                return Err(ParamsError::field("scaling.scale_down_cpu_percent", format!(
                         "{} is not below scaling.scale_up_cpu_percent ({}): instances would be added and removed at the same load",
                         s.scale_down_cpu_percent, s.scale_up_cpu_percent
-                    ),
-                });
+                    )));
             }
         }
         Ok(())

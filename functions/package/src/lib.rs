@@ -51,13 +51,13 @@ pub struct Params {
     #[serde(default)]
     pub prune_keep: Option<u32>,
     /// Move everything out of a single top-level folder.
-    #[serde(default = "yes")]
+    #[serde(default = "beanswap_core::params::yes")]
     pub flatten: bool,
     /// Drop `__MACOSX/` and `.DS_Store` entries.
-    #[serde(default = "yes")]
+    #[serde(default = "beanswap_core::params::yes")]
     pub drop_os_metadata: bool,
     /// Rewrite entry names that use `\` as the separator.
-    #[serde(default = "yes")]
+    #[serde(default = "beanswap_core::params::yes")]
     pub fix_backslashes: bool,
     /// Fail, rather than warn, when the bundle root has no Procfile or known entry point.
     #[serde(default)]
@@ -73,9 +73,6 @@ pub struct Params {
     pub max_entries: usize,
 }
 
-fn yes() -> bool {
-    true
-}
 fn default_process_timeout() -> u32 {
     20
 }
@@ -87,13 +84,6 @@ fn default_max_ratio() -> u64 {
 }
 fn default_max_entries() -> usize {
     Limits::default().max_entries
-}
-
-fn field(field: &str, reason: impl Into<String>) -> ParamsError {
-    ParamsError::Field {
-        field: field.into(),
-        reason: reason.into(),
-    }
 }
 
 impl UserParameters for Params {
@@ -108,38 +98,47 @@ impl UserParameters for Params {
                 && !bucket.starts_with(['-', '.'])
                 && !bucket.ends_with(['-', '.']);
             if !ok {
-                return Err(field(
+                return Err(ParamsError::field(
                     "bucket",
                     format!("`{bucket}` is not an S3 bucket name (3 to 63 lowercase letters, digits, `-` and `.`)"),
                 ));
             }
         }
         if self.key_prefix.len() > 512 {
-            return Err(field("key_prefix", "must be at most 512 bytes"));
+            return Err(ParamsError::field(
+                "key_prefix",
+                "must be at most 512 bytes",
+            ));
         }
         if let Some(template) = &self.version_label {
-            check_label_template(template).map_err(|e| field("version_label", e))?;
+            check_label_template(template).map_err(|e| ParamsError::field("version_label", e))?;
         }
         if let Some(d) = &self.description {
             let len = d.chars().count();
             if len > 200 {
-                return Err(field(
+                return Err(ParamsError::field(
                     "description",
                     format!("must be at most 200 characters, got {len}"),
                 ));
             }
         }
         if !(1..=1440).contains(&self.process_timeout_minutes) {
-            return Err(field("process_timeout_minutes", "must be 1 to 1440"));
+            return Err(ParamsError::field(
+                "process_timeout_minutes",
+                "must be 1 to 1440",
+            ));
         }
         if self.max_uncompressed_mb == 0 {
-            return Err(field("max_uncompressed_mb", "must be above 0"));
+            return Err(ParamsError::field("max_uncompressed_mb", "must be above 0"));
         }
         if self.max_compression_ratio < 2 {
-            return Err(field("max_compression_ratio", "must be at least 2"));
+            return Err(ParamsError::field(
+                "max_compression_ratio",
+                "must be at least 2",
+            ));
         }
         if !(1..=1_000_000).contains(&self.max_entries) {
-            return Err(field("max_entries", "must be 1 to 1000000"));
+            return Err(ParamsError::field("max_entries", "must be 1 to 1000000"));
         }
         Ok(())
     }

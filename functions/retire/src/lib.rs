@@ -82,13 +82,6 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10 * 60);
 /// A Lambda action may continue for 24 hours in all (the pipeline template allows up to 1440 minutes).
 const MAX_GRACE: Duration = Duration::from_secs(24 * 3600);
 
-fn field(field: &str, reason: impl Into<String>) -> ParamsError {
-    ParamsError::Field {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
 impl Params {
     pub fn grace(&self) -> Duration {
         match (self.grace_seconds, self.grace_minutes) {
@@ -135,33 +128,46 @@ impl UserParameters for Params {
     fn validate(&self) -> Result<(), ParamsError> {
         let cname = self.production_cname.trim();
         if cname.is_empty() || cname.contains(char::is_whitespace) || cname.contains('/') {
-            return Err(field(
+            return Err(ParamsError::field(
                 "production_cname",
                 "must be a CNAME prefix (shop-prod) or a full CNAME (shop-prod.us-east-1.elasticbeanstalk.com)",
             ));
         }
         match (&self.hosted_zone_id, &self.domain) {
-            (Some(_), None) => return Err(field("domain", "is required with `hosted_zone_id`")),
-            (None, Some(_)) => return Err(field("hosted_zone_id", "is required with `domain`")),
+            (Some(_), None) => {
+                return Err(ParamsError::field(
+                    "domain",
+                    "is required with `hosted_zone_id`",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ParamsError::field(
+                    "hosted_zone_id",
+                    "is required with `domain`",
+                ))
+            }
             (Some(z), Some(d)) if z.trim().is_empty() || d.trim().is_empty() => {
-                return Err(field("domain", "and `hosted_zone_id` must not be empty"))
+                return Err(ParamsError::field(
+                    "domain",
+                    "and `hosted_zone_id` must not be empty",
+                ))
             }
             _ => {}
         }
         if self.keep > 20 {
-            return Err(field(
+            return Err(ParamsError::field(
                 "keep",
                 format!("at most 20 environments can be kept, got {}", self.keep),
             ));
         }
         if self.grace_minutes.is_some() && self.grace_seconds.is_some() {
-            return Err(field(
+            return Err(ParamsError::field(
                 "grace_seconds",
                 "give either `grace_minutes` or `grace_seconds`, not both",
             ));
         }
         if self.grace() > MAX_GRACE {
-            return Err(field(
+            return Err(ParamsError::field(
                 if self.grace_seconds.is_some() {
                     "grace_seconds"
                 } else {
@@ -172,7 +178,7 @@ impl UserParameters for Params {
         }
         if let Some(s) = self.scale_down_kept {
             if s.max == 0 || s.max > 10_000 || s.min > s.max {
-                return Err(field(
+                return Err(ParamsError::field(
                     "scale_down_kept",
                     format!(
                         "needs 0 <= min <= max, 1 <= max <= 10000; got min {}, max {}",
@@ -183,7 +189,7 @@ impl UserParameters for Params {
         }
         if let Some(p) = self.prune_versions {
             if !(1..=1000).contains(&p.keep) {
-                return Err(field(
+                return Err(ParamsError::field(
                     "prune_versions.keep",
                     format!(
                         "must be 1 to 1000 (the newest versions are never pruned, so a version being released stays), got {}",

@@ -189,10 +189,7 @@ impl Params {
 }
 
 fn out_of_range(field: &str, got: impl std::fmt::Display, range: &str) -> ParamsError {
-    ParamsError::Field {
-        field: field.into(),
-        reason: format!("{got} is out of range; use {range}"),
-    }
+    ParamsError::field(field, format!("{got} is out of range; use {range}"))
 }
 
 impl UserParameters for Params {
@@ -200,10 +197,10 @@ impl UserParameters for Params {
 
     fn validate(&self) -> Result<(), ParamsError> {
         if self.checks.len() > MAX_CHECKS {
-            return Err(ParamsError::Field {
-                field: "checks".into(),
-                reason: format!("{} checks; at most {MAX_CHECKS}", self.checks.len()),
-            });
+            return Err(ParamsError::field(
+                "checks",
+                format!("{} checks; at most {MAX_CHECKS}", self.checks.len()),
+            ));
         }
         if !(1..=MAX_ROUNDS).contains(&self.rounds) {
             return Err(out_of_range(

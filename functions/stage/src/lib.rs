@@ -47,7 +47,7 @@ pub struct Params {
     #[serde(default)]
     pub template_name: Option<String>,
     /// Clone the live environment's configuration (default true).
-    #[serde(default = "yes")]
+    #[serde(default = "beanswap_core::params::yes")]
     pub clone_live: bool,
     /// Option settings applied on top.
     #[serde(default)]
@@ -74,9 +74,6 @@ pub struct Params {
     pub poll_seconds: f64,
 }
 
-fn yes() -> bool {
-    true
-}
 fn thirty() -> f64 {
     30.0
 }
@@ -84,22 +81,18 @@ fn two_minutes() -> f64 {
     120.0
 }
 
-fn field(field: &str, reason: impl Into<String>) -> ParamsError {
-    ParamsError::Field {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
 impl UserParameters for Params {
     const EXAMPLE: &'static str = r##"{"application":"shop","version_label":"#{Package.VersionLabel}","production_cname":"shop-prod","solution_stack":"64bit Amazon Linux 2023 v4.5.2 running Python 3.11"}"##;
 
     fn validate(&self) -> Result<(), ParamsError> {
         if !(1..=100).contains(&self.version_label.chars().count()) {
-            return Err(field("version_label", "must be 1 to 100 characters"));
+            return Err(ParamsError::field(
+                "version_label",
+                "must be 1 to 100 characters",
+            ));
         }
         if self.version_label.contains("#{") {
-            return Err(field(
+            return Err(ParamsError::field(
                 "version_label",
                 format!(
                     "`{}` was not substituted: is the package action's namespace `Package`?",
@@ -109,13 +102,13 @@ impl UserParameters for Params {
         }
         match (&self.production_cname, &self.production_environment) {
             (None, None) => {
-                return Err(field(
+                return Err(ParamsError::field(
                     "production_cname",
                     "set it (or `production_environment`) so the live environment is found by its CNAME, never guessed",
                 ))
             }
             (Some(_), Some(_)) => {
-                return Err(field(
+                return Err(ParamsError::field(
                     "production_environment",
                     "give either `production_cname` or `production_environment`, not both",
                 ))
@@ -125,7 +118,7 @@ impl UserParameters for Params {
                 if !(4..=63).contains(&prefix.len())
                     || !prefix.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
                 {
-                    return Err(field(
+                    return Err(ParamsError::field(
                         "production_cname",
                         format!("`{c}` is not a CNAME prefix (4 to 63 letters, digits, hyphens) or a full CNAME"),
                     ));
@@ -142,23 +135,26 @@ impl UserParameters for Params {
         .filter(|s| s.is_some())
         .count();
         if sources > 1 {
-            return Err(field(
+            return Err(ParamsError::field(
                 "solution_stack",
                 "give at most one of `solution_stack`, `platform_arn` and `template_name`",
             ));
         }
         if !(self.timeout_minutes > 0.0 && self.timeout_minutes <= 24.0 * 60.0) {
-            return Err(field(
+            return Err(ParamsError::field(
                 "timeout_minutes",
                 "must be more than 0 and at most 1440",
             ));
         }
         if !(self.poll_seconds >= 0.0 && self.poll_seconds <= 600.0) {
-            return Err(field("poll_seconds", "must be between 0 and 600"));
+            return Err(ParamsError::field(
+                "poll_seconds",
+                "must be between 0 and 600",
+            ));
         }
         if let Some(template) = &self.environment_name {
             if !template.contains("{id}") && !template.contains("{version}") {
-                return Err(field(
+                return Err(ParamsError::field(
                     "environment_name",
                     format!("`{template}` must contain {{id}} or {{version}}, or every deployment would reuse one name"),
                 ));
@@ -166,7 +162,7 @@ impl UserParameters for Params {
         }
         let name = self.plan_name();
         if !stage::valid_environment_name(&name) {
-            return Err(field(
+            return Err(ParamsError::field(
                 "environment_name",
                 format!(
                     "gives `{name}`, which Beanstalk refuses (4 to 40 letters, digits and hyphens)"
@@ -175,8 +171,8 @@ impl UserParameters for Params {
         }
         for (i, o) in self.option_settings.iter().enumerate() {
             if o.namespace.is_empty() || o.option_name.is_empty() {
-                return Err(field(
-                    &format!("option_settings[{i}]"),
+                return Err(ParamsError::field(
+                    format!("option_settings[{i}]"),
                     "needs a namespace and an option_name",
                 ));
             }

@@ -90,7 +90,7 @@ pub struct Params {
     pub bake_alarms: Vec<String>,
     /// Before the move, make the staged environment run as many healthy instances as the live one runs
     /// now (its MinSize raised for the move, restored after the bake). On by default.
-    #[serde(default = "default_true")]
+    #[serde(default = "beanswap_core::params::yes")]
     pub match_capacity: bool,
 }
 
@@ -114,9 +114,6 @@ fn default_ttl() -> i64 {
 fn default_bake() -> u64 {
     300
 }
-fn default_true() -> bool {
-    true
-}
 fn default_bake_poll() -> u64 {
     MAX_POLL.as_secs()
 }
@@ -136,20 +133,13 @@ fn default_verify_timeout() -> u64 {
     120
 }
 
-fn field(field: &str, reason: impl Into<String>) -> ParamsError {
-    ParamsError::Field {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
 impl UserParameters for Params {
     const EXAMPLE: &'static str = r##"{"application":"shop","staged_environment":"#{Stage.EnvironmentName}","production_cname":"shop-prod","mode":"cname"}"##;
 
     fn validate(&self) -> Result<(), ParamsError> {
         let staged = self.staged_environment.as_deref().map(str::trim);
         if self.mode != Mode::Rollback && staged.is_none_or(str::is_empty) {
-            return Err(field(
+            return Err(ParamsError::field(
                 "staged_environment",
                 format!(
                     "required in {} mode: the environment to put into production, e.g. \"#{{Stage.EnvironmentName}}\"",
@@ -164,15 +154,18 @@ impl UserParameters for Params {
             } else {
                 "hosted_zone_id"
             };
-            return Err(field(missing, "`domain` and `hosted_zone_id` go together"));
+            return Err(ParamsError::field(
+                missing,
+                "`domain` and `hosted_zone_id` go together",
+            ));
         }
         match self.mode {
-            Mode::Cname if self.production_cname.is_none() => return Err(field(
+            Mode::Cname if self.production_cname.is_none() => return Err(ParamsError::field(
                 "production_cname",
                 "required in cname mode: the CNAME prefix (or full CNAME) production is served by",
             )),
             Mode::Route53 | Mode::Weighted if !has_domain => {
-                return Err(field(
+                return Err(ParamsError::field(
                     "domain",
                     format!(
                         "required in {} mode, with `hosted_zone_id`",
@@ -181,7 +174,7 @@ impl UserParameters for Params {
                 ))
             }
             Mode::Rollback if !has_domain && self.production_cname.is_none() => {
-                return Err(field(
+                return Err(ParamsError::field(
                     "production_cname",
                     "rollback needs the production CNAME, or `domain` and `hosted_zone_id`",
                 ))
@@ -190,18 +183,18 @@ impl UserParameters for Params {
         }
         if let Some(steps) = &self.steps {
             if self.mode != Mode::Weighted {
-                return Err(field("steps", "only used in weighted mode"));
+                return Err(ParamsError::field("steps", "only used in weighted mode"));
             }
-            validate_steps(steps).map_err(|e| field("steps", e))?;
+            validate_steps(steps).map_err(|e| ParamsError::field("steps", e))?;
         }
         if !(0..=86_400).contains(&self.ttl) {
-            return Err(field(
+            return Err(ParamsError::field(
                 "ttl",
                 format!("must be 0 to 86400, got {}", self.ttl),
             ));
         }
         if !(1..=840).contains(&self.timeout_seconds) {
-            return Err(field(
+            return Err(ParamsError::field(
                 "timeout_seconds",
                 format!(
                     "must be 1 to 840 (one invocation), got {}",
@@ -210,27 +203,30 @@ impl UserParameters for Params {
             ));
         }
         if self.bake_seconds > 86_400 {
-            return Err(field("bake_seconds", "must be at most 86400"));
+            return Err(ParamsError::field("bake_seconds", "must be at most 86400"));
         }
         if let Some(v) = &self.verify {
             if !v.path.starts_with('/') {
-                return Err(field(
+                return Err(ParamsError::field(
                     "verify.path",
                     format!("must start with /, got {:?}", v.path),
                 ));
             }
             if !(1..=600).contains(&v.timeout_seconds) {
-                return Err(field("verify.timeout_seconds", "must be 1 to 600"));
+                return Err(ParamsError::field(
+                    "verify.timeout_seconds",
+                    "must be 1 to 600",
+                ));
             }
         }
         if !(0.0..=1440.0).contains(&self.bake_minutes) {
-            return Err(field(
+            return Err(ParamsError::field(
                 "bake_minutes",
                 format!("must be 0 to 1440, got {}", self.bake_minutes),
             ));
         }
         if !(1..=MAX_POLL.as_secs()).contains(&self.bake_poll_seconds) {
-            return Err(field(
+            return Err(ParamsError::field(
                 "bake_poll_seconds",
                 format!(
                     "must be 1 to {} (a breach must be seen quickly), got {}",
@@ -240,20 +236,24 @@ impl UserParameters for Params {
             ));
         }
         if self.bake_max_5xx_percent > 100 {
-            return Err(field("bake_max_5xx_percent", "must be 0 to 100"));
+            return Err(ParamsError::field(
+                "bake_max_5xx_percent",
+                "must be 0 to 100",
+            ));
         }
         if let Some(empty) = self.bake_alarms.iter().find(|a| a.trim().is_empty()) {
-            return Err(field(
+            return Err(ParamsError::field(
                 "bake_alarms",
                 format!("alarm names must not be empty, got {empty:?}"),
             ));
         }
         if self.bake_alarms.len() > 100 {
-            return Err(field("bake_alarms", "at most 100 alarms"));
+            return Err(ParamsError::field("bake_alarms", "at most 100 alarms"));
         }
         if let Some(r) = &self.resolve {
-            r.parse::<std::net::SocketAddr>()
-                .map_err(|e| field("resolve", format!("expected ip:port, got {r:?} ({e})")))?;
+            r.parse::<std::net::SocketAddr>().map_err(|e| {
+                ParamsError::field("resolve", format!("expected ip:port, got {r:?} ({e})"))
+            })?;
         }
         Ok(())
     }

@@ -38,7 +38,8 @@ pub const TAG_VERSION: &str = "beanswap:version";
 /// counts from it.
 pub const TAG_OUT_OF_SERVICE_SINCE: &str = "beanswap:out-of-service-since";
 
-fn eb_error<E, R>(
+/// An Elastic Beanstalk SDK call's error as the one [`AwsError`], named by its operation.
+pub fn eb_error<E, R>(
     operation: &'static str,
     e: aws_sdk_elasticbeanstalk::error::SdkError<E, R>,
 ) -> AwsError
@@ -156,18 +157,6 @@ impl Beanstalk {
             tokio::time::sleep(poll_delay(attempt).min(Duration::from_secs(5))).await;
             attempt += 1;
         }
-    }
-
-    /// Wraps any other SDK call's error the same way.
-    pub fn error<E, R>(
-        operation: &'static str,
-        e: aws_sdk_elasticbeanstalk::error::SdkError<E, R>,
-    ) -> AwsError
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
-    {
-        eb_error(operation, e)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::version::status_of;
 use super::{now_secs, PackageError, Packager, Settings, State};
-use crate::beanstalk::{poll_delay, Beanstalk};
+use crate::beanstalk::poll_delay;
 use crate::outcome::Outcome;
 
 impl Packager {
@@ -156,7 +156,7 @@ impl Packager {
                 }
             }
             Err(e) => {
-                let mut e = Beanstalk::error("DescribeEvents", e);
+                let mut e = crate::beanstalk::eb_error("DescribeEvents", e);
                 // The role may not read why: that is the failure to fix first, never left out.
                 if e.class() == crate::aws_error::ErrorClass::PermissionDenied {
                     e.message = format!(

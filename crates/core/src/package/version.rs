@@ -7,7 +7,6 @@ use aws_sdk_elasticbeanstalk::types::{ApplicationVersionDescription, S3Location,
 
 use super::{PackageError, Packager, Settings, TAG_SHA256};
 use crate::aws_error::AwsError;
-use crate::beanstalk::Beanstalk;
 use crate::beanstalk::BeanstalkApi;
 
 impl Packager {
@@ -32,7 +31,7 @@ impl Packager {
                 out.s3_bucket().unwrap_or("(none)")
             ))),
             Err(e) => {
-                let e = Beanstalk::error("CreateStorageLocation", e);
+                let e = crate::beanstalk::eb_error("CreateStorageLocation", e);
                 // The role's trouble, not the pipeline's setup: a PermissionError naming the action.
                 if e.class() == crate::aws_error::ErrorClass::PermissionDenied {
                     return Err(PackageError::Aws(e));
@@ -57,7 +56,7 @@ impl Packager {
             .version_labels(label)
             .send()
             .await
-            .map_err(|e| Beanstalk::error("DescribeApplicationVersions", e))?;
+            .map_err(|e| crate::beanstalk::eb_error("DescribeApplicationVersions", e))?;
         Ok(out
             .application_versions()
             .iter()
@@ -91,7 +90,7 @@ impl Packager {
                 .tags(Tag::builder().key(TAG_SHA256).value(sha256).build())
                 .send()
                 .await
-                .map_err(|e| Beanstalk::error("CreateApplicationVersion", e));
+                .map_err(|e| crate::beanstalk::eb_error("CreateApplicationVersion", e));
             let e = match result {
                 Ok(out) => {
                     return out.application_version().cloned().ok_or_else(|| {

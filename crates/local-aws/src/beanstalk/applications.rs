@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use super::events::Paging;
 use super::{application_arn, version_arn, Application, ApplicationVersion, Store};
 use crate::query::{Params, QueryError, Xml};
 
@@ -161,13 +162,7 @@ pub fn create_version(
 pub fn describe_versions(store: &Store, p: &Params) -> Result<String, QueryError> {
     let application = p.string("ApplicationName", 1, 100)?;
     let labels = p.list("VersionLabels");
-    let max = p.int("MaxRecords", 1, 1000)?.unwrap_or(1000) as usize;
-    let start = match p.get("NextToken") {
-        None => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| QueryError::invalid(format!("Invalid NextToken: {t}")))?,
-    };
+    let paging = Paging::from_params(p)?;
     let mut matching: Vec<&ApplicationVersion> = store
         .versions
         .values()
@@ -175,8 +170,7 @@ pub fn describe_versions(store: &Store, p: &Params) -> Result<String, QueryError
         .filter(|v| labels.is_empty() || labels.contains(&v.label.as_str()))
         .collect();
     matching.sort_by_key(|v| std::cmp::Reverse(v.sequence));
-    let page: Vec<&&ApplicationVersion> = matching.iter().skip(start).take(max).collect();
-    let next = (start + page.len() < matching.len()).then(|| (start + page.len()).to_string());
+    let (page, next) = paging.page(&matching);
     let mut x = Xml::new();
     x.elem("ApplicationVersions", |x| {
         for v in page {

@@ -72,19 +72,13 @@ pub fn swap(store: &mut Store, request: &Request) -> Result<(), QueryError> {
     // The events `eb swap` shows (AWS Elastic Beanstalk Developer Guide, "eb swap"): starting, swapping,
     // each CNAME's new target, completed.
     let pair = format!("'{}' and '{}'", source.name, destination.name);
-    for message in [
-        "swapEnvironmentCNAMEs is starting.".to_string(),
-        format!("Swapping CNAMEs for environments {pair}."),
-    ] {
+    let both = |store: &mut Store, message: &str| {
         for env in [&source, &destination] {
-            store.env_event(
-                &env.id,
-                Severity::Info,
-                message.clone(),
-                Some(request.request_id),
-            );
+            store.env_event(&env.id, Severity::Info, message, Some(request.request_id));
         }
-    }
+    };
+    both(store, "swapEnvironmentCNAMEs is starting.");
+    both(store, &format!("Swapping CNAMEs for environments {pair}."));
     // One step under the store's lock: the router sees either the old or the new mapping, never a gap.
     let now = SystemTime::now();
     if let Some(e) = store.environments.get_mut(&source.id) {
@@ -103,15 +97,10 @@ pub fn swap(store: &mut Store, request: &Request) -> Result<(), QueryError> {
             Some(request.request_id),
         );
     }
-    let message = format!("Completed swapping CNAMEs for environments {pair}.");
-    for env in [&source, &destination] {
-        store.env_event(
-            &env.id,
-            Severity::Info,
-            message.clone(),
-            Some(request.request_id),
-        );
-    }
+    both(
+        store,
+        &format!("Completed swapping CNAMEs for environments {pair}."),
+    );
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::cnames::{check_cname_prefix, cname_taken, full_cname};
-use super::events::{time_param, Severity};
+use super::events::{time_param, Paging, Severity};
 use super::resources::load_balancer_name;
 use super::{
     option_settings, platforms, random_id, tags, Effect, Environment, OptionKey, Request, Store,
@@ -253,13 +253,7 @@ pub fn describe(store: &Store, p: &Params) -> Result<String, QueryError> {
     let names = p.list("EnvironmentNames");
     let include_deleted = p.bool("IncludeDeleted")?.unwrap_or(true);
     let deleted_back_to = time_param(p, "IncludedDeletedBackTo")?;
-    let max = p.int("MaxRecords", 1, 1000)?.unwrap_or(1000) as usize;
-    let skip = match p.get("NextToken") {
-        None => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| QueryError::invalid(format!("Invalid NextToken: {t}")))?,
-    };
+    let paging = Paging::from_params(p)?;
     let mut matching: Vec<&Environment> = store
         .environments
         .values()
@@ -273,8 +267,7 @@ pub fn describe(store: &Store, p: &Params) -> Result<String, QueryError> {
         })
         .collect();
     matching.sort_by_key(|e| e.sequence);
-    let page: Vec<&&Environment> = matching.iter().skip(skip).take(max).collect();
-    let next = (skip + page.len() < matching.len()).then(|| (skip + page.len()).to_string());
+    let (page, next) = paging.page(&matching);
     let mut x = Xml::new();
     x.elem("Environments", |x| {
         for e in page {
@@ -349,32 +342,28 @@ pub fn update(
         .map(|p| platforms::default_settings(&p))
         .unwrap_or_default();
     remove_options(p, &mut settings, &defaults);
-    let generation = env.generation + 1;
-    let updated = {
-        let Some(e) = store.environments.get_mut(&env.id) else {
-            return Err(not_ready(&env));
-        };
-        if let Some(label) = version_label {
-            e.version_label = Some(label.to_string());
-        }
-        if let Some(d) = p.string("Description", 0, 200)? {
-            e.description = Some(d.to_string());
-        }
-        if let Some(t) = p.get("TemplateName") {
-            e.template_name = Some(t.to_string());
-        }
-        e.settings = settings;
-        e.status = "Updating";
-        e.generation = generation;
-        e.updated = SystemTime::now();
-        e.clone()
-    };
-    store.env_event(
+    let description = p.string("Description", 0, 200)?;
+    let template = p.get("TemplateName");
+    let Some((updated, generation)) = store.begin_operation(
         &env.id,
-        Severity::Info,
+        "Updating",
         "Environment update is starting.",
-        Some(request.request_id),
-    );
+        request.request_id,
+        |e| {
+            if let Some(label) = version_label {
+                e.version_label = Some(label.to_string());
+            }
+            if let Some(d) = description {
+                e.description = Some(d.to_string());
+            }
+            if let Some(t) = template {
+                e.template_name = Some(t.to_string());
+            }
+            e.settings = settings;
+        },
+    ) else {
+        return Err(not_ready(&env));
+    };
     let mut x = Xml::new();
     environment_xml(&mut x, &updated);
     let effect = if resize_only {
@@ -403,22 +392,15 @@ pub fn terminate(
     if env.status == "Terminating" || (!force && env.status != "Ready") {
         return Err(not_ready(&env));
     }
-    let generation = env.generation + 1;
-    let updated = {
-        let Some(e) = store.environments.get_mut(&env.id) else {
-            return Err(not_ready(&env));
-        };
-        e.status = "Terminating";
-        e.generation = generation;
-        e.updated = SystemTime::now();
-        e.clone()
-    };
-    store.env_event(
+    let Some((updated, generation)) = store.begin_operation(
         &env.id,
-        Severity::Info,
+        "Terminating",
         "terminateEnvironment is starting.",
-        Some(request.request_id),
-    );
+        request.request_id,
+        |_| {},
+    ) else {
+        return Err(not_ready(&env));
+    };
     let mut x = Xml::new();
     environment_xml(&mut x, &updated);
     Ok((

@@ -47,6 +47,34 @@ impl Severity {
     }
 }
 
+/// MaxRecords and NextToken of a Describe call (at most 1000 a page; our NextToken is the number of
+/// records already returned).
+pub struct Paging {
+    max: usize,
+    skip: usize,
+}
+
+impl Paging {
+    pub fn from_params(p: &Params) -> Result<Self, QueryError> {
+        let max = p.int("MaxRecords", 1, 1000)?.unwrap_or(1000) as usize;
+        let skip = match p.get("NextToken") {
+            None => 0,
+            Some(t) => t
+                .parse::<usize>()
+                .map_err(|_| QueryError::invalid(format!("Invalid NextToken: {t}")))?,
+        };
+        Ok(Paging { max, skip })
+    }
+
+    /// This page of `all`, and the NextToken for the rest (none after the last page).
+    pub fn page<'a, T>(&self, all: &'a [T]) -> (&'a [T], Option<String>) {
+        let start = self.skip.min(all.len());
+        let end = (start + self.max).min(all.len());
+        let next = (end < all.len()).then(|| end.to_string());
+        (&all[start..end], next)
+    }
+}
+
 /// A timestamp member (ISO 8601, as botocore and the Rust SDK send it).
 pub fn time_param(p: &Params, name: &str) -> Result<Option<SystemTime>, QueryError> {
     match p.get(name) {
@@ -68,13 +96,7 @@ pub fn describe(store: &Store, p: &Params) -> Result<String, QueryError> {
     let severity = p.get("Severity").map(Severity::parse).transpose()?;
     let start = time_param(p, "StartTime")?;
     let end = time_param(p, "EndTime")?;
-    let max = p.int("MaxRecords", 1, 1000)?.unwrap_or(1000) as usize;
-    let skip = match p.get("NextToken") {
-        None => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| QueryError::invalid(format!("Invalid NextToken: {t}")))?,
-    };
+    let paging = Paging::from_params(p)?;
     let matches = |e: &&Event| {
         application.is_none_or(|a| e.application == a)
             && version.is_none_or(|v| e.version_label.as_deref() == Some(v))
@@ -88,8 +110,7 @@ pub fn describe(store: &Store, p: &Params) -> Result<String, QueryError> {
     };
     let mut matching: Vec<&Event> = store.events.iter().filter(matches).collect();
     matching.sort_by_key(|e| std::cmp::Reverse(e.sequence));
-    let page: Vec<&&Event> = matching.iter().skip(skip).take(max).collect();
-    let next = (skip + page.len() < matching.len()).then(|| (skip + page.len()).to_string());
+    let (page, next) = paging.page(&matching);
     let mut x = Xml::new();
     x.elem("Events", |x| {
         for e in page {

@@ -286,6 +286,29 @@ impl Store {
         self.next_sequence
     }
 
+    /// Begins an operation on an environment, as the API call that starts it does: `edit` applies the
+    /// request's changes, the status becomes `status` with a new generation (so work of an earlier
+    /// operation still running sees it is stale), and the event Beanstalk logs for the start is written
+    /// with the request's id. Returns the environment as it now is and its generation; `None` if it is
+    /// gone.
+    pub fn begin_operation(
+        &mut self,
+        env_id: &str,
+        status: &'static str,
+        started: &str,
+        request_id: &str,
+        edit: impl FnOnce(&mut Environment),
+    ) -> Option<(Environment, u64)> {
+        let e = self.environments.get_mut(env_id)?;
+        edit(e);
+        e.status = status;
+        e.generation += 1;
+        e.updated = SystemTime::now();
+        let begun = (e.clone(), e.generation);
+        self.env_event(env_id, Severity::Info, started, Some(request_id));
+        Some(begun)
+    }
+
     /// Records an event about an environment.
     pub fn env_event(
         &mut self,

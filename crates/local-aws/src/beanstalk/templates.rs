@@ -8,7 +8,7 @@ use super::{
     application_arn, environment_arn, option_settings, platforms, tags, template_arn, version_arn,
     OptionKey, Store, Template,
 };
-use crate::beanstalk::{Effect, Request, Severity};
+use crate::beanstalk::{Effect, Request};
 use crate::query::{Params, QueryError, Xml};
 
 pub fn create_template(store: &mut Store, p: &Params) -> Result<String, QueryError> {
@@ -329,18 +329,15 @@ pub fn update_tags(store: &mut Store, request: &Request) -> Result<Vec<Effect>, 
     let Some(env) = environment else {
         return Ok(vec![]);
     };
-    let generation = env.generation + 1;
-    if let Some(e) = store.environments.get_mut(&env.id) {
-        e.status = "Updating";
-        e.generation = generation;
-        e.updated = SystemTime::now();
-    }
-    store.env_event(
+    let Some((_, generation)) = store.begin_operation(
         &env.id,
-        Severity::Info,
+        "Updating",
         "Environment update is starting.",
-        Some(request.request_id),
-    );
+        request.request_id,
+        |_| {},
+    ) else {
+        return Ok(vec![]);
+    };
     Ok(vec![Effect::UpdateTags {
         env_id: env.id,
         generation,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::launch::Concluded;
 use super::Runtime;
 use crate::beanstalk::{Severity, Target};
 
@@ -30,55 +31,16 @@ impl Runtime {
         if self.current(env_id, generation).is_none() {
             return;
         }
-        match deployed {
-            Ok(()) => {
-                self.event(
-                    env_id,
-                    Severity::Info,
-                    "Instance deployment completed successfully.",
-                );
-                let targets = self.first_health_check(env_id, generation).await;
-                self.event(
-                    env_id,
-                    Severity::Info,
-                    "New application version was deployed to running EC2 instances.",
-                );
-                self.event(
-                    env_id,
-                    Severity::Info,
-                    "Environment update completed successfully.",
-                );
-                self.ready(env_id, generation, &env.name, env.health_status, targets);
-                self.monitor(env_id.to_string(), generation);
-            }
-            Err(reason) => {
-                self.event(
-                    env_id,
-                    Severity::Error,
-                    format!("Instance deployment failed. {reason}"),
-                );
-                self.instance_failure_events(env_id);
-                self.event(env_id, Severity::Error, "Failed to deploy application.");
-                self.set(env_id, generation, |e| {
-                    e.status = "Ready";
-                    e.health = "Red";
-                    e.health_status = "Severe";
-                    e.deployment_status = "Failed";
-                    e.deployment_time = Some(SystemTime::now());
-                    e.causes = vec!["Instance deployment failed.".into()];
-                });
-                if env.health_status != "Severe" {
-                    self.event(
-                        env_id,
-                        Severity::Warn,
-                        format!(
-                            "Environment health has transitioned from {} to Severe. Instance deployment failed.",
-                            env.health_status
-                        ),
-                    );
-                }
-            }
-        }
+        let outcome = Concluded {
+            succeeded: [
+                "New application version was deployed to running EC2 instances.".into(),
+                "Environment update completed successfully.".into(),
+            ],
+            failed: "Failed to deploy application.",
+            health_before: env.health_status,
+        };
+        self.conclude_deployment(env_id, generation, &env.name, deployed, outcome)
+            .await;
     }
 
     /// A tag change: the environment's stack is updated with the new tags (the app keeps running and

@@ -9,6 +9,16 @@ use std::time::SystemTime;
 use super::{healthy, Runtime};
 use crate::beanstalk::{Severity, Target};
 
+/// The events and health that differ between a launch's and an update's end.
+pub(super) struct Concluded {
+    /// Logged after the first health check, in order.
+    pub succeeded: [String; 2],
+    /// Logged after the instance's failure events.
+    pub failed: &'static str,
+    /// The enhanced health status before the deployment (`Pending` for a launch).
+    pub health_before: &'static str,
+}
+
 impl Runtime {
     pub(super) async fn launch(self: Arc<Self>, env_id: &str, generation: u64) {
         let Some(env) = self.current(env_id, generation) else {
@@ -80,6 +90,30 @@ impl Runtime {
         if self.current(env_id, generation).is_none() {
             return;
         }
+        let outcome = Concluded {
+            succeeded: [
+                format!("Application available at {}.", env.cname),
+                format!("Successfully launched environment: {}", env.name),
+            ],
+            failed: "Create environment operation is complete, but with errors. For more information, see troubleshooting documentation.",
+            health_before: "Pending",
+        };
+        self.conclude_deployment(env_id, generation, &env.name, deployed, outcome)
+            .await;
+    }
+
+    /// How a deployment (a launch's or an update's) ends once its delay has passed: on success the
+    /// first health check, the success events and Ready; on failure the instance's failure events,
+    /// `failed`, Red/Severe and the health transition Beanstalk logs ("Environment health has
+    /// transitioned from ... to Severe").
+    pub(super) async fn conclude_deployment(
+        self: &Arc<Self>,
+        env_id: &str,
+        generation: u64,
+        env_name: &str,
+        deployed: Result<(), String>,
+        outcome: Concluded,
+    ) {
         match deployed {
             Ok(()) => {
                 self.event(
@@ -88,17 +122,10 @@ impl Runtime {
                     "Instance deployment completed successfully.",
                 );
                 let targets = self.first_health_check(env_id, generation).await;
-                self.event(
-                    env_id,
-                    Severity::Info,
-                    format!("Application available at {}.", env.cname),
-                );
-                self.event(
-                    env_id,
-                    Severity::Info,
-                    format!("Successfully launched environment: {}", env.name),
-                );
-                self.ready(env_id, generation, &env.name, "Pending", targets);
+                for message in outcome.succeeded {
+                    self.event(env_id, Severity::Info, message);
+                }
+                self.ready(env_id, generation, env_name, outcome.health_before, targets);
                 self.monitor(env_id.to_string(), generation);
             }
             Err(reason) => {
@@ -108,11 +135,7 @@ impl Runtime {
                     format!("Instance deployment failed. {reason}"),
                 );
                 self.instance_failure_events(env_id);
-                self.event(
-                    env_id,
-                    Severity::Error,
-                    "Create environment operation is complete, but with errors. For more information, see troubleshooting documentation.",
-                );
+                self.event(env_id, Severity::Error, outcome.failed);
                 self.set(env_id, generation, |e| {
                     e.status = "Ready";
                     e.health = "Red";
@@ -121,11 +144,16 @@ impl Runtime {
                     e.deployment_time = Some(SystemTime::now());
                     e.causes = vec!["Instance deployment failed.".into()];
                 });
-                self.event(
-                    env_id,
-                    Severity::Warn,
-                    "Environment health has transitioned from Pending to Severe. Instance deployment failed.",
-                );
+                if outcome.health_before != "Severe" {
+                    self.event(
+                        env_id,
+                        Severity::Warn,
+                        format!(
+                            "Environment health has transitioned from {} to Severe. Instance deployment failed.",
+                            outcome.health_before
+                        ),
+                    );
+                }
             }
         }
     }
