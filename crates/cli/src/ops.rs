@@ -137,7 +137,7 @@ pub async fn events(
 /// Retire by hand: what the retire action would do (`dry_run`), or do it.
 pub async fn retire(config: &SdkConfig, settings: &retire::Settings) -> Result<String, String> {
     let clients = retire::Clients::new(config);
-    let report = retire::retire(&clients, settings, None, SystemTime::now())
+    let report = retire::retire(&clients, settings, None)
         .await
         .map_err(|e| e.to_string())?;
     Ok(report.summary())

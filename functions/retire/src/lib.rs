@@ -4,7 +4,7 @@
 //! The decisions are beanswap-core's (`beanswap_core::retire`): this crate only turns UserParameters into
 //! its settings and its report into CodePipeline's outcome.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use beanswap_core::params::ApplicationName;
@@ -225,7 +225,7 @@ impl Action for Retire {
         params: Params,
         state: Option<Progress>,
     ) -> Result<Outcome<Progress>, ActionError> {
-        exec::run(&self.clients, &params.settings(), state, SystemTime::now()).await
+        exec::run(&self.clients, &params.settings(), state).await
     }
 }
 

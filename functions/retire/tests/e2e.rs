@@ -704,7 +704,7 @@ async fn a_dry_run_reports_the_same_and_changes_nothing() {
         dry_run: true,
         dns_ttl: Duration::from_secs(1),
     };
-    let report = beanswap_core::retire::exec::retire(&clients, &settings, None, SystemTime::now())
+    let report = beanswap_core::retire::exec::retire(&clients, &settings, None)
         .await
         .unwrap();
     let names: Vec<&str> = report

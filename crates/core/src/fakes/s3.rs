@@ -2,9 +2,11 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::lock;
 use crate::aws_error::AwsError;
+use crate::clock::FakeClock;
 use crate::s3::S3Api;
 
 #[derive(Debug, Default)]
@@ -12,6 +14,8 @@ struct Buckets {
     objects: BTreeSet<(String, String)>,
     failures: VecDeque<(&'static str, AwsError)>,
     calls: Vec<String>,
+    /// Each call moves this clock on by this much, as a slow (throttled, retried) call would.
+    latency: Option<(FakeClock, Duration)>,
 }
 
 /// S3 in memory: objects by (bucket, key); deleting one that is not there succeeds, as on S3.
@@ -38,6 +42,11 @@ impl FakeS3 {
         lock(&self.buckets).failures.push_back((operation, error));
     }
 
+    /// From now on every call takes `each` on `clock`.
+    pub fn set_latency(&self, clock: &FakeClock, each: Duration) {
+        lock(&self.buckets).latency = Some((clock.clone(), each));
+    }
+
     /// Every call so far, as `Operation` names in order.
     pub fn calls(&self) -> Vec<String> {
         lock(&self.buckets).calls.clone()
@@ -46,6 +55,9 @@ impl FakeS3 {
     fn call(&self, operation: &'static str) -> Result<MutexGuard<'_, Buckets>, AwsError> {
         let mut b = lock(&self.buckets);
         b.calls.push(operation.to_string());
+        if let Some((clock, each)) = &b.latency {
+            clock.advance(*each);
+        }
         if let Some(i) = b.failures.iter().position(|(op, _)| *op == operation) {
             if let Some((_, e)) = b.failures.remove(i) {
                 return Err(e);

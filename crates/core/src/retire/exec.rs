@@ -2,7 +2,7 @@
 //! application versions), asks the plan, and acts on it with the safety re-checks. Used by the retire
 //! Lambda and by the CLI (`beanswap retire --dry-run` calls [`retire`] with `dry_run` set), both with
 //! the SDK's clients ([`Clients::new`]). The calls go through the narrow traits
-//! ([`BeanstalkApi`], [`Route53Api`], [`S3Api`]) and the moment is given (`now`), so the sequence is
+//! ([`BeanstalkApi`], [`Route53Api`], [`S3Api`]) and so is the clock ([`Clients::clock`]), so the sequence is
 //! also tested on the in-memory fakes of [`crate::fakes`] (`sequence_tests.rs`).
 //!
 //! This file holds what a run is asked ([`Settings`]), what it carries between invocations
@@ -11,7 +11,7 @@
 //! ([`RetireReport`]), both re-exported here, and versions are pruned in `prune.rs`.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,7 @@ use super::{idle, live_by, plan, Decision, PlanError, Policy, SkipReason};
 use crate::artifacts::s3_config;
 use crate::aws_error::{failure_kind, AwsError};
 use crate::beanstalk::{Beanstalk, BeanstalkApi};
+use crate::clock::{Clock, SystemClock};
 use crate::route53::{Route53, Route53Api};
 use crate::runner::ActionError;
 use crate::s3::S3Api;
@@ -33,10 +34,12 @@ const ASG: &str = "aws:autoscaling:asg";
 /// The clients retire uses, built once per cold start: the SDK's by default ([`Clients::new`]); the
 /// in-memory fakes of [`crate::fakes`] in unit tests.
 #[derive(Clone, Debug)]
-pub struct Clients<B = Beanstalk, R = Route53, S = aws_sdk_s3::Client> {
+pub struct Clients<B = Beanstalk, R = Route53, S = aws_sdk_s3::Client, C = SystemClock> {
     pub beanstalk: B,
     pub route53: R,
     pub s3: S,
+    /// What "now" is, and how long this invocation has been at work (the pruning budget).
+    pub clock: C,
 }
 
 impl Clients {
@@ -45,6 +48,7 @@ impl Clients {
             beanstalk: Beanstalk::new(config),
             route53: Route53::new(config),
             s3: aws_sdk_s3::Client::from_conf(s3_config(config).build()),
+            clock: SystemClock,
         }
     }
 }
@@ -165,13 +169,13 @@ pub const TRANSIENT_PATIENCE: Duration = Duration::from_secs(15 * 60);
 /// as such), so transient AWS trouble (throttling, AWS unavailable, an environment busy for a moment)
 /// ends this invocation with a continuation token carrying the progress so far, and the next one
 /// tries again, for at most the grace period plus [`TRANSIENT_PATIENCE`].
-pub async fn run<B: BeanstalkApi, R: Route53Api, S: S3Api>(
-    clients: &Clients<B, R, S>,
+pub async fn run<B: BeanstalkApi, R: Route53Api, S: S3Api, C: Clock>(
+    clients: &Clients<B, R, S, C>,
     settings: &Settings,
     state: Option<Progress>,
-    now: SystemTime,
 ) -> Result<crate::Outcome<Progress>, ActionError> {
-    let report = match Box::pin(retire(clients, settings, state.clone(), now)).await {
+    let now = clients.clock.now();
+    let report = match Box::pin(retire(clients, settings, state.clone())).await {
         Ok(report) => report,
         Err(e) => {
             let transient = e.aws().is_some_and(AwsError::is_transient);
@@ -237,12 +241,12 @@ use crate::clock::unix_seconds as unix;
 
 /// One invocation of retire: `progress` is `None` on the first. With `dry_run`, only Describe/List
 /// calls are made and the report says what would happen.
-pub async fn retire<B: BeanstalkApi, R: Route53Api, S: S3Api>(
-    clients: &Clients<B, R, S>,
+pub async fn retire<B: BeanstalkApi, R: Route53Api, S: S3Api, C: Clock>(
+    clients: &Clients<B, R, S, C>,
     settings: &Settings,
     progress: Option<Progress>,
-    now: SystemTime,
 ) -> Result<RetireReport, RetireError> {
+    let now = clients.clock.now();
     let mut progress = progress.unwrap_or_else(|| Progress {
         started: unix(now),
         ..Progress::default()
@@ -402,8 +406,8 @@ pub async fn retire<B: BeanstalkApi, R: Route53Api, S: S3Api>(
 
 /// Just before TerminateEnvironment: why not to, if anything changed. Reads the environment again
 /// (does it hold the production CNAME now? still Ready?) and the Route 53 record (is it its target now?).
-async fn recheck<B: BeanstalkApi, R: Route53Api, S: S3Api>(
-    clients: &Clients<B, R, S>,
+async fn recheck<B: BeanstalkApi, R: Route53Api, S: S3Api, C: Clock>(
+    clients: &Clients<B, R, S, C>,
     settings: &Settings,
     id: &str,
 ) -> Result<Option<SkipReason>, RetireError> {
@@ -434,8 +438,8 @@ async fn recheck<B: BeanstalkApi, R: Route53Api, S: S3Api>(
 
 /// Applies MinSize/MaxSize to a kept environment unless it already has them: the note for the summary,
 /// and whether it was not scaled because it is busy (not Ready) now.
-async fn scale_down<B: BeanstalkApi, R: Route53Api, S: S3Api>(
-    clients: &Clients<B, R, S>,
+async fn scale_down<B: BeanstalkApi, R: Route53Api, S: S3Api, C: Clock>(
+    clients: &Clients<B, R, S, C>,
     settings: &Settings,
     kept: &super::EnvPlan,
     env: &crate::beanstalk::Environment,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::exec::{Clients, Progress, Prune, RetireError, Settings};
 use super::{plan_pruning, versions_in_use, EnvFacts, PrunePlan};
 use crate::beanstalk::BeanstalkApi;
+use crate::clock::Clock;
 use crate::route53::Route53Api;
 use crate::s3::S3Api;
 
@@ -22,8 +23,8 @@ const PRUNE_TIME_BUDGET: Duration = Duration::from_secs(120);
 const NAMES_BUDGET: usize = 1800;
 
 /// What pruning would delete now: every version of the application against the ones in use.
-pub(super) async fn prune_plan<B: BeanstalkApi, R: Route53Api, S: S3Api>(
-    clients: &Clients<B, R, S>,
+pub(super) async fn prune_plan<B: BeanstalkApi, R: Route53Api, S: S3Api, C: Clock>(
+    clients: &Clients<B, R, S, C>,
     settings: &Settings,
     facts: &[EnvFacts],
     prune: Prune,
@@ -43,18 +44,18 @@ pub(super) async fn prune_plan<B: BeanstalkApi, R: Route53Api, S: S3Api>(
 /// Deletes the first [`PRUNE_BATCH`] versions of `pruning` (their bundles first), stopping early when
 /// the batch takes longer than its budget; records their labels in `progress` while the continuation
 /// token has room. Returns how many were deleted.
-pub(super) async fn delete_versions<B: BeanstalkApi, R: Route53Api, S: S3Api>(
-    clients: &Clients<B, R, S>,
+pub(super) async fn delete_versions<B: BeanstalkApi, R: Route53Api, S: S3Api, C: Clock>(
+    clients: &Clients<B, R, S, C>,
     settings: &Settings,
     pruning: &PrunePlan,
     progress: &mut Progress,
 ) -> Result<usize, RetireError> {
-    let batch_started = std::time::Instant::now();
+    let batch_started = clients.clock.now();
     let mut deleted = 0;
     for deletion in pruning.delete.iter().take(PRUNE_BATCH) {
         // Throttled deletions can be slow: stop early and continue next time, well before the
         // function's timeout.
-        if batch_started.elapsed() > PRUNE_TIME_BUDGET {
+        if clients.clock.since(batch_started) > PRUNE_TIME_BUDGET {
             break;
         }
         if let Some((bucket, key)) = &deletion.bundle {

@@ -17,7 +17,7 @@ use crate::fakes::{environment, not_ready, FakeBeanstalk, FakeRoute53, FakeS3};
 use crate::swap::capacity::Capacity;
 use crate::{FailureKind, Outcome};
 
-type Fakes = Clients<FakeBeanstalk, FakeRoute53, FakeS3>;
+type Fakes = Clients<FakeBeanstalk, FakeRoute53, FakeS3, FakeClock>;
 
 const GRACE: Duration = Duration::from_secs(10 * 60);
 const TTL: Duration = Duration::from_secs(60);
@@ -56,6 +56,7 @@ fn fakes(clock: &FakeClock, out_minutes: u64) -> Fakes {
         beanstalk: eb,
         route53: FakeRoute53::default(),
         s3: FakeS3::default(),
+        clock: clock.clone(),
     }
 }
 
@@ -70,9 +71,8 @@ async fn invoke(
     clients: &Fakes,
     settings: &Settings,
     state: Option<Progress>,
-    clock: &FakeClock,
 ) -> Outcome<Progress> {
-    exec::run(clients, settings, state, clock.now())
+    exec::run(clients, settings, state)
         .await
         .expect("no failure")
 }
@@ -104,7 +104,7 @@ async fn nothing_to_retire_succeeds_with_only_reads() {
         .beanstalk
         .set("shop-b", |e| e.status = "Terminated".into());
 
-    let (summary, variables) = succeeded(invoke(&clients, &settings(), None, &clock).await);
+    let (summary, variables) = succeeded(invoke(&clients, &settings(), None).await);
 
     assert_eq!(
         clients.beanstalk.calls(),
@@ -122,7 +122,7 @@ async fn an_environment_inside_its_grace_period_is_waited_for() {
     let clock = FakeClock::default();
     let clients = fakes(&clock, 4);
 
-    let (progress, summary) = in_progress(invoke(&clients, &settings(), None, &clock).await);
+    let (progress, summary) = in_progress(invoke(&clients, &settings(), None).await);
 
     assert_eq!(progress.started, unix_seconds(clock.now()));
     assert!(progress.terminated.is_empty() && progress.quiet.is_empty());
@@ -133,7 +133,7 @@ async fn an_environment_inside_its_grace_period_is_waited_for() {
 
     // Still inside it a minute later: the same.
     clock.advance(Duration::from_secs(60));
-    let (again, _) = in_progress(invoke(&clients, &settings(), Some(progress), &clock).await);
+    let (again, _) = in_progress(invoke(&clients, &settings(), Some(progress)).await);
     assert_eq!(again.started, unix_seconds(clock.now()) - 60);
     assert_eq!(clients.beanstalk.count("TerminateEnvironment"), 0);
 }
@@ -144,7 +144,7 @@ async fn past_grace_an_environment_still_serving_is_waited_for_until_idle() {
     let clients = fakes(&clock, 30);
     clients.beanstalk.set_traffic("shop-b", serving(12));
 
-    let (progress, summary) = in_progress(invoke(&clients, &settings(), None, &clock).await);
+    let (progress, summary) = in_progress(invoke(&clients, &settings(), None).await);
 
     assert_eq!(clients.beanstalk.count("DescribeEnvironmentHealth"), 1);
     assert_eq!(clients.beanstalk.count("TerminateEnvironment"), 0);
@@ -153,7 +153,7 @@ async fn past_grace_an_environment_still_serving_is_waited_for_until_idle() {
 
     // Still serving several TTLs later: still waiting, never forced.
     clock.advance(TTL * 5);
-    let (progress, _) = in_progress(invoke(&clients, &settings(), Some(progress), &clock).await);
+    let (progress, _) = in_progress(invoke(&clients, &settings(), Some(progress)).await);
     assert!(progress.quiet.is_empty());
     assert_eq!(clients.beanstalk.count("TerminateEnvironment"), 0);
 }
@@ -163,12 +163,12 @@ async fn an_idle_environment_is_terminated_once_quiet_for_the_ttl() {
     let clock = FakeClock::default();
     let clients = fakes(&clock, 30);
     clients.beanstalk.set_traffic("shop-b", serving(3));
-    let (progress, _) = in_progress(invoke(&clients, &settings(), None, &clock).await);
+    let (progress, _) = in_progress(invoke(&clients, &settings(), None).await);
 
     // It stops serving: quiet since its health window began, remembered in the token.
     clock.advance(Duration::from_secs(30));
     clients.beanstalk.set_traffic("shop-b", serving(0));
-    let (progress, _) = in_progress(invoke(&clients, &settings(), Some(progress), &clock).await);
+    let (progress, _) = in_progress(invoke(&clients, &settings(), Some(progress)).await);
     let quiet = progress.quiet["shop-b"];
     let window_start = clock.now() - Duration::from_secs(10);
     assert_eq!(
@@ -186,8 +186,7 @@ async fn an_idle_environment_is_terminated_once_quiet_for_the_ttl() {
     // Quiet for the TTL: re-checked, then terminated, and the job is done.
     clock.advance(TTL);
     let before = clients.beanstalk.calls().len();
-    let (summary, variables) =
-        succeeded(invoke(&clients, &settings(), Some(progress), &clock).await);
+    let (summary, variables) = succeeded(invoke(&clients, &settings(), Some(progress)).await);
     assert_eq!(
         clients.beanstalk.calls()[before..],
         [
@@ -220,7 +219,7 @@ async fn a_busy_environment_is_a_continuation_not_a_failure() {
         ..settings()
     };
 
-    let (progress, summary) = in_progress(invoke(&clients, &settings, None, &clock).await);
+    let (progress, summary) = in_progress(invoke(&clients, &settings, None).await);
     assert_eq!(
         clients.beanstalk.count("TerminateEnvironment"),
         0,
@@ -236,14 +235,13 @@ async fn a_busy_environment_is_a_continuation_not_a_failure() {
         not_ready("TerminateEnvironment", "shop-b"),
     );
     clock.advance(Duration::from_secs(10));
-    let (progress, summary) =
-        in_progress(invoke(&clients, &settings, Some(progress), &clock).await);
+    let (progress, summary) = in_progress(invoke(&clients, &settings, Some(progress)).await);
     assert_eq!(clients.beanstalk.count("TerminateEnvironment"), 1);
     assert!(progress.terminated.is_empty(), "{summary}");
 
     // Ready for good: terminated.
     clock.advance(Duration::from_secs(10));
-    let (_, variables) = succeeded(invoke(&clients, &settings, Some(progress), &clock).await);
+    let (_, variables) = succeeded(invoke(&clients, &settings, Some(progress)).await);
     assert_eq!(variables["Terminated"], "shop-b");
     assert_eq!(status(&clients, "shop-b"), "Terminated");
 }
@@ -271,7 +269,7 @@ async fn a_kept_environment_is_scaled_down_once_it_is_ready() {
         ..settings()
     };
 
-    let (progress, summary) = in_progress(invoke(&clients, &settings, None, &clock).await);
+    let (progress, summary) = in_progress(invoke(&clients, &settings, None).await);
     assert_eq!(clients.beanstalk.count("UpdateEnvironment"), 0, "{summary}");
     assert!(progress.scaled.is_empty());
 
@@ -280,7 +278,7 @@ async fn a_kept_environment_is_scaled_down_once_it_is_ready() {
         .set("shop-b", |e| e.status = "Ready".into());
     clock.advance(Duration::from_secs(10));
     let before = clients.beanstalk.calls().len();
-    let (summary, variables) = succeeded(invoke(&clients, &settings, Some(progress), &clock).await);
+    let (summary, variables) = succeeded(invoke(&clients, &settings, Some(progress)).await);
     assert_eq!(
         clients.beanstalk.calls()[before..],
         [
@@ -343,7 +341,7 @@ async fn old_versions_are_pruned_bundles_first_after_the_terminations() {
         ..settings()
     };
 
-    let (summary, variables) = succeeded(invoke(&clients, &settings, None, &clock).await);
+    let (summary, variables) = succeeded(invoke(&clients, &settings, None).await);
 
     assert_eq!(variables["Terminated"], "shop-b", "{summary}");
     // The newest two and the ones in use stay; the rest go, oldest first.
@@ -381,9 +379,7 @@ async fn old_versions_are_pruned_bundles_first_after_the_terminations() {
         "DeleteObject",
         AwsError::answered(Service::S3, "DeleteObject", "AccessDenied", "Access Denied"),
     );
-    let err = exec::run(&clients, &settings, None, clock.now())
-        .await
-        .unwrap_err();
+    let err = exec::run(&clients, &settings, None).await.unwrap_err();
     assert_eq!(err.kind, FailureKind::PermissionError, "{}", err.message);
     assert!(err.message.contains("DeleteObject"), "{}", err.message);
     assert!(clients
@@ -412,9 +408,7 @@ async fn a_permission_refusal_fails_the_job_naming_the_action() {
         ..settings()
     };
 
-    let err = exec::run(&clients, &settings, None, clock.now())
-        .await
-        .unwrap_err();
+    let err = exec::run(&clients, &settings, None).await.unwrap_err();
 
     assert_eq!(err.kind, FailureKind::PermissionError, "{}", err.message);
     assert!(
@@ -441,7 +435,7 @@ async fn a_throttle_is_a_continuation_until_the_patience_runs_out() {
         .beanstalk
         .fail_next("DescribeEnvironments", throttled());
 
-    let (progress, summary) = in_progress(invoke(&clients, &settings(), None, &clock).await);
+    let (progress, summary) = in_progress(invoke(&clients, &settings(), None).await);
     assert_eq!(progress.started, unix_seconds(clock.now()));
     assert!(summary.contains("Rate exceeded"), "{summary}");
     assert_eq!(clients.beanstalk.count("TerminateEnvironment"), 0);
@@ -451,7 +445,7 @@ async fn a_throttle_is_a_continuation_until_the_patience_runs_out() {
     clients
         .beanstalk
         .fail_next("DescribeEnvironments", throttled());
-    let err = exec::run(&clients, &settings(), Some(progress), clock.now())
+    let err = exec::run(&clients, &settings(), Some(progress))
         .await
         .unwrap_err();
     assert_eq!(err.kind, FailureKind::SystemUnavailable, "{}", err.message);
@@ -486,7 +480,7 @@ async fn a_dry_run_only_reads_and_says_what_would_happen() {
         ..settings()
     };
 
-    let (summary, variables) = succeeded(invoke(&clients, &settings, None, &clock).await);
+    let (summary, variables) = succeeded(invoke(&clients, &settings, None).await);
 
     for write in [
         "TerminateEnvironment",
@@ -536,7 +530,7 @@ async fn with_a_domain_the_record_is_read_for_the_plan_and_again_before_terminat
         ..settings()
     };
 
-    let (_, variables) = succeeded(invoke(&clients, &settings, None, &clock).await);
+    let (_, variables) = succeeded(invoke(&clients, &settings, None).await);
     assert_eq!(variables["Terminated"], "shop-b");
     // Read for the plan, and again just before the termination (is it the target now?).
     assert_eq!(
@@ -546,9 +540,7 @@ async fn with_a_domain_the_record_is_read_for_the_plan_and_again_before_terminat
 
     // A typo in the domain is a configuration error before anything is touched.
     let clients = fakes(&clock, 30);
-    let err = exec::run(&clients, &settings, None, clock.now())
-        .await
-        .unwrap_err();
+    let err = exec::run(&clients, &settings, None).await.unwrap_err();
     assert_eq!(err.kind, FailureKind::ConfigurationError, "{}", err.message);
     assert!(
         err.message.contains("Z1") && err.message.contains("www.shop.example"),
@@ -556,4 +548,49 @@ async fn with_a_domain_the_record_is_read_for_the_plan_and_again_before_terminat
         err.message
     );
     assert_eq!(clients.beanstalk.count("TerminateEnvironment"), 0);
+}
+
+#[tokio::test]
+async fn pruning_stops_at_its_time_budget_and_goes_on_in_the_next_invocation() {
+    let clock = FakeClock::default();
+    let clients = fakes(&clock, 30);
+    clients.beanstalk.set_traffic("shop-b", serving(0));
+    for (label, age) in [
+        ("v-3", 90),
+        ("v-2", 80),
+        ("v-1", 70),
+        ("v0", 60),
+        ("v-old", 100),
+    ] {
+        clients
+            .beanstalk
+            .add_version("shop", version(label, age, &clock));
+        clients.s3.put("bundles", &format!("shop/{label}.zip"));
+    }
+    let settings = Settings {
+        prune: Some(Prune {
+            keep: 0,
+            delete_bundles: true,
+        }),
+        dns_ttl: Duration::from_secs(5),
+        ..settings()
+    };
+    // Throttled and retried by the SDK, each bundle deletion takes 50 s: after three (150 s) the
+    // 120 s budget is spent, so this invocation stops and the next one goes on.
+    clients.s3.set_latency(&clock, Duration::from_secs(50));
+
+    let (progress, summary) = in_progress(invoke(&clients, &settings, None).await);
+
+    assert_eq!(
+        clients.beanstalk.count("DeleteApplicationVersion"),
+        3,
+        "{summary}"
+    );
+    assert_eq!(progress.pruned, ["v-old", "v-3", "v-2"]);
+    let (summary, variables) = succeeded(invoke(&clients, &settings, Some(progress)).await);
+    assert_eq!(
+        variables["PrunedVersions"], "v-old,v-3,v-2,v-1,v0",
+        "{summary}"
+    );
+    assert_eq!(clients.beanstalk.count("DeleteApplicationVersion"), 5);
 }
