@@ -224,74 +224,56 @@ async fn baseline(config: &Config, bed: &Bed, key: &str, work: &Path) -> Result<
     let eb = bed.local.endpoint();
     let aws = aws.display().to_string();
     let bundle_key = "shop/baseline.zip";
+    // The AWS CLI against a local endpoint, with these arguments.
+    let cli = |endpoint: &str, args: &[&str]| -> Vec<String> {
+        [aws.as_str(), "--endpoint-url", endpoint]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let copy = |from: &str, to: &str| cli(&moto, &["s3", "cp", "--only-show-errors", from, to]);
+    let argv = |args: &[&str]| -> Vec<String> { args.iter().map(|a| a.to_string()).collect() };
+    let out_zip = dir.join("out.zip").display().to_string();
+    let source_bundle = format!("S3Bucket={BUNDLES},S3Key={bundle_key}");
     let steps: Vec<(&'static str, Vec<String>, std::path::PathBuf)> = vec![
         (
             "aws s3 cp (download)",
-            vec![
-                aws.clone(),
-                "--endpoint-url".into(),
-                moto.clone(),
-                "s3".into(),
-                "cp".into(),
-                "--only-show-errors".into(),
-                format!("s3://{ARTIFACTS}/{key}"),
-                "in.zip".into(),
-            ],
+            copy(&format!("s3://{ARTIFACTS}/{key}"), "in.zip"),
             dir.clone(),
         ),
         (
             "unzip",
-            vec![
-                "unzip".into(),
-                "-q".into(),
-                "in.zip".into(),
-                "-d".into(),
-                "x".into(),
-            ],
+            argv(&["unzip", "-q", "in.zip", "-d", "x"]),
             dir.clone(),
         ),
         (
             "zip -r (flattened)",
-            vec![
-                "zip".into(),
-                "-q".into(),
-                "-r".into(),
-                dir.join("out.zip").display().to_string(),
-                ".".into(),
-            ],
+            argv(&["zip", "-q", "-r", &out_zip, "."]),
             dir.join("x").join(TOP.trim_end_matches('/')),
         ),
         (
             "aws s3 cp (upload)",
-            vec![
-                aws.clone(),
-                "--endpoint-url".into(),
-                moto.clone(),
-                "s3".into(),
-                "cp".into(),
-                "--only-show-errors".into(),
-                "out.zip".into(),
-                format!("s3://{BUNDLES}/{bundle_key}"),
-            ],
+            copy("out.zip", &format!("s3://{BUNDLES}/{bundle_key}")),
             dir.clone(),
         ),
         (
             "aws elasticbeanstalk create-application-version",
-            vec![
-                aws.clone(),
-                "--endpoint-url".into(),
-                eb,
-                "elasticbeanstalk".into(),
-                "create-application-version".into(),
-                "--application-name".into(),
-                "shop".into(),
-                "--version-label".into(),
-                "baseline".into(),
-                "--source-bundle".into(),
-                format!("S3Bucket={BUNDLES},S3Key={bundle_key}"),
-                "--output".into(),
-                "text".into(),
-            ],
+            cli(
+                &eb,
+                &[
+                    "elasticbeanstalk",
+                    "create-application-version",
+                    "--application-name",
+                    "shop",
+                    "--version-label",
+                    "baseline",
+                    "--source-bundle",
+                    &source_bundle,
+                    "--output",
+                    "text",
+                ],
+            ),
             dir.clone(),
         ),
     ];

@@ -184,19 +184,10 @@ pub fn cname_swap(
     min_health: HealthGate,
 ) -> Plan {
     Plan {
-        application: application.to_string(),
-        mode: Mode::Cname,
         staged: Some(staged.to_string()),
         production_cname: Some(production.to_string()),
-        domain: None,
-        steps: vec![100],
-        step_bake: Duration::ZERO,
-        bake: None,
-        match_capacity: false,
-        verify: None,
-        resolve: None,
         min_health,
-        timeout: Duration::from_secs(300),
+        ..by_hand(application, Mode::Cname)
     }
 }
 
@@ -208,11 +199,22 @@ pub fn rollback(
     to: Option<String>,
 ) -> Plan {
     Plan {
-        application: application.to_string(),
-        mode: Mode::Rollback,
         staged: to,
         production_cname,
         domain,
+        ..by_hand(application, Mode::Rollback)
+    }
+}
+
+/// A move made by hand: the whole traffic at once, no bake, no capacity matching and no verification
+/// beyond the health gate (Green), within five minutes.
+fn by_hand(application: &str, mode: Mode) -> Plan {
+    Plan {
+        application: application.to_string(),
+        mode,
+        staged: None,
+        production_cname: None,
+        domain: None,
         steps: vec![100],
         step_bake: Duration::ZERO,
         bake: None,

@@ -42,7 +42,20 @@ pub struct Branch {
     pub order: u32,
 }
 
-const AL2023: (&str, &str) = ("Amazon Linux 2023", "2023");
+/// A supported branch on Amazon Linux 2023 that takes zip bundles: what most of the catalogue's branches
+/// share, each entry naming only what differs.
+const AL2023: Branch = Branch {
+    runtime: "",
+    platform: "",
+    language: "",
+    os_name: "Amazon Linux 2023",
+    os_version: "2023",
+    versions: &[],
+    deprecated_on: None,
+    retired_on: None,
+    file_types: &["zip"],
+    order: 0,
+};
 
 /// The catalogue. Version numbers are ones Elastic Beanstalk published (the platform history pages and
 /// public templates using them); not every branch or version AWS offers, and not one day's list.
@@ -51,109 +64,77 @@ pub const CATALOGUE: &[Branch] = &[
         runtime: "Python 3.13",
         platform: "Python",
         language: "Python",
-        os_name: AL2023.0,
-        os_version: AL2023.1,
         versions: &["4.5.2", "4.5.1", "4.5.0"],
-        deprecated_on: None,
-        retired_on: None,
-        file_types: &["zip"],
         order: 40,
+        ..AL2023
     },
     Branch {
         runtime: "Python 3.12",
         platform: "Python",
         language: "Python",
-        os_name: AL2023.0,
-        os_version: AL2023.1,
         versions: &["4.5.2", "4.5.1", "4.5.0"],
-        deprecated_on: None,
-        retired_on: None,
-        file_types: &["zip"],
         order: 30,
+        ..AL2023
     },
     Branch {
         runtime: "Python 3.11",
         platform: "Python",
         language: "Python",
-        os_name: AL2023.0,
-        os_version: AL2023.1,
         versions: &["4.5.2", "4.5.1", "4.5.0", "4.3.0"],
-        deprecated_on: None,
-        retired_on: None,
-        file_types: &["zip"],
         order: 20,
+        ..AL2023
     },
     Branch {
         runtime: "Python 3.9",
         platform: "Python",
         language: "Python",
-        os_name: AL2023.0,
-        os_version: AL2023.1,
         versions: &["4.5.2", "4.5.1", "4.5.0"],
-        deprecated_on: None,
-        retired_on: None,
-        file_types: &["zip"],
         order: 10,
+        ..AL2023
     },
     Branch {
         runtime: "Node.js 22",
         platform: "Node.js",
         language: "Node.js",
-        os_name: AL2023.0,
-        os_version: AL2023.1,
         versions: &["6.6.4", "6.5.1"],
-        deprecated_on: None,
-        retired_on: None,
-        file_types: &["zip"],
         order: 30,
+        ..AL2023
     },
     Branch {
         runtime: "Node.js 20",
         platform: "Node.js",
         language: "Node.js",
-        os_name: AL2023.0,
-        os_version: AL2023.1,
         versions: &["6.6.4", "6.5.1"],
-        deprecated_on: None,
-        retired_on: None,
-        file_types: &["zip"],
         order: 20,
+        ..AL2023
     },
     Branch {
         runtime: "Node.js 18",
         platform: "Node.js",
         language: "Node.js",
-        os_name: AL2023.0,
-        os_version: AL2023.1,
         versions: &["6.5.1"],
         deprecated_on: Some("2025-04-30"),
         retired_on: Some("2025-08-11"),
-        file_types: &["zip"],
         order: 10,
+        ..AL2023
     },
     Branch {
         runtime: "Docker",
         platform: "Docker",
         language: "Docker",
-        os_name: AL2023.0,
-        os_version: AL2023.1,
         versions: &["4.5.2", "4.5.0"],
-        deprecated_on: None,
-        retired_on: None,
         file_types: &["zip", "json"],
         order: 20,
+        ..AL2023
     },
     Branch {
         runtime: "Corretto 8",
         platform: "Java",
         language: "Java",
-        os_name: AL2023.0,
-        os_version: AL2023.1,
         versions: &["4.5.2"],
-        deprecated_on: None,
-        retired_on: None,
         file_types: &["jar", "zip"],
         order: 10,
+        ..AL2023
     },
 ];
 
