@@ -298,6 +298,24 @@ async fn a_kept_environment_is_scaled_down_once_it_is_ready() {
     assert_ne!(status(&clients, "shop-b"), "Terminated");
 }
 
+/// `versions` (label, minutes old) with their bundles, and settings that prune all but the newest `keep`.
+fn pruning(clients: &Fakes, clock: &FakeClock, versions: &[(&str, u64)], keep: usize) -> Settings {
+    for (label, age) in versions {
+        clients
+            .beanstalk
+            .add_version("shop", version(label, *age, clock));
+        clients.s3.put("bundles", &format!("shop/{label}.zip"));
+    }
+    Settings {
+        prune: Some(Prune {
+            keep,
+            delete_bundles: true,
+        }),
+        dns_ttl: Duration::from_secs(5),
+        ..settings()
+    }
+}
+
 fn version(label: &str, minutes_ago: u64, clock: &FakeClock) -> ApplicationVersion {
     ApplicationVersion {
         label: label.into(),
@@ -326,20 +344,7 @@ async fn old_versions_are_pruned_bundles_first_after_the_terminations() {
         ("v3", 20),
         ("v4", 10),
     ];
-    for (label, age) in all {
-        clients
-            .beanstalk
-            .add_version("shop", version(label, age, &clock));
-        clients.s3.put("bundles", &format!("shop/{label}.zip"));
-    }
-    let settings = Settings {
-        prune: Some(Prune {
-            keep: 2,
-            delete_bundles: true,
-        }),
-        dns_ttl: Duration::from_secs(5),
-        ..settings()
-    };
+    let settings = pruning(&clients, &clock, &all, 2);
 
     let (summary, variables) = succeeded(invoke(&clients, &settings, None).await);
 
@@ -555,26 +560,18 @@ async fn pruning_stops_at_its_time_budget_and_goes_on_in_the_next_invocation() {
     let clock = FakeClock::default();
     let clients = fakes(&clock, 30);
     clients.beanstalk.set_traffic("shop-b", serving(0));
-    for (label, age) in [
-        ("v-3", 90),
-        ("v-2", 80),
-        ("v-1", 70),
-        ("v0", 60),
-        ("v-old", 100),
-    ] {
-        clients
-            .beanstalk
-            .add_version("shop", version(label, age, &clock));
-        clients.s3.put("bundles", &format!("shop/{label}.zip"));
-    }
-    let settings = Settings {
-        prune: Some(Prune {
-            keep: 0,
-            delete_bundles: true,
-        }),
-        dns_ttl: Duration::from_secs(5),
-        ..settings()
-    };
+    let settings = pruning(
+        &clients,
+        &clock,
+        &[
+            ("v-3", 90),
+            ("v-2", 80),
+            ("v-1", 70),
+            ("v0", 60),
+            ("v-old", 100),
+        ],
+        0,
+    );
     // Throttled and retried by the SDK, each bundle deletion takes 50 s: after three (150 s) the
     // 120 s budget is spent, so this invocation stops and the next one goes on.
     clients.s3.set_latency(&clock, Duration::from_secs(50));
