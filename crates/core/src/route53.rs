@@ -100,6 +100,14 @@ pub fn zone_id(id: &str) -> &str {
     id.trim().trim_start_matches("/hostedzone/")
 }
 
+/// Where production's record lives: a name in a hosted zone (stage reads it to find the environment
+/// production is served by; swap and retire carry their own domain settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordName {
+    pub zone: String,
+    pub name: String,
+}
+
 /// How a domain points at an environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pointer {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use beanswap_core::beanstalk::{Beanstalk, HealthGate};
 use beanswap_core::params::ApplicationName;
+use beanswap_core::route53::{RecordName, Route53};
 use beanswap_core::stage::{self, OnFailure, OptionSetting, Plan, Source, State};
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
 use serde::Deserialize;
@@ -35,6 +36,14 @@ pub struct Params {
     /// Or the live environment's name, when production is not identified by a Beanstalk CNAME.
     #[serde(default)]
     pub production_environment: Option<String>,
+    /// With `domain` (Route 53 swaps): the hosted zone of the domain production is served under. The
+    /// environment its record points at is the live one (once the record exists); the first
+    /// environment keeps the production CNAME after later swaps, so the CNAME alone would find it.
+    #[serde(default)]
+    pub hosted_zone_id: Option<String>,
+    /// The domain production is served under, with `hosted_zone_id`.
+    #[serde(default)]
+    pub domain: Option<String>,
     /// Name template with `{app}`, `{version}`, `{id}` (default `{app}-{id}`).
     #[serde(default)]
     pub environment_name: Option<String>,
@@ -99,6 +108,21 @@ impl UserParameters for Params {
                     self.version_label
                 ),
             ));
+        }
+        match (&self.hosted_zone_id, &self.domain) {
+            (Some(_), None) => {
+                return Err(ParamsError::field(
+                    "domain",
+                    "is required with `hosted_zone_id`",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ParamsError::field(
+                    "hosted_zone_id",
+                    "is required with `domain`",
+                ))
+            }
+            _ => {}
         }
         match (&self.production_cname, &self.production_environment) {
             (None, None) => {
@@ -202,6 +226,13 @@ impl Params {
             version_label: self.version_label.clone(),
             production_cname: self.production_cname.clone(),
             production_environment: self.production_environment.clone(),
+            production_record: match (&self.hosted_zone_id, &self.domain) {
+                (Some(zone), Some(name)) => Some(RecordName {
+                    zone: zone.clone(),
+                    name: name.clone(),
+                }),
+                _ => None,
+            },
             environment_name: self.plan_name(),
             first_source,
             clone_live: self.clone_live,
@@ -218,12 +249,14 @@ impl Params {
 
 pub struct Stage {
     beanstalk: Beanstalk,
+    route53: Route53,
 }
 
 impl Stage {
     pub fn new(aws: &SdkConfig) -> Self {
         Stage {
             beanstalk: Beanstalk::new(aws),
+            route53: Route53::new(aws),
         }
     }
 }
@@ -244,6 +277,6 @@ impl Action for Stage {
         if let Some(left) = job.waiting_budget() {
             plan.poll_budget = plan.poll_budget.min(left);
         }
-        stage::run(&self.beanstalk, &plan, state).await
+        stage::run(&self.beanstalk, &self.route53, &plan, state).await
     }
 }

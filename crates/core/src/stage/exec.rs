@@ -18,22 +18,24 @@ use crate::clock::Clock;
 /// timeout ends the wait.
 pub async fn run(
     eb: &Beanstalk,
+    r53: &crate::route53::Route53,
     plan: &Plan,
     state: Option<State>,
 ) -> Result<Outcome<State>, ActionError> {
-    run_on(eb, plan, state, &crate::clock::SystemClock).await
+    run_on(eb, r53, plan, state, &crate::clock::SystemClock).await
 }
 
-/// [`run`] over any [`BeanstalkApi`], on `clock`.
-pub async fn run_on<B: BeanstalkApi, C: Clock>(
+/// [`run`] over any [`BeanstalkApi`] and [`Route53Api`], on `clock`.
+pub async fn run_on<B: BeanstalkApi, R: Route53Api, C: Clock>(
     eb: &B,
+    r53: &R,
     plan: &Plan,
     state: Option<State>,
     clock: &C,
 ) -> Result<Outcome<State>, ActionError> {
     let state = match state {
         Some(state) if state.begun() => state,
-        earlier => match begin(eb, plan, clock.now()).await {
+        earlier => match begin(eb, r53, plan, clock.now()).await {
             Ok(Outcome::InProgress { state, .. }) => state,
             Ok(other) => return Ok(other),
             Err(e) if e.is_transient() => {
@@ -70,18 +72,49 @@ pub async fn run_on<B: BeanstalkApi, C: Clock>(
     resume(eb, plan, state, clock).await
 }
 
+/// The environment production is served by: the target of the production record when the plan has
+/// one and it exists, else the holder of the production CNAME (or the environment so named).
+async fn live_environment<R: Route53Api>(
+    r53: &R,
+    plan: &Plan,
+    environments: &[Environment],
+) -> Result<Option<Environment>, ActionError> {
+    if let Some(record) = &plan.production_record {
+        let records: Vec<_> = r53
+            .records(&record.zone, &record.name)
+            .await?
+            .into_iter()
+            .map(|e| e.record)
+            .collect();
+        if !records.is_empty() {
+            return crate::swap::serving_environment(&records, environments, None)
+                .map(|live| live.cloned())
+                .map_err(|target| {
+                    ActionError::config(format!(
+                        "the production record {} (zone {}) points at {target}, which is no environment of {}; stage clones the live environment's configuration and will not guess it",
+                        record.name, record.zone, plan.application
+                    ))
+                });
+        }
+    }
+    Ok(
+        match (&plan.production_cname, &plan.production_environment) {
+            (Some(cname), _) => environments.iter().find(|e| e.holds_cname(cname)).cloned(),
+            (None, Some(name)) => environments.iter().find(|e| &e.name == name).cloned(),
+            (None, None) => None,
+        },
+    )
+}
+
 /// The first invocation, at `now`: find production, then create (or adopt) the new environment.
-pub async fn begin<B: BeanstalkApi>(
+pub async fn begin<B: BeanstalkApi, R: Route53Api>(
     eb: &B,
+    r53: &R,
     plan: &Plan,
     now: SystemTime,
 ) -> Result<Outcome<State>, ActionError> {
     let environments = eb.environments(&plan.application).await?;
-    let live = match (&plan.production_cname, &plan.production_environment) {
-        (Some(cname), _) => environments.iter().find(|e| e.holds_cname(cname)).cloned(),
-        (None, Some(name)) => environments.iter().find(|e| &e.name == name).cloned(),
-        (None, None) => None,
-    };
+    let live = live_environment(r53, plan, &environments).await?;
     let started = now;
 
     // Idempotency: the name is derived from the version, so an earlier invocation's environment is

@@ -18,6 +18,7 @@ use crate::beanstalk::{
     TAG_VERSION,
 };
 use crate::clock::{from_unix_millis, unix_millis};
+use crate::route53::{RecordName, Route53Api};
 use crate::runner::ActionError;
 use crate::Outcome;
 
@@ -62,6 +63,11 @@ pub struct Plan {
     pub production_cname: Option<String>,
     /// ... or its environment name.
     pub production_environment: Option<String>,
+    /// With a custom domain (Route 53 swaps), production is the environment its record points at (the
+    /// largest weight): the first environment keeps the production CNAME after later swaps move the
+    /// domain, so the CNAME alone would clone a configuration that no longer serves. Before the record
+    /// exists (the first deployment), the CNAME (or name) above decides.
+    pub production_record: Option<RecordName>,
     pub environment_name: String,
     /// The configuration when no live environment exists (first deployment), or always when set.
     pub first_source: Option<Source>,

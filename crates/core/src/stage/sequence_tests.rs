@@ -8,7 +8,7 @@
 use super::*;
 use crate::beanstalk::LaunchFrom;
 use crate::clock::{Clock as _, FakeClock};
-use crate::fakes::{environment, FakeBeanstalk};
+use crate::fakes::{environment, FakeBeanstalk, FakeRoute53};
 use crate::FailureKind;
 
 fn plan() -> Plan {
@@ -17,6 +17,7 @@ fn plan() -> Plan {
         version_label: "v2".into(),
         production_cname: Some("shop-prod".into()),
         production_environment: None,
+        production_record: None,
         environment_name: "shop-v2".into(),
         first_source: None,
         clone_live: true,
@@ -32,6 +33,11 @@ fn plan() -> Plan {
         on_failure: OnFailure::Keep,
         poll_budget: Duration::from_secs(60),
     }
+}
+
+/// Route 53 with no record: plans without `production_record` never call it.
+fn no_domain() -> FakeRoute53 {
+    FakeRoute53::default()
 }
 
 /// `shop-a` live on `shop-prod`.
@@ -53,7 +59,11 @@ async fn the_new_environment_is_created_from_a_clone_of_the_live_one() {
     let clock = FakeClock::default();
     let eb = with_live();
 
-    let (state, summary) = begun(begin(&eb, &plan(), clock.now()).await.unwrap());
+    let (state, summary) = begun(
+        begin(&eb, &no_domain(), &plan(), clock.now())
+            .await
+            .unwrap(),
+    );
 
     assert_eq!(
         eb.calls(),
@@ -110,12 +120,20 @@ async fn the_new_environment_is_created_from_a_clone_of_the_live_one() {
 async fn a_retry_adopts_the_environment_an_earlier_invocation_created() {
     let clock = FakeClock::default();
     let eb = with_live();
-    let (first, _) = begun(begin(&eb, &plan(), clock.now()).await.unwrap());
+    let (first, _) = begun(
+        begin(&eb, &no_domain(), &plan(), clock.now())
+            .await
+            .unwrap(),
+    );
 
     // The invocation died before handing over its token: the next one begins again.
     clock.advance(Duration::from_secs(30));
     let before = eb.calls().len();
-    let (again, summary) = begun(begin(&eb, &plan(), clock.now()).await.unwrap());
+    let (again, summary) = begun(
+        begin(&eb, &no_domain(), &plan(), clock.now())
+            .await
+            .unwrap(),
+    );
 
     assert_eq!(
         eb.calls()[before..],
@@ -132,7 +150,9 @@ async fn a_retry_adopts_the_environment_an_earlier_invocation_created() {
     // An environment of that name that beanswap did not make for this version is never adopted.
     let eb = with_live();
     eb.add(environment("shop", "shop-v2", "shop-v2", "v2"));
-    let err = begin(&eb, &plan(), clock.now()).await.unwrap_err();
+    let err = begin(&eb, &no_domain(), &plan(), clock.now())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, FailureKind::ConfigurationError, "{}", err.message);
     assert!(err.message.contains("shop-v2"), "{}", err.message);
     assert_eq!(eb.count("CreateEnvironment"), 0);
@@ -147,7 +167,7 @@ async fn the_first_environment_takes_the_production_cname_unless_it_is_taken() {
     };
 
     let eb = FakeBeanstalk::default();
-    let (state, _) = begun(begin(&eb, &first, clock.now()).await.unwrap());
+    let (state, _) = begun(begin(&eb, &no_domain(), &first, clock.now()).await.unwrap());
     let new = &eb.created()[0];
     assert_eq!(new.cname_prefix.as_deref(), Some("shop-prod"));
     assert_eq!(
@@ -160,13 +180,17 @@ async fn the_first_environment_takes_the_production_cname_unless_it_is_taken() {
     // Taken by someone else: a configuration error, nothing created.
     let eb = FakeBeanstalk::default();
     eb.take_cname("shop-prod");
-    let err = begin(&eb, &first, clock.now()).await.unwrap_err();
+    let err = begin(&eb, &no_domain(), &first, clock.now())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, FailureKind::ConfigurationError, "{}", err.message);
     assert_eq!(eb.count("CreateEnvironment"), 0);
 
     // No live environment and nothing to create one from: said before anything is made.
     let eb = FakeBeanstalk::default();
-    let err = begin(&eb, &plan(), clock.now()).await.unwrap_err();
+    let err = begin(&eb, &no_domain(), &plan(), clock.now())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, FailureKind::ConfigurationError, "{}", err.message);
     assert_eq!(eb.count("CreateEnvironment"), 0);
 }
@@ -179,7 +203,11 @@ async fn a_template_left_by_an_earlier_attempt_is_used_and_refusals_are_not_tran
     eb.create_configuration_template("shop", "beanswap-shop-v2", "e-shop-a", "")
         .await
         .unwrap();
-    let (state, _) = begun(begin(&eb, &plan(), clock.now()).await.unwrap());
+    let (state, _) = begun(
+        begin(&eb, &no_domain(), &plan(), clock.now())
+            .await
+            .unwrap(),
+    );
     assert_eq!(state.template.as_deref(), Some("beanswap-shop-v2"));
     assert_eq!(eb.created().len(), 1);
 
@@ -194,7 +222,9 @@ async fn a_template_left_by_an_earlier_attempt_is_used_and_refusals_are_not_tran
             "not authorized to perform: elasticbeanstalk:CreateEnvironment",
         ),
     );
-    let err = begin(&eb, &plan(), clock.now()).await.unwrap_err();
+    let err = begin(&eb, &no_domain(), &plan(), clock.now())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, FailureKind::PermissionError, "{}", err.message);
     assert!(err.message.contains("CreateEnvironment"), "{}", err.message);
 }
@@ -208,7 +238,7 @@ async fn invoke_until_done(
     max: usize,
 ) -> Result<Outcome<State>, ActionError> {
     for _ in 0..max {
-        match run_on(eb, plan, state.take(), clock).await? {
+        match run_on(eb, &no_domain(), plan, state.take(), clock).await? {
             Outcome::InProgress { state: next, .. } => state = Some(next),
             done => return Ok(done),
         }
@@ -222,7 +252,11 @@ async fn a_launch_is_a_continuation_until_ready_and_healthy_then_succeeds() {
     let eb = with_live();
 
     // Begins, then polls the Launching environment until the poll budget is spent.
-    let (state, summary) = begun(run_on(&eb, &plan(), None, &clock).await.unwrap());
+    let (state, summary) = begun(
+        run_on(&eb, &no_domain(), &plan(), None, &clock)
+            .await
+            .unwrap(),
+    );
     assert_eq!(eb.count("CreateEnvironment"), 1);
     assert!(eb.count("DescribeEvents") > 1, "{summary}");
     assert!(summary.contains("Launching"), "{summary}");
@@ -233,7 +267,11 @@ async fn a_launch_is_a_continuation_until_ready_and_healthy_then_succeeds() {
         .all(|c| c != "DeleteConfigurationTemplate" && c != "TerminateEnvironment"));
 
     // Still launching at the next invocation: another continuation, nothing created again.
-    let (state, _) = begun(run_on(&eb, &plan(), Some(state), &clock).await.unwrap());
+    let (state, _) = begun(
+        run_on(&eb, &no_domain(), &plan(), Some(state), &clock)
+            .await
+            .unwrap(),
+    );
     assert_eq!(eb.count("CreateEnvironment"), 1);
 
     eb.set("shop-v2", |e| {
@@ -261,7 +299,7 @@ async fn a_red_launch_fails_with_its_events_and_is_terminated_when_asked() {
         on_failure: OnFailure::Terminate,
         ..plan()
     };
-    let (state, _) = begun(begin(&eb, &plan, clock.now()).await.unwrap());
+    let (state, _) = begun(begin(&eb, &no_domain(), &plan, clock.now()).await.unwrap());
 
     clock.advance(Duration::from_secs(120));
     eb.set("shop-v2", |e| {
@@ -310,7 +348,11 @@ async fn a_red_launch_fails_with_its_events_and_is_terminated_when_asked() {
 async fn a_throttled_poll_is_skipped_not_a_verdict() {
     let clock = FakeClock::default();
     let eb = with_live();
-    let (state, _) = begun(begin(&eb, &plan(), clock.now()).await.unwrap());
+    let (state, _) = begun(
+        begin(&eb, &no_domain(), &plan(), clock.now())
+            .await
+            .unwrap(),
+    );
     eb.set("shop-v2", |e| {
         e.status = "Ready".into();
         e.health = "Green".into();
@@ -334,4 +376,66 @@ async fn a_throttled_poll_is_skipped_not_a_verdict() {
     assert!(matches!(done, Outcome::Succeeded { .. }), "{done:?}");
     assert_eq!(eb.count("DescribeEnvironments") - before, 2);
     assert_eq!(eb.count("DescribeEvents"), 2);
+}
+
+/// The production record of `www.shop.example` as an alias to `env`.
+fn production_record(r53: &FakeRoute53, env: &crate::beanstalk::Environment) {
+    r53.set_records(
+        "Z1",
+        "www.shop.example",
+        vec![crate::route53::Record {
+            name: "www.shop.example.".into(),
+            pointer: crate::route53::Pointer::Alias {
+                dns_name: env.cname.clone(),
+                zone_id: "Z117KPS5GTRQ2G".into(),
+            },
+            set_identifier: None,
+            weight: None,
+        }],
+    );
+}
+
+#[tokio::test]
+async fn with_a_domain_the_live_environment_is_the_records_target_not_the_cnames_holder() {
+    let clock = FakeClock::default();
+    // shop-a launched first, on the production CNAME; a Route 53 swap has since moved the domain to
+    // shop-b, so shop-a keeps the CNAME but no longer serves.
+    let eb = with_live();
+    eb.add(environment("shop", "shop-b", "shop-b", "v1b"));
+    let r53 = FakeRoute53::default();
+    let plan = Plan {
+        production_record: Some(RecordName {
+            zone: "Z1".into(),
+            name: "www.shop.example".into(),
+        }),
+        ..plan()
+    };
+
+    // Before the record exists (the first deployment's swap writes it), the CNAME decides.
+    let (state, _) = begun(begin(&eb, &r53, &plan, clock.now()).await.unwrap());
+    assert_eq!(state.live.as_deref(), Some("shop-a"));
+    assert_eq!(r53.calls(), ["ListResourceRecordSets"]);
+
+    let eb = with_live();
+    eb.add(environment("shop", "shop-b", "shop-b", "v1b"));
+    production_record(&r53, &eb.env("shop-b"));
+    let (state, summary) = begun(begin(&eb, &r53, &plan, clock.now()).await.unwrap());
+    assert_eq!(state.live.as_deref(), Some("shop-b"), "{summary}");
+    assert_eq!(
+        state.live_cname.as_deref(),
+        Some(eb.env("shop-b").cname.as_str())
+    );
+    assert_eq!(state.template.as_deref(), Some("beanswap-shop-v2"));
+    let new = &eb.created()[0];
+    assert_eq!(new.cname_prefix.as_deref(), Some("shop-v2"));
+
+    // A record pointing somewhere stage cannot match (a CDN, another application) is a configuration
+    // error before anything is created.
+    let eb = with_live();
+    let elsewhere = environment("other", "cdn", "cdn-edge", "x");
+    production_record(&r53, &elsewhere);
+    let err = begin(&eb, &r53, &plan, clock.now()).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::ConfigurationError, "{}", err.message);
+    assert!(err.message.contains("www.shop.example"), "{}", err.message);
+    assert!(eb.created().is_empty());
 }

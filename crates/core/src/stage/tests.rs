@@ -109,6 +109,7 @@ fn an_adopted_environment_is_judged_on_this_executions_events_only() {
         version_label: "v2".into(),
         production_cname: Some("shop-prod".into()),
         production_environment: None,
+        production_record: None,
         environment_name: "shop-abc".into(),
         first_source: None,
         clone_live: true,
