@@ -288,6 +288,7 @@ fn input_error(
             key,
             reason,
             code,
+            status,
             ..
         } => PackageError::Aws(AwsError {
             service: Service::S3,
@@ -295,7 +296,7 @@ fn input_error(
             on: Some(format!("s3://{bucket}/{key}")),
             code,
             message: reason,
-            status: None,
+            status,
             source: None,
         }),
         ArtifactError::TooLarge { size, max, .. } => {
