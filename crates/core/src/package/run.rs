@@ -181,6 +181,7 @@ impl Packager {
             summary,
             since: now_secs(),
             polls: 0,
+            status: None,
         };
         self.settle(settings, state, status_of(&created)).await
     }
@@ -237,6 +238,7 @@ impl Packager {
             summary,
             since: now_secs(),
             polls: 0,
+            status: None,
         };
         if settings.process && status == "Unprocessed" {
             // Created earlier without `process`: Beanstalk will never process it by itself.
