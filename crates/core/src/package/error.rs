@@ -48,7 +48,7 @@ pub enum PackageError {
         application: String,
         label: String,
         minutes: u64,
-        error: AwsError,
+        error: Box<AwsError>,
     },
     #[error("{0}")]
     Internal(String),

@@ -256,7 +256,7 @@ impl Wait<'_> {
                 application: self.application.to_string(),
                 label: state.label,
                 minutes,
-                error: e,
+                error: Box::new(e),
             },
         }
     }
