@@ -17,6 +17,7 @@ use aws_sdk_s3::primitives::{ByteStream, ByteStreamError};
 use aws_sdk_s3::types::ServerSideEncryption;
 use futures_util::{Stream, TryStreamExt};
 
+use crate::aws_error::{classify, ErrorClass, HttpStatus};
 use crate::bundle::{BundleError, Spool, Spooled, MAX_BUNDLE_BYTES};
 use crate::job::{Artifact, Job};
 
@@ -33,6 +34,8 @@ pub enum ArtifactError {
         reason: String,
         /// S3's error code, when S3 answered (AccessDenied is the pipeline's setup, not the build's).
         code: Option<String>,
+        /// The HTTP status of S3's answer, when there was one (503 SlowDown may come without a code).
+        status: Option<u16>,
     },
     #[error("artifact `{name}` is {size} bytes; the limit is {max} bytes")]
     TooLarge { name: String, size: u64, max: u64 },
@@ -52,17 +55,44 @@ pub enum ArtifactError {
         key: String,
         reason: String,
         code: Option<String>,
+        status: Option<u16>,
     },
 }
 
 impl ArtifactError {
-    fn read(artifact: &Artifact, code: Option<String>, reason: String) -> Self {
+    fn read(
+        artifact: &Artifact,
+        code: Option<String>,
+        status: Option<u16>,
+        reason: String,
+    ) -> Self {
         ArtifactError::Read {
             name: artifact.name.clone(),
             bucket: artifact.bucket.clone(),
             key: artifact.key.clone(),
             reason,
             code,
+            status,
+        }
+    }
+
+    /// What kind of trouble S3's answer (or its absence) was, by the one rule every AWS error goes
+    /// through ([`crate::aws_error::classify`]); `None` when S3 was not the trouble.
+    pub fn class(&self) -> Option<ErrorClass> {
+        match self {
+            ArtifactError::Read {
+                code,
+                reason,
+                status,
+                ..
+            }
+            | ArtifactError::Write {
+                code,
+                reason,
+                status,
+                ..
+            } => Some(classify(code.as_deref(), reason, *status)),
+            _ => None,
         }
     }
 
@@ -130,7 +160,8 @@ impl ArtifactStore {
             .await
             .map_err(|e| {
                 let (code, reason) = crate::aws_error::describe(&e);
-                ArtifactError::read(artifact, code, reason)
+                let status = e.raw_response().and_then(HttpStatus::http_status);
+                ArtifactError::read(artifact, code, status, reason)
             })?;
         let size = object.content_length().unwrap_or(0).max(0) as u64;
         if size > max_bytes {
@@ -173,12 +204,14 @@ impl ArtifactStore {
         }
         put.send().await.map_err(|e| {
             let (code, reason) = crate::aws_error::describe(&e);
+            let status = e.raw_response().and_then(HttpStatus::http_status);
             ArtifactError::Write {
                 name: artifact.name.clone(),
                 bucket: artifact.bucket.clone(),
                 key: artifact.key.clone(),
                 reason,
                 code,
+                status,
             }
         })?;
         Ok(())
@@ -205,7 +238,7 @@ where
     while let Some(chunk) = body
         .try_next()
         .await
-        .map_err(|e| ArtifactError::read(artifact, None, e.to_string()))?
+        .map_err(|e| ArtifactError::read(artifact, None, None, e.to_string()))?
     {
         spool
             .push(chunk.as_ref())

@@ -216,6 +216,20 @@ pub fn unless_transient<T>(answer: Result<T, AwsError>) -> Result<Option<T>, Aws
     }
 }
 
+/// A poll's answer (`Ok`), or the transient error that turned it away (`Err`, to be skipped like
+/// [`unless_transient`] does); the outer error is a verdict. For a poller that bounds how long it
+/// waits transient trouble out and then names the call that kept failing.
+pub fn polled<T>(answer: Result<T, AwsError>) -> Result<Result<T, AwsError>, AwsError> {
+    match answer {
+        Ok(value) => Ok(Ok(value)),
+        Err(e) if e.is_transient() => {
+            tracing::warn!(error = %e, "transient AWS trouble while polling; skipping this poll");
+            Ok(Err(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The HTTP status of a raw response, for the SDK's response types (the unit type in tests has none).
 pub trait HttpStatus {
     fn http_status(&self) -> Option<u16>;

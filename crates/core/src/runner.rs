@@ -77,18 +77,13 @@ impl From<StateError> for ActionError {
 }
 impl From<ArtifactError> for ActionError {
     fn from(e: ArtifactError) -> Self {
-        let kind = match &e {
-            ArtifactError::Read { code, .. } | ArtifactError::Write { code, .. }
-                if crate::aws_error::is_permission_denied(code.as_deref()) =>
-            {
-                FailureKind::PermissionError
-            }
-            ArtifactError::Read { .. }
-            | ArtifactError::Write { .. }
-            | ArtifactError::TempFile { .. } => FailureKind::JobFailed,
-            ArtifactError::TooLarge { .. } | ArtifactError::NotZip { .. } => {
+        // S3's trouble by the one rule (a SlowDown is SystemUnavailable here as in package).
+        let kind = match (&e, e.class()) {
+            (_, Some(class)) => crate::aws_error::failure_kind(class),
+            (ArtifactError::TooLarge { .. } | ArtifactError::NotZip { .. }, None) => {
                 FailureKind::ConfigurationError
             }
+            (_, None) => FailureKind::JobFailed,
         };
         ActionError::new(kind, e.to_string())
     }
@@ -260,6 +255,7 @@ mod tests {
             key: "p/BuildOutpu/abc".into(),
             reason: "...".into(),
             code: code.map(str::to_string),
+            status: None,
         };
         let kind = |e: ArtifactError| ActionError::from(e).kind;
         assert_eq!(
@@ -267,7 +263,89 @@ mod tests {
             FailureKind::PermissionError
         );
         assert_eq!(kind(read(Some("NoSuchKey"))), FailureKind::JobFailed);
-        assert_eq!(kind(read(None)), FailureKind::JobFailed);
+    }
+
+    /// The artifact's S3 errors go through the one rule, as package's S3 errors do: S3 asking to
+    /// slow down (SlowDown, or a bare 503 on a HEAD-like answer) or not answering is
+    /// SystemUnavailable, not the deployment's failure.
+    #[test]
+    fn artifact_s3_errors_are_classified_by_the_one_rule() {
+        use crate::aws_error::{classify, failure_kind};
+        let cases: &[(Option<&str>, &str, Option<u16>, FailureKind)] = &[
+            (
+                Some("SlowDown"),
+                "SlowDown: Please reduce your request rate.",
+                Some(503),
+                FailureKind::SystemUnavailable,
+            ),
+            (
+                None,
+                "service error",
+                Some(503),
+                FailureKind::SystemUnavailable,
+            ),
+            (
+                None,
+                "connection reset by peer",
+                None,
+                FailureKind::SystemUnavailable,
+            ),
+            (
+                Some("InternalError"),
+                "InternalError: We encountered an internal error.",
+                Some(500),
+                FailureKind::SystemUnavailable,
+            ),
+            (
+                Some("AccessDenied"),
+                "AccessDenied: Access Denied",
+                Some(403),
+                FailureKind::PermissionError,
+            ),
+            (
+                Some("NoSuchBucket"),
+                "NoSuchBucket: The specified bucket does not exist",
+                Some(404),
+                FailureKind::ConfigurationError,
+            ),
+            (
+                Some("NoSuchKey"),
+                "NoSuchKey: The specified key does not exist.",
+                Some(404),
+                FailureKind::JobFailed,
+            ),
+        ];
+        for (code, reason, status, expected) in cases {
+            let read = ArtifactError::Read {
+                name: "BuildOutput".into(),
+                bucket: "artifacts".into(),
+                key: "p/BuildOutpu/abc".into(),
+                reason: reason.to_string(),
+                code: code.map(str::to_string),
+                status: *status,
+            };
+            let write = ArtifactError::Write {
+                name: "Out".into(),
+                bucket: "artifacts".into(),
+                key: "p/Out/abc".into(),
+                reason: reason.to_string(),
+                code: code.map(str::to_string),
+                status: *status,
+            };
+            // The same answer as an AwsError (what package reports) gets the same failure type.
+            let shared = failure_kind(classify(*code, reason, *status));
+            assert_eq!(shared, *expected, "{code:?} {status:?}");
+            assert_eq!(
+                ActionError::from(read).kind,
+                *expected,
+                "{code:?} {status:?}"
+            );
+            assert_eq!(
+                ActionError::from(write).kind,
+                *expected,
+                "{code:?} {status:?}"
+            );
+        }
     }
 
     #[test]

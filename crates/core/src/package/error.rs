@@ -42,6 +42,14 @@ pub enum PackageError {
         status: String,
         minutes: u64,
     },
+    /// The wait for processing ran past `process_timeout_minutes` without AWS answering one poll.
+    #[error("version `{label}` of `{application}` could not be seen processed within {minutes} minutes (UserParameters `process_timeout_minutes`): every poll was turned away; the last: {error}")]
+    ProcessingUnseen {
+        application: String,
+        label: String,
+        minutes: u64,
+        error: Box<AwsError>,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -52,6 +60,10 @@ impl From<PackageError> for ActionError {
             return aws.into();
         }
         let kind = match &e {
+            // Classified by the AWS error that kept the polls away (throttling: SystemUnavailable).
+            PackageError::ProcessingUnseen { error, .. } => {
+                crate::aws_error::failure_kind(error.class())
+            }
             PackageError::Config(_) | PackageError::LabelConflict(_) => {
                 FailureKind::ConfigurationError
             }

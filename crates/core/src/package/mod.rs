@@ -78,6 +78,10 @@ pub struct State {
     /// When waiting started (Unix seconds).
     pub since: u64,
     pub polls: u32,
+    /// The status the wait's latest answered poll saw; `None` while no poll has been answered (every
+    /// one throttled): the timeout then is AWS's trouble, not the version's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 /// Now in Unix seconds: when a processing wait started, and how long it has lasted.

@@ -3,10 +3,12 @@
 //! until the version is Processed, Failed or past `process_timeout`. Apart because it is the part of
 //! package that spans invocations.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use super::version::status_of;
 use super::{now_secs, PackageError, Packager, Settings, State};
+use crate::aws_error::AwsError;
 use crate::beanstalk::poll_delay;
 use crate::outcome::Outcome;
 
@@ -41,82 +43,26 @@ impl Packager {
     pub(super) async fn wait(
         &self,
         settings: &Settings,
-        mut state: State,
+        state: State,
         budget: Duration,
     ) -> Result<Outcome<State>, PackageError> {
-        let started = Instant::now();
-        loop {
-            let polled = match self.version(&settings.application, &state.label).await {
-                Err(PackageError::Aws(e)) => crate::aws_error::unless_transient(Err(e))?,
-                other => Some(other?),
-            };
-            let Some(version) = polled else {
-                if now_secs().saturating_sub(state.since) > settings.process_timeout.as_secs() {
-                    return Err(PackageError::ProcessingTimeout {
-                        application: settings.application.clone(),
-                        label: state.label,
-                        status: "unknown (Elastic Beanstalk throttled the last poll)".into(),
-                        minutes: settings.process_timeout.as_secs() / 60,
-                    });
-                }
-                state.polls += 1;
-                let delay = poll_delay(state.polls);
-                if started.elapsed() + delay > budget {
-                    let summary = format!(
-                        "version `{}`: Elastic Beanstalk asked us to slow down; still waiting for it to be processed",
-                        state.label
-                    );
-                    return Ok(Outcome::InProgress {
-                        state,
-                        summary,
-                        percent: 50,
-                    });
-                }
-                tokio::time::sleep(delay).await;
-                continue;
-            };
-            let version = version.ok_or_else(|| {
-                PackageError::Internal(format!(
-                    "version `{}` of `{}` disappeared while it was being processed",
-                    state.label, settings.application
-                ))
-            })?;
-            let status = status_of(&version);
-            state.polls += 1;
-            match status.as_str() {
-                "Processed" => return Ok(finished(state, true)),
-                "Failed" => {
-                    return Err(self
-                        .processing_failed(settings, &state.label, &status)
-                        .await)
-                }
-                _ => {}
+        let label = state.label.clone();
+        let poll = || async {
+            Ok(self
+                .version(&settings.application, &label)
+                .await?
+                .map(|v| status_of(&v)))
+        };
+        let wait = Wait {
+            application: &settings.application,
+            timeout: settings.process_timeout,
+            budget,
+        };
+        match wait.run(poll, state).await? {
+            Waited::Over(outcome) => Ok(outcome),
+            Waited::Failed { label, status } => {
+                Err(self.processing_failed(settings, &label, &status).await)
             }
-            let waited = now_secs().saturating_sub(state.since);
-            if waited > settings.process_timeout.as_secs() {
-                return Err(PackageError::ProcessingTimeout {
-                    application: settings.application.clone(),
-                    label: state.label,
-                    status,
-                    minutes: settings.process_timeout.as_secs() / 60,
-                });
-            }
-            // The backoff goes on across invocations (a long processing is polled every 10 s, not
-            // quickly again after each hand-over).
-            let delay = poll_delay(state.polls);
-            if started.elapsed() + delay > budget {
-                let summary = format!(
-                    "version `{}` is {status} after {waited}s; still waiting for Elastic Beanstalk to process it",
-                    state.label
-                );
-                let percent = 50 + (state.polls.min(45) as u8);
-                return Ok(Outcome::InProgress {
-                    state,
-                    summary,
-                    percent,
-                });
-            }
-            tokio::time::sleep(delay).await;
         }
     }
 
@@ -188,4 +134,130 @@ pub(super) fn finished(state: State, processed: bool) -> Outcome<State> {
         .with_variable("BundleBucket", state.bucket)
         .with_variable("BundleKey", state.key)
         .with_variable("BundleSha256", state.sha256)
+}
+
+/// How the processing wait ended: the job's outcome (processed, or a new token), or processing
+/// Failed (the caller reads the version's events).
+pub(super) enum Waited {
+    Over(Outcome<State>),
+    Failed { label: String, status: String },
+}
+
+/// The processing wait of one invocation, apart from the SDK: `poll` reads the version's status
+/// (`None` when the version is gone).
+pub(super) struct Wait<'a> {
+    pub application: &'a str,
+    /// UserParameters `process_timeout_minutes`, counted from `State::since`.
+    pub timeout: Duration,
+    /// How long this invocation may keep polling before it hands back a token.
+    pub budget: Duration,
+}
+
+impl Wait<'_> {
+    pub(super) async fn run<P, F>(
+        &self,
+        mut poll: P,
+        mut state: State,
+    ) -> Result<Waited, PackageError>
+    where
+        P: FnMut() -> F,
+        F: Future<Output = Result<Option<String>, PackageError>>,
+    {
+        let started = Instant::now();
+        loop {
+            let polled = match poll().await {
+                Err(PackageError::Aws(e)) => crate::aws_error::polled(Err(e))?,
+                other => Ok(other?),
+            };
+            let status = match polled {
+                Ok(status) => status,
+                Err(e) => {
+                    if now_secs().saturating_sub(state.since) > self.timeout.as_secs() {
+                        return Err(self.timed_out_turned_away(state, e));
+                    }
+                    state.polls += 1;
+                    let delay = poll_delay(state.polls);
+                    if started.elapsed() + delay > self.budget {
+                        let summary = format!(
+                            "version `{}`: Elastic Beanstalk asked us to slow down; still waiting for it to be processed",
+                            state.label
+                        );
+                        return Ok(Waited::Over(Outcome::InProgress {
+                            state,
+                            summary,
+                            percent: 50,
+                        }));
+                    }
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            };
+            let status = status.ok_or_else(|| {
+                PackageError::Internal(format!(
+                    "version `{}` of `{}` disappeared while it was being processed",
+                    state.label, self.application
+                ))
+            })?;
+            state.polls += 1;
+            state.status = Some(status.clone());
+            match status.as_str() {
+                "Processed" => return Ok(Waited::Over(finished(state, true))),
+                "Failed" => {
+                    return Ok(Waited::Failed {
+                        label: state.label,
+                        status,
+                    })
+                }
+                _ => {}
+            }
+            let waited = now_secs().saturating_sub(state.since);
+            if waited > self.timeout.as_secs() {
+                return Err(PackageError::ProcessingTimeout {
+                    application: self.application.to_string(),
+                    label: state.label,
+                    status,
+                    minutes: self.timeout.as_secs() / 60,
+                });
+            }
+            // The backoff goes on across invocations (a long processing is polled every 10 s, not
+            // quickly again after each hand-over).
+            let delay = poll_delay(state.polls);
+            if started.elapsed() + delay > self.budget {
+                let summary = format!(
+                    "version `{}` is {status} after {waited}s; still waiting for Elastic Beanstalk to process it",
+                    state.label
+                );
+                let percent = 50 + (state.polls.min(45) as u8);
+                return Ok(Waited::Over(Outcome::InProgress {
+                    state,
+                    summary,
+                    percent,
+                }));
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// The timeout passed on a poll AWS turned away. When no poll of the wait ever answered, the
+    /// version's processing was never seen at all: that is AWS's trouble (SystemUnavailable for
+    /// throttling, by the one rule, as stage's and backup's waits end), not a processing that took too
+    /// long. When polls did answer, the version was seen not processed in time: the real timeout
+    /// (JobFailed), its last status said.
+    fn timed_out_turned_away(&self, state: State, e: AwsError) -> PackageError {
+        let minutes = self.timeout.as_secs() / 60;
+        match state.status {
+            Some(status) => PackageError::ProcessingTimeout {
+                application: self.application.to_string(),
+                label: state.label,
+                status: format!("{status} (Elastic Beanstalk throttled the last poll)"),
+                minutes,
+            },
+            None => PackageError::ProcessingUnseen {
+                application: self.application.to_string(),
+                label: state.label,
+                minutes,
+                error: Box::new(e),
+            },
+        }
+    }
 }

@@ -181,6 +181,7 @@ impl Packager {
             summary,
             since: now_secs(),
             polls: 0,
+            status: None,
         };
         self.settle(settings, state, status_of(&created)).await
     }
@@ -237,6 +238,7 @@ impl Packager {
             summary,
             since: now_secs(),
             polls: 0,
+            status: None,
         };
         if settings.process && status == "Unprocessed" {
             // Created earlier without `process`: Beanstalk will never process it by itself.
@@ -288,6 +290,7 @@ fn input_error(
             key,
             reason,
             code,
+            status,
             ..
         } => PackageError::Aws(AwsError {
             service: Service::S3,
@@ -295,7 +298,7 @@ fn input_error(
             on: Some(format!("s3://{bucket}/{key}")),
             code,
             message: reason,
-            status: None,
+            status,
             source: None,
         }),
         ArtifactError::TooLarge { size, max, .. } => {

@@ -153,3 +153,138 @@ fn the_part_writer_cuts_fixed_size_parts() {
     }
     assert_eq!(sizes, [PART_BYTES, PART_BYTES, 5]);
 }
+
+// --- the processing wait, its polls scripted (no server) -----------------------------------------
+
+mod processing_wait {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::super::process::{Wait, Waited};
+    use super::super::{now_secs, PackageError, State};
+    use crate::aws_error::{AwsError, Service};
+    use crate::outcome::{FailureKind, Outcome};
+    use crate::runner::ActionError;
+
+    fn throttled() -> Result<Option<String>, PackageError> {
+        Err(PackageError::Aws(AwsError::answered(
+            Service::ElasticBeanstalk,
+            "DescribeApplicationVersions",
+            "Throttling",
+            "Rate exceeded",
+        )))
+    }
+
+    fn answered(status: &str) -> Result<Option<String>, PackageError> {
+        Ok(Some(status.to_string()))
+    }
+
+    /// A wait that began `ago` seconds ago, whose polls so far saw `status`.
+    fn state(ago: u64, status: Option<&str>) -> State {
+        State {
+            label: "v7".into(),
+            bucket: "bundles".into(),
+            key: "shop/v7.zip".into(),
+            sha256: "ab".repeat(32),
+            summary: "created version `v7`".into(),
+            since: now_secs() - ago,
+            polls: 3,
+            status: status.map(str::to_string),
+        }
+    }
+
+    /// Runs one invocation's wait over these answers, in turn (the last one stays), with a 10-minute
+    /// process_timeout and no time to sleep (the first poll that does not end the wait hands over).
+    async fn wait(
+        answers: Vec<Result<Option<String>, PackageError>>,
+        state: State,
+    ) -> Result<Waited, PackageError> {
+        let answers = Mutex::new(VecDeque::from(answers));
+        let poll = || {
+            let mut answers = answers.lock().unwrap();
+            let next = if answers.len() > 1 {
+                answers.pop_front().unwrap()
+            } else {
+                match answers.front().unwrap() {
+                    Ok(s) => Ok(s.clone()),
+                    Err(_) => throttled(),
+                }
+            };
+            async move { next }
+        };
+        Wait {
+            application: "shop",
+            timeout: Duration::from_secs(600),
+            budget: Duration::ZERO,
+        }
+        .run(poll, state)
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_throttled_poll_within_the_timeout_hands_over() {
+        let Ok(Waited::Over(Outcome::InProgress { state, summary, .. })) =
+            wait(vec![throttled()], state(60, None)).await
+        else {
+            panic!("not handed over")
+        };
+        assert!(summary.contains("asked us to slow down"), "{summary}");
+        assert_eq!(state.polls, 4);
+    }
+
+    #[tokio::test]
+    async fn a_wait_that_only_saw_throttling_times_out_as_system_unavailable() {
+        let Err(e) = wait(vec![throttled()], state(601, None)).await else {
+            panic!("the wait did not end")
+        };
+        let e = ActionError::from(e);
+        assert_eq!(e.kind, FailureKind::SystemUnavailable, "{}", e.message);
+        assert_eq!(
+            e.message,
+            "version `v7` of `shop` could not be seen processed within 10 minutes (UserParameters `process_timeout_minutes`): every poll was turned away; the last: Elastic Beanstalk DescribeApplicationVersions failed: Throttling: Rate exceeded"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_version_seen_processing_past_the_timeout_is_the_jobs_failure() {
+        let Err(e) = wait(vec![answered("Processing")], state(601, None)).await else {
+            panic!("the wait did not end")
+        };
+        let e = ActionError::from(e);
+        assert_eq!(e.kind, FailureKind::JobFailed, "{}", e.message);
+        assert_eq!(
+            e.message,
+            "version `v7` of `shop` is still Processing after 10 minutes (UserParameters `process_timeout_minutes`)"
+        );
+        // Seen Processing earlier in the wait, the last poll throttled: still the real timeout.
+        let Err(e) = wait(vec![throttled()], state(601, Some("Processing"))).await else {
+            panic!("the wait did not end")
+        };
+        let e = ActionError::from(e);
+        assert_eq!(e.kind, FailureKind::JobFailed, "{}", e.message);
+        assert!(
+            e.message.contains(
+                "is still Processing (Elastic Beanstalk throttled the last poll) after 10 minutes"
+            ),
+            "{}",
+            e.message
+        );
+    }
+
+    #[tokio::test]
+    async fn processed_or_failed_end_the_wait() {
+        let Ok(Waited::Over(Outcome::Succeeded { variables, .. })) =
+            wait(vec![answered("Processed")], state(60, None)).await
+        else {
+            panic!("not processed")
+        };
+        assert_eq!(variables["VersionLabel"], "v7");
+        let Ok(Waited::Failed { status, .. }) =
+            wait(vec![answered("Failed")], state(60, None)).await
+        else {
+            panic!("not failed")
+        };
+        assert_eq!(status, "Failed");
+    }
+}

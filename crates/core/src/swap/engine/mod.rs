@@ -99,7 +99,30 @@ pub struct State {
     /// The staged environment's MinSize as raised for the move, and what to restore.
     #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     pub raised: Option<Raised>,
+    /// A poll AWS has turned away (throttling) without a break, across invocations: past the plan's
+    /// timeout that ends the job, so persistent throttling is never waited out forever.
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<Throttled>,
 }
+
+/// Which of swap's polls AWS has been turning away, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throttled {
+    /// Unix seconds of the first poll turned away in this run.
+    #[serde(rename = "s")]
+    pub since: u64,
+    /// The poll: [`POLL_OBSERVE`], [`POLL_CAPACITY`] or [`POLL_BAKE`]. Only its own answer ends the
+    /// run (the bake's reading keeps being throttled even while the environments read fine).
+    #[serde(rename = "p")]
+    pub poll: String,
+}
+
+/// The environments, tags and records read before every decision.
+pub const POLL_OBSERVE: &str = "o";
+/// The live and staged environments' capacity, before the move.
+pub const POLL_CAPACITY: &str = "c";
+/// The bake's reading: enhanced health and the alarms.
+pub const POLL_BAKE: &str = "b";
 
 /// What AWS shows now, as far as the decision needs it.
 #[derive(Debug, Clone, Default)]

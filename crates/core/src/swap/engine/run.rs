@@ -1,12 +1,15 @@
 //! [`run`]: one invocation of the swap sequence: observe, [`decide`], perform, until done, failed or
 //! handed over.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::observe::{latest_events, observe_aws};
-use super::{decide, moved_back_report, Plan, Progress, State, Step, View, OUTPUT_VARIABLES};
+use super::{
+    decide, moved_back_report, Plan, Progress, State, Step, Throttled, View, OUTPUT_VARIABLES,
+    POLL_BAKE, POLL_CAPACITY, POLL_OBSERVE,
+};
 use crate::alarms::AlarmsApi;
-use crate::aws_error::unless_transient;
+use crate::aws_error::{polled, unless_transient, AwsError};
 use crate::beanstalk::{poll_delay, BeanstalkApi, Environment, TAG_OUT_OF_SERVICE_SINCE};
 use crate::clock::{rfc3339, unix_seconds, Clock};
 use crate::route53::{changes_to, Record, Route53Api};
@@ -61,15 +64,29 @@ where
     // Far more than any sequence needs; only a bug could loop forever, and a job must always report.
     // What AWS shows, kept up to date by the steps that know what they changed; `None` when it must be
     // read again. Fewer calls than reading everything before every step (AWS throttles Beanstalk).
+    // A poll AWS turned away is not a step: the invocation's budget bounds those, and the plan's
+    // timeout bounds a run of them across invocations.
     let mut known: Option<View> = None;
-    for _ in 0..200 {
+    let mut steps = 0u32;
+    loop {
         let observed = match known.take() {
-            Some(view) => Some(Ok(view)),
-            None => unless_transient(observe_aws(*eb, *r53, plan, &state).await)?,
+            Some(view) => Ok(Ok(view)),
+            None => polled(observe_aws(*eb, *r53, plan, &state).await)?,
         };
         let mut view = match observed {
-            Some(view) => view?,
-            None => {
+            Ok(view) => {
+                answered(&mut state, POLL_OBSERVE);
+                view?
+            }
+            Err(e) => {
+                turned_away(
+                    &mut state,
+                    POLL_OBSERVE,
+                    e,
+                    clock.now(),
+                    plan,
+                    "the swap could not read its environments",
+                )?;
                 attempt += 1;
                 if clock.since(began) + poll_delay(attempt) > budget {
                     return Ok(Outcome::InProgress {
@@ -104,13 +121,38 @@ where
                         eb.capacity(&staged).await?,
                     ))
                 };
-                match unless_transient(read.await).map_err(SwapError::from)? {
-                    Some(sizes) => progress.sizes = Some(sizes),
-                    None => {
+                match polled(read.await).map_err(SwapError::from)? {
+                    Ok(sizes) => {
+                        answered(&mut state, POLL_CAPACITY);
+                        progress.sizes = Some(sizes);
+                    }
+                    Err(e) => {
+                        turned_away(
+                            &mut state,
+                            POLL_CAPACITY,
+                            e,
+                            clock.now(),
+                            plan,
+                            &format!(
+                                "the swap could not read the capacity of `{}` and `{}`; nothing was swapped",
+                                live.name, staged.name
+                            ),
+                        )?;
                         attempt += 1;
-                        clock
-                            .sleep(poll_delay(attempt).min(Duration::from_secs(5)))
-                            .await;
+                        let delay = poll_delay(attempt).min(Duration::from_secs(5));
+                        if clock.since(began) + delay > budget {
+                            return Ok(Outcome::InProgress {
+                                summary: format!(
+                                    "reading the capacity of `{}` and `{}`; AWS asked us to slow down, looking again shortly",
+                                    live.name, staged.name
+                                ),
+                                percent: 5,
+                                state,
+                            });
+                        }
+                        clock.sleep(delay).await;
+                        known = Some(view);
+                        continue;
                     }
                 }
                 known = Some(view);
@@ -172,12 +214,34 @@ where
                         "internal: a bake reading without a bake",
                     ));
                 };
-                let figures = match unless_transient(eb.enhanced_health(&env.id).await)
-                    .map_err(SwapError::from)?
-                {
-                    Some(figures) => figures,
-                    // AWS asked us to slow down: the next reading comes after the poll interval.
-                    None => {
+                let read = async {
+                    let figures = eb.enhanced_health(&env.id).await?;
+                    let found = if bake.alarms.is_empty() {
+                        Vec::new()
+                    } else {
+                        alarms.alarms(&bake.alarms).await?
+                    };
+                    Ok::<_, AwsError>((figures, found))
+                };
+                let (figures, found) = match polled(read.await).map_err(SwapError::from)? {
+                    Ok(read) => {
+                        answered(&mut state, POLL_BAKE);
+                        read
+                    }
+                    // AWS asked us to slow down: this reading is skipped, the bake's clock goes on, and
+                    // the next reading comes after the poll interval. The bake passes only on a
+                    // reading taken after its end, so one that AWS throttles to its end is waited out
+                    // (bounded by the plan's timeout), never passed unseen.
+                    Err(e) => {
+                        let what = format!(
+                            "the bake of `{}` could not take a reading; production stays on it and `{}` stays in service: watch it, or run `beanswap rollback`",
+                            env.name,
+                            state.baking.as_ref().map(|b| b.from.as_str()).unwrap_or("the previous environment")
+                        );
+                        turned_away(&mut state, POLL_BAKE, e, clock.now(), plan, &what)?;
+                        if let Some(baking) = state.baking.as_mut() {
+                            baking.skipped += 1;
+                        }
                         if clock.since(began) + bake.poll > budget {
                             return Ok(Outcome::InProgress {
                                 summary: "baking; AWS asked us to slow down, looking again shortly"
@@ -189,11 +253,6 @@ where
                         clock.sleep(bake.poll).await;
                         continue;
                     }
-                };
-                let found = if bake.alarms.is_empty() {
-                    Vec::new()
-                } else {
-                    alarms.alarms(&bake.alarms).await.map_err(SwapError::from)?
                 };
                 let reading = Reading {
                     at: clock.now(),
@@ -436,10 +495,56 @@ where
                 known = Some(view);
             }
         }
+        // Far more than any sequence needs; only a bug could loop forever, and a job must always report.
+        steps += 1;
+        if steps >= 200 {
+            return Err(ActionError::failed(
+                "internal: the swap sequence did not settle within 200 steps; nothing more was changed",
+            ));
+        }
     }
-    Err(ActionError::failed(
-        "internal: the swap sequence did not settle within 200 steps; nothing more was changed",
-    ))
+}
+
+/// A poll AWS answered: a run of turned-away polls of that kind is over.
+fn answered(state: &mut State, poll: &str) {
+    if state.throttled.as_ref().is_some_and(|t| t.poll == poll) {
+        state.throttled = None;
+    }
+}
+
+/// A poll AWS turned away (throttling, a moment's unavailability): skipped, unless AWS has turned
+/// that poll away without a break for the plan's timeout; then the job ends by the one rule
+/// (throttling is SystemUnavailable), saying `what` could not be done and naming the call.
+fn turned_away(
+    state: &mut State,
+    poll: &str,
+    e: AwsError,
+    now: SystemTime,
+    plan: &Plan,
+    what: &str,
+) -> Result<(), ActionError> {
+    let now = unix_seconds(now);
+    let since = match &state.throttled {
+        Some(t) if t.poll == poll => t.since,
+        _ => {
+            state.throttled = Some(Throttled {
+                since: now,
+                poll: poll.to_string(),
+            });
+            now
+        }
+    };
+    let waited = now.saturating_sub(since);
+    if waited < plan.timeout.as_secs() {
+        return Ok(());
+    }
+    let mut error = ActionError::from(e);
+    error.message = format!(
+        "{what}: AWS turned every attempt away for {waited} s (the action's timeout is {} s); the last: {}",
+        plan.timeout.as_secs(),
+        error.message
+    );
+    Err(error)
 }
 
 /// SwapEnvironmentCNAMEs, then polls until DescribeEnvironments shows `production` on `to`.

@@ -500,6 +500,7 @@ fn weighted_steps_bake_and_are_judged_before_the_next() {
         }),
         baking: None,
         raised: None,
+        throttled: None,
     };
     let records = Some(vec![
         alias(&live_a(), Some(90)),
@@ -1446,4 +1447,173 @@ fn without_match_capacity_no_size_is_read() {
         t0(),
     );
     assert_eq!(name(&step), "read capacity");
+}
+
+// --- throttling during swap's waits (issue 16 point 4) -------------------------------------------
+
+fn throttling(service: Service, operation: &'static str) -> AwsError {
+    AwsError::answered(service, operation, "Throttling", "Rate exceeded")
+}
+
+/// `operation` on the fake Beanstalk is throttled this many times in a row.
+fn throttle(eb: &FakeBeanstalk, operation: &'static str, times: usize) {
+    for _ in 0..times {
+        eb.fail_next(operation, throttling(Service::ElasticBeanstalk, operation));
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_alarm_or_health_read_during_the_bake_skips_that_reading() {
+    use crate::alarms::{Alarm, AlarmState};
+    let (eb, r53) = bed(Mode::Cname);
+    eb.set_figures("shop-b", vec![figures(200, 0, 100)]);
+    let alarms = FakeAlarms::default();
+    alarms.set(vec![vec![Alarm {
+        name: "shop-errors".into(),
+        state: AlarmState::Ok,
+        reason: String::new(),
+    }]]);
+    // After production moved: DescribeAlarms throttled twice, DescribeEnvironmentHealth once.
+    alarms.fail_next(throttling(Service::CloudWatch, "DescribeAlarms"));
+    alarms.fail_next(throttling(Service::CloudWatch, "DescribeAlarms"));
+    throttle(&eb, "DescribeEnvironmentHealth", 1);
+    let clock = FakeClock::default();
+    let p = baking(plan(Mode::Cname), &["shop-errors"]);
+    let (end, _) = run_to_end(&eb, &r53, &alarms, &clock, &p, Duration::from_secs(60)).await;
+    let Ok(Outcome::Succeeded { variables, .. }) = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(production(&eb, &r53, Mode::Cname), "shop-b");
+    assert!(
+        variables["Bake"].contains("(3 more skipped: AWS throttled them)"),
+        "{variables:?}"
+    );
+    assert!(
+        variables["Bake"].starts_with("passed: baked 30 s"),
+        "{variables:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bake_throttled_to_its_end_does_not_pass_it_ends_as_system_unavailable() {
+    let (eb, r53) = bed(Mode::Cname);
+    throttle(&eb, "DescribeEnvironmentHealth", 1000);
+    let clock = FakeClock::default();
+    let p = baking(plan(Mode::Cname), &[]);
+    let (end, _) = run_to_end(
+        &eb,
+        &r53,
+        &FakeAlarms::default(),
+        &clock,
+        &p,
+        Duration::from_secs(60),
+    )
+    .await;
+    let err = end.unwrap_err();
+    assert_eq!(err.kind, FailureKind::SystemUnavailable, "{}", err.message);
+    assert!(
+        err.message.starts_with("the bake of `shop-b` could not take a reading; production stays on it and `shop-a` stays in service"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("(the action's timeout is 300 s); the last: Elastic Beanstalk DescribeEnvironmentHealth failed: Throttling: Rate exceeded"),
+        "{}",
+        err.message
+    );
+    assert_eq!(production(&eb, &r53, Mode::Cname), "shop-b");
+    assert!(
+        !eb.tags_of("shop-a").contains_key(TAG_OUT_OF_SERVICE_SINCE),
+        "the previous environment stays in service: the bake never vouched for the new one"
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_capacity_read_hands_over_within_the_budget_and_ends_at_the_timeout() {
+    use crate::swap::capacity::Capacity;
+    let (eb, r53) = bed(Mode::Cname);
+    eb.set_capacity(
+        "shop-a",
+        Capacity {
+            instances: 3,
+            healthy: 3,
+            min: 1,
+            max: 4,
+        },
+    );
+    throttle(&eb, "DescribeInstancesHealth", 1000);
+    let mut p = plan(Mode::Cname);
+    p.match_capacity = true;
+    let clock = FakeClock::default();
+    let verifier = FakeVerifier::new(version_of(&eb, &[]));
+    let alarms = FakeAlarms::default();
+    let clients = Clients {
+        eb: &eb,
+        r53: &r53,
+        verifier: &verifier,
+        clock: &clock,
+        alarms: &alarms,
+    };
+    let budget = Duration::from_secs(20);
+    let first = run(&clients, &p, None, budget).await.unwrap();
+    let Outcome::InProgress { summary, .. } = first else {
+        panic!("{first:?}")
+    };
+    assert!(
+        summary.contains("reading the capacity of `shop-a` and `shop-b`"),
+        "{summary}"
+    );
+    assert!(
+        clock.slept().iter().sum::<Duration>() <= budget,
+        "{:?}",
+        clock.slept()
+    );
+    let (end, _) = run_to_end(&eb, &r53, &alarms, &clock, &p, budget).await;
+    let err = end.unwrap_err();
+    assert_eq!(err.kind, FailureKind::SystemUnavailable, "{}", err.message);
+    assert!(
+        err.message.starts_with("the swap could not read the capacity of `shop-a` and `shop-b`; nothing was swapped: AWS turned every attempt away for "),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message
+            .ends_with("DescribeInstancesHealth failed: Throttling: Rate exceeded"),
+        "{}",
+        err.message
+    );
+    assert_eq!(eb.count("SwapEnvironmentCNAMEs"), 0);
+}
+
+#[tokio::test]
+async fn persistent_throttling_of_the_observation_ends_at_the_actions_timeout() {
+    let (eb, r53) = bed(Mode::Cname);
+    throttle(&eb, "DescribeEnvironments", 1000);
+    let clock = FakeClock::default();
+    let (end, handed_over) = run_to_end(
+        &eb,
+        &r53,
+        &FakeAlarms::default(),
+        &clock,
+        &plan(Mode::Cname),
+        Duration::from_secs(60),
+    )
+    .await;
+    let err = end.unwrap_err();
+    assert!(handed_over > 0);
+    assert_eq!(err.kind, FailureKind::SystemUnavailable, "{}", err.message);
+    assert!(
+        err.message.starts_with(
+            "the swap could not read its environments: AWS turned every attempt away for "
+        ),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message
+            .ends_with("DescribeEnvironments failed: Throttling: Rate exceeded"),
+        "{}",
+        err.message
+    );
+    assert_eq!(eb.count("SwapEnvironmentCNAMEs"), 0);
 }
