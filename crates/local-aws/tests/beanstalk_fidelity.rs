@@ -1153,3 +1153,139 @@ async fn tags_templates_and_the_protocol_refuse_as_beanstalk_does() {
         );
     }
 }
+
+/// The severity and message of an environment's newest `n` events, oldest first, through the AWS CLI.
+async fn cli_events(bed: &Bed, id: &str, n: usize) -> Vec<String> {
+    let events = bed
+        .ok(&[
+            "describe-events",
+            "--environment-id",
+            id,
+            "--max-items",
+            &n.to_string(),
+        ])
+        .await;
+    events["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["Severity"].as_str().unwrap(),
+                e["Message"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_aws_cli_changes_an_environments_tags_as_an_environment_update() {
+    // An update delay long enough for the AWS CLI (a Python process per call) to look at the
+    // environment while the tag change is under way.
+    let bed = bed(Options {
+        update_delay: Duration::from_secs(20),
+        ..Options::default()
+    })
+    .await;
+    let mut ids = vec![];
+    for name in ["shop-green", "shop-blue"] {
+        let created = bed
+            .ok(&[
+                "create-environment",
+                "--application-name",
+                "shop",
+                "--environment-name",
+                name,
+                "--solution-stack-name",
+                STACK,
+            ])
+            .await;
+        ids.push(created["EnvironmentId"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        bed.wait_for(id, "Ready").await;
+    }
+    let id = &ids[0];
+    let described = bed
+        .ok(&["describe-environments", "--environment-ids", id])
+        .await;
+    let arn = described["Environments"][0]["EnvironmentArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer = bed
+        .ok(&[
+            "update-tags-for-resource",
+            "--resource-arn",
+            &arn,
+            "--tags-to-add",
+            "Key=beanswap:retired-at,Value=now",
+        ])
+        .await;
+    assert_eq!(answer, Value::Null, "UpdateTagsForResource has no output");
+    let status = |d: &Value| d["Environments"][0]["Status"].as_str().unwrap().to_string();
+    let described = bed
+        .ok(&["describe-environments", "--environment-ids", id])
+        .await;
+    assert_eq!(status(&described), "Updating");
+    // Meanwhile every operation that needs Ready is refused with Beanstalk's words.
+    let refused =
+        "Environment named shop-green is in an invalid state for this operation. Must be Ready.";
+    for args in [
+        vec![
+            "update-tags-for-resource",
+            "--resource-arn",
+            &arn,
+            "--tags-to-add",
+            "Key=again,Value=1",
+        ],
+        vec![
+            "swap-environment-cnames",
+            "--source-environment-name",
+            "shop-green",
+            "--destination-environment-name",
+            "shop-blue",
+        ],
+        vec![
+            "update-environment",
+            "--environment-id",
+            id,
+            "--option-settings",
+            "Namespace=aws:elasticbeanstalk:application:environment,OptionName=A,Value=1",
+        ],
+    ] {
+        let err = bed.cli(&args).await.unwrap_err();
+        assert!(
+            err.contains("(InvalidParameterValue)") && err.contains(refused),
+            "{args:?}: {err}"
+        );
+    }
+    // Still the one update: the refused calls changed nothing.
+    let described = bed
+        .ok(&["describe-environments", "--environment-ids", id])
+        .await;
+    assert_eq!(status(&described), "Updating");
+    bed.wait_for(id, "Ready").await;
+    let lines = cli_events(&bed, id, 2).await;
+    assert_eq!(
+        lines,
+        [
+            "INFO Environment update is starting.",
+            "INFO Environment update completed successfully."
+        ],
+        "{lines:#?}"
+    );
+    let tags = bed
+        .ok(&["list-tags-for-resource", "--resource-arn", &arn])
+        .await;
+    let tags: Vec<(&str, &str)> = tags["ResourceTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["Key"].as_str().unwrap(), t["Value"].as_str().unwrap()))
+        .collect();
+    assert!(tags.contains(&("beanswap:retired-at", "now")), "{tags:?}");
+    assert!(!tags.iter().any(|(k, _)| *k == "again"), "{tags:?}");
+}
