@@ -1289,3 +1289,87 @@ async fn the_aws_cli_changes_an_environments_tags_as_an_environment_update() {
     assert!(tags.contains(&("beanswap:retired-at", "now")), "{tags:?}");
     assert!(!tags.iter().any(|(k, _)| *k == "again"), "{tags:?}");
 }
+
+/// An app whose health check path answers 503 from a request to `/sick` until one to `/well`.
+const FLAKY: &str = r#"import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SICK = [False]
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/sick":
+            SICK[0] = True
+        elif self.path == "/well":
+            SICK[0] = False
+        status = 503 if self.path == "/health" and SICK[0] else 200
+        body = b"unhealthy\n" if status == 503 else b"ok\n"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"#;
+
+#[tokio::test]
+async fn an_environment_that_degrades_and_recovers_logs_both_health_transitions() {
+    let bed = bed(Options::default()).await;
+    version(
+        &bed,
+        "flaky",
+        &[("Procfile", "web: python3 flaky.py\n"), ("flaky.py", FLAKY)],
+    )
+    .await;
+    let created = bed
+        .eb
+        .create_environment()
+        .application_name("shop")
+        .environment_name("shop-flaky")
+        .cname_prefix("shop-flaky")
+        .version_label("flaky")
+        .solution_stack_name(STACK)
+        .option_settings(setting(
+            "aws:elasticbeanstalk:application",
+            "Application Healthcheck URL",
+            "/health",
+        ))
+        .send()
+        .await
+        .unwrap();
+    let id = created.environment_id().unwrap().to_string();
+    bed.wait_for(&id, "Ready").await;
+    let host = "shop-flaky.us-east-1.elasticbeanstalk.com";
+    let health = |bed: &Bed, id: &str, want: &'static str| {
+        let (eb, id) = (bed.eb.clone(), id.to_string());
+        async move {
+            test_support::bed::wait_for_environment(&eb, &id, Duration::from_secs(30), |e| {
+                e.health_status().map(|h| h.as_str()) == Some(want)
+            })
+            .await
+        }
+    };
+    health(&bed, &id, "Ok").await;
+    // The only instance fails its health checks: Severe (Red). The load balancer, with no healthy
+    // target, fails open, so the request that heals the app still reaches it.
+    assert_eq!(bed.get(host, "/sick").await.0, 200);
+    let sick = health(&bed, &id, "Severe").await;
+    assert_eq!(sick.health().map(|h| h.as_str()), Some("Red"));
+    assert_eq!(bed.get(host, "/well").await.0, 200);
+    let well = health(&bed, &id, "Ok").await;
+    assert_eq!(well.health().map(|h| h.as_str()), Some("Green"));
+    let lines = cli_events(&bed, &id, 2).await;
+    assert!(
+        lines[0].starts_with("WARN Environment health has transitioned from Ok to Severe. "),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines[1], "INFO Environment health has transitioned from Severe to Ok.",
+        "{lines:#?}"
+    );
+}
