@@ -1373,3 +1373,77 @@ async fn an_environment_that_degrades_and_recovers_logs_both_health_transitions(
         "{lines:#?}"
     );
 }
+
+#[tokio::test]
+async fn every_call_is_counted_before_it_is_validated() {
+    let bed = bed(Options::default()).await;
+    let calls = || async {
+        let r = reqwest::get(format!("{}/_local/calls", bed.local.endpoint()))
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()
+    };
+    let count = |calls: &Value, op: &str| calls[op].as_u64().unwrap_or(0);
+    let before = calls().await;
+    // A name the model's constraints refuse, and a request naming nothing that exists: both refused
+    // by validation, both counted (AWS throttles and bills what it receives).
+    let err = bed
+        .eb
+        .create_environment()
+        .application_name("shop")
+        .environment_name("x")
+        .solution_stack_name(STACK)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).0, "InvalidParameterValue", "{err:?}");
+    let err = bed
+        .eb
+        .update_environment()
+        .environment_name("no-such-env")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).0, "InvalidParameterValue", "{err:?}");
+    let err = bed
+        .cli(&[
+            "delete-application-version",
+            "--application-name",
+            "shop",
+            "--version-label",
+            "none",
+        ])
+        .await
+        .unwrap_err();
+    assert!(err.contains("InvalidParameterValue"), "{err}");
+    // RDS and CodePipeline calls too: an identifier against CreateDBSnapshot's rule, a job result
+    // without its jobId.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(bed.local.endpoint())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("Action=CreateDBSnapshot&Version=2014-10-31&DBSnapshotIdentifier=1-bad--id&DBInstanceIdentifier=shop-db")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400, "{}", r.text().await.unwrap());
+    let r = http
+        .post(bed.local.endpoint())
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "CodePipeline_20150709.PutJobSuccessResult")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400, "{}", r.text().await.unwrap());
+    let after = calls().await;
+    for (op, n) in [
+        ("ElasticBeanstalk.CreateEnvironment", 1),
+        ("ElasticBeanstalk.UpdateEnvironment", 1),
+        ("ElasticBeanstalk.DeleteApplicationVersion", 1),
+        ("RDS.CreateDBSnapshot", 1),
+        ("CodePipeline.PutJobSuccessResult", 1),
+    ] {
+        assert_eq!(count(&after, op) - count(&before, op), n, "{op}: {after}");
+    }
+}
