@@ -1,7 +1,8 @@
 //! local-aws against what AWS documents (FIDELITY.md): error codes and limits, the platform catalogue and
 //! which platforms an account may launch, full option settings and clones that carry them, the router
-//! answering 503 until an instance has been checked, and enhanced health measured from real requests.
-//! The new operations are driven through the AWS CLI, so botocore's own parser reads our XML.
+//! answering 503 until an instance has been checked, enhanced health measured from real requests, health
+//! transitions both ways, a tag change as an environment update, and every call counted before it is
+//! validated. The new operations are driven through the AWS CLI, so botocore's own parser reads our XML.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
