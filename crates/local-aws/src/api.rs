@@ -198,6 +198,12 @@ pub(super) async fn dispatch(
     let params = query::Params::parse(&body);
     let operation = params.get("Action").unwrap_or_default().to_string();
     if params.get("Version") == Some(rds::VERSION) {
+        // Counted before anything refuses it, like Beanstalk's calls below.
+        *shared
+            .lock()
+            .calls
+            .entry(format!("RDS.{operation}"))
+            .or_default() += 1;
         if let Err(refused) = authorize(
             shared,
             &headers,
@@ -315,8 +321,8 @@ pub(super) async fn dispatch(
     }
 }
 
-/// One RDS call: counted like Beanstalk's (`RDS.<Operation>`), answered from the store; a snapshot's
-/// dump is started in the background.
+/// One RDS call (already counted as `RDS.<Operation>`), answered from the store; a snapshot's dump is
+/// started in the background.
 pub(super) fn rds_dispatch(
     runtime: &Arc<lifecycle::Runtime>,
     operation: &str,
@@ -325,7 +331,6 @@ pub(super) fn rds_dispatch(
     let request_id = uuid::Uuid::new_v4().to_string();
     let result = {
         let mut state = runtime.shared.lock();
-        *state.calls.entry(format!("RDS.{operation}")).or_default() += 1;
         rds::handle(&mut state.rds, operation, params, &runtime.dir)
     };
     match result {

@@ -3,7 +3,8 @@
 //! runs the application's own code (its migrations, typically). [`crate::lifecycle`] calls
 //! [`deploy_instances`] before it starts the web process and [`postdeploy`] after.
 //!
-//! What is modelled, and where each rule comes from (crates/local-aws/FIDELITY-database.md):
+//! What is modelled, and where each rule comes from (crates/local-aws/FIDELITY.md, section "Database,
+//! migrations, tail logs and backups"):
 //! - The instances: `aws:autoscaling:asg` MinSize of them (1 when unset), ids `i-<17 hex>`; the first is
 //!   the leader. Each gets its own staging directory (the bundle extracted again) and its own logs, and
 //!   runs its own web process (crate::lifecycle).

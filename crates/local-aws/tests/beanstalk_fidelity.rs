@@ -1,7 +1,8 @@
 //! local-aws against what AWS documents (FIDELITY.md): error codes and limits, the platform catalogue and
 //! which platforms an account may launch, full option settings and clones that carry them, the router
-//! answering 503 until an instance has been checked, and enhanced health measured from real requests.
-//! The new operations are driven through the AWS CLI, so botocore's own parser reads our XML.
+//! answering 503 until an instance has been checked, enhanced health measured from real requests, health
+//! transitions both ways, a tag change as an environment update, and every call counted before it is
+//! validated. The new operations are driven through the AWS CLI, so botocore's own parser reads our XML.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -1151,5 +1152,299 @@ async fn tags_templates_and_the_protocol_refuse_as_beanstalk_does() {
             text.contains("<Type>Sender</Type><Code>InvalidAction</Code>"),
             "{text}"
         );
+    }
+}
+
+/// The severity and message of an environment's newest `n` events, oldest first, through the AWS CLI.
+async fn cli_events(bed: &Bed, id: &str, n: usize) -> Vec<String> {
+    let events = bed
+        .ok(&[
+            "describe-events",
+            "--environment-id",
+            id,
+            "--max-items",
+            &n.to_string(),
+        ])
+        .await;
+    events["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["Severity"].as_str().unwrap(),
+                e["Message"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_aws_cli_changes_an_environments_tags_as_an_environment_update() {
+    // An update delay long enough for the AWS CLI (a Python process per call) to look at the
+    // environment while the tag change is under way.
+    let bed = bed(Options {
+        update_delay: Duration::from_secs(20),
+        ..Options::default()
+    })
+    .await;
+    let mut ids = vec![];
+    for name in ["shop-green", "shop-blue"] {
+        let created = bed
+            .ok(&[
+                "create-environment",
+                "--application-name",
+                "shop",
+                "--environment-name",
+                name,
+                "--solution-stack-name",
+                STACK,
+            ])
+            .await;
+        ids.push(created["EnvironmentId"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        bed.wait_for(id, "Ready").await;
+    }
+    let id = &ids[0];
+    let described = bed
+        .ok(&["describe-environments", "--environment-ids", id])
+        .await;
+    let arn = described["Environments"][0]["EnvironmentArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer = bed
+        .ok(&[
+            "update-tags-for-resource",
+            "--resource-arn",
+            &arn,
+            "--tags-to-add",
+            "Key=beanswap:retired-at,Value=now",
+        ])
+        .await;
+    assert_eq!(answer, Value::Null, "UpdateTagsForResource has no output");
+    let status = |d: &Value| d["Environments"][0]["Status"].as_str().unwrap().to_string();
+    let described = bed
+        .ok(&["describe-environments", "--environment-ids", id])
+        .await;
+    assert_eq!(status(&described), "Updating");
+    // Meanwhile every operation that needs Ready is refused with Beanstalk's words.
+    let refused =
+        "Environment named shop-green is in an invalid state for this operation. Must be Ready.";
+    for args in [
+        vec![
+            "update-tags-for-resource",
+            "--resource-arn",
+            &arn,
+            "--tags-to-add",
+            "Key=again,Value=1",
+        ],
+        vec![
+            "swap-environment-cnames",
+            "--source-environment-name",
+            "shop-green",
+            "--destination-environment-name",
+            "shop-blue",
+        ],
+        vec![
+            "update-environment",
+            "--environment-id",
+            id,
+            "--option-settings",
+            "Namespace=aws:elasticbeanstalk:application:environment,OptionName=A,Value=1",
+        ],
+    ] {
+        let err = bed.cli(&args).await.unwrap_err();
+        assert!(
+            err.contains("(InvalidParameterValue)") && err.contains(refused),
+            "{args:?}: {err}"
+        );
+    }
+    // Still the one update: the refused calls changed nothing.
+    let described = bed
+        .ok(&["describe-environments", "--environment-ids", id])
+        .await;
+    assert_eq!(status(&described), "Updating");
+    bed.wait_for(id, "Ready").await;
+    let lines = cli_events(&bed, id, 2).await;
+    assert_eq!(
+        lines,
+        [
+            "INFO Environment update is starting.",
+            "INFO Environment update completed successfully."
+        ],
+        "{lines:#?}"
+    );
+    let tags = bed
+        .ok(&["list-tags-for-resource", "--resource-arn", &arn])
+        .await;
+    let tags: Vec<(&str, &str)> = tags["ResourceTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["Key"].as_str().unwrap(), t["Value"].as_str().unwrap()))
+        .collect();
+    assert!(tags.contains(&("beanswap:retired-at", "now")), "{tags:?}");
+    assert!(!tags.iter().any(|(k, _)| *k == "again"), "{tags:?}");
+}
+
+/// An app whose health check path answers 503 from a request to `/sick` until one to `/well`.
+const FLAKY: &str = r#"import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SICK = [False]
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/sick":
+            SICK[0] = True
+        elif self.path == "/well":
+            SICK[0] = False
+        status = 503 if self.path == "/health" and SICK[0] else 200
+        body = b"unhealthy\n" if status == 503 else b"ok\n"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"#;
+
+#[tokio::test]
+async fn an_environment_that_degrades_and_recovers_logs_both_health_transitions() {
+    let bed = bed(Options::default()).await;
+    version(
+        &bed,
+        "flaky",
+        &[("Procfile", "web: python3 flaky.py\n"), ("flaky.py", FLAKY)],
+    )
+    .await;
+    let created = bed
+        .eb
+        .create_environment()
+        .application_name("shop")
+        .environment_name("shop-flaky")
+        .cname_prefix("shop-flaky")
+        .version_label("flaky")
+        .solution_stack_name(STACK)
+        .option_settings(setting(
+            "aws:elasticbeanstalk:application",
+            "Application Healthcheck URL",
+            "/health",
+        ))
+        .send()
+        .await
+        .unwrap();
+    let id = created.environment_id().unwrap().to_string();
+    bed.wait_for(&id, "Ready").await;
+    let host = "shop-flaky.us-east-1.elasticbeanstalk.com";
+    let health = |bed: &Bed, id: &str, want: &'static str| {
+        let (eb, id) = (bed.eb.clone(), id.to_string());
+        async move {
+            test_support::bed::wait_for_environment(&eb, &id, Duration::from_secs(30), |e| {
+                e.health_status().map(|h| h.as_str()) == Some(want)
+            })
+            .await
+        }
+    };
+    health(&bed, &id, "Ok").await;
+    // The only instance fails its health checks: Severe (Red). The load balancer, with no healthy
+    // target, fails open, so the request that heals the app still reaches it.
+    assert_eq!(bed.get(host, "/sick").await.0, 200);
+    let sick = health(&bed, &id, "Severe").await;
+    assert_eq!(sick.health().map(|h| h.as_str()), Some("Red"));
+    assert_eq!(bed.get(host, "/well").await.0, 200);
+    let well = health(&bed, &id, "Ok").await;
+    assert_eq!(well.health().map(|h| h.as_str()), Some("Green"));
+    let lines = cli_events(&bed, &id, 2).await;
+    assert!(
+        lines[0].starts_with("WARN Environment health has transitioned from Ok to Severe. "),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines[1], "INFO Environment health has transitioned from Severe to Ok.",
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn every_call_is_counted_before_it_is_validated() {
+    let bed = bed(Options::default()).await;
+    let calls = || async {
+        let r = reqwest::get(format!("{}/_local/calls", bed.local.endpoint()))
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()
+    };
+    let count = |calls: &Value, op: &str| calls[op].as_u64().unwrap_or(0);
+    let before = calls().await;
+    // A name the model's constraints refuse, and a request naming nothing that exists: both refused
+    // by validation, both counted (AWS throttles and bills what it receives).
+    let err = bed
+        .eb
+        .create_environment()
+        .application_name("shop")
+        .environment_name("x")
+        .solution_stack_name(STACK)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).0, "InvalidParameterValue", "{err:?}");
+    let err = bed
+        .eb
+        .update_environment()
+        .environment_name("no-such-env")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).0, "InvalidParameterValue", "{err:?}");
+    let err = bed
+        .cli(&[
+            "delete-application-version",
+            "--application-name",
+            "shop",
+            "--version-label",
+            "none",
+        ])
+        .await
+        .unwrap_err();
+    assert!(err.contains("InvalidParameterValue"), "{err}");
+    // RDS and CodePipeline calls too: an identifier against CreateDBSnapshot's rule, a job result
+    // without its jobId.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(bed.local.endpoint())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("Action=CreateDBSnapshot&Version=2014-10-31&DBSnapshotIdentifier=1-bad--id&DBInstanceIdentifier=shop-db")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400, "{}", r.text().await.unwrap());
+    let r = http
+        .post(bed.local.endpoint())
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "CodePipeline_20150709.PutJobSuccessResult")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400, "{}", r.text().await.unwrap());
+    let after = calls().await;
+    for (op, n) in [
+        ("ElasticBeanstalk.CreateEnvironment", 1),
+        ("ElasticBeanstalk.UpdateEnvironment", 1),
+        ("ElasticBeanstalk.DeleteApplicationVersion", 1),
+        ("RDS.CreateDBSnapshot", 1),
+        ("CodePipeline.PutJobSuccessResult", 1),
+    ] {
+        assert_eq!(count(&after, op) - count(&before, op), n, "{op}: {after}");
     }
 }

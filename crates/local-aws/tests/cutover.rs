@@ -469,6 +469,26 @@ async fn the_scaling_trigger_grows_a_loaded_environment_and_shrinks_it_when_idle
     // Idle: back to MinSize.
     bed.wait_instances(&id, "back to one instance", |list| list.len() == 1)
         .await;
+    // Each step writes Beanstalk's event (meteor-up/mup-aws-beanstalk #149 shows both).
+    let events = bed
+        .eb
+        .describe_events()
+        .environment_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let messages: Vec<&str> = events.events().iter().filter_map(|e| e.message()).collect();
+    for (prefix, suffix) in [
+        ("Added instance [i-0", "] to your environment."),
+        ("Removed instance [i-0", "] from your environment."),
+    ] {
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with(prefix) && m.ends_with(suffix)),
+            "{messages:#?}"
+        );
+    }
 }
 
 #[tokio::test]

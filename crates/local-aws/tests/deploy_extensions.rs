@@ -273,3 +273,78 @@ async fn a_failing_command_fails_the_deployment_and_the_tail_logs_show_its_outpu
         assert!(leader_log.contains(expected), "{expected:?} not in\n{leader_log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_that_cannot_be_fetched_fails_the_instances_deployment() {
+    let bed = Bed::start(Options::default()).await;
+    bed.version(
+        "v1",
+        test_support::app_bundle(
+            "v1",
+            &[
+                (".ebextensions/01-commands.config", EXTENSIONS),
+                (".platform/hooks/predeploy/01_hook.sh", HOOK),
+            ],
+        ),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran.log");
+    let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:shop-db-gone-AbCdEf";
+    let id = launch(
+        &bed,
+        "shop-nosecret",
+        "v1",
+        vec![
+            setting(
+                "aws:elasticbeanstalk:application:environment",
+                "RAN",
+                ran.to_str().unwrap(),
+            ),
+            setting(
+                "aws:elasticbeanstalk:application:environmentsecrets",
+                "DATABASE_CREDENTIALS",
+                missing,
+            ),
+        ],
+    )
+    .await;
+    let env = wait_for_environment(&bed.eb, &id, Duration::from_secs(30), |e| {
+        e.health().map(|h| h.as_str()) == Some("Red")
+    })
+    .await;
+    assert_eq!(env.status().map(|s| s.as_str()), Some("Ready"));
+    let seen = events(&bed, &id).await;
+    let text = seen.join("\n");
+    let failed = seen
+        .iter()
+        .position(|l| l.starts_with("ERROR Instance deployment failed."))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        seen[failed].contains(&format!(
+            "Failed to fetch secret {missing} for environment variable DATABASE_CREDENTIALS"
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        seen[failed + 1],
+        "ERROR Create environment operation is complete, but with errors. For more information, see troubleshooting documentation.",
+        "{text}"
+    );
+    // The secrets are fetched before anything of the bundle runs: no container command, no hook.
+    assert!(!ran.exists(), "{:?}", std::fs::read_to_string(&ran));
+    let health = bed
+        .eb
+        .describe_instances_health()
+        .environment_id(&id)
+        .attribute_names(aws_sdk_elasticbeanstalk::types::InstancesHealthAttribute::Deployment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.instance_health_list()[0]
+            .deployment()
+            .and_then(|d| d.status()),
+        Some("Failed")
+    );
+}
