@@ -480,7 +480,7 @@ async fn fail<B: BeanstalkApi>(
         // version already live and Red, or a first environment launched on the production CNAME),
         // nor suggests terminating it.
         _ if serves_production(plan, state, env) && !env.is_terminated() => format!(
-            "{} serves production (it is the live environment, on the production CNAME), so stage leaves it running whatever on_failure says; deploy a version that fixes it",
+            "{} holds the production CNAME, so stage leaves it running whatever on_failure says; deploy a version that fixes it",
             env.name
         ),
         OnFailure::Keep => format!(
@@ -499,7 +499,7 @@ async fn fail<B: BeanstalkApi>(
     };
     let production = if serves_production(plan, state, env) {
         format!(
-            "Stage changed nothing in production, but {} is the environment that serves it",
+            "Production is {} itself, running this failing version",
             env.name
         )
     } else {

@@ -371,9 +371,9 @@ async fn a_red_environment_that_serves_production_is_never_terminated() {
         assert_eq!(eb.env("shop-v2").status, "Ready");
         for part in [
             "health is Red",
-            "shop-v2 serves production",
+            "shop-v2 holds the production CNAME",
             "leaves it running whatever on_failure says",
-            "shop-v2 is the environment that serves it",
+            "Production is shop-v2 itself",
         ] {
             assert!(err.message.contains(part), "{part}: {}", err.message);
         }
@@ -405,7 +405,7 @@ async fn a_red_environment_that_serves_production_is_never_terminated() {
         .unwrap_err();
     assert_eq!(eb.count("TerminateEnvironment"), 0, "{}", err.message);
     assert!(
-        err.message.contains("shop-v2 serves production"),
+        err.message.contains("shop-v2 holds the production CNAME"),
         "{}",
         err.message
     );
