@@ -87,7 +87,8 @@ FAULTS = Faults(ERROR_PERCENT)
 
 def database_status():
     """Where the database is, from the environment properties the template sets (DATABASE_HOST and
-    DATABASE_PORT, or DATABASE_URL); the local pipeline run has no database and sets neither."""
+    DATABASE_PORT, or DATABASE_URL); the local pipeline run sets them too, for the PostgreSQL it starts
+    and shares between the environments as RDS is on AWS. With neither, the app runs without one."""
     host = os.environ.get("DATABASE_HOST")
     if host:
         return f"database at {host}:{os.environ.get('DATABASE_PORT', '5432')}"

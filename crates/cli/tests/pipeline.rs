@@ -303,6 +303,13 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
         regex::Regex::new(r"migrations applied: 1 0001_orders \S+, 2 0002_orders_note \S+;")
             .unwrap();
     assert!(migrations.is_match(report), "{report}");
+    // The report says v1 passed the live check on v2's migrated database (from SmokeTest's result).
+    assert!(
+        report.contains(&format!(
+            "live check of the version in production on the migrated database (SmokeTest, before the approval): deployment 1 none, nothing else served production; deployment 2 passed at http://{PRODUCTION}/\n"
+        )),
+        "{report}"
+    );
 
     // v1 was retired per the retire settings (keep 0): terminated, nothing kept.
     assert_eq!(&second["Retire.Terminated"], v1_env, "{report}");
@@ -414,6 +421,13 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
     // answering them after the swap, and retire terminated it only once it had served nobody for a
     // TTL.
     assert!(moved.old_after_swap.unwrap_or(0) > 0, "{moved:?}");
+    // ... and v1 alone answered until the swap: no answer by v2 before the Swap action began.
+    assert_eq!(moved.new_before_swap, Some(0), "{moved:?}");
+    assert_eq!(data.summary(0).new_before_swap, None);
+    assert!(
+        report.contains("answered by the new version before the swap: 0;"),
+        "{report}"
+    );
     assert!(
         moved.cutover.is_some() && moved.to_99.is_some(),
         "{moved:?}"

@@ -175,6 +175,49 @@ async fn a_migration_runs_once_and_a_retried_stage_does_not_run_it_again() {
     let v2 = params("v2", &login.host, login.port, &login.database, &secret);
     let staged = bed.drive(&mut f, &v2, 60).await;
     let name = staged.variable("EnvironmentName");
+    // The schema each version sees once v2's migration ran: v2 (staged) expects 2 and finds 2; v1,
+    // still in production until the swap, expects 1, finds 2, and still writes and reads orders on it.
+    let schema = |host: String| {
+        let bed = &bed;
+        async move {
+            let (status, body) = bed.get(&host, "/api/info").await;
+            assert_eq!(status, 200, "{host}: {body}");
+            let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+            (
+                info["version"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+                info["schema"]["expected"].clone(),
+                info["schema"]["found"].clone(),
+                info,
+            )
+        }
+    };
+    let (version, expected, found, info) = schema(staged.variable("Cname")).await;
+    assert_eq!(
+        (version.as_str(), expected, found),
+        ("v2", 2.into(), 2.into()),
+        "{info}"
+    );
+    let production = "shop-prod.us-east-1.elasticbeanstalk.com";
+    let (version, expected, found, info) = schema(production.to_string()).await;
+    assert_eq!(
+        (version.as_str(), expected, found),
+        ("v1", 1.into(), 2.into()),
+        "{info}"
+    );
+    for _ in 0..2 {
+        let (status, body) = bed.get(production, "/api/orders").await;
+        assert_eq!(status, 200, "v1 writes on v2's schema: {body}");
+        let orders: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let inserted = &orders["inserted"];
+        assert_eq!(
+            orders["latest"][0]["id"], *inserted,
+            "v1 reads what it wrote: {body}"
+        );
+    }
     // Lambda retries the invocation (a new job, no token): the environment is adopted, not launched
     // again, so its container commands do not run again.
     let retried = bed.drive(&mut f, &v2, 60).await;

@@ -63,6 +63,9 @@ pub fn describe_cutover(s: &DeploymentSummary) -> String {
     let secs =
         |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1} s", d.as_secs_f64()));
     let mut parts = vec![format!("{} failed of {}", s.failures, s.requests)];
+    if let Some(n) = s.new_before_swap {
+        parts.push(format!("answered by the new version before the swap: {n}"));
+    }
     if let Some(swap) = s.swap_at {
         parts.push(format!(
             "swap at {:.1} s; the old version answered {} requests after it{}",
@@ -101,6 +104,7 @@ pub fn cutover_json(s: &DeploymentSummary) -> serde_json::Value {
         "to_99_percent_s": secs(s.to_99),
         "to_100_percent_s": secs(s.cutover),
         "refused_draining": s.refused_draining,
+        "new_before_swap": s.new_before_swap,
         "instances": s.instances.iter().map(|(env, seen)| {
             (env.clone(), seen.iter().map(|(at, n)| serde_json::json!([secs(Some(*at)), n])).collect::<Vec<_>>())
         }).collect::<BTreeMap<_, _>>(),

@@ -200,6 +200,11 @@ pub struct DeploymentSummary {
     pub instances: BTreeMap<String, Vec<(Duration, usize)>>,
     /// Calls per service.
     pub calls: BTreeMap<String, u64>,
+    /// Good answers from this deployment's version before its Swap action began (before the swap
+    /// could have moved anything), once another version served production: 0 unless production
+    /// reached the new version early. `None` when no other version had answered by then (a first
+    /// deployment: its environment takes the production CNAME itself) or the version is unknown.
+    pub new_before_swap: Option<usize>,
 }
 
 /// Where a sample goes in the pictures.
@@ -427,6 +432,25 @@ impl Run {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, _) => a,
         };
+        // Until the Swap action began (or the window's end, when the deployment stopped before it).
+        let swap_began = d
+            .actions
+            .iter()
+            .filter(|a| a.name.starts_with("Swap /"))
+            .map(|a| a.start)
+            .min()
+            .unwrap_or(to);
+        let new_before_swap = d.version.as_ref().and_then(|new| {
+            let other_served = self.samples.iter().any(|s| {
+                s.at < swap_began && s.ok() && s.version.as_ref().is_some_and(|v| v != new)
+            });
+            other_served.then(|| {
+                inside
+                    .iter()
+                    .filter(|s| s.at < swap_began && s.ok() && s.version.as_ref() == Some(new))
+                    .count()
+            })
+        });
         DeploymentSummary {
             requests,
             failures,
@@ -439,6 +463,7 @@ impl Run {
             refused_draining,
             instances,
             calls,
+            new_before_swap,
         }
     }
 

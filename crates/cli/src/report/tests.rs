@@ -326,3 +326,25 @@ fn instance_counts_are_reported_when_they_change() {
         "shop-a 2 -> 3 (at 0.5 s) -> 2 (at 0.8 s); shop-b 2"
     );
 }
+
+#[test]
+fn answers_by_the_new_version_before_the_swap_are_counted() {
+    let mut run = two_deployments();
+    // The first deployment had no other version in production before it: nothing to count.
+    assert_eq!(run.summary(0).new_before_swap, None);
+    // v2 first answered at the swap (6.1 s), after the Swap action began at 5.9 s.
+    let second = run.summary(1);
+    assert_eq!(second.new_before_swap, Some(0));
+    assert!(
+        describe_cutover(&second).contains("answered by the new version before the swap: 0"),
+        "{}",
+        describe_cutover(&second)
+    );
+    assert_eq!(cutover_json(&second)["new_before_swap"], 0);
+    // Production answered with v2 at 4 s and 5 s, before the Swap action began: both counted.
+    for at in [4_000, 5_000] {
+        let i = run.samples.iter().position(|s| s.at == ms(at)).unwrap();
+        run.samples[i].version = Some("v2".into());
+    }
+    assert_eq!(run.summary(1).new_before_swap, Some(2));
+}

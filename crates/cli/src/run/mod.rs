@@ -362,6 +362,7 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
         if snapshots.is_empty() { "none".to_string() } else { snapshots.join(", ") },
         crate::database::snapshot_dir(&settings.report_dir).display()
     );
+    let _ = writeln!(text, "{}", live_checks(&runs));
     let _ = writeln!(text, "timeline: {}", svg.display());
     let _ = writeln!(
         text,
@@ -449,9 +450,73 @@ pub async fn screenshot(data: &report::Run, html: &Path, ui: &Ui) -> Option<Path
     }
 }
 
+/// What SmokeTest's live check said of each deployment: whether the version in production passed the
+/// smoke test's checks against the database as the new version's migrations left it (the smoke test's
+/// own summary says so), in one line of the text report.
+fn live_checks(runs: &[RunResult]) -> String {
+    const PASSED: &str = "the version in production passed the same checks at ";
+    let each: Vec<String> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let said = if let Some(at) = r
+                .variables
+                .get("SmokeTest.Summary")
+                .and_then(|s| s.split_once(PASSED))
+                .map(|(_, rest)| rest.split_whitespace().next().unwrap_or_default())
+            {
+                format!("passed at {at}")
+            } else if r
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.to_string().contains("the migration broke the version in production"))
+            {
+                "FAILED: the migration broke the version in production (see the deployment's failure)".into()
+            } else if r.variables.get("Stage.LiveUrl").is_some_and(String::is_empty) {
+                "none, nothing else served production".into()
+            } else {
+                "not run".into()
+            };
+            format!("deployment {} {said}", i + 1)
+        })
+        .collect();
+    format!(
+        "live check of the version in production on the migrated database (SmokeTest, before the approval): {}",
+        if each.is_empty() { "none".to_string() } else { each.join("; ") }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_report_says_whether_the_version_in_production_passed_the_live_check() {
+        let run = |vars: &[(&str, &str)]| RunResult {
+            variables: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..RunResult::default()
+        };
+        let runs = [
+            run(&[("Stage.LiveUrl", ""), ("SmokeTest.Summary", "3 rounds passed")]),
+            run(&[
+                ("Stage.LiveUrl", "http://shop-prod/"),
+                (
+                    "SmokeTest.Summary",
+                    "3 rounds passed; the version in production passed them too, on the migrated database\n\
+                     the version in production passed the same checks at http://shop-prod/ against the migrated database\ntable",
+                ),
+            ]),
+            run(&[("Stage.LiveUrl", "http://shop-prod/")]),
+        ];
+        assert_eq!(
+            live_checks(&runs),
+            "live check of the version in production on the migrated database (SmokeTest, before the approval): \
+             deployment 1 none, nothing else served production; deployment 2 passed at http://shop-prod/; deployment 3 not run"
+        );
+    }
 
     #[test]
     fn the_report_opens_with_the_desktops_opener_only_where_there_is_a_display() {

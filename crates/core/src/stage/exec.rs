@@ -483,11 +483,7 @@ async fn fail<B: BeanstalkApi>(
     reason: &str,
 ) -> ActionError {
     let recent = eb
-        .events_since(
-            &state.env_id,
-            Some(from_unix_millis(state.started_ms.saturating_sub(1000))),
-            100,
-        )
+        .events_since(&state.env_id, Some(events_from(state, env)), 100)
         .await
         .map(|events| event_lines(&events, 15))
         .unwrap_or_else(|e| format!("(events unavailable: {e})"));
@@ -513,6 +509,13 @@ async fn fail<B: BeanstalkApi>(
         String::new()
     };
     let what_now = match plan.on_failure {
+        // Rule 6: whatever on_failure says, stage never terminates what serves production (this
+        // version already live and Red, or a first environment launched on the production CNAME),
+        // nor suggests terminating it.
+        _ if serves_production(plan, state, env) && !env.is_terminated() => format!(
+            "{} holds the production CNAME, so stage leaves it running whatever on_failure says; deploy a version that fixes it",
+            env.name
+        ),
         OnFailure::Keep => format!(
             "{} was kept for inspection (on_failure: keep); terminate it when done, e.g. `aws elasticbeanstalk terminate-environment --environment-id {}`",
             env.name, env.id
@@ -527,14 +530,47 @@ async fn fail<B: BeanstalkApi>(
         Ok(()) => String::new(),
         Err(e) => format!(" Deleting the cloned configuration template was refused too: {e}."),
     };
+    let production = if serves_production(plan, state, env) {
+        format!(
+            "Production is {} itself, running this failing version",
+            env.name
+        )
+    } else {
+        format!(
+            "Production is unchanged{}",
+            state
+                .live
+                .as_deref()
+                .map(|l| format!(" ({l} still serves it)"))
+                .unwrap_or_default()
+        )
+    };
     ActionError::failed(format!(
-        "Staging version {} failed: {reason}. {what_now}. Production is unchanged{}.{cleanup}{instances}\nRecent events of {}:\n{recent}",
+        "Staging version {} failed: {reason}. {what_now}. {production}.{cleanup}{instances}\nRecent events of {}:\n{recent}",
         plan.version_label,
-        state
-            .live
-            .as_deref()
-            .map(|l| format!(" ({l} still serves it)"))
-            .unwrap_or_default(),
         env.name
     ))
+}
+
+/// Whether `env` serves production: it was the live environment when staging began (the version is
+/// already live), or it holds the production CNAME now (a first environment launched on it), or it
+/// is the production environment named in the plan.
+fn serves_production(plan: &Plan, state: &State, env: &Environment) -> bool {
+    state.live.as_deref() == Some(env.name.as_str())
+        || plan
+            .production_cname
+            .as_deref()
+            .is_some_and(|cname| env.holds_cname(cname))
+        || plan.production_environment.as_deref() == Some(env.name.as_str())
+}
+
+/// Where a failure's "Recent events" begin: this staging's start, or the environment's launch when
+/// that was earlier (an adopted environment: a retry's own start would leave out the events that
+/// made the verdict, and a Retry pressed after a failure would show none of them).
+fn events_from(state: &State, env: &Environment) -> SystemTime {
+    let mut from_ms = state.started_ms;
+    if let Some(created) = env.created {
+        from_ms = from_ms.min(unix_millis(created));
+    }
+    from_unix_millis(from_ms.saturating_sub(1000))
 }

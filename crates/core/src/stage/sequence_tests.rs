@@ -439,3 +439,120 @@ async fn with_a_domain_the_live_environment_is_the_records_target_not_the_cnames
     assert!(err.message.contains("www.shop.example"), "{}", err.message);
     assert!(eb.created().is_empty());
 }
+
+/// Rule 6 in stage: the version being staged is already live, its environment Ready but Red. Stage
+/// fails it like any Red launch, but never terminates it whatever on_failure says, nor suggests
+/// terminating it, and says that it is production that failed, not "Production is unchanged".
+#[tokio::test]
+async fn a_red_environment_that_serves_production_is_never_terminated() {
+    for on_failure in [OnFailure::Terminate, OnFailure::Keep] {
+        let clock = FakeClock::default();
+        // shop-v2 already holds the production CNAME with this very version (swapped earlier).
+        let eb = FakeBeanstalk::with(vec![environment("shop", "shop-v2", "shop-prod", "v2")]);
+        eb.set_tags(
+            "shop-v2",
+            &[
+                (TAG_APPLICATION, "shop"),
+                (TAG_VERSION, "v2"),
+                (TAG_PIPELINE_EXECUTION, "exec-0"),
+            ],
+        );
+        eb.set("shop-v2", |e| {
+            e.health = "Red".into();
+            e.health_status = Some("Severe".into());
+        });
+        let plan = Plan {
+            on_failure,
+            ..plan()
+        };
+
+        let err = invoke_until_done(&eb, &plan, None, &clock, 3)
+            .await
+            .unwrap_err();
+
+        assert_eq!(err.kind, FailureKind::JobFailed, "{}", err.message);
+        assert_eq!(eb.count("TerminateEnvironment"), 0, "{}", err.message);
+        assert_eq!(eb.env("shop-v2").status, "Ready");
+        for part in [
+            "health is Red",
+            "shop-v2 holds the production CNAME",
+            "leaves it running whatever on_failure says",
+            "Production is shop-v2 itself",
+        ] {
+            assert!(err.message.contains(part), "{part}: {}", err.message);
+        }
+        for wrong in [
+            "Production is unchanged",
+            "terminate-environment",
+            "being terminated",
+        ] {
+            assert!(!err.message.contains(wrong), "{wrong}: {}", err.message);
+        }
+    }
+
+    // A first environment, launched on the production CNAME, that goes Red: it holds the production
+    // CNAME, so it is not terminated either.
+    let clock = FakeClock::default();
+    let eb = FakeBeanstalk::default();
+    let first = Plan {
+        first_source: Some(Source::SolutionStack("64bit Amazon Linux 2023".into())),
+        on_failure: OnFailure::Terminate,
+        ..plan()
+    };
+    let (state, _) = begun(begin(&eb, &no_domain(), &first, clock.now()).await.unwrap());
+    eb.set("shop-v2", |e| {
+        e.status = "Ready".into();
+        e.health = "Red".into();
+    });
+    let err = invoke_until_done(&eb, &first, Some(state), &clock, 3)
+        .await
+        .unwrap_err();
+    assert_eq!(eb.count("TerminateEnvironment"), 0, "{}", err.message);
+    assert!(
+        err.message.contains("shop-v2 holds the production CNAME"),
+        "{}",
+        err.message
+    );
+
+    // Beside a live environment, on_failure: terminate still removes the failed new one (see
+    // a_red_launch_fails_with_its_events_and_is_terminated_when_asked).
+}
+
+/// A Retry pressed after a failure adopts the environment the earlier invocation created and judges it
+/// on every event since its launch; the failure's "Recent events" list those events too, not only the
+/// ones after the retry began (which would be none).
+#[tokio::test]
+async fn a_retry_that_fails_lists_the_adopted_environments_events_since_its_launch() {
+    let clock = FakeClock::default();
+    let eb = with_live();
+    let launched = clock.now();
+    begun(begin(&eb, &no_domain(), &plan(), launched).await.unwrap());
+    eb.set("shop-v2", |e| e.created = Some(launched));
+    eb.add_event(
+        "shop-v2",
+        launched + Duration::from_secs(20),
+        "INFO",
+        "Created EC2 instance(s): [i-0abc].",
+    );
+    eb.add_event(
+        "shop-v2",
+        launched + Duration::from_secs(90),
+        "ERROR",
+        "Stack named 'awseb-e-shop-v2-stack' aborted operation.",
+    );
+
+    // The earlier invocation's token is lost; Retry is pressed ten minutes later.
+    clock.advance(Duration::from_secs(600));
+    let err = invoke_until_done(&eb, &plan(), None, &clock, 3)
+        .await
+        .unwrap_err();
+
+    assert_eq!(eb.created().len(), 1, "adopted, not launched again");
+    let (_, recent) = err
+        .message
+        .split_once("Recent events of shop-v2:\n")
+        .expect("a list of recent events");
+    for event in ["Created EC2 instance(s)", "aborted operation"] {
+        assert!(recent.contains(event), "{event}: {}", err.message);
+    }
+}
