@@ -37,6 +37,31 @@ impl ParamsError {
     }
 }
 
+/// `hosted_zone_id` and `domain`, which go together: the production record they name, if any.
+pub fn production_record(
+    hosted_zone_id: &Option<String>,
+    domain: &Option<String>,
+) -> Result<Option<crate::route53::RecordName>, ParamsError> {
+    match (hosted_zone_id, domain) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ParamsError::field(
+            "domain",
+            "is required with `hosted_zone_id`",
+        )),
+        (None, Some(_)) => Err(ParamsError::field(
+            "hosted_zone_id",
+            "is required with `domain`",
+        )),
+        (Some(z), Some(d)) if z.trim().is_empty() || d.trim().is_empty() => Err(
+            ParamsError::field("domain", "and `hosted_zone_id` must not be empty"),
+        ),
+        (Some(z), Some(d)) => Ok(Some(crate::route53::RecordName {
+            zone: z.trim().to_string(),
+            name: d.trim().to_string(),
+        })),
+    }
+}
+
 /// `#[serde(default = "beanswap_core::params::yes")]`: a switch that is on unless turned off.
 pub fn yes() -> bool {
     true

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use beanswap_core::params::ApplicationName;
-use beanswap_core::retire::exec::{self, Clients, Progress, Prune, Record, Scale, Settings};
+use beanswap_core::retire::exec::{self, Clients, Progress, Prune, Scale, Settings};
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
 use serde::Deserialize;
 
@@ -96,13 +96,8 @@ impl Params {
         Settings {
             application: self.application.to_string(),
             production_cname: self.production_cname.trim().to_string(),
-            record: match (&self.hosted_zone_id, &self.domain) {
-                (Some(zone), Some(domain)) => Some(Record {
-                    hosted_zone_id: zone.clone(),
-                    domain: domain.clone(),
-                }),
-                _ => None,
-            },
+            record: beanswap_core::params::production_record(&self.hosted_zone_id, &self.domain)
+                .unwrap_or_default(),
             keep: self.keep as usize,
             grace: self.grace(),
             scale_down_kept: self.scale_down_kept.map(|s| Scale {
@@ -133,27 +128,7 @@ impl UserParameters for Params {
                 "must be a CNAME prefix (shop-prod) or a full CNAME (shop-prod.us-east-1.elasticbeanstalk.com)",
             ));
         }
-        match (&self.hosted_zone_id, &self.domain) {
-            (Some(_), None) => {
-                return Err(ParamsError::field(
-                    "domain",
-                    "is required with `hosted_zone_id`",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ParamsError::field(
-                    "hosted_zone_id",
-                    "is required with `domain`",
-                ))
-            }
-            (Some(z), Some(d)) if z.trim().is_empty() || d.trim().is_empty() => {
-                return Err(ParamsError::field(
-                    "domain",
-                    "and `hosted_zone_id` must not be empty",
-                ))
-            }
-            _ => {}
-        }
+        beanswap_core::params::production_record(&self.hosted_zone_id, &self.domain)?;
         if self.keep > 20 {
             return Err(ParamsError::field(
                 "keep",

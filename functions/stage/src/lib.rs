@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use beanswap_core::beanstalk::{Beanstalk, HealthGate};
 use beanswap_core::params::ApplicationName;
-use beanswap_core::route53::{RecordName, Route53};
+use beanswap_core::route53::Route53;
 use beanswap_core::stage::{self, OnFailure, OptionSetting, Plan, Source, State};
 use beanswap_core::{Action, ActionError, Job, Outcome, ParamsError, UserParameters};
 use serde::Deserialize;
@@ -109,21 +109,7 @@ impl UserParameters for Params {
                 ),
             ));
         }
-        match (&self.hosted_zone_id, &self.domain) {
-            (Some(_), None) => {
-                return Err(ParamsError::field(
-                    "domain",
-                    "is required with `hosted_zone_id`",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ParamsError::field(
-                    "hosted_zone_id",
-                    "is required with `domain`",
-                ))
-            }
-            _ => {}
-        }
+        beanswap_core::params::production_record(&self.hosted_zone_id, &self.domain)?;
         match (&self.production_cname, &self.production_environment) {
             (None, None) => {
                 return Err(ParamsError::field(
@@ -226,13 +212,11 @@ impl Params {
             version_label: self.version_label.clone(),
             production_cname: self.production_cname.clone(),
             production_environment: self.production_environment.clone(),
-            production_record: match (&self.hosted_zone_id, &self.domain) {
-                (Some(zone), Some(name)) => Some(RecordName {
-                    zone: zone.clone(),
-                    name: name.clone(),
-                }),
-                _ => None,
-            },
+            production_record: beanswap_core::params::production_record(
+                &self.hosted_zone_id,
+                &self.domain,
+            )
+            .unwrap_or_default(),
             environment_name: self.plan_name(),
             first_source,
             clone_live: self.clone_live,

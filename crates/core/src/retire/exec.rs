@@ -53,12 +53,8 @@ impl Clients {
     }
 }
 
-/// The production Route 53 record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub hosted_zone_id: String,
-    pub domain: String,
-}
+/// The production Route 53 record: a name in a hosted zone.
+pub use crate::route53::RecordName as Record;
 
 /// MinSize/MaxSize for kept environments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

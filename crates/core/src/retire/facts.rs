@@ -45,16 +45,11 @@ pub async fn record_targets<R: Route53Api>(
     route53: &R,
     record: &Record,
 ) -> Result<Vec<String>, RetireError> {
-    let existing = route53
-        .records(&record.hosted_zone_id, &record.domain)
-        .await?;
+    let existing = route53.records(&record.zone, &record.name).await?;
     if existing.is_empty() {
         return Err(RetireError::RecordMissing {
-            zone: record
-                .hosted_zone_id
-                .trim_start_matches("/hostedzone/")
-                .to_string(),
-            domain: record.domain.clone(),
+            zone: record.zone.trim_start_matches("/hostedzone/").to_string(),
+            domain: record.name.clone(),
         });
     }
     let found: Vec<RecordTarget> = existing

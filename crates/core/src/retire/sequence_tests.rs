@@ -528,8 +528,8 @@ async fn with_a_domain_the_record_is_read_for_the_plan_and_again_before_terminat
     );
     let settings = Settings {
         record: Some(exec::Record {
-            hosted_zone_id: "Z1".into(),
-            domain: "www.shop.example".into(),
+            zone: "Z1".into(),
+            name: "www.shop.example".into(),
         }),
         dns_ttl: Duration::from_secs(5),
         ..settings()
