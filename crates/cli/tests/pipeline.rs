@@ -443,13 +443,14 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
         None,
         "the first deployment moved nothing"
     );
-    // The swap (once: Beanstalk records it for each environment, which is no rollback) and retire's
-    // termination of v1's environment are marked.
+    // The swap (once: Beanstalk records it for each environment, which is no rollback), the bake after
+    // it (BakeMinutes 0.05) and retire's termination of v1's environment are marked.
     let kinds: Vec<_> = data.marks.iter().map(|m| m.kind).collect();
     assert_eq!(
         kinds,
         [
             beanswap_cli::report::MarkKind::Swap,
+            beanswap_cli::report::MarkKind::Bake,
             beanswap_cli::report::MarkKind::Termination
         ],
         "{:?}",
@@ -983,6 +984,24 @@ async fn a_bad_release_is_caught_by_the_bake_and_production_returns_to_v2() {
     ] {
         assert!(message.contains(expected), "{expected:?} not in {message}");
     }
+    // v3's swap, its bake, and the bake's move back are marked on the page.
+    let v3_marks: Vec<_> = outcome
+        .data
+        .marks
+        .iter()
+        .filter(|m| m.label.ends_with("#3"))
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(
+        v3_marks,
+        [
+            beanswap_cli::report::MarkKind::Swap,
+            beanswap_cli::report::MarkKind::Bake,
+            beanswap_cli::report::MarkKind::Rollback
+        ],
+        "{:?}",
+        outcome.data.marks
+    );
     assert!(!outcome.ok);
     eprintln!("{report}");
 }

@@ -48,6 +48,9 @@ pub struct Span {
     pub invocations: usize,
     /// Progress lines the action reported, each when it was reported.
     pub lines: Vec<(Duration, String)>,
+    /// The continuation tokens it handed over, each when reported: the action's own state (swap's
+    /// bakes are read from it).
+    pub states: Vec<(Duration, String)>,
     /// Its final summary or failure message.
     pub summary: String,
 }
@@ -66,7 +69,7 @@ pub struct Event {
 pub enum MarkKind {
     /// Production moved to the new environment.
     Swap,
-    /// A weighted step began to bake.
+    /// A bake began: a weighted step's, or the one after the move.
     Bake,
     /// Production moved back.
     Rollback,
