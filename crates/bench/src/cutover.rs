@@ -14,10 +14,11 @@ pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table 
     let mut table = Table::new(
         &format!(
             "6. Downtime: a steady {} req/s on the production URL through the deployments ({}; \
-             {} clients caching DNS answers for the TTL, 60 s scaled to {} s, {:.0} % of them for {}x)",
+             {} clients caching DNS answers for the TTL, {} s scaled to {} s, {:.0} % of them for {}x)",
             config.probe_rate,
             swap_mode(config),
             probe::Crowd::default().clients,
+            local_aws::dns::AWS_CNAME_TTL.as_secs(),
             beanswap_cli::run::DNS_TTL.as_secs(),
             probe::Crowd::default().stubborn_share * 100.0,
             probe::Crowd::default().stubborn_factor

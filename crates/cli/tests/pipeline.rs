@@ -456,6 +456,30 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
         "{:?}",
         data.marks
     );
+    // The page names what the probe requested, and says how its clients cache DNS.
+    assert_eq!(data.target, run::probe_target(PRODUCTION));
+    assert!(data.target.ends_with(run::PROBE_PATH), "{}", data.target);
+    assert!(
+        report.contains(&format!("({})", run::dns_caching()))
+            && report.contains("(AWS: 60 s, scaled down for the local run)"),
+        "{report}"
+    );
+    // Instances per environment over the run, one chart each: both environments ran two.
+    assert!(data.series.len() >= 2, "{:?}", data.series);
+    for s in &data.series {
+        assert_eq!(s.unit, "instances");
+        assert!(s.points.iter().any(|(_, n)| *n == 2.0), "{s:?}");
+    }
+    let page = std::fs::read_to_string(&outcome.html).unwrap();
+    assert!(
+        page.contains(&format!("load probe on <code>http://{PRODUCTION}{}</code>", run::PROBE_PATH)),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches(r#"<g class="series""#).count(),
+        data.series.len(),
+        "{page}"
+    );
     assert_eq!(data.summary(0).failures + moved.failures, 0);
     let svg = std::fs::read_to_string(&outcome.svg).unwrap();
     assert!(

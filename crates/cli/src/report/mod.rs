@@ -28,7 +28,7 @@ mod marks;
 mod svg;
 
 pub use cutover::{
-    cutover_json, describe_cutover, describe_instances, instance_changes, time_to_99,
+    cutover_json, describe_cutover, describe_instances, instance_changes, instance_series, time_to_99,
     CUTOVER_BUCKET,
 };
 pub use html::html;
@@ -237,6 +237,13 @@ impl Run {
             end,
             instances: vec![],
         }
+    }
+
+    /// The instances per environment the probe sampled: kept for the summaries and drawn as one chart
+    /// per environment.
+    pub fn set_instances(&mut self, timeline: probe::InstanceTimeline) {
+        self.series = instance_series(&timeline, self.end);
+        self.instances = timeline;
     }
 
     /// The whole run's counts, by the probe's rule.

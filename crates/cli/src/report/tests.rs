@@ -399,3 +399,47 @@ fn instance_counts_are_reported_when_they_change() {
         "shop-a 2 -> 3 (at 0.5 s) -> 2 (at 0.8 s); shop-b 2"
     );
 }
+
+/// The page's instances-per-environment charts come from what the probe sampled: one series per
+/// environment, at every change, 0 once it is gone, held to the end of the run.
+#[test]
+fn instances_per_environment_become_one_series_each() {
+    let counts = |pairs: &[(&str, usize)]| -> BTreeMap<String, usize> {
+        pairs.iter().map(|(e, n)| (e.to_string(), *n)).collect()
+    };
+    let timeline = vec![
+        (ms(0), counts(&[("a", 2)])),
+        (ms(500), counts(&[("a", 2), ("b", 0)])),
+        (ms(1_000), counts(&[("a", 2), ("b", 2)])),
+        (ms(1_500), counts(&[("a", 3), ("b", 2)])),
+        (ms(2_000), counts(&[("b", 2)])),
+    ];
+    let mut run = Run::new("t", "http://x/", vec![], vec![], vec![], ms(3_000));
+    run.set_instances(timeline.clone());
+    assert_eq!(run.instances, timeline);
+    let got: Vec<(&str, &str, Vec<(Duration, f64)>)> = run
+        .series
+        .iter()
+        .map(|s| (s.name.as_str(), s.unit.as_str(), s.points.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "a",
+                "instances",
+                vec![
+                    (ms(0), 2.0),
+                    (ms(1_500), 3.0),
+                    (ms(2_000), 0.0),
+                    (ms(3_000), 0.0)
+                ]
+            ),
+            (
+                "b",
+                "instances",
+                vec![(ms(500), 0.0), (ms(1_000), 2.0), (ms(3_000), 2.0)]
+            ),
+        ]
+    );
+}
