@@ -432,10 +432,11 @@ impl Run {
                 .entry(op.split('.').next().unwrap_or(op).to_string())
                 .or_default() += n;
         }
-        // The 99 % point is judged by slices: never after the exact 100 % one.
+        // The 99 % point is judged by slices: never after the exact 100 % one, and there whenever
+        // that is (a run that ends within the slice of the last old answer has no slice after it).
         let to_99 = match (to_99, cutover) {
             (Some(a), Some(b)) => Some(a.min(b)),
-            (a, _) => a,
+            (a, b) => a.or(b),
         };
         DeploymentSummary {
             requests,
