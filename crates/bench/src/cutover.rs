@@ -457,7 +457,10 @@ mod tests {
             ("to_99_percent_s", serde_json::json!(4.5)),
             ("to_100_percent_s", serde_json::json!(12.0)),
             ("refused_draining", serde_json::json!(3)),
-            ("instances", serde_json::json!({"shop-a": [[1.0, 2], [30.0, 0]]})),
+            (
+                "instances",
+                serde_json::json!({"shop-a": [[1.0, 2], [30.0, 0]]}),
+            ),
         ] {
             assert_eq!(second[field], expected, "{field} in {second}");
         }

@@ -381,7 +381,10 @@ async fn run(args: Args, root: PathBuf) -> ExitCode {
     if args.json {
         match &demo {
             Some(d) => println!("{}", cutover::downtime_json(d)),
-            None => println!("{}", serde_json::json!({"point": 6, "error": "not run (--only)"})),
+            None => println!(
+                "{}",
+                serde_json::json!({"point": 6, "error": "not run (--only)"})
+            ),
         }
     }
     ExitCode::SUCCESS

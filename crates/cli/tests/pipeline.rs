@@ -472,7 +472,10 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
     }
     let page = std::fs::read_to_string(&outcome.html).unwrap();
     assert!(
-        page.contains(&format!("load probe on <code>http://{PRODUCTION}{}</code>", run::PROBE_PATH)),
+        page.contains(&format!(
+            "load probe on <code>http://{PRODUCTION}{}</code>",
+            run::PROBE_PATH
+        )),
         "{page}"
     );
     assert_eq!(

@@ -342,10 +342,16 @@ async fn an_instance_that_fails_its_health_check_is_taken_out_and_put_back_when_
         )
     };
     let (to_sick, to_other) = batch().await;
-    assert!(to_sick > 0 && to_other > 0, "round-robin: {to_sick}, {to_other}");
+    assert!(
+        to_sick > 0 && to_other > 0,
+        "round-robin: {to_sick}, {to_other}"
+    );
 
     // The example app's switch: its /health answers 503 on this instance only.
-    let dir = bed.local.instance_dir(&sick).expect("the instance's app runs");
+    let dir = bed
+        .local
+        .instance_dir(&sick)
+        .expect("the instance's app runs");
     std::fs::write(dir.join("HEALTH_STATUS"), "503").unwrap();
     bed.wait_instances(&id, "the sick instance impaired", |list| {
         list.iter()

@@ -120,9 +120,9 @@ fn bakes(action: &Span) -> Vec<(Duration, String)> {
                     baking.from
                 ))
             }
-            (Some(p), None) if p < 100 && step != Some(p) => {
-                Some(format!("a weighted step: {p} % on the new environment; baking"))
-            }
+            (Some(p), None) if p < 100 && step != Some(p) => Some(format!(
+                "a weighted step: {p} % on the new environment; baking"
+            )),
             _ => None,
         };
         step = percent.or(step);

@@ -28,8 +28,8 @@ mod marks;
 mod svg;
 
 pub use cutover::{
-    cutover_json, describe_cutover, describe_instances, instance_changes, instance_series, time_to_99,
-    CUTOVER_BUCKET,
+    cutover_json, describe_cutover, describe_instances, instance_changes, instance_series,
+    time_to_99, CUTOVER_BUCKET,
 };
 pub use html::html;
 pub use marks::marks;

@@ -171,7 +171,10 @@ fn swap_state(at: u64, percent: Option<u8>, baking: bool) -> (Duration, String) 
         }),
         raised: None,
     };
-    (ms(at), beanswap_core::outcome::encode_state(&state).unwrap())
+    (
+        ms(at),
+        beanswap_core::outcome::encode_state(&state).unwrap(),
+    )
 }
 
 #[test]
@@ -417,17 +420,16 @@ fn instances_per_environment_become_one_series_each() {
     let mut run = Run::new("t", "http://x/", vec![], vec![], vec![], ms(3_000));
     run.set_instances(timeline.clone());
     assert_eq!(run.instances, timeline);
-    let got: Vec<(&str, &str, Vec<(Duration, f64)>)> = run
-        .series
-        .iter()
-        .map(|s| (s.name.as_str(), s.unit.as_str(), s.points.clone()))
-        .collect();
+    let series = |name: &str, points: Vec<(Duration, f64)>| Series {
+        name: name.into(),
+        unit: "instances".into(),
+        points,
+    };
     assert_eq!(
-        got,
+        run.series,
         [
-            (
+            series(
                 "a",
-                "instances",
                 vec![
                     (ms(0), 2.0),
                     (ms(1_500), 3.0),
@@ -435,9 +437,8 @@ fn instances_per_environment_become_one_series_each() {
                     (ms(3_000), 0.0)
                 ]
             ),
-            (
+            series(
                 "b",
-                "instances",
                 vec![(ms(500), 0.0), (ms(1_000), 2.0), (ms(3_000), 2.0)]
             ),
         ]
@@ -448,9 +449,7 @@ fn instances_per_environment_become_one_series_each() {
 /// version's last answer still has its 99 % time (the demo's said "99 % after -, 100 % after 3.8 s").
 #[test]
 fn the_99_percent_time_is_never_missing_when_the_100_percent_one_is_there() {
-    let mut samples: Vec<Sample> = (0..15)
-        .map(|i| sample(i * 100, 200, Some("v1")))
-        .collect();
+    let mut samples: Vec<Sample> = (0..15).map(|i| sample(i * 100, 200, Some("v1"))).collect();
     samples.push(sample(1_450, 200, Some("v2")));
     let mut swap = span("Swap / Swap", 900, 1_500);
     swap.summary = "swapped CNAMEs: `b` now serves ...".into();
@@ -469,7 +468,11 @@ fn the_99_percent_time_is_never_missing_when_the_100_percent_one_is_there() {
             ..Deployment::default()
         },
     ];
-    let events = vec![event(1_000, "b", "Completed swapping CNAMEs for environments 'a' and 'b'.")];
+    let events = vec![event(
+        1_000,
+        "b",
+        "Completed swapping CNAMEs for environments 'a' and 'b'.",
+    )];
     let run = Run::new("t", "http://x/", samples, deployments, events, ms(1_500));
     let second = run.summary(1);
     assert_eq!(second.swap_at, Some(ms(1_000)));

@@ -19,8 +19,8 @@ mod setup;
 
 pub use releases::{bad_release, changed_copy, next_release};
 pub use setup::{
-    cloud_options, ensure_binaries, local_parameters, probe_resolution, provision, serve_domain,
-    dns_caching, probe_target, DNS_TTL, FUNCTIONS, NOT_CREATED_LOCALLY, PROBE_PATH,
+    cloud_options, dns_caching, ensure_binaries, local_parameters, probe_resolution, probe_target,
+    provision, serve_domain, DNS_TTL, FUNCTIONS, NOT_CREATED_LOCALLY, PROBE_PATH,
 };
 
 pub struct Settings {

@@ -1309,7 +1309,10 @@ async fn the_bake_is_reported_as_it_begins_even_when_it_fits_in_one_invocation()
         panic!("{first:?}")
     };
     assert_eq!(eb.count("SwapEnvironmentCNAMEs"), 1);
-    assert_eq!(state.baking.as_ref().map(|b| b.from.as_str()), Some("shop-a"));
+    assert_eq!(
+        state.baking.as_ref().map(|b| b.from.as_str()),
+        Some("shop-a")
+    );
     assert_eq!(
         summary,
         "production moved from `shop-a`; baking 30 s, back to `shop-a` on a breach"
