@@ -16,7 +16,8 @@ variable DATABASE_CREDENTIALS (db.py); migrate.py changes its schema at deployme
 (.ebextensions/db-migrate.config). Without DATABASE_HOST the app runs without a database and says so.
 
 A few environment variables make it misbehave on purpose, so tests can prove failures are caught:
-  HEALTH_STATUS  status code /health answers (default 200)
+  HEALTH_STATUS  status code /health answers (default 200); a file HEALTH_STATUS in the process's working
+                 directory, read at every check, overrides it (a switch a test flips on one instance)
   SLOW_MS        delay every answer by this many milliseconds
   START_DELAY_SECONDS  wait this long before listening
   EXIT_AFTER_SECONDS   exit(1) after this long
@@ -155,6 +156,16 @@ def orders():
     return {"version": VERSION, "schema_expected": SCHEMA, "inserted": int(inserted[0][0]), "latest": latest}
 
 
+def health_status():
+    """What /health answers: the file HEALTH_STATUS in the working directory if there is one, else the
+    environment variable, else 200."""
+    try:
+        with open("HEALTH_STATUS", encoding="utf-8") as f:
+            return int(f.read().strip() or 200)
+    except (OSError, ValueError):
+        return int(os.environ.get("HEALTH_STATUS", "200") or 200)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -182,7 +193,7 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/version":
             self.answer(200, VERSION + "\n")
         elif path == "/health":
-            status = int(os.environ.get("HEALTH_STATUS", "200") or 200)
+            status = health_status()
             self.answer(status, "ok\n" if status < 400 else "unhealthy\n")
         elif path == "/api/info":
             info = {

@@ -10,14 +10,38 @@ use crate::deploy::{swap_mode, DemoRun};
 use crate::table::{ms, Table, Verdict};
 use crate::Config;
 
+/// Point 6's per-deployment cutover figures for `--json`, as `beanswap demo --json` reports them
+/// ([`beanswap_cli::report::cutover_json`]): failed requests, the old version's answers after the swap
+/// and until when, the 99 % and 100 % times, refusals by draining, instances over time.
+pub fn downtime_json(demo: &Result<DemoRun, String>) -> serde_json::Value {
+    let ttls = serde_json::json!({
+        "point": 6,
+        "dns_ttl_s": beanswap_cli::run::DNS_TTL.as_secs(),
+        "aws_dns_ttl_s": local_aws::dns::AWS_CNAME_TTL.as_secs(),
+    });
+    let mut out = ttls;
+    match demo {
+        Ok(d) => {
+            out["deployments"] = d
+                .cutovers
+                .iter()
+                .map(beanswap_cli::report::cutover_json)
+                .collect();
+        }
+        Err(e) => out["error"] = e.clone().into(),
+    }
+    out
+}
+
 pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table {
     let mut table = Table::new(
         &format!(
             "6. Downtime: a steady {} req/s on the production URL through the deployments ({}; \
-             {} clients caching DNS answers for the TTL, 60 s scaled to {} s, {:.0} % of them for {}x)",
+             {} clients caching DNS answers for the TTL, {} s scaled to {} s, {:.0} % of them for {}x)",
             config.probe_rate,
             swap_mode(config),
             probe::Crowd::default().clients,
+            local_aws::dns::AWS_CNAME_TTL.as_secs(),
             beanswap_cli::run::DNS_TTL.as_secs(),
             probe::Crowd::default().stubborn_share * 100.0,
             probe::Crowd::default().stubborn_factor
@@ -132,10 +156,11 @@ pub fn downtime_table(config: &Config, demo: &Result<DemoRun, String>) -> Table 
         ));
     }
     table.note(format!(
-        "the load probe of `beanswap demo` (GET /api/orders, a database write and read, 5 s timeout) from clients that \
+        "the load probe of `beanswap demo` (GET {}, a database write and read, 5 s timeout) from clients that \
          resolve the production name through local-aws's DNS and connect to the load balancer it answers with, \
          keeping each answer for its TTL; every environment runs the template's MinInstances (2) instances; \
          {} requests before production first answered are not counted",
+        beanswap_cli::run::PROBE_PATH,
         overall.before_up
     ));
     table
@@ -388,4 +413,58 @@ fn capacity_row(run: &DemoRun) -> Result<CapacityRow, &str> {
         max_latency: summary.max_latency,
         outcome,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beanswap_cli::report::DeploymentSummary;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn point_6_as_json_has_every_cutover_figure() {
+        let s = |n: u64| Some(Duration::from_millis(n));
+        let cutover = DeploymentSummary {
+            requests: 500,
+            failures: 1,
+            swap_at: s(8_000),
+            old_after_swap: Some(120),
+            old_until: s(20_500),
+            to_99: s(4_500),
+            cutover: s(12_000),
+            refused_draining: 3,
+            instances: BTreeMap::from([(
+                "shop-a".to_string(),
+                vec![(Duration::from_secs(1), 2), (Duration::from_secs(30), 0)],
+            )]),
+            ..DeploymentSummary::default()
+        };
+        let demo = Ok(DemoRun {
+            deployments: vec![],
+            samples: vec![],
+            peaks_kib: BTreeMap::new(),
+            cutovers: vec![DeploymentSummary::default(), cutover],
+        });
+        let json = downtime_json(&demo);
+        assert_eq!(json["point"], 6);
+        assert_eq!(json["aws_dns_ttl_s"], 60);
+        let second = &json["deployments"][1];
+        for (field, expected) in [
+            ("failures", serde_json::json!(1)),
+            ("swap_at_s", serde_json::json!(8.0)),
+            ("old_after_swap", serde_json::json!(120)),
+            ("old_until_s", serde_json::json!(20.5)),
+            ("to_99_percent_s", serde_json::json!(4.5)),
+            ("to_100_percent_s", serde_json::json!(12.0)),
+            ("refused_draining", serde_json::json!(3)),
+            (
+                "instances",
+                serde_json::json!({"shop-a": [[1.0, 2], [30.0, 0]]}),
+            ),
+        ] {
+            assert_eq!(second[field], expected, "{field} in {second}");
+        }
+        let failed = downtime_json(&Err("no demo".into()));
+        assert_eq!(failed["error"], "no demo");
+    }
 }

@@ -292,13 +292,13 @@ pub async fn run(config: &Config, work: &Path, variant: Variant) -> Result<DemoR
             variant.dir(),
             swap_mode(config)
         ),
-        format!("http://{production}/version"),
+        beanswap_cli::run::probe_target(&production),
         samples.clone(),
         pictured,
         events,
         epoch.elapsed(),
     );
-    data.instances = timeline;
+    data.set_instances(timeline);
     let cutovers = (0..data.deployments.len())
         .map(|i| data.summary(i))
         .collect();

@@ -3,6 +3,7 @@
 //!
 //!   cargo run --release -p beanswap-bench            # the full run recorded in docs/benchmarks.md
 //!   cargo run --release -p beanswap-bench -- --short # small sizes, short delays (CI runs this)
+//!   ... -- --only 6 --json  # and point 6's cutover figures per deployment as a last line of JSON
 //!
 //! Progress goes to stderr, the tables to stdout.
 
@@ -61,6 +62,10 @@ struct Args {
     /// Only these points (e.g. `--only 1,2`); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
+    /// Also print point 6's per-deployment cutover figures as one line of JSON after the text (the
+    /// figures `beanswap demo --json` reports).
+    #[arg(long)]
+    json: bool,
     /// Where the deployments' report (report.html, report.png, timeline.svg) goes.
     #[arg(long, default_value = "target/beanswap")]
     report_dir: PathBuf,
@@ -373,5 +378,14 @@ async fn run(args: Args, root: PathBuf) -> ExitCode {
         }
     }
     println!("summary: {pass} goals met, {fail} missed, {missing} not measured");
+    if args.json {
+        match &demo {
+            Some(d) => println!("{}", cutover::downtime_json(d)),
+            None => println!(
+                "{}",
+                serde_json::json!({"point": 6, "error": "not run (--only)"})
+            ),
+        }
+    }
     ExitCode::SUCCESS
 }

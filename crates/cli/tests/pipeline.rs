@@ -457,17 +457,45 @@ async fn v1_then_v2_reach_production_with_no_failed_request_and_v1_is_retired() 
         None,
         "the first deployment moved nothing"
     );
-    // The swap (once: Beanstalk records it for each environment, which is no rollback) and retire's
-    // termination of v1's environment are marked.
+    // The swap (once: Beanstalk records it for each environment, which is no rollback), the bake after
+    // it (BakeMinutes 0.05) and retire's termination of v1's environment are marked.
     let kinds: Vec<_> = data.marks.iter().map(|m| m.kind).collect();
     assert_eq!(
         kinds,
         [
             beanswap_cli::report::MarkKind::Swap,
+            beanswap_cli::report::MarkKind::Bake,
             beanswap_cli::report::MarkKind::Termination
         ],
         "{:?}",
         data.marks
+    );
+    // The page names what the probe requested, and says how its clients cache DNS.
+    assert_eq!(data.target, run::probe_target(PRODUCTION));
+    assert!(data.target.ends_with(run::PROBE_PATH), "{}", data.target);
+    assert!(
+        report.contains(&format!("({})", run::dns_caching()))
+            && report.contains("(AWS: 60 s, scaled down for the local run)"),
+        "{report}"
+    );
+    // Instances per environment over the run, one chart each: both environments ran two.
+    assert!(data.series.len() >= 2, "{:?}", data.series);
+    for s in &data.series {
+        assert_eq!(s.unit, "instances");
+        assert!(s.points.iter().any(|(_, n)| *n == 2.0), "{s:?}");
+    }
+    let page = std::fs::read_to_string(&outcome.html).unwrap();
+    assert!(
+        page.contains(&format!(
+            "load probe on <code>http://{PRODUCTION}{}</code>",
+            run::PROBE_PATH
+        )),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches(r#"<g class="series""#).count(),
+        data.series.len(),
+        "{page}"
     );
     assert_eq!(data.summary(0).failures + moved.failures, 0);
     let svg = std::fs::read_to_string(&outcome.svg).unwrap();
@@ -997,6 +1025,24 @@ async fn a_bad_release_is_caught_by_the_bake_and_production_returns_to_v2() {
     ] {
         assert!(message.contains(expected), "{expected:?} not in {message}");
     }
+    // v3's swap, its bake, and the bake's move back are marked on the page.
+    let v3_marks: Vec<_> = outcome
+        .data
+        .marks
+        .iter()
+        .filter(|m| m.label.ends_with("#3"))
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(
+        v3_marks,
+        [
+            beanswap_cli::report::MarkKind::Swap,
+            beanswap_cli::report::MarkKind::Bake,
+            beanswap_cli::report::MarkKind::Rollback
+        ],
+        "{:?}",
+        outcome.data.marks
+    );
     assert!(!outcome.ok);
     eprintln!("{report}");
 }

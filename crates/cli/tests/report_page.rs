@@ -45,6 +45,7 @@ fn actions(t0: u64, swap_note: &str) -> (Vec<Span>, u64) {
             ok: true,
             invocations: *invocations,
             lines: vec![(ms(t + took / 2), format!("{action} is working"))],
+            states: vec![],
             summary: if *action == "Swap" {
                 swap_note.to_string()
             } else {

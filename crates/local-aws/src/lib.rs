@@ -201,6 +201,17 @@ impl LocalAws {
             .is_some()
     }
 
+    /// The working directory of one instance's app process (where a test leaves the example app's
+    /// fault switches), or `None` when no such process runs.
+    pub fn instance_dir(&self, instance_id: &str) -> Option<std::path::PathBuf> {
+        let state = self.shared.lock();
+        state
+            .processes
+            .values()
+            .find_map(|by_instance| by_instance.get(instance_id))
+            .map(|p| p.cwd.clone())
+    }
+
     /// Calls per `Service.Operation`.
     pub fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
         self.shared.lock().calls.clone()

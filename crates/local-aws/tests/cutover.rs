@@ -290,6 +290,105 @@ async fn instances_follow_min_size_share_the_traffic_and_a_killed_one_is_taken_o
     );
 }
 
+/// An instance whose health check starts failing is taken out after UnhealthyThresholdCount failed
+/// checks (it still answers, the load balancer just stops sending it requests) and put back after
+/// HealthyThresholdCount good ones once it recovers (ELB UG, "Health checks for your target groups").
+#[tokio::test]
+async fn an_instance_that_fails_its_health_check_is_taken_out_and_put_back_when_it_recovers() {
+    let bed = bed(options()).await;
+    let asg = "aws:autoscaling:asg";
+    let process = "aws:elasticbeanstalk:environment:process:default";
+    let id = bed
+        .create(
+            "shop-a",
+            "shop-prod",
+            "v1",
+            vec![
+                setting(asg, "MinSize", "2"),
+                setting(asg, "MaxSize", "2"),
+                setting(process, "HealthCheckPath", "/health"),
+                setting(process, "UnhealthyThresholdCount", "2"),
+                setting(process, "HealthyThresholdCount", "2"),
+            ],
+        )
+        .await;
+    let instances = bed
+        .wait_instances(&id, "two instances Ok", |list| {
+            list.len() == 2 && list.iter().all(|i| status(i) == "Ok")
+        })
+        .await;
+    let sick = instances[1].instance_id().unwrap().to_string();
+    let other = instances[0].instance_id().unwrap().to_string();
+    let counts = || async {
+        let list = bed.instances(&id).await;
+        let of = |id: &str| {
+            list.iter()
+                .find(|i| i.instance_id() == Some(id))
+                .map_or(0, requests)
+        };
+        (of(&sick), of(&other))
+    };
+    // Sends a batch through the load balancer: (the sick instance's, the other's) requests served
+    // meanwhile, by the 10 s windows' counts (records older than a batch do not leave them in time).
+    let batch = || async {
+        let before = counts().await;
+        for _ in 0..20 {
+            assert_eq!(bed.get_via_router("/version").await, (200, "v1\n".into()));
+        }
+        let after = counts().await;
+        (
+            after.0 as i64 - before.0 as i64,
+            after.1 as i64 - before.1 as i64,
+        )
+    };
+    let (to_sick, to_other) = batch().await;
+    assert!(
+        to_sick > 0 && to_other > 0,
+        "round-robin: {to_sick}, {to_other}"
+    );
+
+    // The example app's switch: its /health answers 503 on this instance only.
+    let dir = bed
+        .local
+        .instance_dir(&sick)
+        .expect("the instance's app runs");
+    std::fs::write(dir.join("HEALTH_STATUS"), "503").unwrap();
+    bed.wait_instances(&id, "the sick instance impaired", |list| {
+        list.iter()
+            .any(|i| i.instance_id() == Some(sick.as_str()) && status(i) != "Ok")
+    })
+    .await;
+    let started = Instant::now();
+    loop {
+        let (to_sick, to_other) = batch().await;
+        if to_sick <= 0 && to_other >= 15 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the failing instance was never taken out"
+        );
+    }
+
+    // It recovers: after HealthyThresholdCount good checks it gets requests again.
+    std::fs::remove_file(dir.join("HEALTH_STATUS")).unwrap();
+    bed.wait_instances(&id, "both instances Ok again", |list| {
+        list.len() == 2 && list.iter().all(|i| status(i) == "Ok")
+    })
+    .await;
+    let started = Instant::now();
+    loop {
+        let (to_sick, to_other) = batch().await;
+        if to_sick > 0 && to_other > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the recovered instance never got requests again"
+        );
+    }
+}
+
 impl Bed {
     /// GET through the shared router (a client resolving the CNAME for every request).
     async fn get_via_router(&self, path: &str) -> (u16, String) {

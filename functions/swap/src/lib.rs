@@ -77,8 +77,9 @@ pub struct Params {
     #[serde(default = "default_bake_poll")]
     pub bake_poll_seconds: u64,
     /// How long clients keep production's DNS answers (the template passes DnsTtlSeconds): a bake lasts
-    /// at least this plus one reading, because until cached answers expire few requests reach the new
-    /// version and a shorter bake would judge almost nothing. 0 (the default): no floor.
+    /// at least this (and passes on a reading taken after its end), because until cached answers expire
+    /// few requests reach the new version and a shorter bake would judge almost nothing. 0 (the
+    /// default): no floor.
     #[serde(default)]
     pub dns_ttl_seconds: u64,
     /// A larger share of 5xx answers than this (percent, over enhanced health's last 10 s) is a breach.
@@ -315,9 +316,8 @@ impl Params {
             steps: self.steps.clone().unwrap_or_else(|| DEFAULT_STEPS.to_vec()),
             step_bake: Duration::from_secs(self.bake_seconds),
             bake: (self.bake_minutes > 0.0).then(|| Bake {
-                duration: Duration::from_secs_f64(self.bake_minutes * 60.0).max(
-                    Duration::from_secs(self.dns_ttl_seconds + self.bake_poll_seconds),
-                ),
+                duration: Duration::from_secs_f64(self.bake_minutes * 60.0)
+                    .max(Duration::from_secs(self.dns_ttl_seconds)),
                 poll: Duration::from_secs(self.bake_poll_seconds),
                 max_server_errors_percent: self.bake_max_5xx_percent,
                 min_requests: self.bake_min_requests,
@@ -425,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bake_lasts_at_least_the_dns_ttl_and_one_reading() {
+    fn a_bake_lasts_at_least_the_dns_ttl() {
         let bake = |minutes: f64, ttl: u64| {
             let raw = format!(
                 r#"{{"application":"shop","staged_environment":"b","production_cname":"p","bake_minutes":{minutes},"bake_poll_seconds":2,"dns_ttl_seconds":{ttl}}}"#
@@ -438,8 +438,8 @@ mod tests {
         };
         // Without a TTL, the bake is what was asked: 3 s.
         assert_eq!(bake(0.05, 0), Some(Duration::from_secs(3)));
-        // With a 5 s TTL, 3 s would end before most clients' cached answers expire: 5 s + one reading.
-        assert_eq!(bake(0.05, 5), Some(Duration::from_secs(7)));
+        // With a 5 s TTL, 3 s would end before most clients' cached answers expire: 5 s.
+        assert_eq!(bake(0.05, 5), Some(Duration::from_secs(5)));
         // A longer bake is kept; no bake stays no bake.
         assert_eq!(bake(10.0, 60), Some(Duration::from_secs(600)));
         assert_eq!(bake(0.0, 60), None);

@@ -401,6 +401,7 @@ impl Runner<'_> {
                             started.elapsed().as_secs()
                         ));
                     }
+                    self.states.borrow_mut().push((reported, t.to_string()));
                     token = Some(t.to_string());
                     tokio::time::sleep(self.options.continuation_pause).await;
                 }

@@ -111,6 +111,9 @@ pub struct ActionRun {
     /// The progress lines its reports added (what it waited on, a weighted step baking...), each when it
     /// was reported.
     pub lines: Vec<(Duration, String)>,
+    /// The continuation tokens it handed over (its state between invocations), each when reported:
+    /// what the report reads a swap's bakes from.
+    pub states: Vec<(Duration, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -141,6 +144,7 @@ impl RunResult {
                 ok: a.ok,
                 invocations: a.invocations,
                 lines: a.lines.clone(),
+                states: a.states.clone(),
                 summary: a.summary.clone(),
             })
             .collect()
@@ -165,6 +169,8 @@ struct Runner<'a> {
     epoch: Instant,
     /// Invocations of the action under way (kept for the report when it fails).
     invocations: std::cell::Cell<usize>,
+    /// The continuation tokens of the action under way, each when reported.
+    states: std::cell::RefCell<Vec<(Duration, String)>>,
 }
 
 /// Runs every stage in order; stops at the first failure with the action's message.
@@ -194,6 +200,7 @@ pub async fn run(cloud: &LocalCloud, options: &RunOptions, ui: &Ui, epoch: Insta
         events: Default::default(),
         epoch,
         invocations: Default::default(),
+        states: Default::default(),
         execution,
     };
     ui.line(&format!(
@@ -312,6 +319,7 @@ impl Runner<'_> {
                         start,
                         end,
                         lines,
+                        states: self.states.take(),
                     });
                 }
                 Err(message) => {
@@ -326,6 +334,7 @@ impl Runner<'_> {
                         start,
                         end,
                         lines,
+                        states: self.states.take(),
                     });
                     return Err(PipelineError::Action {
                         stage: stage_name,

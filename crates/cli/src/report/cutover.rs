@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::DeploymentSummary;
+use super::{DeploymentSummary, Series};
 use crate::probe;
 
 /// The slices the 99 % cutover is judged over.
@@ -56,6 +56,41 @@ pub fn instance_changes(
         }
     }
     out
+}
+
+/// Instances per environment over the whole run, one [`Series`] per environment for the page's charts:
+/// its count when first seen and at every change (0 once it is no longer sampled, e.g. terminated),
+/// held until `end`.
+pub fn instance_series(timeline: &probe::InstanceTimeline, end: Duration) -> Vec<Series> {
+    let mut names: Vec<&String> = timeline.iter().flat_map(|(_, c)| c.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|env| {
+            let mut points: Vec<(Duration, f64)> = vec![];
+            for (at, counts) in timeline {
+                let n = match (counts.get(env), points.is_empty()) {
+                    (Some(n), _) => *n as f64,
+                    (None, true) => continue,
+                    (None, false) => 0.0,
+                };
+                if points.last().is_none_or(|(_, last)| *last != n) {
+                    points.push((*at, n));
+                }
+            }
+            if let Some(&(at, n)) = points.last() {
+                if at < end {
+                    points.push((end, n));
+                }
+            }
+            Series {
+                name: env.clone(),
+                unit: "instances".into(),
+                points,
+            }
+        })
+        .collect()
 }
 
 /// A deployment's cutover in one line, for the text reports.

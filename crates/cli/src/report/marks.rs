@@ -1,9 +1,13 @@
 //! The timeline's markers (swap, rollback, bake, termination), read from what the Swap action reported
-//! and from Beanstalk's events, whose wording local-aws follows.
+//! (its summaries and, for the bakes, its continuation state) and from Beanstalk's events, whose wording
+//! local-aws follows.
 
 use std::time::Duration;
 
-use super::{first_line, Deployment, Event, Mark, MarkKind};
+use beanswap_core::outcome::decode_state;
+use beanswap_core::swap::engine::State;
+
+use super::{first_line, Deployment, Event, Mark, MarkKind, Span};
 
 /// Beanstalk's message when a CNAME swap is done (AWS's wording, which local-aws follows).
 pub(super) const CNAME_SWAPPED: &str = "Completed swapping CNAMEs";
@@ -20,7 +24,8 @@ pub(super) const MOVED_BACK: &[&str] = &[
 
 /// The markers: each swap (Beanstalk's CNAME swap event within the Swap action, or, when production
 /// moved by Route 53, the action's end), each rollback (a second CNAME swap in one action, or a swap
-/// report saying it moved back), each weighted step baking, each termination Beanstalk began.
+/// report saying it moved back), each bake (a weighted step's, the one after the move), each termination
+/// Beanstalk began.
 pub fn marks(deployments: &[Deployment], events: &[Event]) -> Vec<Mark> {
     let mut out = vec![];
     for d in deployments {
@@ -42,9 +47,12 @@ pub fn marks(deployments: &[Deployment], events: &[Event]) -> Vec<Mark> {
             }
             let moved_back = MOVED_BACK.iter().any(|m| a.summary.contains(m));
             let nothing_moved = a.summary.contains("nothing changed");
+            let bakes = bakes(a);
             match swaps.first() {
+                // Events are seen when the run polls them, a moment late; a report that production
+                // is baking proves it had moved by then.
                 Some(e) => out.push(Mark {
-                    at: e.at,
+                    at: bakes.first().map_or(e.at, |(b, _)| e.at.min(*b)),
                     kind: MarkKind::Swap,
                     label: format!("swap {}", d.label),
                     detail: e.message.clone(),
@@ -72,15 +80,12 @@ pub fn marks(deployments: &[Deployment], events: &[Event]) -> Vec<Mark> {
                     detail: first_line(&a.summary).to_string(),
                 });
             }
-            // A step's start says "; baking 60s" (core::swap::engine::decide), later polls "of baking left".
-            for (at, line) in a.lines.iter().filter(|(_, l)| l.contains("; baking ")) {
-                out.push(Mark {
-                    at: *at,
-                    kind: MarkKind::Bake,
-                    label: format!("bake {}", d.label),
-                    detail: line.clone(),
-                });
-            }
+            out.extend(bakes.into_iter().map(|(at, detail)| Mark {
+                at,
+                kind: MarkKind::Bake,
+                label: format!("bake {}", d.label),
+                detail,
+            }));
         }
     }
     for e in events.iter().filter(|e| e.message.starts_with(TERMINATING)) {
@@ -92,5 +97,44 @@ pub fn marks(deployments: &[Deployment], events: &[Event]) -> Vec<Mark> {
         });
     }
     out.sort_by_key(|m| (m.at, m.kind));
+    out
+}
+
+/// When a swap action's bakes began, from the state it carried between invocations (not from its
+/// wording): a weighted step short of 100 % bakes from the report that first carries it, the bake after
+/// the move from the first report that carries it. With the progress line reported then, if any.
+fn bakes(action: &Span) -> Vec<(Duration, String)> {
+    let mut out = vec![];
+    let mut step: Option<u8> = None;
+    let mut after_move = false;
+    for (at, token) in &action.states {
+        let Ok(state) = decode_state::<State>(token) else {
+            continue;
+        };
+        let percent = state.shift.as_ref().map(|s| s.percent);
+        let began = match (percent, &state.baking) {
+            (_, Some(baking)) if !after_move => {
+                after_move = true;
+                Some(format!(
+                    "production moved from `{}`; baking, back to it on a breach",
+                    baking.from
+                ))
+            }
+            (Some(p), None) if p < 100 && step != Some(p) => Some(format!(
+                "a weighted step: {p} % on the new environment; baking"
+            )),
+            _ => None,
+        };
+        step = percent.or(step);
+        if let Some(fallback) = began {
+            let line = action
+                .lines
+                .iter()
+                .rev()
+                .find(|(t, _)| t == at)
+                .map_or(fallback, |(_, l)| l.clone());
+            out.push((*at, line));
+        }
+    }
     out
 }

@@ -28,8 +28,8 @@ mod marks;
 mod svg;
 
 pub use cutover::{
-    cutover_json, describe_cutover, describe_instances, instance_changes, time_to_99,
-    CUTOVER_BUCKET,
+    cutover_json, describe_cutover, describe_instances, instance_changes, instance_series,
+    time_to_99, CUTOVER_BUCKET,
 };
 pub use html::html;
 pub use marks::marks;
@@ -48,6 +48,9 @@ pub struct Span {
     pub invocations: usize,
     /// Progress lines the action reported, each when it was reported.
     pub lines: Vec<(Duration, String)>,
+    /// The continuation tokens it handed over, each when reported: the action's own state (swap's
+    /// bakes are read from it).
+    pub states: Vec<(Duration, String)>,
     /// Its final summary or failure message.
     pub summary: String,
 }
@@ -66,7 +69,7 @@ pub struct Event {
 pub enum MarkKind {
     /// Production moved to the new environment.
     Swap,
-    /// A weighted step began to bake.
+    /// A bake began: a weighted step's, or the one after the move.
     Bake,
     /// Production moved back.
     Rollback,
@@ -239,6 +242,13 @@ impl Run {
             end,
             instances: vec![],
         }
+    }
+
+    /// The instances per environment the probe sampled: kept for the summaries and drawn as one chart
+    /// per environment.
+    pub fn set_instances(&mut self, timeline: probe::InstanceTimeline) {
+        self.series = instance_series(&timeline, self.end);
+        self.instances = timeline;
     }
 
     /// The whole run's counts, by the probe's rule.
@@ -427,10 +437,11 @@ impl Run {
                 .entry(op.split('.').next().unwrap_or(op).to_string())
                 .or_default() += n;
         }
-        // The 99 % point is judged by slices: never after the exact 100 % one.
+        // The 99 % point is judged by slices: never after the exact 100 % one, and there whenever
+        // that is (a run that ends within the slice of the last old answer has no slice after it).
         let to_99 = match (to_99, cutover) {
             (Some(a), Some(b)) => Some(a.min(b)),
-            (a, _) => a,
+            (a, b) => a.or(b),
         };
         // Until the Swap action began (or the window's end, when the deployment stopped before it).
         let swap_began = d

@@ -153,20 +153,48 @@ fn the_swap_the_old_answers_after_it_and_the_cutover_are_measured() {
     );
 }
 
+/// A swap's continuation token at `at`: weighted mode at `percent` on `b`, and baking after the move.
+fn swap_state(at: u64, percent: Option<u8>, baking: bool) -> (Duration, String) {
+    use beanswap_core::swap::{bake::Baking, engine::State, Shift};
+    let state = State {
+        started: 1,
+        shift: percent.map(|percent| Shift {
+            old: "a".into(),
+            new: "b".into(),
+            percent,
+            since: 2,
+        }),
+        baking: baking.then(|| Baking {
+            since: 3,
+            from: "a".into(),
+            ..Baking::default()
+        }),
+        ..State::default()
+    };
+    (
+        ms(at),
+        beanswap_core::outcome::encode_state(&state).unwrap(),
+    )
+}
+
 #[test]
 fn route53_swaps_rollbacks_and_bakes_are_marked_from_the_swap_action() {
     let mut weighted = span("Swap / Swap", 1_000, 9_000);
-    weighted.lines = vec![
-        (
-            ms(2_000),
-            "10% of `www` on `b`, 90% on `a`; baking 60s".into(),
-        ),
-        (
-            ms(3_000),
-            "10% of `www` on `b`, healthy; 50s of baking left".into(),
-        ),
+    weighted.lines = vec![(
+        ms(2_000),
+        "10% of `www` on `b`, 90% on `a`; baking 60s".into(),
+    )];
+    // Each step short of 100 % bakes from the first report that carries it; the bake after the move
+    // from the first that carries that (whatever the reports' wording).
+    weighted.states = vec![
+        swap_state(2_000, Some(10), false),
+        swap_state(3_000, Some(10), false),
+        swap_state(4_000, Some(50), false),
+        swap_state(6_000, Some(100), false),
+        swap_state(7_000, Some(100), true),
+        swap_state(8_000, Some(100), true),
     ];
-    weighted.summary = "all of `www` on `b` (was `a`), in steps [10, 100]; verified".into();
+    weighted.summary = "all of `www` on `b` (was `a`), in steps [10, 50, 100]; verified".into();
     let mut back = span("Swap / Swap", 10_000, 12_000);
     back.ok = false;
     back.summary = "verification failed at 100%: 500. Shifted all weight back: ...".into();
@@ -193,8 +221,56 @@ fn route53_swaps_rollbacks_and_bakes_are_marked_from_the_swap_action() {
         got,
         [
             (MarkKind::Bake, ms(2_000), "bake #2"),
+            (MarkKind::Bake, ms(4_000), "bake #2"),
+            (MarkKind::Bake, ms(7_000), "bake #2"),
             (MarkKind::Swap, ms(9_000), "swap #2"),
             (MarkKind::Rollback, ms(12_000), "rollback #3"),
+        ]
+    );
+    // The step's own line is the marker's detail when one came with it.
+    assert_eq!(
+        marks[0].detail,
+        "10% of `www` on `b`, 90% on `a`; baking 60s"
+    );
+}
+
+/// cname and route53 modes bake after the move too ("...; baking, N s left" as they word it), and a
+/// breach moves production back: a bake marker, then the rollback.
+#[test]
+fn the_bake_after_a_cname_swap_is_marked_and_so_is_the_rollback_it_makes() {
+    let swapped = "Completed swapping CNAMEs for environments 'a' and 'b'.";
+    let mut swap = span("Swap / Swap", 1_000, 9_000);
+    // The swap's events were seen (polled) after the report that production was baking.
+    swap.states = vec![
+        swap_state(1_500, None, false),
+        swap_state(2_500, None, true),
+        swap_state(3_500, None, true),
+    ];
+    swap.ok = false;
+    swap.summary = "JobFailed: the bake caught `b` ... Swapped back: `a` serves production".into();
+    let deployment = Deployment {
+        label: "#3".into(),
+        actions: vec![swap],
+        ..Deployment::default()
+    };
+    let got: Vec<(MarkKind, Duration)> = marks(
+        &[deployment],
+        &[
+            event(2_700, "a", swapped),
+            event(2_701, "b", swapped),
+            event(8_000, "a", swapped),
+            event(8_002, "b", swapped),
+        ],
+    )
+    .iter()
+    .map(|m| (m.kind, m.at))
+    .collect();
+    assert_eq!(
+        got,
+        [
+            (MarkKind::Swap, ms(2_500)),
+            (MarkKind::Bake, ms(2_500)),
+            (MarkKind::Rollback, ms(8_000)),
         ]
     );
 }
@@ -347,4 +423,81 @@ fn answers_by_the_new_version_before_the_swap_are_counted() {
         run.samples[i].version = Some("v2".into());
     }
     assert_eq!(run.summary(1).new_before_swap, Some(2));
+}
+
+/// The page's instances-per-environment charts come from what the probe sampled: one series per
+/// environment, at every change, 0 once it is gone, held to the end of the run.
+#[test]
+fn instances_per_environment_become_one_series_each() {
+    let counts = |pairs: &[(&str, usize)]| -> BTreeMap<String, usize> {
+        pairs.iter().map(|(e, n)| (e.to_string(), *n)).collect()
+    };
+    let timeline = vec![
+        (ms(0), counts(&[("a", 2)])),
+        (ms(500), counts(&[("a", 2), ("b", 0)])),
+        (ms(1_000), counts(&[("a", 2), ("b", 2)])),
+        (ms(1_500), counts(&[("a", 3), ("b", 2)])),
+        (ms(2_000), counts(&[("b", 2)])),
+    ];
+    let mut run = Run::new("t", "http://x/", vec![], vec![], vec![], ms(3_000));
+    run.set_instances(timeline.clone());
+    assert_eq!(run.instances, timeline);
+    let series = |name: &str, points: Vec<(Duration, f64)>| Series {
+        name: name.into(),
+        unit: "instances".into(),
+        points,
+    };
+    assert_eq!(
+        run.series,
+        [
+            series(
+                "a",
+                vec![
+                    (ms(0), 2.0),
+                    (ms(1_500), 3.0),
+                    (ms(2_000), 0.0),
+                    (ms(3_000), 0.0)
+                ]
+            ),
+            series(
+                "b",
+                vec![(ms(500), 0.0), (ms(1_000), 2.0), (ms(3_000), 2.0)]
+            ),
+        ]
+    );
+}
+
+/// Once every answer comes from the new version, 99 % do: a run that ends within the slice of the old
+/// version's last answer still has its 99 % time (the demo's said "99 % after -, 100 % after 3.8 s").
+#[test]
+fn the_99_percent_time_is_never_missing_when_the_100_percent_one_is_there() {
+    let mut samples: Vec<Sample> = (0..15).map(|i| sample(i * 100, 200, Some("v1"))).collect();
+    samples.push(sample(1_450, 200, Some("v2")));
+    let mut swap = span("Swap / Swap", 900, 1_500);
+    swap.summary = "swapped CNAMEs: `b` now serves ...".into();
+    let deployments = vec![
+        Deployment {
+            label: "#1".into(),
+            version: Some("v1".into()),
+            ..Deployment::default()
+        },
+        Deployment {
+            label: "#2".into(),
+            version: Some("v2".into()),
+            start: ms(500),
+            end: ms(1_500),
+            actions: vec![swap],
+            ..Deployment::default()
+        },
+    ];
+    let events = vec![event(
+        1_000,
+        "b",
+        "Completed swapping CNAMEs for environments 'a' and 'b'.",
+    )];
+    let run = Run::new("t", "http://x/", samples, deployments, events, ms(1_500));
+    let second = run.summary(1);
+    assert_eq!(second.swap_at, Some(ms(1_000)));
+    assert_eq!(second.cutover, Some(ms(450)));
+    assert_eq!(second.to_99, Some(ms(450)));
 }

@@ -19,8 +19,8 @@ mod setup;
 
 pub use releases::{bad_release, changed_copy, next_release};
 pub use setup::{
-    cloud_options, ensure_binaries, local_parameters, probe_resolution, provision, serve_domain,
-    DNS_TTL, FUNCTIONS, NOT_CREATED_LOCALLY, PROBE_PATH,
+    cloud_options, dns_caching, ensure_binaries, local_parameters, probe_resolution, probe_target,
+    provision, serve_domain, DNS_TTL, FUNCTIONS, NOT_CREATED_LOCALLY, PROBE_PATH,
 };
 
 pub struct Settings {
@@ -227,14 +227,14 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     let events = runs.iter().flat_map(|r| r.events.iter().cloned()).collect();
     let data = report::Run::new(
         settings.title.clone(),
-        format!("http://{host}/version"),
+        probe_target(&host),
         samples,
         deployments,
         events,
         end,
     );
     let mut data = data;
-    data.instances = timeline;
+    data.set_instances(timeline);
     let written = report::write(&data, &settings.report_dir)?;
     let svg = written.svg.clone();
     let cutovers: Vec<report::DeploymentSummary> = (0..data.deployments.len())
@@ -337,9 +337,9 @@ pub async fn run(settings: &Settings, ui: &Ui) -> Result<Outcome, String> {
     for (i, c) in cutovers.iter().enumerate() {
         let _ = writeln!(
             text,
-            "cutover of deployment {} (clients keep DNS answers {} s, 10 % of them 3x): {}",
+            "cutover of deployment {} ({}): {}",
             i + 1,
-            DNS_TTL.as_secs(),
+            dns_caching(),
             report::describe_cutover(c)
         );
     }

@@ -42,14 +42,14 @@ pub fn local_parameters() -> BTreeMap<String, String> {
         // The bake after the move, scaled from minutes to 3 seconds: it watches production (enhanced
         // health from the router's requests) and moves it back on a breach (`--bad-release`).
         ("BakeMinutes", "0.05"),
-        // Retire waits for the old environment to serve nothing for the DNS TTL: the local one.
-        ("DnsTtlSeconds", "5"),
         ("KeepPreviousEnvironments", "1"),
         ("RepositoryId", "local/app"),
         ("FunctionsBucket", "local-functions"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
+    // Retire waits for the old environment to serve nothing for the DNS TTL: the local one.
+    .chain([("DnsTtlSeconds".to_string(), DNS_TTL.as_secs().to_string())])
     .collect()
 }
 
@@ -172,6 +172,22 @@ pub fn cloud_options(launch_delay: Duration) -> Options {
     }
 }
 
+/// How the probe's clients cache DNS, for the text reports: `clients keep DNS answers 5 s (AWS: 60 s,
+/// scaled down for the local run), 10 % of them 3x`, from [`DNS_TTL`], local-aws's [`AWS_CNAME_TTL`]
+/// and [`probe::Crowd::default`].
+///
+/// [`AWS_CNAME_TTL`]: local_aws::dns::AWS_CNAME_TTL
+pub fn dns_caching() -> String {
+    let crowd = probe::Crowd::default();
+    format!(
+        "clients keep DNS answers {} s (AWS: {} s, scaled down for the local run), {:.0} % of them {}x",
+        DNS_TTL.as_secs(),
+        local_aws::dns::AWS_CNAME_TTL.as_secs(),
+        crowd.stubborn_share * 100.0,
+        crowd.stubborn_factor
+    )
+}
+
 /// The load probe's clients in a local run: they resolve production through local-aws's DNS and
 /// keep each answer for its TTL, 10 % of them for three TTLs (probe::Crowd::default).
 pub fn probe_resolution(cloud: &LocalCloud) -> probe::Resolution {
@@ -227,3 +243,35 @@ pub const NOT_CREATED_LOCALLY: &[&str] = &["AWS::RDS::DBInstance", "AWS::Secrets
 
 /// The path the load probe requests on production: one that writes and reads the database.
 pub const PROBE_PATH: &str = "/api/orders";
+
+/// What the load probe requests on `host`, as the report names it.
+pub fn probe_target(host: &str) -> String {
+    format!("http://{host}{PROBE_PATH}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One source for each figure: the TTL retire waits for is the local cloud's, the text says what
+    /// it stands for on AWS and how the crowd keeps it, and the probe's target is its path.
+    #[test]
+    fn the_dns_figures_and_the_probe_path_come_from_one_place_each() {
+        assert_eq!(
+            local_parameters()["DnsTtlSeconds"],
+            DNS_TTL.as_secs().to_string()
+        );
+        assert_eq!(cloud_options(Duration::from_secs(1)).dns_ttl, DNS_TTL);
+        let crowd = probe::Crowd::default();
+        assert_eq!(
+            dns_caching(),
+            format!(
+                "clients keep DNS answers {} s (AWS: 60 s, scaled down for the local run), {:.0} % of them {}x",
+                DNS_TTL.as_secs(),
+                crowd.stubborn_share * 100.0,
+                crowd.stubborn_factor
+            )
+        );
+        assert_eq!(probe_target("shop"), format!("http://shop{PROBE_PATH}"));
+    }
+}

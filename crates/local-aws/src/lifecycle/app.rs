@@ -160,6 +160,7 @@ impl Runtime {
             child,
             port,
             log: log.clone(),
+            cwd: cwd.to_path_buf(),
         };
         let timeout = self.options().app_start_timeout;
         let started = Instant::now();

@@ -36,6 +36,8 @@ pub struct AppProcess {
     child: Child,
     pub port: u16,
     pub log: PathBuf,
+    /// Its working directory (the instance's own).
+    pub cwd: PathBuf,
 }
 
 /// How the current deployment of an environment starts a web process, kept so the Auto Scaling group

@@ -201,12 +201,23 @@ where
                 known = Some(view);
             }
             Step::StartBake { previous } => {
+                let seconds = plan.bake.as_ref().map_or(0, |b| b.duration.as_secs());
                 state.baking = Some(Baking {
                     since: unix_seconds(clock.now()),
-                    from: previous,
+                    from: previous.clone(),
                     ..Baking::default()
                 });
-                known = Some(view);
+                // Hand over as the bake begins, so CodePipeline's console (and a local run's report)
+                // shows that production is baking, and since when: a bake that fits in one invocation
+                // would otherwise never be reported. The bake counts from `since`, not from the next
+                // invocation.
+                return Ok(Outcome::InProgress {
+                    summary: format!(
+                        "production moved from `{previous}`; baking {seconds} s, back to `{previous}` on a breach"
+                    ),
+                    percent: 50,
+                    state,
+                });
             }
             Step::Watch(env) => {
                 let Some(bake) = &plan.bake else {

@@ -1287,6 +1287,43 @@ async fn a_bake_longer_than_an_invocation_continues_through_tokens() {
     );
 }
 
+/// A bake that would fit in one invocation still hands over as it begins, so the pipeline's console
+/// (and a local run's report) shows that production is baking, and since when.
+#[tokio::test]
+async fn the_bake_is_reported_as_it_begins_even_when_it_fits_in_one_invocation() {
+    let (eb, r53) = bed(Mode::Cname);
+    eb.set_figures("shop-b", vec![figures(200, 0, 100)]);
+    let clock = FakeClock::default();
+    let verifier = FakeVerifier::new(|c: &Check| Ok(format!("answered `{}`", c.expected)));
+    let clients = Clients {
+        eb: &eb,
+        r53: &r53,
+        verifier: &verifier,
+        clock: &clock,
+        alarms: &FakeAlarms::default(),
+    };
+    let p = baking(plan(Mode::Cname), &[]);
+    let first = run(&clients, &p, None, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let Outcome::InProgress { state, summary, .. } = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(eb.count("SwapEnvironmentCNAMEs"), 1);
+    assert_eq!(
+        state.baking.as_ref().map(|b| b.from.as_str()),
+        Some("shop-a")
+    );
+    assert_eq!(
+        summary,
+        "production moved from `shop-a`; baking 30 s, back to `shop-a` on a breach"
+    );
+    let second = run(&clients, &p, Some(state), Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(matches!(second, Outcome::Succeeded { .. }), "{second:?}");
+}
+
 #[tokio::test]
 async fn the_first_deployment_has_nothing_to_bake_against() {
     let eb = FakeBeanstalk::with(vec![environment("shop", "shop-b", "shop-prod", "v2")]);
