@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::version::status_of;
 use super::{now_secs, PackageError, Packager, Settings, State};
 use crate::aws_error::AwsError;
-use crate::beanstalk::poll_delay;
+use crate::beanstalk::{poll_delay, BeanstalkApi};
 use crate::outcome::Outcome;
 
 impl Packager {
@@ -74,35 +74,21 @@ impl Packager {
     ) -> PackageError {
         let events = match self
             .beanstalk
-            .client()
-            .describe_events()
-            .application_name(&settings.application)
-            .version_label(label)
-            .max_records(20)
-            .send()
+            .version_events(&settings.application, label, 20)
             .await
         {
-            Ok(out) => {
-                let mut lines: Vec<String> = out
-                    .events()
+            Ok(events) => {
+                let lines: Vec<String> = events
                     .iter()
-                    .map(|e| {
-                        format!(
-                            "{} {}",
-                            e.severity().map(|s| s.as_str()).unwrap_or("INFO"),
-                            e.message().unwrap_or_default()
-                        )
-                    })
+                    .map(|e| format!("{} {}", e.severity, e.message))
                     .collect();
-                lines.reverse();
                 if lines.is_empty() {
                     "(no events)".to_string()
                 } else {
                     lines.join("\n")
                 }
             }
-            Err(e) => {
-                let mut e = crate::beanstalk::eb_error("DescribeEvents", e);
+            Err(mut e) => {
                 // The role may not read why: that is the failure to fix first, never left out.
                 if e.class() == crate::aws_error::ErrorClass::PermissionDenied {
                     e.message = format!(

@@ -6,8 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_elasticbeanstalk::types::ApplicationVersionDescription;
-
 use super::label::{bundle_key, default_bucket, render_label, LabelVars};
 use super::process::finished;
 use super::s3::{Stored, Target};
@@ -15,6 +13,7 @@ use super::version::{already_exists, status_of};
 use super::{now_secs, LabelConflict, PackageError, Packager, Settings, State};
 use crate::artifacts::{ArtifactError, ArtifactStore};
 use crate::aws_error::{AwsError, Service};
+use crate::beanstalk::ApplicationVersion;
 use crate::bundle::{self, BundleError, Plan};
 use crate::job::{Artifact, Job};
 use crate::outcome::{truncate, Outcome};
@@ -191,19 +190,11 @@ impl Packager {
         &self,
         settings: &Settings,
         label: &str,
-        version: &ApplicationVersionDescription,
+        version: &ApplicationVersion,
         sha256: &str,
         notes: Vec<String>,
     ) -> Result<Outcome<State>, PackageError> {
-        let (bucket, key) = version
-            .source_bundle()
-            .map(|s| {
-                (
-                    s.s3_bucket().unwrap_or_default().to_string(),
-                    s.s3_key().unwrap_or_default().to_string(),
-                )
-            })
-            .unwrap_or_default();
+        let (bucket, key) = version.bundle.clone().unwrap_or_default();
         let existing_sha256 = if bucket.is_empty() {
             "(none: the version has no S3 source bundle)".to_string()
         } else {

@@ -3,11 +3,9 @@
 //! creating Beanstalk's storage bucket on first use. Apart from the sequence because pruning deletes
 //! things, and its rule (never a version an environment uses) should be read on its own.
 
-use aws_sdk_elasticbeanstalk::types::{ApplicationVersionDescription, S3Location, Tag};
-
 use super::{PackageError, Packager, Settings, TAG_SHA256};
 use crate::aws_error::AwsError;
-use crate::beanstalk::BeanstalkApi;
+use crate::beanstalk::{ApplicationVersion, BeanstalkApi, NewVersion};
 
 impl Packager {
     /// CreateStorageLocation, which makes `elasticbeanstalk-<region>-<account>`; fails with the original
@@ -18,20 +16,13 @@ impl Packager {
         missing: AwsError,
     ) -> Result<(), PackageError> {
         let hint = "create it or set UserParameters field `bucket`";
-        match self
-            .beanstalk
-            .client()
-            .create_storage_location()
-            .send()
-            .await
-        {
-            Ok(out) if out.s3_bucket() == Some(bucket) => Ok(()),
-            Ok(out) => Err(PackageError::Config(format!(
+        match self.beanstalk.create_storage_location().await {
+            Ok(made) if made.as_deref() == Some(bucket) => Ok(()),
+            Ok(made) => Err(PackageError::Config(format!(
                 "{missing}; Elastic Beanstalk's storage bucket is {}, not {bucket}: {hint}",
-                out.s3_bucket().unwrap_or("(none)")
+                made.as_deref().unwrap_or("(none)")
             ))),
             Err(e) => {
-                let e = crate::beanstalk::eb_error("CreateStorageLocation", e);
                 // The role's trouble, not the pipeline's setup: a PermissionError naming the action.
                 if e.class() == crate::aws_error::ErrorClass::PermissionDenied {
                     return Err(PackageError::Aws(e));
@@ -47,21 +38,11 @@ impl Packager {
         &self,
         application: &str,
         label: &str,
-    ) -> Result<Option<ApplicationVersionDescription>, PackageError> {
-        let out = self
+    ) -> Result<Option<ApplicationVersion>, PackageError> {
+        Ok(self
             .beanstalk
-            .client()
-            .describe_application_versions()
-            .application_name(application)
-            .version_labels(label)
-            .send()
-            .await
-            .map_err(|e| crate::beanstalk::eb_error("DescribeApplicationVersions", e))?;
-        Ok(out
-            .application_versions()
-            .iter()
-            .find(|v| v.version_label() == Some(label))
-            .cloned())
+            .application_version(application, label)
+            .await?)
     }
 
     /// CreateApplicationVersion, pruning and retrying once when the account is at its version limit
@@ -74,26 +55,23 @@ impl Packager {
         key: &str,
         sha256: &str,
         notes: &mut Vec<String>,
-    ) -> Result<ApplicationVersionDescription, PackageError> {
+    ) -> Result<ApplicationVersion, PackageError> {
         let mut pruned: Vec<String> = vec![];
+        let new = NewVersion {
+            application: settings.application.clone(),
+            label: label.to_string(),
+            description: settings.description.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            process: settings.process,
+            auto_create_application: settings.create_application,
+            tags: vec![(TAG_SHA256.to_string(), sha256.to_string())],
+        };
         loop {
-            let result = self
-                .beanstalk
-                .client()
-                .create_application_version()
-                .application_name(&settings.application)
-                .version_label(label)
-                .set_description(settings.description.clone())
-                .source_bundle(S3Location::builder().s3_bucket(bucket).s3_key(key).build())
-                .process(settings.process)
-                .auto_create_application(settings.create_application)
-                .tags(Tag::builder().key(TAG_SHA256).value(sha256).build())
-                .send()
-                .await
-                .map_err(|e| crate::beanstalk::eb_error("CreateApplicationVersion", e));
+            let result = self.beanstalk.create_application_version(&new).await;
             let e = match result {
-                Ok(out) => {
-                    return out.application_version().cloned().ok_or_else(|| {
+                Ok(created) => {
+                    return created.ok_or_else(|| {
                         PackageError::Internal(format!(
                             "CreateApplicationVersion returned no version for `{label}`"
                         ))
@@ -206,8 +184,11 @@ pub(super) fn already_exists(e: &AwsError) -> bool {
     e.code.as_deref() == Some("InvalidParameterValue") && e.message.contains("already exists")
 }
 
-pub(super) fn status_of(v: &ApplicationVersionDescription) -> String {
-    v.status()
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|| "Unprocessed".into())
+/// The version's status; Beanstalk's answer leaves it out for a version it has not processed.
+pub(super) fn status_of(v: &ApplicationVersion) -> String {
+    if v.status.is_empty() {
+        "Unprocessed".into()
+    } else {
+        v.status.clone()
+    }
 }
