@@ -1,17 +1,20 @@
-//! S3 in memory: the objects that exist, by bucket and key.
+//! S3 in memory: the objects that exist, by bucket and key, with the checksum package's bundles carry.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::lock;
 use crate::aws_error::AwsError;
 use crate::clock::FakeClock;
+use crate::package::StoredBundles;
 use crate::s3::S3Api;
 
 #[derive(Debug, Default)]
 struct Buckets {
     objects: BTreeSet<(String, String)>,
+    /// (bucket, key) -> the SHA-256 of the object's content.
+    sha256: BTreeMap<(String, String), String>,
     failures: VecDeque<(&'static str, AwsError)>,
     calls: Vec<String>,
     /// Each call moves this clock on by this much, as a slow (throttled, retried) call would.
@@ -29,6 +32,14 @@ impl FakeS3 {
         lock(&self.buckets)
             .objects
             .insert((bucket.to_string(), key.to_string()));
+    }
+
+    /// A bundle whose content has this SHA-256 (as its metadata or its bytes would tell).
+    pub fn put_bundle(&self, bucket: &str, key: &str, sha256: &str) {
+        let mut b = lock(&self.buckets);
+        let at = (bucket.to_string(), key.to_string());
+        b.objects.insert(at.clone());
+        b.sha256.insert(at, sha256.to_string());
     }
 
     pub fn exists(&self, bucket: &str, key: &str) -> bool {
@@ -70,7 +81,24 @@ impl FakeS3 {
 impl S3Api for FakeS3 {
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), AwsError> {
         let mut b = self.call("DeleteObject")?;
-        b.objects.remove(&(bucket.to_string(), key.to_string()));
+        let at = (bucket.to_string(), key.to_string());
+        b.objects.remove(&at);
+        b.sha256.remove(&at);
         Ok(())
+    }
+}
+
+/// A bundle's checksum as package reads it (HeadObject, its metadata); an object put without one
+/// reads as the checksum of nothing.
+impl StoredBundles for FakeS3 {
+    async fn bundle_sha256(&self, bucket: &str, key: &str) -> Result<Option<String>, AwsError> {
+        let b = self.call("HeadObject")?;
+        let at = (bucket.to_string(), key.to_string());
+        if !b.objects.contains(&at) {
+            return Ok(None);
+        }
+        Ok(Some(b.sha256.get(&at).cloned().unwrap_or_else(|| {
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into()
+        })))
     }
 }

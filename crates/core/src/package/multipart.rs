@@ -16,7 +16,7 @@ use crate::bundle::{BundleError, Written};
 /// Multipart upload part size: three of these in flight is the upload's whole memory.
 pub(super) const PART_BYTES: usize = 8 * 1024 * 1024;
 
-impl Packager {
+impl<B, C> Packager<B, C> {
     /// Streams what `produce` writes to s3://bucket/key: one PutObject when it fits in a part, a
     /// multipart upload otherwise, never more than three parts in memory. `produce` runs on a blocking
     /// thread; the upload is completed only when it succeeded.

@@ -3,6 +3,7 @@
 //! and the checksum of a bundle already stored. Apart from the sequence, which only says what to store
 //! where; the streamed upload of a rewritten bundle is `multipart.rs`.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use aws_sdk_s3::types::MetadataDirective;
@@ -58,7 +59,62 @@ pub(super) enum Stored {
     Uploaded(Written),
 }
 
-impl Packager {
+/// The checksum of a bundle already stored, the one S3 read the version half makes (a label found
+/// taken is judged by it): narrow so that half is tested with [`crate::fakes::FakeS3`].
+pub trait StoredBundles: Send + Sync {
+    /// The SHA-256 of a stored bundle: from its metadata when beanswap wrote it, else by reading it.
+    /// `None` when the object does not exist.
+    fn bundle_sha256(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+}
+
+impl StoredBundles for aws_sdk_s3::Client {
+    async fn bundle_sha256(&self, bucket: &str, key: &str) -> Result<Option<String>, AwsError> {
+        match self.head_object().bucket(bucket).key(key).send().await {
+            Ok(head) => {
+                if let Some(sha) = head.metadata().and_then(|m| m.get(METADATA_SHA256)) {
+                    return Ok(Some(sha.clone()));
+                }
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                return Ok(None)
+            }
+            Err(e) => {
+                let mut e = s3_error("HeadObject", bucket, key, e);
+                // A HEAD answer has no body, so AWS's 403 names no action: say which ones decide it.
+                if e.status == Some(403) {
+                    e.message = format!(
+                        "{} (403 to HEAD, which carries no reason: S3 refuses it without s3:GetObject on the object, and answers a missing object with 403 instead of 404 without s3:ListBucket on the bucket)",
+                        e.message
+                    );
+                }
+                return Err(e);
+            }
+        }
+        let mut object = self
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| s3_error("GetObject", bucket, key, e))?;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = object
+            .body
+            .try_next()
+            .await
+            .map_err(|e| s3_other("GetObject", bucket, key, e.to_string()))?
+        {
+            hasher.update(&chunk);
+        }
+        Ok(Some(hex::encode(hasher.finalize())))
+    }
+}
+
+impl<B, C> Packager<B, C> {
     /// Puts the bundle at the target: a server-side copy when it needs no change, else a stream.
     pub(super) async fn store(
         &self,
@@ -95,54 +151,6 @@ impl Packager {
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// The SHA-256 of a stored bundle: from its metadata when beanswap wrote it, else by reading it.
-    /// `None` when the object does not exist.
-    pub(super) async fn bundle_sha256(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<Option<String>, PackageError> {
-        match self.s3.head_object().bucket(bucket).key(key).send().await {
-            Ok(head) => {
-                if let Some(sha) = head.metadata().and_then(|m| m.get(METADATA_SHA256)) {
-                    return Ok(Some(sha.clone()));
-                }
-            }
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
-                return Ok(None)
-            }
-            Err(e) => {
-                let mut e = s3_error("HeadObject", bucket, key, e);
-                // A HEAD answer has no body, so AWS's 403 names no action: say which ones decide it.
-                if e.status == Some(403) {
-                    e.message = format!(
-                        "{} (403 to HEAD, which carries no reason: S3 refuses it without s3:GetObject on the object, and answers a missing object with 403 instead of 404 without s3:ListBucket on the bucket)",
-                        e.message
-                    );
-                }
-                return Err(e.into());
-            }
-        }
-        let mut object = self
-            .s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| s3_error("GetObject", bucket, key, e))?;
-        let mut hasher = Sha256::new();
-        while let Some(chunk) = object
-            .body
-            .try_next()
-            .await
-            .map_err(|e| s3_other("GetObject", bucket, key, e.to_string()))?
-        {
-            hasher.update(&chunk);
-        }
-        Ok(Some(hex::encode(hasher.finalize())))
     }
 
     /// Server-side copy of the unchanged artifact, with its checksum as metadata.
