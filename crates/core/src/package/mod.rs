@@ -128,4 +128,6 @@ impl<B: BeanstalkApi, C: Clock> Packager<B, C> {
 }
 
 #[cfg(test)]
+mod sequence_tests;
+#[cfg(test)]
 mod tests;
