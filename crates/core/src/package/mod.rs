@@ -11,7 +11,7 @@
 //! create); `label.rs` the names it derives (version label, bundle key, default bucket); `s3.rs` the
 //! bundle's way in and out of S3 (download, server-side copy, checksum of what is stored) and
 //! `multipart.rs` the streamed upload of a rewritten bundle; `version.rs` the version half, over the
-//! narrow traits only ([`crate::beanstalk::BeanstalkApi`], [`StoredBundles`], [`crate::clock::Clock`]):
+//! narrow traits only ([`crate::beanstalk::BeanstalkApi`], [`BundleStore`], [`crate::clock::Clock`]):
 //! a label found taken judged, the version created (pruned for at the version limit, adopted when
 //! another invocation made it); `process.rs` the wait for Beanstalk to process the version across
 //! invocations; `error.rs` why packaging stops and how CodePipeline hears it.
@@ -39,7 +39,7 @@ pub use label::{
     bundle_key, check_label_template, default_bucket, render_label, LabelVars, LABEL_PLACEHOLDERS,
     MAX_LABEL,
 };
-pub use s3::StoredBundles;
+pub use s3::BundleStore;
 use version::Versions;
 
 /// The S3 object metadata key (`x-amz-meta-beanswap-sha256`) holding a bundle's SHA-256.
@@ -90,34 +90,41 @@ pub struct State {
 }
 
 /// The package action's AWS side: S3 with the function's own role for bundles, the job's artifact
-/// credentials for the input, Elastic Beanstalk for versions (the SDK's by default; tests give the
-/// in-memory [`crate::fakes::FakeBeanstalk`]), and the clock the processing wait reads and sleeps on.
-pub struct Packager<B = Beanstalk, C = SystemClock> {
+/// credentials for the input, Elastic Beanstalk for versions (the SDK's clients by default; tests give
+/// the in-memory [`crate::fakes::FakeBeanstalk`] and [`crate::fakes::FakeS3`]), and the clock the
+/// processing wait reads and sleeps on.
+pub struct Packager<B = Beanstalk, C = SystemClock, S = aws_sdk_s3::Client> {
     aws: SdkConfig,
-    s3: aws_sdk_s3::Client,
+    s3: S,
     beanstalk: B,
     clock: C,
 }
 
 impl Packager {
     pub fn new(aws: &SdkConfig) -> Self {
-        Packager::with(aws, Beanstalk::new(aws), SystemClock)
+        Packager::with(
+            aws,
+            Beanstalk::new(aws),
+            aws_sdk_s3::Client::from_conf(s3_config(aws).build()),
+            SystemClock,
+        )
     }
 }
 
-impl<B: BeanstalkApi, C: Clock> Packager<B, C> {
-    /// With the caller's Beanstalk and clock; S3 is still the SDK's, built from `aws`.
-    pub fn with(aws: &SdkConfig, beanstalk: B, clock: C) -> Self {
+impl<B: BeanstalkApi, C: Clock, S: BundleStore> Packager<B, C, S> {
+    /// With the caller's Beanstalk, bundle store and clock (tests: the fakes); `aws` still gives the
+    /// region for the default bucket and reads the input artifact with the job's credentials.
+    pub fn with(aws: &SdkConfig, beanstalk: B, s3: S, clock: C) -> Self {
         Packager {
             aws: aws.clone(),
-            s3: aws_sdk_s3::Client::from_conf(s3_config(aws).build()),
+            s3,
             beanstalk,
             clock,
         }
     }
 
     /// The version half of this packaging, over this packager's clients.
-    fn versions<'a>(&'a self, settings: &'a Settings) -> Versions<'a, B, aws_sdk_s3::Client, C> {
+    fn versions<'a>(&'a self, settings: &'a Settings) -> Versions<'a, B, S, C> {
         Versions {
             beanstalk: &self.beanstalk,
             bundles: &self.s3,

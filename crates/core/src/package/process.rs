@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use super::version::status_of;
 use super::version::Versions;
-use super::{PackageError, State, StoredBundles};
+use super::{BundleStore, PackageError, State};
 use crate::aws_error::AwsError;
 use crate::beanstalk::{poll_delay, BeanstalkApi};
 use crate::clock::{unix_seconds, Clock};
 use crate::outcome::Outcome;
 
-impl<B: BeanstalkApi, S: StoredBundles, C: Clock> Versions<'_, B, S, C> {
+impl<B: BeanstalkApi, S: BundleStore, C: Clock> Versions<'_, B, S, C> {
     /// Ends the job, or hands back a token while Beanstalk processes the version.
     pub(super) async fn settle(
         &self,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::label::{bundle_key, default_bucket, render_label, LabelVars};
 use super::s3::{Stored, Target};
 use super::version::StoredBundle;
-use super::{PackageError, Packager, Settings, State};
+use super::{BundleStore, PackageError, Packager, Settings, State};
 use crate::artifacts::{ArtifactError, ArtifactStore};
 use crate::aws_error::{AwsError, Service};
 use crate::beanstalk::BeanstalkApi;
@@ -22,7 +22,7 @@ use crate::outcome::Outcome;
 /// when Lambda's deadline is nearer): every hand-over costs a job report and CodePipeline's pause.
 const INLINE_POLL: Duration = Duration::from_secs(120);
 
-impl<B: BeanstalkApi, C: Clock> Packager<B, C> {
+impl<B: BeanstalkApi, C: Clock, S: BundleStore> Packager<B, C, S> {
     /// One invocation: the whole packaging on the first, a processing wait on continuations.
     pub async fn run(
         &self,

@@ -1,8 +1,9 @@
-//! package's version half without a server: [`Versions`] against the in-memory fakes (Beanstalk, the
-//! stored bundles' checksums in S3) on an injected clock, from the point where the bundle is stored, in
-//! the order `run.rs` calls it (the label looked up; if free, the bundle stored and the version
-//! created; continuations waiting for processing). The artifact's spool, the server-side copy and the
-//! multipart upload still go through the SDK's S3 client: the end-to-end tests cover them.
+//! package's sequence without a server, on the in-memory fakes and an injected clock:
+//! the version half ([`Versions`] on FakeBeanstalk and FakeS3's checksums) from the point where the
+//! bundle is stored, in the order `run.rs` calls it (the label looked up; if free, the bundle stored
+//! and the version created; continuations waiting for processing). What joins them, reading the
+//! input artifact with the job's credentials ([`crate::artifacts`]), still goes through the SDK, so
+//! a whole first invocation is tested end to end only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

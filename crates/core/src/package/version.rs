@@ -8,7 +8,7 @@
 //! its own.
 
 use super::process::finished;
-use super::{LabelConflict, PackageError, Settings, State, StoredBundles, TAG_SHA256};
+use super::{BundleStore, LabelConflict, PackageError, Settings, State, TAG_SHA256};
 use crate::aws_error::AwsError;
 use crate::beanstalk::{ApplicationVersion, BeanstalkApi, NewVersion};
 use crate::clock::{unix_seconds, Clock};
@@ -33,7 +33,7 @@ pub(super) struct StoredBundle<'a> {
     pub(super) sha256: &'a str,
 }
 
-impl<B: BeanstalkApi, S: StoredBundles, C: Clock> Versions<'_, B, S, C> {
+impl<B: BeanstalkApi, S: BundleStore, C: Clock> Versions<'_, B, S, C> {
     /// Before anything is stored: the job's outcome when the label already exists (the same bundle:
     /// done, nothing created; another bundle: a conflict), `None` when it does not.
     pub(super) async fn found(
