@@ -1,7 +1,8 @@
-//! package's sequence without a server, on the in-memory fakes and an injected clock:
+//! package's sequence without a server, in two halves on the in-memory fakes and an injected clock:
 //! the version half ([`Versions`] on FakeBeanstalk and FakeS3's checksums) from the point where the
 //! bundle is stored, in the order `run.rs` calls it (the label looked up; if free, the bundle stored
-//! and the version created; continuations waiting for processing). What joins them, reading the
+//! and the version created; continuations waiting for processing), and the storing of the bundle
+//! (`storing`: server-side copy, upload, multipart upload on FakeS3). What joins them, reading the
 //! input artifact with the job's credentials ([`crate::artifacts`]), still goes through the SDK, so
 //! a whole first invocation is tested end to end only.
 
@@ -555,4 +556,231 @@ async fn past_process_timeout_the_wait_fails() {
         "{}",
         e.message
     );
+}
+
+// --- the bundle's S3 side: storing it (copy, upload, multipart) on FakeS3 ------------------------
+
+mod storing {
+    use std::io::{Cursor, Write};
+    use std::sync::Arc;
+
+    use aws_config::SdkConfig;
+    use zip::write::SimpleFileOptions;
+    use zip::{CompressionMethod, ZipWriter};
+
+    use super::super::multipart::PART_BYTES;
+    use super::super::s3::{Stored, Target};
+    use super::super::Packager;
+    use super::*;
+    use crate::bundle::{self, Plan, Spooled};
+    use crate::job::Artifact;
+
+    type Fakes = Packager<FakeBeanstalk, FakeClock, FakeS3>;
+
+    fn packager() -> Fakes {
+        Packager::with(
+            &SdkConfig::builder().build(),
+            FakeBeanstalk::default(),
+            FakeS3::default(),
+            FakeClock::default(),
+        )
+    }
+
+    /// A zip of these stored (uncompressed) files.
+    fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+        let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+        for (name, body) in files {
+            w.start_file(*name, stored).unwrap();
+            w.write_all(body).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    /// The artifact (in the fake, at s3://artifacts/shop-pipeline/BuildOut/Gx7hQ2d), spooled and
+    /// planned as the first invocation does.
+    fn spool(s3: &FakeS3, zip: &[u8]) -> (Artifact, Arc<Spooled>, Arc<Plan>) {
+        let artifact = Artifact {
+            name: "BuildOut".into(),
+            revision: None,
+            bucket: "artifacts".into(),
+            key: "shop-pipeline/BuildOut/Gx7hQ2d".into(),
+        };
+        s3.put(&artifact.bucket, &artifact.key);
+        let spooled = Spooled::from_reader(zip, u64::MAX).unwrap();
+        let plan = bundle::inspect(&spooled, &Limits::default(), &Normalise::default()).unwrap();
+        (artifact, Arc::new(spooled), Arc::new(plan))
+    }
+
+    /// What the bundle will be once stored: the artifact itself, or its rewrite.
+    fn planned(spooled: &Arc<Spooled>, plan: &Arc<Plan>) -> (u64, String) {
+        if !plan.needs_rewrite() {
+            return (spooled.size, spooled.sha256.clone());
+        }
+        let w = bundle::write_normalised(spooled, plan, std::io::sink()).unwrap();
+        (w.size, w.sha256)
+    }
+
+    const KEY: &str = "shop/v1.zip";
+
+    fn target(sha256: &str) -> Target<'_> {
+        Target {
+            bucket: BUCKET,
+            key: KEY,
+            sha256,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_bundle_is_copied_server_side_with_its_checksum() {
+        let p = packager();
+        let (artifact, spooled, plan) = spool(
+            &p.s3,
+            &zip_of(&[("Procfile", b"web: ./app"), ("app", b"#!")]),
+        );
+        assert!(!plan.needs_rewrite());
+        let (_, sha256) = planned(&spooled, &plan);
+
+        let stored = p
+            .store(&artifact, &spooled, &plan, &target(&sha256))
+            .await
+            .unwrap();
+        assert!(matches!(stored, Stored::Copied));
+        assert_eq!(p.s3.calls(), ["CopyObject"]);
+        assert_eq!(p.s3.sha256_of(BUCKET, KEY), Some(sha256));
+    }
+
+    #[tokio::test]
+    async fn a_copy_the_role_may_not_make_sends_the_spooled_bundle_instead() {
+        let p = packager();
+        let (artifact, spooled, plan) = spool(
+            &p.s3,
+            &zip_of(&[("Procfile", b"web: ./app"), ("app", b"#!")]),
+        );
+        let (size, sha256) = planned(&spooled, &plan);
+        p.s3.fail_next(
+            "CopyObject",
+            AwsError::answered(Service::S3, "CopyObject", "AccessDenied", "Access Denied"),
+        );
+
+        let Stored::Uploaded(written) = p
+            .store(&artifact, &spooled, &plan, &target(&sha256))
+            .await
+            .unwrap()
+        else {
+            panic!("not uploaded")
+        };
+        assert_eq!(
+            (written.size, written.sha256.as_str()),
+            (size, sha256.as_str())
+        );
+        assert_eq!(p.s3.calls(), ["CopyObject", "PutObject"]);
+        assert_eq!(p.s3.size_of(BUCKET, KEY), Some(size));
+        assert_eq!(p.s3.sha256_of(BUCKET, KEY), Some(sha256));
+
+        // Any other refusal is the job's answer (run.rs makes Beanstalk's bucket on NoSuchBucket).
+        p.s3.fail_next(
+            "CopyObject",
+            AwsError::answered(Service::S3, "CopyObject", "NoSuchBucket", "no bucket"),
+        );
+        let Err(PackageError::Aws(e)) = p.store(&artifact, &spooled, &plan, &target("x")).await
+        else {
+            panic!("not an AWS error")
+        };
+        assert_eq!(e.code.as_deref(), Some("NoSuchBucket"));
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_bundle_is_streamed_in_one_put_or_in_parts() {
+        // All in one top-level folder: flattened, so rewritten.
+        let p = packager();
+        let (artifact, spooled, plan) = spool(
+            &p.s3,
+            &zip_of(&[("site/Procfile", b"web: ./app"), ("site/app", b"#!")]),
+        );
+        assert!(plan.needs_rewrite());
+        let (size, sha256) = planned(&spooled, &plan);
+        let Stored::Uploaded(written) = p
+            .store(&artifact, &spooled, &plan, &target(&sha256))
+            .await
+            .unwrap()
+        else {
+            panic!("not uploaded")
+        };
+        assert_eq!(
+            (written.size, written.sha256.as_str()),
+            (size, sha256.as_str())
+        );
+        assert_eq!(p.s3.calls(), ["PutObject"]);
+
+        // Larger than two parts: a multipart upload, completed with every part.
+        let p = packager();
+        let big: Vec<u8> = (0..PART_BYTES * 2 + 1000)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let (artifact, spooled, plan) = spool(
+            &p.s3,
+            &zip_of(&[("site/Procfile", b"web: ./app"), ("site/data", &big)]),
+        );
+        let (size, sha256) = planned(&spooled, &plan);
+        let Stored::Uploaded(written) = p
+            .store(&artifact, &spooled, &plan, &target(&sha256))
+            .await
+            .unwrap()
+        else {
+            panic!("not uploaded")
+        };
+        assert_eq!(written.sha256, sha256);
+        assert_eq!(
+            p.s3.calls(),
+            [
+                "CreateMultipartUpload",
+                "UploadPart",
+                "UploadPart",
+                "UploadPart",
+                "CompleteMultipartUpload"
+            ]
+        );
+        assert_eq!(p.s3.size_of(BUCKET, KEY), Some(size));
+        assert_eq!(p.s3.sha256_of(BUCKET, KEY), Some(sha256));
+        assert_eq!(p.s3.open_uploads(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_part_aborts_the_upload_and_stores_nothing() {
+        let p = packager();
+        let big: Vec<u8> = (0..PART_BYTES * 2 + 1000)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let (artifact, spooled, plan) = spool(
+            &p.s3,
+            &zip_of(&[("site/Procfile", b"web: ./app"), ("site/data", &big)]),
+        );
+        let (_, sha256) = planned(&spooled, &plan);
+        p.s3.fail_next(
+            "UploadPart",
+            AwsError::answered(Service::S3, "UploadPart", "InternalError", "try again"),
+        );
+
+        let e = failure_of(p.store(&artifact, &spooled, &plan, &target(&sha256)).await);
+        assert_eq!(e.kind, FailureKind::SystemUnavailable, "{}", e.message);
+        assert!(e.message.contains("UploadPart"), "{}", e.message);
+        assert_eq!(
+            p.s3.calls(),
+            [
+                "CreateMultipartUpload",
+                "UploadPart",
+                "AbortMultipartUpload"
+            ]
+        );
+        assert_eq!(p.s3.open_uploads(), 0);
+        assert!(!p.s3.exists(BUCKET, KEY));
+    }
+
+    fn failure_of(result: Result<Stored, PackageError>) -> ActionError {
+        match result {
+            Err(e) => ActionError::from(e),
+            Ok(_) => panic!("stored"),
+        }
+    }
 }
