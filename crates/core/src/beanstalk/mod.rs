@@ -4,8 +4,7 @@
 //! Every read of environments (DescribeEnvironments, events, tags, health) goes through here, so every
 //! action shares one understanding of "the live environment" and of what counts as healthy. A few
 //! writes call the SDK client directly through [`Beanstalk::client`]: stage's deletion of its cloned
-//! configuration template and forced termination of a failed launch, package's application versions,
-//! the tail logs of `tail_logs`.
+//! configuration template and forced termination of a failed launch, the tail logs of `tail_logs`.
 //!
 //! `model` holds the shapes of the answers, `api` the narrow trait the sequences call (and its SDK
 //! implementation); this file the client and its other calls.
@@ -27,7 +26,7 @@ pub use api::BeanstalkApi;
 use model::to_system_time;
 pub use model::{
     ApplicationVersion, Environment, EnvironmentDetails, Event, Health, HealthGate, LaunchFrom,
-    NewEnvironment, Status, Traffic,
+    NewEnvironment, NewVersion, Status, Traffic,
 };
 
 /// Tags beanswap puts on the environments it creates; retire only ever considers environments with them.

@@ -6,7 +6,9 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_elasticbeanstalk::primitives::DateTime;
-use aws_sdk_elasticbeanstalk::types::{EnvironmentDescription, EventDescription};
+use aws_sdk_elasticbeanstalk::types::{
+    ApplicationVersionDescription, EnvironmentDescription, EventDescription,
+};
 
 /// Declares an enum of the names Beanstalk gives a field, with `Other` for a name a newer API might
 /// add (kept as given, never an error): parsed from and shown as Beanstalk spells them, and comparable
@@ -237,6 +239,39 @@ pub struct ApplicationVersion {
     pub status: String,
     /// Where the source bundle is: (bucket, key).
     pub bundle: Option<(String, String)>,
+}
+
+impl ApplicationVersion {
+    pub(super) fn from_sdk(v: &ApplicationVersionDescription) -> Self {
+        ApplicationVersion {
+            label: v.version_label().unwrap_or_default().to_string(),
+            created: v.date_created().and_then(to_system_time),
+            status: v
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            bundle: v
+                .source_bundle()
+                .and_then(|b| Some((b.s3_bucket()?.to_string(), b.s3_key()?.to_string()))),
+        }
+    }
+}
+
+/// A CreateApplicationVersion request: the version `label` of `application` from the bundle at
+/// s3://`bucket`/`key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVersion {
+    pub application: String,
+    pub label: String,
+    pub description: Option<String>,
+    pub bucket: String,
+    pub key: String,
+    /// Process: Beanstalk validates the bundle (status Processing, then Processed or Failed).
+    pub process: bool,
+    /// AutoCreateApplication: the application is made when it does not exist.
+    pub auto_create_application: bool,
+    /// Tags on the version, (key, value).
+    pub tags: Vec<(String, String)>,
 }
 
 /// An environment with what DescribeEnvironments tells beyond [`Environment`].

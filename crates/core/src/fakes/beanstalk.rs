@@ -10,7 +10,7 @@ use super::{lock, not_ready};
 use crate::aws_error::{AwsError, Service};
 use crate::beanstalk::{
     ApplicationVersion, BeanstalkApi, Environment, EnvironmentDetails, Event, HealthFigures,
-    NewEnvironment, Traffic,
+    NewEnvironment, NewVersion, Traffic,
 };
 
 #[derive(Debug, Default)]
@@ -41,6 +41,21 @@ struct Eb {
     created: Vec<NewEnvironment>,
     /// Environment name -> its instances' tail logs, (instance, text).
     tail: BTreeMap<String, Vec<(String, String)>>,
+    /// Applications that exist without versions or environments.
+    applications: BTreeSet<String>,
+    /// (application, label) -> the statuses reads of that version give, in turn; the last one stays.
+    version_statuses: BTreeMap<(String, String), VecDeque<String>>,
+    /// How many versions the account may hold (unset: no limit).
+    version_limit: Option<usize>,
+    /// Every CreateApplicationVersion request that created a version, in order.
+    created_versions: Vec<NewVersion>,
+    /// (application, label) -> the version's events, oldest first.
+    version_events: BTreeMap<(String, String), Vec<Event>>,
+    /// What CreateStorageLocation names (unset: `elasticbeanstalk-us-east-1-123456789012`).
+    storage_bucket: Option<String>,
+    /// A version another invocation creates just before this one's next CreateApplicationVersion
+    /// of the same application.
+    racing: Option<(String, ApplicationVersion)>,
 }
 
 /// Elastic Beanstalk in memory.
@@ -207,6 +222,64 @@ impl FakeBeanstalk {
             .get(application)
             .map(|v| v.iter().map(|v| v.label.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// An application that exists (with no versions or environments yet).
+    pub fn add_application(&self, application: &str) {
+        lock(&self.eb).applications.insert(application.to_string());
+    }
+
+    /// The version `label` of `application` as it is now.
+    pub fn version(&self, application: &str, label: &str) -> Option<ApplicationVersion> {
+        lock(&self.eb)
+            .versions
+            .get(application)
+            .and_then(|v| v.iter().find(|v| v.label == label).cloned())
+    }
+
+    /// What reads of the version give as its status from now on: these in turn, then the last one
+    /// again (as Beanstalk's processing moves it on).
+    pub fn script_version_status(&self, application: &str, label: &str, statuses: &[&str]) {
+        lock(&self.eb).version_statuses.insert(
+            (application.to_string(), label.to_string()),
+            statuses.iter().map(|s| s.to_string()).collect(),
+        );
+    }
+
+    /// The account may hold at most `limit` versions (TooManyApplicationVersionsException beyond).
+    pub fn set_version_limit(&self, limit: usize) {
+        lock(&self.eb).version_limit = Some(limit);
+    }
+
+    /// Every CreateApplicationVersion request that created a version, in order.
+    pub fn created_versions(&self) -> Vec<NewVersion> {
+        lock(&self.eb).created_versions.clone()
+    }
+
+    /// An event of the version, as DescribeEvents with VersionLabel gives it.
+    pub fn add_version_event(&self, application: &str, label: &str, severity: &str, message: &str) {
+        let mut eb = lock(&self.eb);
+        let events = eb
+            .version_events
+            .entry((application.to_string(), label.to_string()))
+            .or_default();
+        events.push(Event {
+            date: SystemTime::UNIX_EPOCH + Duration::from_secs(events.len() as u64),
+            severity: severity.to_string(),
+            message: message.to_string(),
+            environment: None,
+        });
+    }
+
+    /// What CreateStorageLocation names as Beanstalk's bucket.
+    pub fn set_storage_bucket(&self, bucket: &str) {
+        lock(&self.eb).storage_bucket = Some(bucket.to_string());
+    }
+
+    /// Another invocation creates `version` of `application` just before this one's next
+    /// CreateApplicationVersion, which then finds the label taken.
+    pub fn race_version(&self, application: &str, version: ApplicationVersion) {
+        lock(&self.eb).racing = Some((application.to_string(), version));
     }
 
     /// The CNAME prefix is taken by someone the fake does not hold (CheckDNSAvailability says no).
@@ -596,6 +669,136 @@ impl BeanstalkApi for FakeBeanstalk {
     ) -> Result<Vec<ApplicationVersion>, AwsError> {
         let eb = self.call("DescribeApplicationVersions")?;
         Ok(eb.versions.get(application).cloned().unwrap_or_default())
+    }
+
+    /// The version as [`FakeBeanstalk::script_version_status`] moves it on.
+    async fn application_version(
+        &self,
+        application: &str,
+        label: &str,
+    ) -> Result<Option<ApplicationVersion>, AwsError> {
+        let mut eb = self.call("DescribeApplicationVersions")?;
+        let key = (application.to_string(), label.to_string());
+        let status = eb.version_statuses.get_mut(&key).and_then(|queue| {
+            if queue.len() > 1 {
+                queue.pop_front()
+            } else {
+                queue.front().cloned()
+            }
+        });
+        let version = eb
+            .versions
+            .get_mut(application)
+            .and_then(|v| v.iter_mut().find(|v| v.label == label));
+        Ok(version.map(|v| {
+            if let Some(status) = status {
+                v.status = status;
+            }
+            v.clone()
+        }))
+    }
+
+    /// Refused as Beanstalk refuses it: a label that exists, an application that does not (without
+    /// AutoCreateApplication), a version beyond the account's limit. A new version is Processing
+    /// with Process, else Unprocessed, and newer than every other.
+    async fn create_application_version(
+        &self,
+        new: &NewVersion,
+    ) -> Result<Option<ApplicationVersion>, AwsError> {
+        let mut eb = self.call("CreateApplicationVersion")?;
+        let refuse = |code: &str, message: String| {
+            AwsError::answered(
+                Service::ElasticBeanstalk,
+                "CreateApplicationVersion",
+                code,
+                message,
+            )
+        };
+        if eb
+            .racing
+            .as_ref()
+            .is_some_and(|(app, _)| *app == new.application)
+        {
+            if let Some((app, version)) = eb.racing.take() {
+                eb.versions.entry(app).or_default().push(version);
+            }
+        }
+        let versions = eb.versions.get(&new.application);
+        if versions.is_some_and(|v| v.iter().any(|v| v.label == new.label)) {
+            return Err(refuse(
+                "InvalidParameterValue",
+                format!("Application Version {} already exists.", new.label),
+            ));
+        }
+        let exists = versions.is_some_and(|v| !v.is_empty())
+            || eb.applications.contains(&new.application)
+            || eb
+                .environments
+                .iter()
+                .any(|e| e.application == new.application);
+        if !exists && !new.auto_create_application {
+            return Err(refuse(
+                "InvalidParameterValue",
+                format!("No Application named '{}' found.", new.application),
+            ));
+        }
+        let held: usize = eb.versions.values().map(Vec::len).sum();
+        if let Some(limit) = eb.version_limit {
+            if held >= limit {
+                return Err(refuse(
+                    "TooManyApplicationVersionsException",
+                    format!("You cannot have more than {limit} Application Versions."),
+                ));
+            }
+        }
+        let newest = eb
+            .versions
+            .values()
+            .flatten()
+            .filter_map(|v| v.created)
+            .max()
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let version = ApplicationVersion {
+            label: new.label.clone(),
+            created: Some(newest + Duration::from_secs(1)),
+            status: if new.process {
+                "Processing"
+            } else {
+                "Unprocessed"
+            }
+            .into(),
+            bundle: Some((new.bucket.clone(), new.key.clone())),
+        };
+        eb.applications.insert(new.application.clone());
+        eb.versions
+            .entry(new.application.clone())
+            .or_default()
+            .push(version.clone());
+        eb.created_versions.push(new.clone());
+        Ok(Some(version))
+    }
+
+    async fn create_storage_location(&self) -> Result<Option<String>, AwsError> {
+        let eb = self.call("CreateStorageLocation")?;
+        Ok(Some(eb.storage_bucket.clone().unwrap_or_else(|| {
+            "elasticbeanstalk-us-east-1-123456789012".into()
+        })))
+    }
+
+    async fn version_events(
+        &self,
+        application: &str,
+        label: &str,
+        max: i32,
+    ) -> Result<Vec<Event>, AwsError> {
+        let eb = self.call("DescribeEvents")?;
+        let mut events = eb
+            .version_events
+            .get(&(application.to_string(), label.to_string()))
+            .cloned()
+            .unwrap_or_default();
+        let keep = usize::try_from(max.max(0)).unwrap_or(0);
+        Ok(events.split_off(events.len().saturating_sub(keep)))
     }
 
     /// Refused for a version a running environment uses, as Beanstalk refuses it.

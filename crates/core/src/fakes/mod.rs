@@ -1,5 +1,6 @@
 //! In-memory stand-ins for the AWS traits ([`crate::beanstalk::BeanstalkApi`],
-//! [`crate::route53::Route53Api`], [`crate::alarms::AlarmsApi`], [`crate::s3::S3Api`]) and the version check
+//! [`crate::route53::Route53Api`], [`crate::alarms::AlarmsApi`], [`crate::s3::S3Api`],
+//! [`crate::package::BundleStore`]) and the version check
 //! ([`crate::swap::Verify`]), so every path of a sequence has a unit test that needs no server (as mountpoint-s3
 //! does with its mock client). Built for this crate's tests and, with the `fakes` feature, for other
 //! crates' tests.
@@ -10,7 +11,7 @@
 //! atomic. Anything may be made to fail once with [`FakeBeanstalk::fail_next`].
 //!
 //! One file per service: `beanstalk` (environments, tags, events, enhanced health, capacity, application versions),
-//! `route53` (hosted zones' records), `s3` (objects), `verify` (the version check), `alarms` (CloudWatch).
+//! `route53` (hosted zones' records), `s3` (objects, package's bundles and multipart uploads), `verify` (the version check), `alarms` (CloudWatch).
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -10,9 +10,11 @@
 //! The parts, by concern: `run.rs` is the sequence of one invocation (artifact, plan, label, store,
 //! create); `label.rs` the names it derives (version label, bundle key, default bucket); `s3.rs` the
 //! bundle's way in and out of S3 (download, server-side copy, checksum of what is stored) and
-//! `multipart.rs` the streamed upload of a rewritten bundle; `version.rs` Elastic Beanstalk's
-//! application versions (create, prune at the version limit); `process.rs` the wait for Beanstalk to
-//! process the version across invocations; `error.rs` why packaging stops and how CodePipeline hears it.
+//! `multipart.rs` the streamed upload of a rewritten bundle; `version.rs` the version half, over the
+//! narrow traits only ([`crate::beanstalk::BeanstalkApi`], [`BundleStore`], [`crate::clock::Clock`]):
+//! a label found taken judged, the version created (pruned for at the version limit, adopted when
+//! another invocation made it); `process.rs` the wait for Beanstalk to process the version across
+//! invocations; `error.rs` why packaging stops and how CodePipeline hears it.
 
 mod error;
 mod label;
@@ -22,20 +24,23 @@ mod run;
 mod s3;
 mod version;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::s3_config;
-use crate::beanstalk::Beanstalk;
+use crate::beanstalk::{Beanstalk, BeanstalkApi};
 use crate::bundle::{Limits, Normalise};
+use crate::clock::{Clock, SystemClock};
 
 pub use error::{LabelConflict, PackageError};
 pub use label::{
     bundle_key, check_label_template, default_bucket, render_label, LabelVars, LABEL_PLACEHOLDERS,
     MAX_LABEL,
 };
+pub use s3::BundleStore;
+use version::Versions;
 
 /// The S3 object metadata key (`x-amz-meta-beanswap-sha256`) holding a bundle's SHA-256.
 pub const METADATA_SHA256: &str = "beanswap-sha256";
@@ -84,28 +89,52 @@ pub struct State {
     pub status: Option<String>,
 }
 
-/// Now in Unix seconds: when a processing wait started, and how long it has lasted.
-fn now_secs() -> u64 {
-    crate::clock::unix_seconds(SystemTime::now())
-}
-
 /// The package action's AWS side: S3 with the function's own role for bundles, the job's artifact
-/// credentials for the input, Elastic Beanstalk for versions.
-pub struct Packager {
+/// credentials for the input, Elastic Beanstalk for versions (the SDK's clients by default; tests give
+/// the in-memory [`crate::fakes::FakeBeanstalk`] and [`crate::fakes::FakeS3`]), and the clock the
+/// processing wait reads and sleeps on.
+pub struct Packager<B = Beanstalk, C = SystemClock, S = aws_sdk_s3::Client> {
     aws: SdkConfig,
-    s3: aws_sdk_s3::Client,
-    beanstalk: Beanstalk,
+    s3: S,
+    beanstalk: B,
+    clock: C,
 }
 
 impl Packager {
     pub fn new(aws: &SdkConfig) -> Self {
+        Packager::with(
+            aws,
+            Beanstalk::new(aws),
+            aws_sdk_s3::Client::from_conf(s3_config(aws).build()),
+            SystemClock,
+        )
+    }
+}
+
+impl<B: BeanstalkApi, C: Clock, S: BundleStore> Packager<B, C, S> {
+    /// With the caller's Beanstalk, bundle store and clock (tests: the fakes); `aws` still gives the
+    /// region for the default bucket and reads the input artifact with the job's credentials.
+    pub fn with(aws: &SdkConfig, beanstalk: B, s3: S, clock: C) -> Self {
         Packager {
             aws: aws.clone(),
-            s3: aws_sdk_s3::Client::from_conf(s3_config(aws).build()),
-            beanstalk: Beanstalk::new(aws),
+            s3,
+            beanstalk,
+            clock,
+        }
+    }
+
+    /// The version half of this packaging, over this packager's clients.
+    fn versions<'a>(&'a self, settings: &'a Settings) -> Versions<'a, B, S, C> {
+        Versions {
+            beanstalk: &self.beanstalk,
+            bundles: &self.s3,
+            clock: &self.clock,
+            settings,
         }
     }
 }
 
+#[cfg(test)]
+mod sequence_tests;
 #[cfg(test)]
 mod tests;

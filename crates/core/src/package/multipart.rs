@@ -5,18 +5,16 @@
 
 use std::io::Write;
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tokio::sync::mpsc;
 
-use super::s3::{s3_error, Stored};
-use super::{PackageError, Packager, METADATA_SHA256};
+use super::s3::Stored;
+use super::{BundleStore, PackageError, Packager};
 use crate::bundle::{BundleError, Written};
 
 /// Multipart upload part size: three of these in flight is the upload's whole memory.
 pub(super) const PART_BYTES: usize = 8 * 1024 * 1024;
 
-impl Packager {
+impl<B, C, S: BundleStore> Packager<B, C, S> {
     /// Streams what `produce` writes to s3://bucket/key: one PutObject when it fits in a part, a
     /// multipart upload otherwise, never more than three parts in memory. `produce` runs on a blocking
     /// thread; the upload is completed only when it succeeded.
@@ -59,54 +57,23 @@ impl Packager {
             (first, _) => {
                 let written = produced(producer.await)?;
                 self.s3
-                    .put_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .metadata(METADATA_SHA256, sha256)
-                    .content_type("application/zip")
-                    .body(ByteStream::from(first.unwrap_or_default()))
-                    .send()
-                    .await
-                    .map_err(|e| s3_error("PutObject", bucket, key, e))?;
+                    .upload_whole(bucket, key, sha256, first.unwrap_or_default())
+                    .await?;
                 return Ok(Stored::Uploaded(written));
             }
         };
-        let upload_id = self
-            .s3
-            .create_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .metadata(METADATA_SHA256, sha256)
-            .content_type("application/zip")
-            .send()
-            .await
-            .map_err(|e| s3_error("CreateMultipartUpload", bucket, key, e))?
-            .upload_id()
-            .unwrap_or_default()
-            .to_string();
+        let upload_id = self.s3.start_multipart(bucket, key, sha256).await?;
         let result = async {
             let mut completed = vec![];
             let mut next = Some(first);
             let mut queued = Some(second);
             while let Some(body) = next.take() {
                 let number = completed.len() as i32 + 1;
-                let part = self
+                let e_tag = self
                     .s3
-                    .upload_part()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .body(ByteStream::from(body))
-                    .send()
-                    .await
-                    .map_err(|e| s3_error("UploadPart", bucket, key, e))?;
-                completed.push(
-                    CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(part.e_tag().map(str::to_string))
-                        .build(),
-                );
+                    .upload_multipart_part(bucket, key, &upload_id, number, body)
+                    .await?;
+                completed.push((number, e_tag));
                 next = match queued.take() {
                     Some(b) => Some(b),
                     None => rx.recv().await,
@@ -120,30 +87,14 @@ impl Packager {
         let completed = match (result, written) {
             (Ok(parts), Ok(written)) => (parts, written),
             (Err(e), _) | (_, Err(e)) => {
-                let _ = self
-                    .s3
-                    .abort_multipart_upload()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
+                // Best effort: the failure reported is the one that stopped the upload.
+                let _ = self.s3.abort_multipart(bucket, key, &upload_id).await;
                 return Err(e);
             }
         };
         self.s3
-            .complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed.0))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| s3_error("CompleteMultipartUpload", bucket, key, e))?;
+            .complete_multipart(bucket, key, &upload_id, completed.0)
+            .await?;
         Ok(Stored::Uploaded(completed.1))
     }
 }

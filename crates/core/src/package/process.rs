@@ -4,29 +4,29 @@
 //! package that spans invocations.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::version::status_of;
-use super::{now_secs, PackageError, Packager, Settings, State};
+use super::version::Versions;
+use super::{BundleStore, PackageError, State};
 use crate::aws_error::AwsError;
-use crate::beanstalk::poll_delay;
+use crate::beanstalk::{poll_delay, BeanstalkApi};
+use crate::clock::{unix_seconds, Clock};
 use crate::outcome::Outcome;
 
-impl Packager {
+impl<B: BeanstalkApi, S: BundleStore, C: Clock> Versions<'_, B, S, C> {
     /// Ends the job, or hands back a token while Beanstalk processes the version.
     pub(super) async fn settle(
         &self,
-        settings: &Settings,
         state: State,
         status: String,
     ) -> Result<Outcome<State>, PackageError> {
+        let settings = self.settings;
         if !settings.process || status == "Processed" {
             return Ok(finished(state, settings.process));
         }
         if status == "Failed" {
-            return Err(self
-                .processing_failed(settings, &state.label, &status)
-                .await);
+            return Err(self.processing_failed(&state.label, &status).await);
         }
         let summary = format!(
             "version `{}` is {status}; waiting for Elastic Beanstalk to process it",
@@ -42,67 +42,43 @@ impl Packager {
     /// A continuation: polls the version for a while, then ends the job or hands back a new token.
     pub(super) async fn wait(
         &self,
-        settings: &Settings,
         state: State,
         budget: Duration,
     ) -> Result<Outcome<State>, PackageError> {
+        let settings = self.settings;
         let label = state.label.clone();
-        let poll = || async {
-            Ok(self
-                .version(&settings.application, &label)
-                .await?
-                .map(|v| status_of(&v)))
-        };
+        let poll = || async { Ok(self.version(&label).await?.map(|v| status_of(&v))) };
         let wait = Wait {
             application: &settings.application,
             timeout: settings.process_timeout,
             budget,
+            clock: self.clock,
         };
         match wait.run(poll, state).await? {
             Waited::Over(outcome) => Ok(outcome),
-            Waited::Failed { label, status } => {
-                Err(self.processing_failed(settings, &label, &status).await)
-            }
+            Waited::Failed { label, status } => Err(self.processing_failed(&label, &status).await),
         }
     }
 
-    async fn processing_failed(
-        &self,
-        settings: &Settings,
-        label: &str,
-        status: &str,
-    ) -> PackageError {
+    async fn processing_failed(&self, label: &str, status: &str) -> PackageError {
+        let settings = self.settings;
         let events = match self
             .beanstalk
-            .client()
-            .describe_events()
-            .application_name(&settings.application)
-            .version_label(label)
-            .max_records(20)
-            .send()
+            .version_events(&settings.application, label, 20)
             .await
         {
-            Ok(out) => {
-                let mut lines: Vec<String> = out
-                    .events()
+            Ok(events) => {
+                let lines: Vec<String> = events
                     .iter()
-                    .map(|e| {
-                        format!(
-                            "{} {}",
-                            e.severity().map(|s| s.as_str()).unwrap_or("INFO"),
-                            e.message().unwrap_or_default()
-                        )
-                    })
+                    .map(|e| format!("{} {}", e.severity, e.message))
                     .collect();
-                lines.reverse();
                 if lines.is_empty() {
                     "(no events)".to_string()
                 } else {
                     lines.join("\n")
                 }
             }
-            Err(e) => {
-                let mut e = crate::beanstalk::eb_error("DescribeEvents", e);
+            Err(mut e) => {
                 // The role may not read why: that is the failure to fix first, never left out.
                 if e.class() == crate::aws_error::ErrorClass::PermissionDenied {
                     e.message = format!(
@@ -145,15 +121,17 @@ pub(super) enum Waited {
 
 /// The processing wait of one invocation, apart from the SDK: `poll` reads the version's status
 /// (`None` when the version is gone).
-pub(super) struct Wait<'a> {
+pub(super) struct Wait<'a, C> {
     pub application: &'a str,
     /// UserParameters `process_timeout_minutes`, counted from `State::since`.
     pub timeout: Duration,
     /// How long this invocation may keep polling before it hands back a token.
     pub budget: Duration,
+    /// What the wait reads the time from and sleeps on.
+    pub clock: &'a C,
 }
 
-impl Wait<'_> {
+impl<C: Clock> Wait<'_, C> {
     pub(super) async fn run<P, F>(
         &self,
         mut poll: P,
@@ -163,7 +141,7 @@ impl Wait<'_> {
         P: FnMut() -> F,
         F: Future<Output = Result<Option<String>, PackageError>>,
     {
-        let started = Instant::now();
+        let started = self.clock.now();
         loop {
             let polled = match poll().await {
                 Err(PackageError::Aws(e)) => crate::aws_error::polled(Err(e))?,
@@ -172,12 +150,13 @@ impl Wait<'_> {
             let status = match polled {
                 Ok(status) => status,
                 Err(e) => {
-                    if now_secs().saturating_sub(state.since) > self.timeout.as_secs() {
+                    let now = unix_seconds(self.clock.now());
+                    if now.saturating_sub(state.since) > self.timeout.as_secs() {
                         return Err(self.timed_out_turned_away(state, e));
                     }
                     state.polls += 1;
                     let delay = poll_delay(state.polls);
-                    if started.elapsed() + delay > self.budget {
+                    if self.clock.since(started) + delay > self.budget {
                         let summary = format!(
                             "version `{}`: Elastic Beanstalk asked us to slow down; still waiting for it to be processed",
                             state.label
@@ -188,7 +167,7 @@ impl Wait<'_> {
                             percent: 50,
                         }));
                     }
-                    tokio::time::sleep(delay).await;
+                    self.clock.sleep(delay).await;
                     continue;
                 }
             };
@@ -210,7 +189,7 @@ impl Wait<'_> {
                 }
                 _ => {}
             }
-            let waited = now_secs().saturating_sub(state.since);
+            let waited = unix_seconds(self.clock.now()).saturating_sub(state.since);
             if waited > self.timeout.as_secs() {
                 return Err(PackageError::ProcessingTimeout {
                     application: self.application.to_string(),
@@ -222,7 +201,7 @@ impl Wait<'_> {
             // The backoff goes on across invocations (a long processing is polled every 10 s, not
             // quickly again after each hand-over).
             let delay = poll_delay(state.polls);
-            if started.elapsed() + delay > self.budget {
+            if self.clock.since(started) + delay > self.budget {
                 let summary = format!(
                     "version `{}` is {status} after {waited}s; still waiting for Elastic Beanstalk to process it",
                     state.label
@@ -234,7 +213,7 @@ impl Wait<'_> {
                     percent,
                 }));
             }
-            tokio::time::sleep(delay).await;
+            self.clock.sleep(delay).await;
         }
     }
 

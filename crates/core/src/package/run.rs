@@ -6,26 +6,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_elasticbeanstalk::types::ApplicationVersionDescription;
-
 use super::label::{bundle_key, default_bucket, render_label, LabelVars};
-use super::process::finished;
 use super::s3::{Stored, Target};
-use super::version::{already_exists, status_of};
-use super::{now_secs, LabelConflict, PackageError, Packager, Settings, State};
+use super::version::StoredBundle;
+use super::{BundleStore, PackageError, Packager, Settings, State};
 use crate::artifacts::{ArtifactError, ArtifactStore};
 use crate::aws_error::{AwsError, Service};
+use crate::beanstalk::BeanstalkApi;
 use crate::bundle::{self, BundleError, Plan};
+use crate::clock::Clock;
 use crate::job::{Artifact, Job};
-use crate::outcome::{truncate, Outcome};
+use crate::outcome::Outcome;
 
 /// How long one continuation invocation polls a processing version before handing back a token (less
 /// when Lambda's deadline is nearer): every hand-over costs a job report and CodePipeline's pause.
 const INLINE_POLL: Duration = Duration::from_secs(120);
-/// Longest summary carried in the continuation state.
-const SUMMARY_IN_STATE: usize = 1200;
 
-impl Packager {
+impl<B: BeanstalkApi, C: Clock, S: BundleStore> Packager<B, C, S> {
     /// One invocation: the whole packaging on the first, a processing wait on continuations.
     pub async fn run(
         &self,
@@ -39,7 +36,7 @@ impl Packager {
                 let budget = job
                     .waiting_budget()
                     .map_or(INLINE_POLL, |left| left.min(INLINE_POLL));
-                Box::pin(self.wait(settings, state, budget)).await
+                Box::pin(self.versions(settings).wait(state, budget)).await
             }
             None => Box::pin(self.package(job, settings)).await,
         }
@@ -103,10 +100,9 @@ impl Packager {
         let key = bundle_key(&settings.key_prefix, &settings.application, &label);
         let mut notes = describe_plan(&plan, size, &sha256);
 
-        if let Some(existing) = self.version(&settings.application, &label).await? {
-            return self
-                .existing(settings, &label, &existing, &sha256, notes)
-                .await;
+        let versions = self.versions(settings);
+        if let Some(found) = versions.found(&label, &sha256, &notes).await? {
+            return Ok(found);
         }
 
         let target = Target {
@@ -119,7 +115,7 @@ impl Packager {
                 if e.code.as_deref() == Some("NoSuchBucket") && settings.bucket.is_none() =>
             {
                 // Beanstalk's own bucket is made on first use of Beanstalk in a region; make it now.
-                self.create_storage_location(&bucket, e).await?;
+                versions.create_storage_location(&bucket, e).await?;
                 notes.push(format!(
                     "created Elastic Beanstalk's storage bucket {bucket} (CreateStorageLocation)"
                 ));
@@ -146,109 +142,13 @@ impl Packager {
             }
         }
 
-        let created = match self
-            .create(settings, &label, &bucket, &key, &sha256, &mut notes)
-            .await
-        {
-            Ok(v) => v,
-            Err(PackageError::Aws(e)) if already_exists(&e) => {
-                // Another invocation of this job created it meanwhile.
-                match self.version(&settings.application, &label).await? {
-                    Some(existing) => {
-                        return self
-                            .existing(settings, &label, &existing, &sha256, notes)
-                            .await
-                    }
-                    None => return Err(PackageError::Aws(e)),
-                }
-            }
-            Err(e) => return Err(e),
+        let stored = StoredBundle {
+            label: &label,
+            bucket: &bucket,
+            key: &key,
+            sha256: &sha256,
         };
-        // Bounded: it rides in the continuation token (2048 characters with the rest of the state).
-        let summary = truncate(
-            &format!(
-                "created version `{label}` of `{}`: {}",
-                settings.application,
-                notes.join("; ")
-            ),
-            SUMMARY_IN_STATE,
-        );
-        let state = State {
-            label,
-            bucket,
-            key,
-            sha256,
-            summary,
-            since: now_secs(),
-            polls: 0,
-            status: None,
-        };
-        self.settle(settings, state, status_of(&created)).await
-    }
-
-    /// The label exists: the same bundle means done (nothing created), another bundle is a conflict.
-    async fn existing(
-        &self,
-        settings: &Settings,
-        label: &str,
-        version: &ApplicationVersionDescription,
-        sha256: &str,
-        notes: Vec<String>,
-    ) -> Result<Outcome<State>, PackageError> {
-        let (bucket, key) = version
-            .source_bundle()
-            .map(|s| {
-                (
-                    s.s3_bucket().unwrap_or_default().to_string(),
-                    s.s3_key().unwrap_or_default().to_string(),
-                )
-            })
-            .unwrap_or_default();
-        let existing_sha256 = if bucket.is_empty() {
-            "(none: the version has no S3 source bundle)".to_string()
-        } else {
-            self.bundle_sha256(&bucket, &key)
-                .await?
-                .unwrap_or_else(|| "(none: the bundle object is missing)".into())
-        };
-        if existing_sha256 != sha256 {
-            return Err(PackageError::LabelConflict(Box::new(LabelConflict {
-                application: settings.application.clone(),
-                label: label.to_string(),
-                existing_bucket: bucket,
-                existing_key: key,
-                existing_sha256,
-                sha256: sha256.to_string(),
-            })));
-        }
-        let summary = truncate(
-            &format!(
-                "version `{label}` of `{}` already exists with this bundle (s3://{bucket}/{key}); nothing created: {}",
-                settings.application,
-                notes.join("; ")
-            ),
-            SUMMARY_IN_STATE,
-        );
-        let status = status_of(version);
-        let state = State {
-            label: label.to_string(),
-            bucket,
-            key,
-            sha256: sha256.to_string(),
-            summary,
-            since: now_secs(),
-            polls: 0,
-            status: None,
-        };
-        if settings.process && status == "Unprocessed" {
-            // Created earlier without `process`: Beanstalk will never process it by itself.
-            let mut done = finished(state, false);
-            if let Outcome::Succeeded { summary, .. } = &mut done {
-                summary.push_str("; note: that version was created without processing, so Elastic Beanstalk has not validated it");
-            }
-            return Ok(done);
-        }
-        self.settle(settings, state, status).await
+        versions.create(&stored, notes).await
     }
 
     fn bucket(&self, job: &Job, settings: &Settings) -> Result<String, PackageError> {

@@ -162,8 +162,9 @@ mod processing_wait {
     use std::time::Duration;
 
     use super::super::process::{Wait, Waited};
-    use super::super::{now_secs, PackageError, State};
+    use super::super::{PackageError, State};
     use crate::aws_error::{AwsError, Service};
+    use crate::clock::{unix_seconds, Clock, FakeClock};
     use crate::outcome::{FailureKind, Outcome};
     use crate::runner::ActionError;
 
@@ -188,7 +189,7 @@ mod processing_wait {
             key: "shop/v7.zip".into(),
             sha256: "ab".repeat(32),
             summary: "created version `v7`".into(),
-            since: now_secs() - ago,
+            since: unix_seconds(FakeClock::default().now()) - ago,
             polls: 3,
             status: status.map(str::to_string),
         }
@@ -217,6 +218,7 @@ mod processing_wait {
             application: "shop",
             timeout: Duration::from_secs(600),
             budget: Duration::ZERO,
+            clock: &FakeClock::default(),
         }
         .run(poll, state)
         .await

@@ -1,15 +1,152 @@
-//! Elastic Beanstalk's side of a version: finding a label, creating the version (pruning this
-//! application's oldest unused versions and retrying once when the account is at its version limit), and
-//! creating Beanstalk's storage bucket on first use. Apart from the sequence because pruning deletes
-//! things, and its rule (never a version an environment uses) should be read on its own.
+//! The version half of package: from a label and a stored bundle (or a label found taken) to the
+//! job's outcome, through Elastic Beanstalk, the stored bundles' checksums and the clock. Finding a
+//! label and judging what it holds, creating the version (pruning this application's oldest unused
+//! versions and retrying once when the account is at its version limit; adopting the version another
+//! invocation made meanwhile), and creating Beanstalk's storage bucket on first use. Apart from the
+//! sequence because it runs on the narrow traits alone (its unit tests are `sequence_tests.rs`), and
+//! because pruning deletes things and its rule (never a version an environment uses) should be read on
+//! its own.
 
-use aws_sdk_elasticbeanstalk::types::{ApplicationVersionDescription, S3Location, Tag};
-
-use super::{PackageError, Packager, Settings, TAG_SHA256};
+use super::process::finished;
+use super::{BundleStore, LabelConflict, PackageError, Settings, State, TAG_SHA256};
 use crate::aws_error::AwsError;
-use crate::beanstalk::BeanstalkApi;
+use crate::beanstalk::{ApplicationVersion, BeanstalkApi, NewVersion};
+use crate::clock::{unix_seconds, Clock};
+use crate::outcome::{truncate, Outcome};
 
-impl Packager {
+/// Longest summary carried in the continuation state.
+const SUMMARY_IN_STATE: usize = 1200;
+
+/// The version half over its clients: Beanstalk, the bundles' checksums and the clock.
+pub(super) struct Versions<'a, B, S, C> {
+    pub(super) beanstalk: &'a B,
+    pub(super) bundles: &'a S,
+    pub(super) clock: &'a C,
+    pub(super) settings: &'a Settings,
+}
+
+/// Where a stored bundle is, and what it is.
+pub(super) struct StoredBundle<'a> {
+    pub(super) label: &'a str,
+    pub(super) bucket: &'a str,
+    pub(super) key: &'a str,
+    pub(super) sha256: &'a str,
+}
+
+impl<B: BeanstalkApi, S: BundleStore, C: Clock> Versions<'_, B, S, C> {
+    /// Before anything is stored: the job's outcome when the label already exists (the same bundle:
+    /// done, nothing created; another bundle: a conflict), `None` when it does not.
+    pub(super) async fn found(
+        &self,
+        label: &str,
+        sha256: &str,
+        notes: &[String],
+    ) -> Result<Option<Outcome<State>>, PackageError> {
+        match self.version(label).await? {
+            Some(existing) => Ok(Some(self.existing(label, &existing, sha256, notes).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The bundle is stored: creates its version (or adopts the one another invocation of this job
+    /// created meanwhile), then ends the job or hands back a token while Beanstalk processes it.
+    pub(super) async fn create(
+        &self,
+        stored: &StoredBundle<'_>,
+        mut notes: Vec<String>,
+    ) -> Result<Outcome<State>, PackageError> {
+        let (label, sha256) = (stored.label, stored.sha256);
+        let created = match self.create_version(stored, &mut notes).await {
+            Ok(v) => v,
+            Err(PackageError::Aws(e)) if already_exists(&e) => {
+                // Another invocation of this job created it meanwhile.
+                return match self.version(label).await? {
+                    Some(existing) => self.existing(label, &existing, sha256, &notes).await,
+                    None => Err(PackageError::Aws(e)),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        // Bounded: it rides in the continuation token (2048 characters with the rest of the state).
+        let summary = truncate(
+            &format!(
+                "created version `{label}` of `{}`: {}",
+                self.settings.application,
+                notes.join("; ")
+            ),
+            SUMMARY_IN_STATE,
+        );
+        let state = State {
+            label: label.to_string(),
+            bucket: stored.bucket.to_string(),
+            key: stored.key.to_string(),
+            sha256: sha256.to_string(),
+            summary,
+            since: unix_seconds(self.clock.now()),
+            polls: 0,
+            status: None,
+        };
+        self.settle(state, status_of(&created)).await
+    }
+
+    /// The label exists: the same bundle means done (nothing created), another bundle is a conflict.
+    async fn existing(
+        &self,
+        label: &str,
+        version: &ApplicationVersion,
+        sha256: &str,
+        notes: &[String],
+    ) -> Result<Outcome<State>, PackageError> {
+        let settings = self.settings;
+        let (bucket, key) = version.bundle.clone().unwrap_or_default();
+        let existing_sha256 = if bucket.is_empty() {
+            "(none: the version has no S3 source bundle)".to_string()
+        } else {
+            self.bundles
+                .bundle_sha256(&bucket, &key)
+                .await?
+                .unwrap_or_else(|| "(none: the bundle object is missing)".into())
+        };
+        if existing_sha256 != sha256 {
+            return Err(PackageError::LabelConflict(Box::new(LabelConflict {
+                application: settings.application.clone(),
+                label: label.to_string(),
+                existing_bucket: bucket,
+                existing_key: key,
+                existing_sha256,
+                sha256: sha256.to_string(),
+            })));
+        }
+        let summary = truncate(
+            &format!(
+                "version `{label}` of `{}` already exists with this bundle (s3://{bucket}/{key}); nothing created: {}",
+                settings.application,
+                notes.join("; ")
+            ),
+            SUMMARY_IN_STATE,
+        );
+        let status = status_of(version);
+        let state = State {
+            label: label.to_string(),
+            bucket,
+            key,
+            sha256: sha256.to_string(),
+            summary,
+            since: unix_seconds(self.clock.now()),
+            polls: 0,
+            status: None,
+        };
+        if settings.process && status == "Unprocessed" {
+            // Created earlier without `process`: Beanstalk will never process it by itself.
+            let mut done = finished(state, false);
+            if let Outcome::Succeeded { summary, .. } = &mut done {
+                summary.push_str("; note: that version was created without processing, so Elastic Beanstalk has not validated it");
+            }
+            return Ok(done);
+        }
+        self.settle(state, status).await
+    }
+
     /// CreateStorageLocation, which makes `elasticbeanstalk-<region>-<account>`; fails with the original
     /// NoSuchBucket when it cannot, or when Beanstalk's bucket is another one.
     pub(super) async fn create_storage_location(
@@ -18,20 +155,13 @@ impl Packager {
         missing: AwsError,
     ) -> Result<(), PackageError> {
         let hint = "create it or set UserParameters field `bucket`";
-        match self
-            .beanstalk
-            .client()
-            .create_storage_location()
-            .send()
-            .await
-        {
-            Ok(out) if out.s3_bucket() == Some(bucket) => Ok(()),
-            Ok(out) => Err(PackageError::Config(format!(
+        match self.beanstalk.create_storage_location().await {
+            Ok(made) if made.as_deref() == Some(bucket) => Ok(()),
+            Ok(made) => Err(PackageError::Config(format!(
                 "{missing}; Elastic Beanstalk's storage bucket is {}, not {bucket}: {hint}",
-                out.s3_bucket().unwrap_or("(none)")
+                made.as_deref().unwrap_or("(none)")
             ))),
             Err(e) => {
-                let e = crate::beanstalk::eb_error("CreateStorageLocation", e);
                 // The role's trouble, not the pipeline's setup: a PermissionError naming the action.
                 if e.class() == crate::aws_error::ErrorClass::PermissionDenied {
                     return Err(PackageError::Aws(e));
@@ -45,55 +175,38 @@ impl Packager {
 
     pub(super) async fn version(
         &self,
-        application: &str,
         label: &str,
-    ) -> Result<Option<ApplicationVersionDescription>, PackageError> {
-        let out = self
+    ) -> Result<Option<ApplicationVersion>, PackageError> {
+        Ok(self
             .beanstalk
-            .client()
-            .describe_application_versions()
-            .application_name(application)
-            .version_labels(label)
-            .send()
-            .await
-            .map_err(|e| crate::beanstalk::eb_error("DescribeApplicationVersions", e))?;
-        Ok(out
-            .application_versions()
-            .iter()
-            .find(|v| v.version_label() == Some(label))
-            .cloned())
+            .application_version(&self.settings.application, label)
+            .await?)
     }
 
     /// CreateApplicationVersion, pruning and retrying once when the account is at its version limit
     /// and `prune_keep` allows it.
-    pub(super) async fn create(
+    async fn create_version(
         &self,
-        settings: &Settings,
-        label: &str,
-        bucket: &str,
-        key: &str,
-        sha256: &str,
+        stored: &StoredBundle<'_>,
         notes: &mut Vec<String>,
-    ) -> Result<ApplicationVersionDescription, PackageError> {
+    ) -> Result<ApplicationVersion, PackageError> {
+        let (settings, label) = (self.settings, stored.label);
         let mut pruned: Vec<String> = vec![];
+        let new = NewVersion {
+            application: settings.application.clone(),
+            label: label.to_string(),
+            description: settings.description.clone(),
+            bucket: stored.bucket.to_string(),
+            key: stored.key.to_string(),
+            process: settings.process,
+            auto_create_application: settings.create_application,
+            tags: vec![(TAG_SHA256.to_string(), stored.sha256.to_string())],
+        };
         loop {
-            let result = self
-                .beanstalk
-                .client()
-                .create_application_version()
-                .application_name(&settings.application)
-                .version_label(label)
-                .set_description(settings.description.clone())
-                .source_bundle(S3Location::builder().s3_bucket(bucket).s3_key(key).build())
-                .process(settings.process)
-                .auto_create_application(settings.create_application)
-                .tags(Tag::builder().key(TAG_SHA256).value(sha256).build())
-                .send()
-                .await
-                .map_err(|e| crate::beanstalk::eb_error("CreateApplicationVersion", e));
+            let result = self.beanstalk.create_application_version(&new).await;
             let e = match result {
-                Ok(out) => {
-                    return out.application_version().cloned().ok_or_else(|| {
+                Ok(created) => {
+                    return created.ok_or_else(|| {
                         PackageError::Internal(format!(
                             "CreateApplicationVersion returned no version for `{label}`"
                         ))
@@ -206,8 +319,11 @@ pub(super) fn already_exists(e: &AwsError) -> bool {
     e.code.as_deref() == Some("InvalidParameterValue") && e.message.contains("already exists")
 }
 
-pub(super) fn status_of(v: &ApplicationVersionDescription) -> String {
-    v.status()
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|| "Unprocessed".into())
+/// The version's status; Beanstalk's answer leaves it out for a version it has not processed.
+pub(super) fn status_of(v: &ApplicationVersion) -> String {
+    if v.status.is_empty() {
+        "Unprocessed".into()
+    } else {
+        v.status.clone()
+    }
 }
