@@ -1302,8 +1302,8 @@ fn request_parameters_are_read_from_the_builders() {
         BTreeSet::new(),
         "the clone of the live configuration is made without tags"
     );
-    // So do package's application versions.
-    let package = source("crates/core/src/beanstalk/api.rs");
+    // Package's application versions go through VersionsApi, implemented beside it.
+    let package = source("crates/core/src/beanstalk/versions.rs");
     assert_eq!(
         set("elasticbeanstalk", "create_application_version", &package),
         BTreeSet::from(["Tags".to_string()])

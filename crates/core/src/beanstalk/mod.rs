@@ -21,6 +21,7 @@ pub use crate::health_figures::HealthFigures;
 
 mod api;
 mod model;
+mod versions;
 
 pub use api::BeanstalkApi;
 use model::to_system_time;
@@ -28,6 +29,7 @@ pub use model::{
     ApplicationVersion, Environment, EnvironmentDetails, Event, Health, HealthGate, LaunchFrom,
     NewEnvironment, NewVersion, Status, Traffic,
 };
+pub use versions::VersionsApi;
 
 /// Tags beanswap puts on the environments it creates; retire only ever considers environments with them.
 pub const TAG_APPLICATION: &str = "beanswap:application";

@@ -23,6 +23,7 @@ mod rollback;
 mod run;
 #[cfg(test)]
 mod tests;
+mod throttle;
 mod words;
 
 pub use decide::decide;

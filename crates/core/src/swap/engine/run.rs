@@ -1,12 +1,13 @@
 //! [`run`]: one invocation of the swap sequence: observe, [`decide`], perform, until done, failed or
 //! handed over.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::observe::{latest_events, observe_aws};
+use super::throttle::{answered, turned_away};
 use super::{
-    decide, moved_back_report, Plan, Progress, State, Step, Throttled, View, OUTPUT_VARIABLES,
-    POLL_BAKE, POLL_CAPACITY, POLL_OBSERVE,
+    decide, moved_back_report, Plan, Progress, State, Step, View, OUTPUT_VARIABLES, POLL_BAKE,
+    POLL_CAPACITY, POLL_OBSERVE,
 };
 use crate::alarms::AlarmsApi;
 use crate::aws_error::{polled, unless_transient, AwsError};
@@ -514,48 +515,6 @@ where
             ));
         }
     }
-}
-
-/// A poll AWS answered: a run of turned-away polls of that kind is over.
-fn answered(state: &mut State, poll: &str) {
-    if state.throttled.as_ref().is_some_and(|t| t.poll == poll) {
-        state.throttled = None;
-    }
-}
-
-/// A poll AWS turned away (throttling, a moment's unavailability): skipped, unless AWS has turned
-/// that poll away without a break for the plan's timeout; then the job ends by the one rule
-/// (throttling is SystemUnavailable), saying `what` could not be done and naming the call.
-fn turned_away(
-    state: &mut State,
-    poll: &str,
-    e: AwsError,
-    now: SystemTime,
-    plan: &Plan,
-    what: &str,
-) -> Result<(), ActionError> {
-    let now = unix_seconds(now);
-    let since = match &state.throttled {
-        Some(t) if t.poll == poll => t.since,
-        _ => {
-            state.throttled = Some(Throttled {
-                since: now,
-                poll: poll.to_string(),
-            });
-            now
-        }
-    };
-    let waited = now.saturating_sub(since);
-    if waited < plan.timeout.as_secs() {
-        return Ok(());
-    }
-    let mut error = ActionError::from(e);
-    error.message = format!(
-        "{what}: AWS turned every attempt away for {waited} s (the action's timeout is {} s); the last: {}",
-        plan.timeout.as_secs(),
-        error.message
-    );
-    Err(error)
 }
 
 /// SwapEnvironmentCNAMEs, then polls until DescribeEnvironments shows `production` on `to`.
