@@ -205,15 +205,20 @@ impl Event {
     }
 
     pub(super) fn from_sdk(e: &EventDescription) -> Option<Self> {
-        Some(Event {
-            date: e.event_date().and_then(to_system_time)?,
+        Some(Self::dated(e, e.event_date().and_then(to_system_time)?))
+    }
+
+    /// The event as of `date`: its own date, or what the caller puts for an answer without one.
+    pub(super) fn dated(e: &EventDescription, date: SystemTime) -> Self {
+        Event {
+            date,
             severity: e
                 .severity()
                 .map(|s| s.as_str().to_string())
                 .unwrap_or_else(|| "INFO".into()),
             message: e.message().unwrap_or_default().to_string(),
             environment: e.environment_name().map(str::to_string),
-        })
+        }
     }
 }
 

@@ -176,17 +176,9 @@ impl VersionsApi for Beanstalk {
         let mut events: Vec<Event> = out
             .events()
             .iter()
-            .map(|e| Event {
-                date: e
-                    .event_date()
-                    .and_then(to_system_time)
-                    .unwrap_or(SystemTime::UNIX_EPOCH),
-                severity: e
-                    .severity()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_else(|| "INFO".into()),
-                message: e.message().unwrap_or_default().to_string(),
-                environment: e.environment_name().map(str::to_string),
+            .map(|e| {
+                let date = e.event_date().and_then(to_system_time);
+                Event::dated(e, date.unwrap_or(SystemTime::UNIX_EPOCH))
             })
             .collect();
         events.reverse();
