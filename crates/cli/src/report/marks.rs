@@ -48,17 +48,22 @@ pub fn marks(deployments: &[Deployment], events: &[Event]) -> Vec<Mark> {
             let moved_back = MOVED_BACK.iter().any(|m| a.summary.contains(m));
             let nothing_moved = a.summary.contains("nothing changed");
             let bakes = bakes(a);
+            // The bake after the move proves production had moved by its first report.
+            let moved_at = bakes.iter().find(|b| b.after_move).map(|b| b.at);
             match swaps.first() {
                 // Events are seen when the run polls them, a moment late; a report that production
                 // is baking proves it had moved by then.
                 Some(e) => out.push(Mark {
-                    at: bakes.first().map_or(e.at, |(b, _)| e.at.min(*b)),
+                    at: bakes.first().map_or(e.at, |b| e.at.min(b.at)),
                     kind: MarkKind::Swap,
                     label: format!("swap {}", d.label),
                     detail: e.message.clone(),
                 }),
-                None if a.ok && !nothing_moved => out.push(Mark {
-                    at: a.end,
+                // Moved by Route 53: by the first report that it bakes (a bake that caught a breach
+                // and moved production back failed the action, but production had moved), else by the
+                // action's end.
+                None if !nothing_moved && (a.ok || moved_at.is_some()) => out.push(Mark {
+                    at: moved_at.unwrap_or(a.end),
                     kind: MarkKind::Swap,
                     label: format!("swap {}", d.label),
                     detail: first_line(&a.summary).to_string(),
@@ -80,11 +85,11 @@ pub fn marks(deployments: &[Deployment], events: &[Event]) -> Vec<Mark> {
                     detail: first_line(&a.summary).to_string(),
                 });
             }
-            out.extend(bakes.into_iter().map(|(at, detail)| Mark {
-                at,
+            out.extend(bakes.into_iter().map(|b| Mark {
+                at: b.at,
                 kind: MarkKind::Bake,
                 label: format!("bake {}", d.label),
-                detail,
+                detail: b.detail,
             }));
         }
     }
@@ -100,10 +105,18 @@ pub fn marks(deployments: &[Deployment], events: &[Event]) -> Vec<Mark> {
     out
 }
 
+/// One bake's beginning: when, what the action reported then, and whether it is the bake after the
+/// move (not a weighted step's).
+struct BakeBegan {
+    at: Duration,
+    detail: String,
+    after_move: bool,
+}
+
 /// When a swap action's bakes began, from the state it carried between invocations (not from its
 /// wording): a weighted step short of 100 % bakes from the report that first carries it, the bake after
 /// the move from the first report that carries it. With the progress line reported then, if any.
-fn bakes(action: &Span) -> Vec<(Duration, String)> {
+fn bakes(action: &Span) -> Vec<BakeBegan> {
     let mut out = vec![];
     let mut step: Option<u8> = None;
     let mut after_move = false;
@@ -125,6 +138,7 @@ fn bakes(action: &Span) -> Vec<(Duration, String)> {
             )),
             _ => None,
         };
+        let is_after_move = state.baking.is_some();
         step = percent.or(step);
         if let Some(fallback) = began {
             let line = action
@@ -133,7 +147,11 @@ fn bakes(action: &Span) -> Vec<(Duration, String)> {
                 .rev()
                 .find(|(t, _)| t == at)
                 .map_or(fallback, |(_, l)| l.clone());
-            out.push((*at, line));
+            out.push(BakeBegan {
+                at: *at,
+                detail: line,
+                after_move: is_after_move,
+            });
         }
     }
     out

@@ -222,8 +222,9 @@ fn route53_swaps_rollbacks_and_bakes_are_marked_from_the_swap_action() {
         [
             (MarkKind::Bake, ms(2_000), "bake #2"),
             (MarkKind::Bake, ms(4_000), "bake #2"),
+            // Production had moved by the first report of the bake after the move.
+            (MarkKind::Swap, ms(7_000), "swap #2"),
             (MarkKind::Bake, ms(7_000), "bake #2"),
-            (MarkKind::Swap, ms(9_000), "swap #2"),
             (MarkKind::Rollback, ms(12_000), "rollback #3"),
         ]
     );
@@ -231,6 +232,39 @@ fn route53_swaps_rollbacks_and_bakes_are_marked_from_the_swap_action() {
     assert_eq!(
         marks[0].detail,
         "10% of `www` on `b`, 90% on `a`; baking 60s"
+    );
+}
+
+/// A Route 53 move whose bake caught a breach and moved production back failed the action, yet
+/// production had moved: the swap is marked when the bake after the move began, then the rollback.
+#[test]
+fn a_route53_move_the_bake_moved_back_is_still_a_swap() {
+    let mut swap = span("Swap / Swap", 1_000, 9_000);
+    swap.states = vec![
+        swap_state(1_500, None, false),
+        swap_state(3_000, None, true),
+        swap_state(6_000, None, true),
+    ];
+    swap.ok = false;
+    swap.summary =
+        "JobFailed: the bake caught `b` ... Restored the previous records: `a` serves `www` again"
+            .into();
+    let deployment = Deployment {
+        label: "#2".into(),
+        actions: vec![swap],
+        ..Deployment::default()
+    };
+    let got: Vec<(MarkKind, Duration)> = marks(&[deployment], &[])
+        .iter()
+        .map(|m| (m.kind, m.at))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (MarkKind::Swap, ms(3_000)),
+            (MarkKind::Bake, ms(3_000)),
+            (MarkKind::Rollback, ms(9_000)),
+        ]
     );
 }
 
