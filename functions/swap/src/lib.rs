@@ -153,18 +153,8 @@ impl UserParameters for Params {
                 ),
             ));
         }
-        let has_domain = self.domain.is_some() || self.hosted_zone_id.is_some();
-        if has_domain && (self.domain.is_none() || self.hosted_zone_id.is_none()) {
-            let missing = if self.domain.is_none() {
-                "domain"
-            } else {
-                "hosted_zone_id"
-            };
-            return Err(ParamsError::field(
-                missing,
-                "`domain` and `hosted_zone_id` go together",
-            ));
-        }
+        let has_domain =
+            beanswap_core::params::production_record(&self.hosted_zone_id, &self.domain)?.is_some();
         match self.mode {
             Mode::Cname if self.production_cname.is_none() => return Err(ParamsError::field(
                 "production_cname",
